@@ -1,0 +1,63 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// Kernels are compiled with AVX2/FMA and -Ounchecked even in debug builds, so that
+/// `swift test` (which builds in debug) runs numeric code at a usable speed.
+let kernelFlags: [SwiftSetting] = [
+    .unsafeFlags(["-Ounchecked", "-wmo", "-Xcc", "-mavx2", "-Xcc", "-mfma", "-Xcc", "-mf16c"]),
+]
+let fastFlags: [SwiftSetting] = [
+    .unsafeFlags(["-O", "-wmo", "-Xcc", "-mavx2", "-Xcc", "-mfma"]),
+]
+
+let package = Package(
+    name: "Loom",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "loom", targets: ["loom"]),
+        .library(name: "LoomTensor", targets: ["LoomTensor"]),
+        .library(name: "LoomNN", targets: ["LoomNN"]),
+        .library(name: "LoomTokenizer", targets: ["LoomTokenizer"]),
+        .library(name: "LoomData", targets: ["LoomData"]),
+        .library(name: "LoomTrain", targets: ["LoomTrain"]),
+        .library(name: "LoomInference", targets: ["LoomInference"]),
+        .library(name: "LoomEval", targets: ["LoomEval"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-numerics", from: "1.1.1"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "COpenBLAS",
+            path: "Sources/COpenBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]
+        ),
+        .target(
+            name: "LoomTensor",
+            dependencies: ["COpenBLAS", .product(name: "Numerics", package: "swift-numerics")],
+            swiftSettings: kernelFlags
+        ),
+        .target(name: "LoomNN", dependencies: ["LoomTensor"], swiftSettings: fastFlags),
+        .target(name: "LoomTokenizer", swiftSettings: fastFlags),
+        .target(name: "LoomData", dependencies: ["LoomTokenizer"], swiftSettings: fastFlags),
+        .target(name: "LoomInference", dependencies: ["LoomNN", "LoomTokenizer"], swiftSettings: fastFlags),
+        .target(name: "LoomTrain", dependencies: ["LoomNN", "LoomData", "LoomTokenizer"], swiftSettings: fastFlags),
+        .target(name: "LoomEval", dependencies: ["LoomInference", "LoomData", "LoomTrain"], swiftSettings: fastFlags),
+        .executableTarget(
+            name: "loom",
+            dependencies: [
+                "LoomTensor", "LoomNN", "LoomTokenizer", "LoomData", "LoomTrain", "LoomInference", "LoomEval",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: fastFlags
+        ),
+        .testTarget(name: "LoomTensorTests", dependencies: ["LoomTensor"]),
+        .testTarget(name: "LoomNNTests", dependencies: ["LoomNN"], resources: [.copy("Reference")]),
+        .testTarget(name: "LoomTokenizerTests", dependencies: ["LoomTokenizer"], resources: [.copy("Reference")]),
+        .testTarget(name: "LoomDataTests", dependencies: ["LoomData"]),
+        .testTarget(name: "LoomTrainTests", dependencies: ["LoomTrain", "LoomInference"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,1 @@
+// LoomData: corpus ingestion, cleaning, deduplication, token shards, and JSONL datasets.

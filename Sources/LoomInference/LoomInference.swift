@@ -1,0 +1,2 @@
+// LoomInference: KV cache, samplers and generation.
+@_exported import LoomNN

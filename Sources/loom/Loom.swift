@@ -1,0 +1,12 @@
+import ArgumentParser
+
+@main
+struct Loom: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "loom",
+        abstract: "Loom: a large language model pipeline in Swift, from raw text to an aligned chat model.",
+        subcommands: [
+            BenchCommand.self,
+        ]
+    )
+}
