@@ -4,10 +4,10 @@ import PackageDescription
 /// Kernels are compiled with AVX2/FMA and -Ounchecked even in debug builds, so that
 /// `swift test` (which builds in debug) runs numeric code at a usable speed.
 let kernelFlags: [SwiftSetting] = [
-    .unsafeFlags(["-Ounchecked", "-wmo", "-Xcc", "-mavx2", "-Xcc", "-mfma", "-Xcc", "-mf16c"]),
+    .unsafeFlags(["-Ounchecked", "-Xcc", "-mavx2", "-Xcc", "-mfma", "-Xcc", "-mf16c"]),
 ]
 let fastFlags: [SwiftSetting] = [
-    .unsafeFlags(["-O", "-wmo", "-Xcc", "-mavx2", "-Xcc", "-mfma"]),
+    .unsafeFlags(["-O", "-Xcc", "-mavx2", "-Xcc", "-mfma"]),
 ]
 
 let package = Package(

@@ -1,0 +1,74 @@
+import Foundation
+
+/// Cosines and sines of the rotary position embedding (Hugging Face Llama convention:
+/// the head vector is split into halves, not interleaved pairs), for positions
+/// `0..<maxPositions`. frequency_i = theta^(−2i/headDim), i < headDim/2.
+public final class RotaryTable: @unchecked Sendable {
+    public let headDim: Int
+    public let maxPositions: Int
+    public let theta: Double
+    let cosines: Storage   // [maxPositions, headDim/2]
+    let sines: Storage
+
+    public init(headDim: Int, maxPositions: Int, theta: Double) {
+        precondition(headDim % 2 == 0, "rotary embedding needs an even head dimension, got \(headDim)")
+        self.headDim = headDim
+        self.maxPositions = maxPositions
+        self.theta = theta
+        let half = headDim / 2
+        cosines = Storage(uninitializedCount: maxPositions * half)
+        sines = Storage(uninitializedCount: maxPositions * half)
+        for i in 0..<half {
+            // Hugging Face computes the inverse frequency and the angle in float32.
+            let inverseFrequency = Float(1.0 / Foundation.pow(theta, Double(2 * i) / Double(headDim)))
+            for p in 0..<maxPositions {
+                let angle = Float(p) * inverseFrequency
+                cosines.pointer[p * half + i] = Foundation.cos(angle)
+                sines.pointer[p * half + i] = Foundation.sin(angle)
+            }
+        }
+    }
+}
+
+/// Rotates every head of `x` (`[rows, heads·headDim]`) by the angle of its row's position.
+/// For i < half: y_i = x_i·cos − x_{i+half}·sin, y_{i+half} = x_{i+half}·cos + x_i·sin.
+///
+/// Backward is the inverse rotation (the transpose): dx_i = dy_i·cos + dy_{i+half}·sin,
+/// dx_{i+half} = dy_{i+half}·cos − dy_i·sin.
+public func rope(_ x: Tensor, table: RotaryTable, positions: [Int32]) -> Tensor {
+    let width = x.lastDimension, rows = x.rows, headDim = table.headDim, half = headDim / 2
+    precondition(width % headDim == 0, "rope: row width \(width) is not a multiple of head dim \(headDim)")
+    precondition(positions.count == rows, "rope: \(positions.count) positions for \(rows) rows")
+    let heads = width / headDim
+    if let bad = positions.first(where: { $0 < 0 || Int($0) >= table.maxPositions }) {
+        preconditionFailure("rope: position \(bad) outside 0..<\(table.maxPositions) (max_position_embeddings)")
+    }
+    let out = Tensor(uninitialized: x.shape)
+    let px = x.data, po = out.data, cosines = table.cosines.pointer, sines = table.sines.pointer
+    func rotate(_ src: UnsafeMutablePointer<Float>, _ dst: UnsafeMutablePointer<Float>, direction: Float) {
+        positions.withUnsafeBufferPointer { pos in
+            parallelRanges(rows, minimumChunk: 32) { range in
+                for r in range {
+                    let c = cosines + Int(pos[r]) * half, s = sines + Int(pos[r]) * half
+                    for h in 0..<heads {
+                        let a = src + r * width + h * headDim, y = dst + r * width + h * headDim
+                        for i in 0..<half {
+                            let x1 = a[i], x2 = a[i + half], sn = s[i] * direction
+                            y[i] += x1 * c[i] - x2 * sn
+                            y[i + half] += x2 * c[i] + x1 * sn
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Profiler.time("rope", phase: .forward) {
+        out.storage.zero()
+        rotate(px, po, direction: 1)
+    }
+    out.requiresGrad = Tape.recordIfNeeded("rope", inputs: [x]) {
+        guard let g = out.gradIfPresent?.pointer else { return }
+        rotate(g, x.grad.pointer, direction: -1)
+    }
+    return out
+}
