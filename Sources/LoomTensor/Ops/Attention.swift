@@ -39,7 +39,8 @@ public func causalAttention(q: Tensor, k: Tensor, v: Tensor, shape: AttentionSha
     let scale = 1 / Float(D).squareRoot()
     let recording = Tape.current != nil && (q.requiresGrad || k.requiresGrad || v.requiresGrad)
     let out = Tensor(uninitialized: [B * T, qStride])
-    let probabilities = Storage(uninitializedCount: recording ? B * H * T * T : T * T * Swift.min(B * H, Threading.threadCount))
+    // Kept for backward when recording; otherwise each task takes its own scratch block.
+    let probabilities: Storage? = recording ? Storage(uninitializedCount: B * H * T * T) : nil
     let pq = q.data, pk = k.data, pv = v.data, po = out.data
 
     Profiler.time("attention", phase: .forward) {
@@ -49,8 +50,8 @@ public func causalAttention(q: Tensor, k: Tensor, v: Tensor, shape: AttentionSha
             let kBase = pk + b * T * kvStride + g * D
             let vBase = pv + b * T * kvStride + g * D
             let oBase = po + b * T * qStride + h * D
-            // Without a tape the probabilities are scratch; tasks on one thread run in turn.
-            let pBase = probabilities.pointer + (recording ? task : task % Swift.min(B * H, Threading.threadCount)) * T * T
+            let scratch: Storage? = probabilities == nil ? Storage(uninitializedCount: T * T) : nil
+            let pBase = probabilities.map { $0.pointer + task * T * T } ?? scratch!.pointer
             var i0 = 0
             while i0 < T {
                 let i1 = Swift.min(i0 + attentionRowBlock, T), rowCount = i1 - i0
@@ -63,7 +64,7 @@ public func causalAttention(q: Tensor, k: Tensor, v: Tensor, shape: AttentionSha
             }
         }
     }
-    guard recording else { return out }
+    guard let probabilities else { return out }
     out.requiresGrad = Tape.recordIfNeeded("attention", inputs: [q, k, v]) {
         guard let gOut = out.gradIfPresent?.pointer else { return }
         let dq = q.grad.pointer, dk = k.grad.pointer, dv = v.grad.pointer

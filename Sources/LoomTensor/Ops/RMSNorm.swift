@@ -9,8 +9,9 @@ public func rmsNorm(_ x: Tensor, weight: Tensor, eps: Float) -> Tensor {
     precondition(weight.count == columns, "rmsNorm: weight has \(weight.count) elements, input rows have \(columns)")
     let out = Tensor(uninitialized: x.shape)
     let inverseRMS = Storage(uninitializedCount: rows)
-    let px = x.data, pw = weight.data, po = out.data, pr = inverseRMS.pointer
+    let px = x.data, pw = weight.data, po = out.data
     Profiler.time("rmsNorm", phase: .forward) {
+        let pr = inverseRMS.pointer
         parallelRanges(rows, minimumChunk: 16) { range in
             for r in range {
                 let row = px + r * columns, dst = po + r * columns
@@ -24,6 +25,7 @@ public func rmsNorm(_ x: Tensor, weight: Tensor, eps: Float) -> Tensor {
     }
     out.requiresGrad = Tape.recordIfNeeded("rmsNorm", inputs: [x, weight]) {
         guard let g = out.gradIfPresent?.pointer else { return }
+        let pr = inverseRMS.pointer   // captures the storage, keeping it alive until backward
         let chunks = Swift.max(1, Swift.min(Threading.threadCount, rows / 16))
         // Each thread sums its rows' weight gradient privately; the partial sums are added at the end.
         let partialWeightGrad = Storage(count: chunks * columns)

@@ -68,7 +68,7 @@ public func rope(_ x: Tensor, table: RotaryTable, positions: [Int32]) -> Tensor 
     }
     out.requiresGrad = Tape.recordIfNeeded("rope", inputs: [x]) {
         guard let g = out.gradIfPresent?.pointer else { return }
-        rotate(g, x.grad.pointer, direction: -1)
+        withExtendedLifetime(table) { rotate(g, x.grad.pointer, direction: -1) }
     }
     return out
 }
