@@ -85,7 +85,7 @@ books, current, current_name = [], [], None
 for line in text.split("\n"):
     m = re.fullmatch(r"((?:[123] )?[A-Z][A-Za-z ]+?) (\d+)", line)
     if m and m.group(2) == "1" and m.group(1) != current_name:
-        if current:
+        if "".join(current).strip():
             books.append("\n".join(current).strip("\n") + "\n")
         current, current_name = [], m.group(1)
     current.append(line)
