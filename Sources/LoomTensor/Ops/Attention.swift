@@ -121,15 +121,8 @@ public func causalAttention(q: Tensor, k: Tensor, v: Tensor, shape: AttentionSha
 /// Softmax over the first `valid` entries of a row in place; entries `valid..<width` become 0.
 @inline(__always)
 public func softmaxCausalRow(_ row: UnsafeMutablePointer<Float>, valid: Int, width: Int) {
-    var maxValue = -Float.infinity
-    for c in 0..<valid where row[c] > maxValue { maxValue = row[c] }
-    var total: Float = 0
-    for c in 0..<valid {
-        let e = Foundation.exp(row[c] - maxValue)
-        row[c] = e
-        total += e
-    }
-    let inverse = 1 / total
+    let maxValue = FastMath.maximum(row, count: valid)
+    let inverse = 1 / FastMath.exp(row, shift: -maxValue, into: row, count: valid)
     for c in 0..<valid { row[c] *= inverse }
     for c in valid..<width { row[c] = 0 }
 }

@@ -6,11 +6,8 @@ public let ignoredTarget: Int32 = -100
 /// Log-sum-exp of each row of `[rows, columns]` logits.
 @inline(__always)
 func rowLogSumExp(_ row: UnsafePointer<Float>, _ columns: Int) -> Float {
-    var maxValue = -Float.infinity
-    for c in 0..<columns where row[c] > maxValue { maxValue = row[c] }
-    var total: Float = 0
-    for c in 0..<columns { total += Foundation.exp(row[c] - maxValue) }
-    return maxValue + Foundation.log(total)
+    let maxValue = FastMath.maximum(row, count: columns)
+    return maxValue + Foundation.log(FastMath.expSum(row, shift: -maxValue, count: columns))
 }
 
 /// Mean cross-entropy of `logits` (`[rows, vocab]`) against one target per row; rows whose
@@ -53,7 +50,11 @@ public func crossEntropy(logits: Tensor, targets: [Int32]) -> Tensor {
             parallelRanges(rows, minimumChunk: 8) { range in
                 for r in range where tp[r] != ignoredTarget {
                     let row = pl + r * vocab, drow = dl + r * vocab, lse = logSumExp.pointer[r]
-                    for c in 0..<vocab { drow[c] += Foundation.exp(row[c] - lse) * factor }
+                    // softmax into the gradient row, then scale: two vector passes.
+                    let scratch = UnsafeMutablePointer<Float>.allocate(capacity: vocab)
+                    FastMath.exp(row, shift: -lse, into: scratch, count: vocab)
+                    for c in 0..<vocab { drow[c] += scratch[c] * factor }
+                    scratch.deallocate()
                     drow[Int(tp[r])] -= factor
                 }
             }
@@ -95,7 +96,10 @@ public func logSoftmaxGather(logits: Tensor, targets: [Int32]) -> Tensor {
             parallelRanges(rows, minimumChunk: 8) { range in
                 for r in range where tp[r] != ignoredTarget && g[r] != 0 {
                     let row = pl + r * vocab, drow = dl + r * vocab, lse = logSumExp.pointer[r], gr = g[r]
-                    for c in 0..<vocab { drow[c] -= gr * Foundation.exp(row[c] - lse) }
+                    let scratch = UnsafeMutablePointer<Float>.allocate(capacity: vocab)
+                    FastMath.exp(row, shift: -lse, into: scratch, count: vocab)
+                    for c in 0..<vocab { drow[c] -= gr * scratch[c] }
+                    scratch.deallocate()
                     drow[Int(tp[r])] += gr
                 }
             }

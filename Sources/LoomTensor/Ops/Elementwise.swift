@@ -15,15 +15,19 @@ enum Broadcast {
         else { preconditionFailure("\(op): cannot broadcast \(b.shape) onto \(a.shape)") }
     }
 
-    /// Index of b's element that pairs with a's element `i` (row `i / columns`).
-    @inline(__always)
-    func index(_ i: Int, columns: Int) -> Int {
-        switch self {
-        case .same: return i
-        case .row: return i % columns
-        case .column: return i / columns
-        case .scalar: return 0
-        }
+}
+
+/// Calls `body(i, j)` for every element i of a and its partner j in b. The switch sits
+/// outside the loops so that each loop is a plain, vectorisable one.
+@inline(__always)
+private func forEachPair(_ mode: Broadcast, count n: Int, columns: Int, _ body: (Int, Int) -> Void) {
+    switch mode {
+    case .same: for i in 0..<n { body(i, i) }
+    case .scalar: for i in 0..<n { body(i, 0) }
+    case .row:
+        for r in 0..<(n / columns) { let base = r * columns; for c in 0..<columns { body(base + c, c) } }
+    case .column:
+        for r in 0..<(n / columns) { let base = r * columns; for c in 0..<columns { body(base + c, r) } }
     }
 }
 
@@ -41,36 +45,17 @@ private func binary(
     let n = a.count
     let pa = a.data, pb = b.data, po = out.data
     Profiler.time(op, phase: .forward) {
-        switch mode {
-        case .same: for i in 0..<n { po[i] = forward(pa[i], pb[i]) }
-        case .scalar: let s = pb[0]; for i in 0..<n { po[i] = forward(pa[i], s) }
-        case .row:
-            for r in 0..<(n / columns) {
-                let base = r * columns
-                for c in 0..<columns { po[base + c] = forward(pa[base + c], pb[c]) }
-            }
-        case .column:
-            for r in 0..<(n / columns) {
-                let s = pb[r], base = r * columns
-                for c in 0..<columns { po[base + c] = forward(pa[base + c], s) }
-            }
-        }
+        forEachPair(mode, count: n, columns: columns) { i, j in po[i] = forward(pa[i], pb[j]) }
     }
     out.requiresGrad = Tape.recordIfNeeded(op, inputs: [a, b]) {
         guard let g = out.gradIfPresent?.pointer else { return }
         if a.requiresGrad {
             let ga = a.grad.pointer
-            for i in 0..<n {
-                let j = mode.index(i, columns: columns)
-                ga[i] += g[i] * dA(pa[i], pb[j], po[i])
-            }
+            forEachPair(mode, count: n, columns: columns) { i, j in ga[i] += g[i] * dA(pa[i], pb[j], po[i]) }
         }
         if b.requiresGrad {
             let gb = b.grad.pointer
-            for i in 0..<n {
-                let j = mode.index(i, columns: columns)
-                gb[j] += g[i] * dB(pa[i], pb[j], po[i])
-            }
+            forEachPair(mode, count: n, columns: columns) { i, j in gb[j] += g[i] * dB(pa[i], pb[j], po[i]) }
         }
     }
     return out
@@ -99,7 +84,29 @@ private func unary(
 // MARK: Binary ops (b broadcasts over a: same shape, one row, one value per row, or a scalar)
 
 public func add(_ a: Tensor, _ b: Tensor) -> Tensor {
-    binary("add", a, b, forward: { $0 + $1 }, dA: { _, _, _ in 1 }, dB: { _, _, _ in 1 })
+    guard a.shape == b.shape else {
+        return binary("add", a, b, forward: { $0 + $1 }, dA: { _, _, _ in 1 }, dB: { _, _, _ in 1 })
+    }
+    // Same shapes (the residual stream): the output's gradient passes through unchanged, so
+    // an input that has no gradient yet takes the output's gradient buffer itself instead
+    // of a zeroed copy plus an accumulation pass. Safe because ops run backward in reverse
+    // order: when this backward runs, every consumer of `out` has already added into it.
+    let n = a.count, out = Tensor(uninitialized: a.shape)
+    let pa = a.data, pb = b.data, po = out.data
+    Profiler.time("add", phase: .forward) { for i in 0..<n { po[i] = pa[i] + pb[i] } }
+    out.requiresGrad = Tape.recordIfNeeded("add", inputs: [a, b]) {
+        guard let g = out.gradIfPresent else { return }
+        var targets = [a, b].filter(\.requiresGrad)
+        if let i = targets.firstIndex(where: { $0.gradIfPresent == nil && $0.gradientSlot !== out.gradientSlot }) {
+            targets[i].gradientSlot.storage = g
+            targets.remove(at: i)
+        }
+        for t in targets {
+            let gt = t.grad.pointer, pg = g.pointer
+            for i in 0..<n { gt[i] += pg[i] }
+        }
+    }
+    return out
 }
 public func sub(_ a: Tensor, _ b: Tensor) -> Tensor {
     binary("sub", a, b, forward: { $0 - $1 }, dA: { _, _, _ in 1 }, dB: { _, _, _ in -1 })
