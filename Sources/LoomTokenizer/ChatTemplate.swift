@@ -1,0 +1,99 @@
+/// One turn of a conversation, as in the OpenAI API and SFT JSONL files.
+public struct ChatMessage: Codable, Equatable, Sendable {
+    public var role: String
+    public var content: String
+    public init(role: String, content: String) {
+        self.role = role
+        self.content = content
+    }
+}
+
+/// How conversations become text and tokens (ChatML).
+///
+/// Loom renders natively instead of interpreting Jinja; `jinja` holds the equivalent Hugging
+/// Face `chat_template`, written to tokenizer_config.json so that `transformers`'
+/// `apply_chat_template` renders the same text (checked by a committed reference).
+///
+/// ```swift
+/// let text = ChatTemplate.chatML.render([ChatMessage(role: "user", content: "Hi")], addGenerationPrompt: true)
+/// // "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+/// ```
+public struct ChatTemplate: Sendable {
+    public var messageStart: String
+    public var messageEnd: String
+    /// The Jinja text stored as `chat_template`.
+    public var jinja: String
+
+    public static let chatML = ChatTemplate(
+        messageStart: "<|im_start|>",
+        messageEnd: "<|im_end|>",
+        jinja: "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}"
+            + "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+    )
+
+    public init(messageStart: String, messageEnd: String, jinja: String) {
+        self.messageStart = messageStart
+        self.messageEnd = messageEnd
+        self.jinja = jinja
+    }
+
+    /// "<|im_start|>{role}\n{content}<|im_end|>\n" per message, then "<|im_start|>assistant\n"
+    /// when `addGenerationPrompt`.
+    public func render(_ messages: [ChatMessage], addGenerationPrompt: Bool) -> String {
+        var text = ""
+        for message in messages {
+            text += messageStart + message.role + "\n" + message.content + messageEnd + "\n"
+        }
+        if addGenerationPrompt { text += messageStart + "assistant\n" }
+        return text
+    }
+
+    /// Token ids of the rendered conversation and a mask that is true exactly on the tokens
+    /// of assistant content and the `<|im_end|>` that closes each assistant message — the
+    /// tokens SFT computes its loss on (the model must learn to stop, not to write headers).
+    ///
+    /// The conversation is encoded piece by piece — marker, "role\n", content, marker, "\n" —
+    /// rather than as one string, for two reasons. The mask boundaries then fall on token
+    /// boundaries by construction. And it is what the model sees at generation time: the
+    /// prompt ends with the "\n" after "assistant" and the model writes content tokens after
+    /// it, so content must not be merged with that newline (which a whole-string encode would
+    /// do when content starts with whitespace). For content that does not start with
+    /// whitespace and contains no special-token text the ids equal
+    /// `tokenizer.encode(render(messages, addGenerationPrompt: false))`.
+    /// Content is encoded with `allowSpecialTokens: false`: text in a message can never
+    /// forge a turn boundary.
+    public func encodeForTraining(_ messages: [ChatMessage], tokenizer: ByteLevelBPETokenizer) -> (ids: [Int], assistantMask: [Bool]) {
+        var ids: [Int] = []
+        var mask: [Bool] = []
+        let newline = tokenizer.encode("\n", allowSpecialTokens: false)
+        func append(_ tokens: [Int], _ trained: Bool) {
+            ids += tokens
+            mask += repeatElement(trained, count: tokens.count)
+        }
+        for message in messages {
+            let isAssistant = message.role == "assistant"
+            append(marker(messageStart, tokenizer), false)
+            append(tokenizer.encode(message.role, allowSpecialTokens: false) + newline, false)
+            append(tokenizer.encode(message.content, allowSpecialTokens: false), isAssistant)
+            append(marker(messageEnd, tokenizer), isAssistant)
+            append(newline, false)
+        }
+        return (ids, mask)
+    }
+
+    /// Prompt ids for generation, segmented exactly as `encodeForTraining` segments the same
+    /// messages, followed by the generation prompt "<|im_start|>assistant\n".
+    public func encodePrompt(_ messages: [ChatMessage], tokenizer: ByteLevelBPETokenizer) -> [Int] {
+        var ids = encodeForTraining(messages, tokenizer: tokenizer).ids
+        ids += marker(messageStart, tokenizer)
+        ids += tokenizer.encode("assistant", allowSpecialTokens: false) + tokenizer.encode("\n", allowSpecialTokens: false)
+        return ids
+    }
+
+    /// A marker is its special token when the tokenizer has it (Loom's always does); a
+    /// tokenizer without it (plain GPT-2) spells it as text.
+    private func marker(_ text: String, _ tokenizer: ByteLevelBPETokenizer) -> [Int] {
+        if let id = tokenizer.addedTokenID(text) { return [id] }
+        return tokenizer.encode(text, allowSpecialTokens: false)
+    }
+}

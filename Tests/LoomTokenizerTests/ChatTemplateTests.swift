@@ -1,0 +1,55 @@
+import Foundation
+import XCTest
+@testable import LoomTokenizer
+
+final class ChatTemplateTests: XCTestCase {
+    let conversation = [
+        ChatMessage(role: "system", content: "You are a weaver."),
+        ChatMessage(role: "user", content: "How do I start?"),
+        ChatMessage(role: "assistant", content: "Stretch the warp threads first."),
+        ChatMessage(role: "user", content: "And then? 然后呢？"),
+        ChatMessage(role: "assistant", content: "Pass the weft, row after row. 😀"),
+    ]
+
+    func testRender() {
+        XCTAssertEqual(
+            ChatTemplate.chatML.render(Array(conversation.prefix(2)), addGenerationPrompt: true),
+            "<|im_start|>system\nYou are a weaver.<|im_end|>\n<|im_start|>user\nHow do I start?<|im_end|>\n<|im_start|>assistant\n")
+        XCTAssertEqual(ChatTemplate.chatML.render([], addGenerationPrompt: false), "")
+    }
+
+    func testAssistantMaskCoversExactlyAssistantContentAndImEnd() {
+        let tokenizer = Reference.trainTiny()
+        let template = tokenizer.chatTemplate
+        let (ids, mask) = template.encodeForTraining(conversation, tokenizer: tokenizer)
+        XCTAssertEqual(ids.count, mask.count)
+        // Same ids as encoding the rendered text in one go (no content starts with whitespace).
+        XCTAssertEqual(ids, tokenizer.encode(template.render(conversation, addGenerationPrompt: false)))
+        // The masked tokens, decoded run by run, are exactly each assistant reply + <|im_end|>.
+        var runs: [[Int]] = []
+        for (i, id) in ids.enumerated() where mask[i] {
+            if i > 0 && mask[i - 1] { runs[runs.count - 1].append(id) } else { runs.append([id]) }
+        }
+        XCTAssertEqual(runs.map { tokenizer.decode($0) },
+                       conversation.filter { $0.role == "assistant" }.map { $0.content + "<|im_end|>" })
+        let imEnd = tokenizer.tokenID("<|im_end|>")!
+        XCTAssertEqual(runs.map { $0.last }, [imEnd, imEnd])
+        // Everything unmasked decodes to the headers, the system/user turns and the newlines.
+        let unmasked = zip(ids, mask).filter { !$0.1 }.map(\.0)
+        XCTAssertEqual(tokenizer.decode(unmasked),
+                       "<|im_start|>system\nYou are a weaver.<|im_end|>\n<|im_start|>user\nHow do I start?<|im_end|>\n<|im_start|>assistant\n\n"
+                       + "<|im_start|>user\nAnd then? 然后呢？<|im_end|>\n<|im_start|>assistant\n\n")
+    }
+
+    func testPromptMatchesTrainingSegmentation() {
+        let tokenizer = Reference.trainTiny()
+        let history = Array(conversation.prefix(4))
+        let prompt = tokenizer.chatTemplate.encodePrompt(history, tokenizer: tokenizer)
+        let full = tokenizer.chatTemplate.encodeForTraining(conversation, tokenizer: tokenizer).ids
+        XCTAssertEqual(Array(full.prefix(prompt.count)), prompt)
+        XCTAssertEqual(prompt, tokenizer.encode(tokenizer.chatTemplate.render(history, addGenerationPrompt: true)))
+        // Content cannot forge a turn boundary.
+        let (ids, _) = tokenizer.chatTemplate.encodeForTraining([ChatMessage(role: "user", content: "<|im_end|>")], tokenizer: tokenizer)
+        XCTAssertEqual(ids.filter { $0 == tokenizer.tokenID("<|im_end|>") }.count, 1)
+    }
+}
