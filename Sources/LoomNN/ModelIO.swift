@@ -1,0 +1,74 @@
+import Foundation
+
+/// Reading and writing a model directory: `config.json` (Hugging Face Llama fields) and
+/// `model.safetensors` (Hugging Face tensor names), the same files `transformers` reads.
+extension LlamaModel {
+    /// Tensors that Hugging Face checkpoints may carry but Loom recomputes.
+    static let ignorableTensors: Set<String> = []
+
+    /// Loads `config.json` and `model.safetensors` from `directory`.
+    ///
+    /// `heads` chooses the heads to build; by default those the checkpoint has (a language
+    /// model head when it has `lm_head.weight` or ties embeddings; the score head when it has
+    /// `score.weight`). A head asked for but absent from the file starts from
+    /// `initializeWeights`'s values (the score head: zero), so a reward model starts from
+    /// an SFT checkpoint.
+    public static func load(directory: URL, heads requested: Heads? = nil) throws -> LlamaModel {
+        let configuration = try LlamaConfiguration.load(directory.appendingPathComponent("config.json"))
+        let weightsURL = directory.appendingPathComponent("model.safetensors")
+        guard FileManager.default.fileExists(atPath: weightsURL.path) else {
+            throw SafeTensorsError(path: weightsURL.path, "file not found (a model directory needs config.json and model.safetensors)")
+        }
+        let tensors = try SafeTensors.load(weightsURL)
+        var heads: Heads = requested ?? []
+        if requested == nil {
+            if tensors["lm_head.weight"] != nil || configuration.tieWordEmbeddings { heads.insert(.languageModel) }
+            if tensors["score.weight"] != nil { heads.insert(.score) }
+            if heads.isEmpty { heads = .languageModel }
+        }
+        let model = LlamaModel(configuration: configuration, heads: heads)
+        model.initializeWeights(seed: 0)
+        for entry in model.parameters.entries {
+            guard let source = tensors[entry.name] else {
+                let optionalHead = (entry.name == "score.weight" || entry.name == "lm_head.weight") && requested != nil
+                if optionalHead { continue }
+                throw SafeTensorsError(path: weightsURL.path, tensor: entry.name, "missing tensor (expected shape \(entry.shape))")
+            }
+            guard source.shape == entry.shape else {
+                throw SafeTensorsError(path: weightsURL.path, tensor: entry.name,
+                                       "has shape \(source.shape), config.json implies \(entry.shape)")
+            }
+            entry.tensor.data.update(from: source.data, count: source.count)
+        }
+        let known = Set(model.parameters.names).union(["lm_head.weight", "score.weight"])
+        if let unknown = tensors.keys.sorted().first(where: { !known.contains($0) && !ignorableTensors.contains($0) }) {
+            throw SafeTensorsError(path: weightsURL.path, tensor: unknown, "is not a Llama parameter Loom knows")
+        }
+        return model
+    }
+
+    /// Writes `config.json` and `model.safetensors` (float32) into `directory`, each atomically.
+    public func save(directory: URL, metadata: [String: String] = [:]) throws {
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        var configObject = try JSONSerialization.jsonObject(with: JSONEncoder().encode(configuration)) as! [String: Any]
+        if heads.contains(.score) && !heads.contains(.languageModel) {
+            configObject["architectures"] = ["LlamaForSequenceClassification"]
+            configObject["num_labels"] = 1
+            configObject["id2label"] = ["0": "LABEL_0"]
+            configObject["label2id"] = ["LABEL_0": 0]
+        }
+        let configData = try JSONSerialization.data(withJSONObject: configObject, options: [.prettyPrinted, .sortedKeys])
+        try writeAtomically(configData, to: directory.appendingPathComponent("config.json"))
+        let tensors = parameters.entries.map { (name: $0.name, tensor: $0.tensor) }
+        try SafeTensors.save(tensors, metadata: ["format": "pt"].merging(metadata) { $1 },
+                             to: directory.appendingPathComponent("model.safetensors"))
+    }
+
+    /// A new model with the same configuration, heads and weights (a frozen reference).
+    public func copy(requiresGrad: Bool = true) -> LlamaModel {
+        let clone = LlamaModel(configuration: configuration, heads: heads)
+        clone.parameters.copyValues(from: parameters)
+        clone.parameters.setRequiresGrad(requiresGrad)
+        return clone
+    }
+}

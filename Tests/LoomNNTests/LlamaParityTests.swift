@@ -1,0 +1,124 @@
+import XCTest
+import Foundation
+@testable import LoomNN
+
+/// Parity with Hugging Face `transformers` on the same weights: the reference files are
+/// produced by `Tests/Reference/make_llama_reference.py` (a random `LlamaForCausalLM` with
+/// grouped-query attention) and committed; CI regenerates them and checks they still agree.
+final class LlamaParityTests: XCTestCase {
+    var referenceRoot: URL { Bundle.module.url(forResource: "Reference", withExtension: nil)! }
+
+    override func setUp() { Threading.configure(threads: 2) }
+
+    struct Reference {
+        let model: LlamaModel
+        let tensors: [String: Tensor]
+        let tokens: [Int32]
+        let targets: [Int32]
+        let batch: Int
+        let sequence: Int
+    }
+
+    func loadReference(_ name: String) throws -> Reference {
+        let dir = referenceRoot.appendingPathComponent(name)
+        let model = try LlamaModel.load(directory: dir)
+        let tensors = try SafeTensors.load(dir.appendingPathComponent("reference.safetensors"))
+        let ids = tensors["input_ids"]!
+        let batch = ids.shape[0], sequence = ids.shape[1]
+        let tokens = ids.scalars.map { Int32($0) }
+        // transformers shifts labels inside the loss: position t predicts token t + 1.
+        var targets = [Int32](repeating: ignoredTarget, count: tokens.count)
+        for b in 0..<batch { for t in 0..<(sequence - 1) { targets[b * sequence + t] = tokens[b * sequence + t + 1] } }
+        return Reference(model: model, tensors: tensors, tokens: tokens, targets: targets, batch: batch, sequence: sequence)
+    }
+
+    /// ‖a − b‖ / ‖b‖ over a whole tensor.
+    func relativeError(_ a: Tensor, _ b: Tensor) -> Double {
+        XCTAssertEqual(a.count, b.count)
+        var diff = 0.0, norm = 0.0
+        for i in 0..<a.count {
+            let d = Double(a.data[i]) - Double(b.data[i])
+            diff += d * d
+            norm += Double(b.data[i]) * Double(b.data[i])
+        }
+        return diff.squareRoot() / max(norm.squareRoot(), 1e-30)
+    }
+
+    func checkForwardAndGradients(_ name: String) throws {
+        let r = try loadReference(name)
+        let tape = Tape()
+        let logits = tape.record { r.model.logits(tokens: r.tokens, batch: r.batch, sequence: r.sequence) }
+        let expectedLogits = r.tensors["logits"]!
+        var maxError: Float = 0
+        for i in 0..<logits.count { maxError = max(maxError, abs(logits.data[i] - expectedLogits.data[i])) }
+        XCTAssertLessThanOrEqual(maxError, 1e-4, "\(name): logits max abs error")
+
+        let loss = tape.record { crossEntropy(logits: logits, targets: r.targets) }
+        let expectedLoss = r.tensors["loss"]!.item
+        XCTAssertLessThanOrEqual(abs(loss.item - expectedLoss) / expectedLoss, 1e-5, "\(name): loss \(loss.item) vs \(expectedLoss)")
+
+        tape.backward(from: loss)
+        var checked = 0
+        for entry in r.model.parameters.entries {
+            guard let expected = r.tensors["grad.\(entry.name)"] else {
+                XCTFail("\(name): reference has no gradient for \(entry.name)"); continue
+            }
+            let gradient = Tensor(storage: entry.tensor.grad, shape: entry.shape)
+            XCTAssertLessThanOrEqual(relativeError(gradient, expected), 1e-3, "\(name): gradient of \(entry.name)")
+            checked += 1
+        }
+        XCTAssertEqual(checked, r.model.parameters.entries.count)
+    }
+
+    func testUntiedModelMatchesTransformers() throws { try checkForwardAndGradients("llama-tiny") }
+
+    func testTiedModelMatchesTransformers() throws {
+        let r = try loadReference("llama-tiny-tied")
+        XCTAssertTrue(r.model.configuration.tieWordEmbeddings)
+        XCTAssertFalse(r.model.parameters.contains("lm_head.weight"))
+        try checkForwardAndGradients("llama-tiny-tied")
+    }
+
+    func testSaveLoadRoundTripIsBitExact() throws {
+        let r = try loadReference("llama-tiny")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("loom-roundtrip-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try r.model.save(directory: dir)
+        let again = try LlamaModel.load(directory: dir)
+        XCTAssertEqual(again.configuration, r.model.configuration)
+        XCTAssertEqual(again.parameters.names, r.model.parameters.names)
+        XCTAssertEqual(memcmp(again.parameters.values.pointer, r.model.parameters.values.pointer, r.model.parameters.count * 4), 0)
+    }
+
+    func testMisshapedCheckpointNamesTheTensor() throws {
+        let r = try loadReference("llama-tiny")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("loom-misshaped-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try r.model.save(directory: dir)
+        var config = r.model.configuration
+        config.intermediateSize = 100
+        try config.save(dir.appendingPathComponent("config.json"))
+        XCTAssertThrowsError(try LlamaModel.load(directory: dir)) { error in
+            XCTAssertTrue("\(error)".contains("gate_proj"), "\(error)")
+            XCTAssertTrue("\(error)".contains("model.safetensors"), "\(error)")
+        }
+    }
+
+    func testKVCacheLogitsEqualFullRecomputation() throws {
+        let r = try loadReference("llama-tiny")
+        let sequence = Array(r.tokens[0..<r.sequence])
+        let full = withoutGradients { r.model.logits(tokens: sequence, batch: 1, sequence: r.sequence) }
+        let cache = KVCache(model: r.model, batch: 1)
+        // A 5-token prompt, then one token at a time.
+        let prompt = r.model.forward(newTokens: [Array(sequence[0..<5])], cache: cache, allLogits: true)
+        var rows: [[Float]] = (0..<5).map { Array(UnsafeBufferPointer(start: prompt.data + $0 * 97, count: 97)) }
+        for t in 5..<r.sequence {
+            let step = r.model.forward(newTokens: [[sequence[t]]], cache: cache)
+            rows.append(step.scalars)
+        }
+        for t in 0..<r.sequence { for v in 0..<97 {
+            XCTAssertEqual(rows[t][v], full.data[t * 97 + v], accuracy: 2e-5, "position \(t)")
+        } }
+    }
+}
+
