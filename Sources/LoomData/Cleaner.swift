@@ -3,7 +3,8 @@ import Foundation
 /// Settings for `TextCleaner`.
 public struct CleaningOptions: Sendable, Codable, Equatable {
     /// Documents with fewer characters than this (after cleaning) are dropped as near-empty.
-    public var minCharacters = 16
+    /// Low on purpose: a Chinese proverb of five characters ("过犹不及。") is a real document.
+    public var minCharacters = 6
     /// Remove lines that repeat across many documents (navigation, licence lines, signatures).
     public var removeBoilerplate = true
     /// A line is boilerplate when it occurs in at least this many documents…

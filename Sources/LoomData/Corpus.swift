@@ -107,9 +107,15 @@ public struct Corpus: Sendable {
                     at: url, includingPropertiesForKeys: [.isRegularFileKey], options: [.skipsHiddenFiles]
                 ) else { throw DataError.unreadable(path: path, reason: "cannot list folder") }
                 var found: [URL] = []
+                // Report paths the way the folder was given (relative stays relative), so that
+                // manifests do not depend on where the repository is checked out.
+                let root = url.standardizedFileURL.path
+                let given = path.hasSuffix("/") ? String(path.dropLast()) : path
                 for case let child as URL in enumerator {
                     guard (try? child.resourceValues(forKeys: [.isRegularFileKey]))?.isRegularFile == true else { continue }
-                    if isSupported(child) { found.append(child) } else { ignored.append(child.path) }
+                    let childPath = child.standardizedFileURL.path
+                    let shown = childPath.hasPrefix(root + "/") ? URL(fileURLWithPath: given + String(childPath.dropFirst(root.count))) : child
+                    if isSupported(child) { found.append(shown) } else { ignored.append(shown.relativePath) }
                 }
                 files += found.sorted { $0.path < $1.path }
             } else {
@@ -141,7 +147,7 @@ public struct Corpus: Sendable {
     public mutating func read(_ url: URL, options: IngestOptions = IngestOptions()) throws {
         let sourceIndex = sources.count
         let limit = options.maxDocuments ?? Int.max
-        var summary = SourceSummary(path: url.path, bytes: Self.fileSize(url), textBytes: 0, documents: 0,
+        var summary = SourceSummary(path: url.relativePath, bytes: Self.fileSize(url), textBytes: 0, documents: 0,
                                     format: Self.isJSONL(url) ? "jsonl" : "text", skippedLines: 0)
         if Self.isJSONL(url) {
             let reader = JSONLReader(url: url)

@@ -22,7 +22,7 @@ public struct JSONLReader {
     public func forEachLine(_ body: (_ lineNumber: Int, _ line: ArraySlice<UInt8>) throws -> Void) throws {
         let bytes = try TextFiles.readBytes(url)
         if let offset = TextFiles.firstInvalidUTF8Offset(bytes) {
-            throw DataError.invalidUTF8(path: url.path, byteOffset: offset)
+            throw DataError.invalidUTF8(path: url.relativePath, byteOffset: offset)
         }
         var lineNumber = 0
         var start = 0
@@ -72,7 +72,7 @@ public struct JSONLReader {
             do {
                 result.append((lineNumber, try decoder.decode(T.self, from: Data(line))))
             } catch let error as DecodingError {
-                throw DataError.malformedJSONL(path: url.path, line: lineNumber, reason: Self.explain(error))
+                throw DataError.malformedJSONL(path: url.relativePath, line: lineNumber, reason: Self.explain(error))
             }
         }
         return result
@@ -85,10 +85,10 @@ public struct JSONLReader {
             value = try JSONSerialization.jsonObject(with: Data(line), options: [.fragmentsAllowed])
         } catch {
             let preview = String(decoding: line.prefix(60), as: UTF8.self)
-            throw DataError.malformedJSONL(path: url.path, line: lineNumber, reason: "invalid JSON: \(preview)\(line.count > 60 ? "…" : "")")
+            throw DataError.malformedJSONL(path: url.relativePath, line: lineNumber, reason: "invalid JSON: \(preview)\(line.count > 60 ? "…" : "")")
         }
         guard let object = value as? [String: Any] else {
-            throw DataError.malformedJSONL(path: url.path, line: lineNumber, reason: "expected a JSON object, found \(Self.describeJSONType(value))")
+            throw DataError.malformedJSONL(path: url.relativePath, line: lineNumber, reason: "expected a JSON object, found \(Self.describeJSONType(value))")
         }
         return object
     }
@@ -96,10 +96,10 @@ public struct JSONLReader {
     /// A required string field of a parsed line.
     public func string(_ key: String, in object: [String: Any], lineNumber: Int) throws -> String {
         guard let value = object[key] else {
-            throw DataError.malformedJSONL(path: url.path, line: lineNumber, reason: "missing \"\(key)\" field")
+            throw DataError.malformedJSONL(path: url.relativePath, line: lineNumber, reason: "missing \"\(key)\" field")
         }
         guard let string = value as? String else {
-            throw DataError.malformedJSONL(path: url.path, line: lineNumber, reason: "\"\(key)\" must be a string, found \(Self.describeJSONType(value))")
+            throw DataError.malformedJSONL(path: url.relativePath, line: lineNumber, reason: "\"\(key)\" must be a string, found \(Self.describeJSONType(value))")
         }
         return string
     }

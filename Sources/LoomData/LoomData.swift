@@ -11,3 +11,4 @@
 //   PreparePipeline        all of the above, as `loom prepare` runs it
 //   JSONLReader            JSON Lines with errors naming file and line (also for SFT/preference data)
 //   ProgressBar            progress on standard error
+//   TokenizerBridge        ByteLevelBPETokenizer as the CorpusTokenizer of PreparePipeline

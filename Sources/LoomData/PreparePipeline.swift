@@ -108,10 +108,20 @@ public enum PreparePipeline {
         }
 
         // 4. Split.
-        let (trainIndices, valIndices) = DatasetSplitter.split(count: unique.count, valFraction: options.valFraction, seed: options.seed)
+        // Stratified by source file; files that are one document each (a folder of plays) are
+        // stratified by their folder instead.
+        var groupIDs: [String: Int] = [:]
+        let groups = unique.map { document -> Int in
+            let source = corpus.sources[document.sourceIndex]
+            let key = source.documents == 1 ? URL(fileURLWithPath: source.path).deletingLastPathComponent().path + "/" : source.path
+            if let id = groupIDs[key] { return id }
+            groupIDs[key] = groupIDs.count
+            return groupIDs.count - 1
+        }
+        let (trainIndices, valIndices) = DatasetSplitter.split(groups: groups, valFraction: options.valFraction, seed: options.seed)
         let train = trainIndices.map { unique[$0] }
         let val = valIndices.map { unique[$0] }
-        log("split: \(train.count) train, \(val.count) validation documents (seed \(options.seed))")
+        log("split: \(train.count) train, \(val.count) validation documents (seed \(options.seed), stratified over \(groupIDs.count) sources)")
 
         // 5. Tokenizer.
         let out = options.outputDirectory

@@ -74,7 +74,7 @@ public final class ProgressBar: @unchecked Sendable {
             draw(final: false)
         } else if total > 0 {
             let decile = min(10, done * 10 / total)
-            guard decile > lastDecile, decile < 10 else { return }
+            guard decile > lastDecile, decile > 0, decile < 10 else { return }
             lastDecile = decile
             draw(final: false)
         }

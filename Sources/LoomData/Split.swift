@@ -50,8 +50,36 @@ public enum DatasetSplitter {
     /// Indices of the training and validation documents, each in the seeded shuffled order
     /// (so that a sequential reader of the shards sees sources mixed).
     public static func split(count: Int, valFraction: Double, seed: UInt64) -> (train: [Int], validation: [Int]) {
+        split(groups: [Int](repeating: 0, count: count), valFraction: valFraction, seed: seed)
+    }
+
+    /// A split stratified by group (for example, by source): each group gives `valFraction` of
+    /// its documents (rounded) to validation, so a corpus of a few long books and many short
+    /// sayings gets a validation set with some of each rather than whichever kind is most
+    /// numerous. Still at least one document in each split when there are two or more and
+    /// `valFraction` is above zero. Both lists come in a seeded shuffled order.
+    public static func split(groups: [Int], valFraction: Double, seed: UInt64) -> (train: [Int], validation: [Int]) {
+        let count = groups.count
+        var members: [Int: [Int]] = [:]
+        for (index, group) in groups.enumerated() { members[group, default: []].append(index) }
+        var isValidation = [Bool](repeating: false, count: count)
+        var valCount = 0
+        if valFraction > 0 {
+            for group in members.keys.sorted() {
+                let indices = members[group]!
+                let order = permutation(count: indices.count, seed: seed ^ Hashing.mix(UInt64(bitPattern: Int64(group))))
+                let take = Int((Double(indices.count) * valFraction).rounded())
+                for k in order.prefix(take) { isValidation[indices[k]] = true }
+                valCount += take
+            }
+        }
         let order = permutation(count: count, seed: seed)
-        let valCount = validationCount(documents: count, valFraction: valFraction)
-        return (Array(order[valCount...]), Array(order[..<valCount]))
+        let wanted = validationCount(documents: count, valFraction: valFraction)
+        if wanted > 0 && valCount == 0 {
+            isValidation[order[0]] = true
+        } else if wanted > 0 && valCount == count {
+            isValidation[order[0]] = false
+        }
+        return (order.filter { !isValidation[$0] }, order.filter { isValidation[$0] })
     }
 }

@@ -5,7 +5,7 @@ public enum TextFiles {
     /// The bytes of a file; a `.gz` file (or any file starting with the gzip magic number
     /// whose name ends in `.gz`) is decompressed.
     public static func readBytes(_ url: URL) throws -> [UInt8] {
-        let path = url.path
+        let path = url.relativePath
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw DataError.fileNotFound(path: path)
@@ -27,7 +27,7 @@ public enum TextFiles {
     /// The text of a file, which must be valid UTF-8 (a leading byte-order mark is dropped).
     /// Errors give the byte offset of the first bad byte (in the decompressed stream for `.gz`).
     public static func readText(_ url: URL) throws -> String {
-        try decodeUTF8(readBytes(url), path: url.path)
+        try decodeUTF8(readBytes(url), path: url.relativePath)
     }
 
     public static func decodeUTF8(_ bytes: [UInt8], path: String) throws -> String {

@@ -32,3 +32,23 @@ final class SplitTests: XCTestCase {
         XCTAssertEqual(rng.next(), 0xE220_A839_7B1D_CDAF)
     }
 }
+
+final class StratifiedSplitTests: XCTestCase {
+    func testEachGroupContributesItsShare() {
+        // 20 long "books" (group 0) and 1000 short "sayings" (group 1).
+        let groups = [Int](repeating: 0, count: 20) + [Int](repeating: 1, count: 1000)
+        let split = DatasetSplitter.split(groups: groups, valFraction: 0.1, seed: 9)
+        XCTAssertEqual(split.validation.filter { groups[$0] == 0 }.count, 2)
+        XCTAssertEqual(split.validation.filter { groups[$0] == 1 }.count, 100)
+        XCTAssertEqual(Set(split.train).union(split.validation).count, 1020)
+        let again = DatasetSplitter.split(groups: groups, valFraction: 0.1, seed: 9)
+        XCTAssertEqual(again.validation, split.validation)
+        XCTAssertEqual(again.train, split.train)
+    }
+
+    func testSmallGroupsStillGiveOneValidationDocument() {
+        let split = DatasetSplitter.split(groups: [0, 1, 2], valFraction: 0.05, seed: 3)
+        XCTAssertEqual(split.validation.count, 1)
+        XCTAssertEqual(split.train.count, 2)
+    }
+}
