@@ -99,7 +99,9 @@ struct PrepareCommand: ParsableCommand {
         do {
             result = try PreparePipeline.run(options)
         } catch let error as DataError {
-            throw ValidationError(error.description)
+            // A data problem is not a usage problem: say what and where, without the usage text.
+            FileHandle.standardError.write(Data("error: \(error.description)\n".utf8))
+            throw ExitCode.failure
         }
         print(Self.summary(result, seconds: Date().timeIntervalSince(start)))
     }
