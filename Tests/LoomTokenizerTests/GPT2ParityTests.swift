@@ -17,6 +17,24 @@ final class GPT2ParityTests: XCTestCase {
         }
     }
 
+    /// `ByteLevel(add_prefix_space: true)` prepends a space to every segment between added tokens.
+    func testAddPrefixSpaceMatchesPythonTokenizers() throws {
+        let expected = try Reference.expected("gpt2-expected.json")
+        let prefixIDs = try XCTUnwrap(expected.add_prefix_space_ids)
+        let url = Reference.directory.appendingPathComponent("gpt2-tokenizer.json")
+        var root = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+        var preTokenizer = try XCTUnwrap(root["pre_tokenizer"] as? [String: Any])
+        preTokenizer["add_prefix_space"] = true
+        root["pre_tokenizer"] = preTokenizer
+        let file = Reference.temporaryDirectory().appendingPathComponent("tokenizer.json")
+        try JSONSerialization.data(withJSONObject: root).write(to: file)
+        let tokenizer = try ByteLevelBPETokenizer(contentsOf: file)
+        for (string, ids) in zip(expected.strings, prefixIDs) {
+            let got = tokenizer.encode(string)
+            XCTAssertEqual(got, ids, "\(string.debugDescription): \(firstDifference(got, ids))")
+        }
+    }
+
     func testKnownIds() {
         // From GPT-2's vocabulary: "Hello" = 15496, " world" = 995, "!" = 0.
         XCTAssertEqual(Reference.gpt2.encode("Hello world!"), [15496, 995, 0])

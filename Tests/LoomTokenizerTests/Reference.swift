@@ -19,6 +19,7 @@ enum Reference {
     struct Expected: Decodable {
         var strings: [String]
         var ids: [[Int]]
+        var add_prefix_space_ids: [[Int]]?
         var decoded: [String]?
         var conversation: [ChatMessage]?
         var rendered: String?
