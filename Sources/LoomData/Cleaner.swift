@@ -14,7 +14,8 @@ public struct CleaningOptions: Sendable, Codable, Equatable {
     /// …but never fewer documents than this, so a small corpus keeps its ordinary lines.
     public var boilerplateFloor = 4
     /// Lines shorter than this many UTF-8 bytes (after trimming) are never boilerplate: short
-    /// lines such as "Exeunt.", "}" or "Amen." repeat because they are ordinary text.
+    /// lines such as "Exeunt.", "}" or "Amen." repeat because they are ordinary text. Lines
+    /// without a letter or digit are never boilerplate either.
     public var boilerplateMinLineBytes = 12
 
     public init() {}
@@ -226,7 +227,7 @@ public struct TextCleaner: Sendable {
             var seen = Set<Substring>()
             for line in document.text.split(separator: "\n") {
                 let key = Self.boilerplateKey(line)
-                if key.utf8.count >= options.boilerplateMinLineBytes && seen.insert(key).inserted {
+                if isBoilerplateCandidate(key) && seen.insert(key).inserted {
                     documentFrequency[key, default: 0] += 1
                 }
             }
@@ -243,7 +244,7 @@ public struct TextCleaner: Sendable {
             let lines = documents[index].text.split(separator: "\n", omittingEmptySubsequences: false)
             let keptLines = lines.filter { line in
                 let key = Self.boilerplateKey(line)
-                if key.utf8.count >= options.boilerplateMinLineBytes && boilerplate[key] != nil {
+                if isBoilerplateCandidate(key) && boilerplate[key] != nil {
                     removed += 1
                     return false
                 }
@@ -258,6 +259,13 @@ public struct TextCleaner: Sendable {
                 documents[index].text = text
             }
         }
+    }
+
+    /// Long enough, and with a letter or digit: lines of only punctuation ("-------", box
+    /// drawing, "}));") are structure such as underlines and rules, however often they repeat.
+    private func isBoilerplateCandidate(_ key: Substring) -> Bool {
+        key.utf8.count >= options.boilerplateMinLineBytes
+            && key.unicodeScalars.contains { $0.properties.isAlphabetic || $0.properties.numericType != nil }
     }
 
     /// Lines compare with surrounding spaces trimmed.

@@ -28,6 +28,7 @@ final class CleanerTests: XCTestCase {
             if i < 6 { text += "Subscribe to our newsletter today!\n" }
             if i < 2 { text += "Shared by only two docs here.\n" }
             text += "Exeunt.\n"  // short lines are never boilerplate
+            text += "--------------------\n"  // nor are lines of only punctuation
             documents.append(Document(text: text, position: i + 1))
         }
         var options = CleaningOptions()
@@ -42,7 +43,7 @@ final class CleanerTests: XCTestCase {
         XCTAssertEqual(cleaned.count, 10)
         XCTAssertFalse(cleaned.contains { $0.text.contains("Subscribe") })
         XCTAssertTrue(cleaned[0].text.contains("Shared by only two docs here."))
-        XCTAssertTrue(cleaned.allSatisfy { $0.text.hasSuffix("Exeunt.") })
+        XCTAssertTrue(cleaned.allSatisfy { $0.text.hasSuffix("Exeunt.\n--------------------") })
     }
 
     func testEmptyAndNearEmptyDocumentsDropped() {
