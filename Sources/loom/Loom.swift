@@ -7,6 +7,8 @@ struct Loom: ParsableCommand {
         abstract: "Loom: a large language model pipeline in Swift, from raw text to an aligned chat model.",
         subcommands: [
             BenchCommand.self,
+            PretrainCommand.self,
+            GenerateCommand.self,
             PrepareCommand.self,
             TokenizeCommand.self,
         ]

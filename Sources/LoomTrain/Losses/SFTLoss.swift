@@ -1,0 +1,37 @@
+/// Supervised fine-tuning: next-token cross-entropy on the assistant's tokens only.
+///
+/// A chat example is rendered through the chat template into one token sequence; the prompt,
+/// system and user turns are context, and only the assistant's replies are learned. That is a
+/// mask on the targets: position t predicts token t+1, and counts only when token t+1 belongs to
+/// an assistant turn. Masked targets are `ignoredTarget` (-100, PyTorch's `ignore_index`), so the
+/// loss is the mean over assistant tokens of the whole batch, as TRL's `SFTTrainer` with
+/// `assistant_only_loss=True` (and `completion_only_loss` for prompt/completion data).
+///
+///     let targets = assistantOnlyTargets(tokens: tokens, assistantMask: isAssistant, sequenceLength: 512)
+///     let loss = sftLoss(logits: model.logits(tokens), targets: targets)
+import Foundation
+
+/// Mean cross-entropy of `logits` (`[rows, vocab]`) over rows whose target is not `ignoredTarget`.
+/// With no counted row the loss is 0 (PyTorch gives NaN).
+public func sftLoss(logits: Tensor, targets: [Int32]) -> Tensor {
+    crossEntropy(logits: logits, targets: targets)
+}
+
+/// Next-token targets that count only assistant tokens.
+///
+/// `tokens` holds one or more sequences of `sequenceLength` tokens back to back (padding included);
+/// `assistantMask[i]` says whether `tokens[i]` was written by the assistant (and is not padding).
+/// The target of position i is `tokens[i + 1]` when that token is an assistant token of the same
+/// sequence, otherwise `ignoredTarget`; the last position of every sequence has no target.
+public func assistantOnlyTargets(tokens: [Int32], assistantMask: [Bool], sequenceLength: Int? = nil) -> [Int32] {
+    precondition(tokens.count == assistantMask.count,
+                 "assistantOnlyTargets: \(tokens.count) tokens, \(assistantMask.count) mask entries")
+    let length = sequenceLength ?? tokens.count
+    precondition(length > 0 && tokens.count % length == 0,
+                 "assistantOnlyTargets: \(tokens.count) tokens are not whole sequences of \(length)")
+    var targets = [Int32](repeating: ignoredTarget, count: tokens.count)
+    for i in tokens.indices where (i + 1) % length != 0 && assistantMask[i + 1] {
+        targets[i] = tokens[i + 1]
+    }
+    return targets
+}

@@ -1,0 +1,55 @@
+import Foundation
+
+/// Appends one JSON object per line to `metrics.jsonl` in a run directory.
+public final class MetricsLog {
+    public let url: URL
+    private let handle: FileHandle
+
+    /// Opens the log; when resuming from `step`, first drops lines logged after that step
+    /// by the interrupted run, so the log reads as one continuous run.
+    public init(directory: URL, resumingAfter step: Int? = nil) throws {
+        url = directory.appendingPathComponent("metrics.jsonl")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        if let step, let text = try? String(contentsOf: url, encoding: .utf8) {
+            let kept = text.split(separator: "\n").filter { line in
+                guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                      let s = object["step"] as? Int else { return true }
+                return s <= step
+            }
+            try writeAtomically(Data((kept.joined(separator: "\n") + (kept.isEmpty ? "" : "\n")).utf8), to: url)
+        } else if step == nil {
+            try Data().write(to: url)
+        }
+        if !FileManager.default.fileExists(atPath: url.path) { try Data().write(to: url) }
+        handle = try FileHandle(forWritingTo: url)
+        handle.seekToEndOfFile()
+    }
+
+    public func log(_ fields: [String: Any]) {
+        guard let data = try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys]) else { return }
+        handle.write(data)
+        handle.write(Data([0x0A]))
+    }
+
+    deinit { try? handle.close() }
+
+    /// Reads every line of a metrics file (for reports).
+    public static func read(_ url: URL) -> [[String: Any]] {
+        guard let text = try? String(contentsOf: url, encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+    }
+}
+
+/// "1m05s" style durations for ETAs.
+public func formatDuration(_ seconds: Double) -> String {
+    guard seconds.isFinite, seconds >= 0 else { return "?" }
+    let s = Int(seconds.rounded())
+    if s >= 3600 { return "\(s / 3600)h\(String(format: "%02d", (s % 3600) / 60))m" }
+    if s >= 60 { return "\(s / 60)m\(String(format: "%02d", s % 60))s" }
+    return "\(s)s"
+}
+
+/// Writes a line to standard error (progress and logs; standard output stays for results).
+public func logLine(_ text: String) {
+    FileHandle.standardError.write(Data((text + "\n").utf8))
+}

@@ -1,0 +1,236 @@
+import Foundation
+import LoomData
+import LoomTokenizer
+
+public struct TrainingError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Options of `loom pretrain`.
+public struct PretrainOptions {
+    public var configuration: TrainingConfiguration
+    public var dataDirectory: URL
+    public var outputDirectory: URL
+    /// Total optimizer steps (overrides `train.steps`).
+    public var steps: Int?
+    public var threads: Int
+    public var resume: Bool
+    /// Print a progress line every this many steps.
+    public var logInterval: Int
+    /// Model to start from instead of random initialisation (continued pretraining).
+    public var initialModel: URL?
+
+    public init(configuration: TrainingConfiguration, dataDirectory: URL, outputDirectory: URL, steps: Int? = nil,
+                threads: Int = 1, resume: Bool = false, logInterval: Int = 10, initialModel: URL? = nil) {
+        self.configuration = configuration; self.dataDirectory = dataDirectory; self.outputDirectory = outputDirectory
+        self.steps = steps; self.threads = threads; self.resume = resume; self.logInterval = logInterval
+        self.initialModel = initialModel
+    }
+}
+
+public struct EvaluationResult: Codable, Sendable {
+    public var loss: Double
+    /// Bits per UTF-8 byte of the evaluated text: total nats / ln 2 / bytes. Independent of
+    /// the tokenizer, so models with different vocabularies compare.
+    public var bitsPerByte: Double
+    public var tokens: Int
+    public var bytes: Int
+}
+
+public struct PretrainSummary: Codable, Sendable {
+    public var steps: Int
+    public var finalTrainLoss: Double
+    public var validation: EvaluationResult?
+    public var tokensPerSecond: Double
+    public var seconds: Double
+    public var parameters: Int
+}
+
+/// Draws `[batch, context + 1]` windows uniformly from a token dataset with a seeded
+/// generator: inputs are the first `context` tokens, targets the next ones.
+public struct WindowSampler {
+    public let dataset: TokenDataset
+    public let batch: Int
+    public let context: Int
+
+    public init(dataset: TokenDataset, batch: Int, context: Int) throws {
+        guard dataset.count > context + 1 else {
+            throw TrainingError("\(dataset.directory.path) (\(dataset.split)) holds \(dataset.count) tokens, fewer than one window of \(context + 1)")
+        }
+        self.dataset = dataset; self.batch = batch; self.context = context
+    }
+
+    public func sample(_ rng: inout SeededRandom) -> (inputs: [Int32], targets: [Int32]) {
+        var inputs = [Int32](repeating: 0, count: batch * context), targets = inputs
+        var window = [Int32](repeating: 0, count: context + 1)
+        for b in 0..<batch {
+            let start = rng.nextInt(below: dataset.count - context - 1)
+            window.withUnsafeMutableBufferPointer { dataset.copy(from: start, count: context + 1, into: $0.baseAddress!) }
+            for t in 0..<context {
+                inputs[b * context + t] = window[t]
+                targets[b * context + t] = window[t + 1]
+            }
+        }
+        return (inputs, targets)
+    }
+}
+
+/// Mean loss and bits per byte over a fixed set of validation windows (evenly spaced
+/// through the split, the same at every evaluation).
+public func evaluateLanguageModel(model: LlamaModel, dataset: TokenDataset, tokenizer: ByteLevelBPETokenizer,
+                                  batch: Int, context: Int, batches: Int) -> EvaluationResult {
+    let windows = min(batches * batch, max(1, (dataset.count - 1) / context))
+    let stride = max(context, (dataset.count - context - 1) / max(windows, 1))
+    var totalNats = 0.0, totalTokens = 0, totalBytes = 0
+    var w = 0
+    while w < windows {
+        let rows = min(batch, windows - w)
+        var inputs = [Int32](), targets = [Int32]()
+        for r in 0..<rows {
+            let start = min((w + r) * stride, dataset.count - context - 1)
+            let window = dataset.window(from: start, count: context + 1)
+            inputs += window.dropLast()
+            targets += window.dropFirst()
+            totalBytes += tokenizer.decodeBytes(window.dropFirst().map(Int.init)).count
+        }
+        let loss = withoutGradients { model.languageModelLoss(tokens: inputs, targets: targets, batch: rows, sequence: context) }
+        totalNats += Double(loss.item) * Double(rows * context)
+        totalTokens += rows * context
+        w += rows
+    }
+    let meanLoss = totalNats / Double(max(totalTokens, 1))
+    return EvaluationResult(loss: meanLoss, bitsPerByte: totalNats / Foundation.log(2.0) / Double(max(totalBytes, 1)),
+                            tokens: totalTokens, bytes: totalBytes)
+}
+
+/// Next-token pretraining on token shards: seeded windows, AdamW with warmup + cosine,
+/// gradient clipping and accumulation, periodic validation and atomic checkpoints, exact
+/// resume.
+public final class Pretrainer {
+    public let options: PretrainOptions
+    public init(options: PretrainOptions) { self.options = options }
+
+    @discardableResult
+    public func run() throws -> PretrainSummary {
+        let config = options.configuration
+        let train = config.train
+        let totalSteps = options.steps ?? train.steps
+        let out = options.outputDirectory
+        Threading.configure(threads: options.threads)
+
+        let trainData = try TokenDataset(directory: options.dataDirectory, split: "train")
+        let validationData = try? TokenDataset(directory: options.dataDirectory, split: "val")
+        let tokenizer = try ByteLevelBPETokenizer(contentsOf: options.dataDirectory.appendingPathComponent("tokenizer.json"))
+        guard tokenizer.vocabularySize <= config.model.vocabularySize else {
+            throw ConfigurationError("the tokenizer in \(options.dataDirectory.path) has \(tokenizer.vocabularySize) tokens but model.vocab_size is \(config.model.vocabularySize)")
+        }
+        var modelConfig = config.model
+        modelConfig.eosTokenID = tokenizer.endOfTextID
+        modelConfig.bosTokenID = tokenizer.endOfTextID
+        modelConfig.padTokenID = tokenizer.padID
+        let model: LlamaModel
+        if let initial = options.initialModel {
+            model = try LlamaModel.load(directory: initial)
+        } else {
+            model = LlamaModel(configuration: modelConfig)
+            model.initializeWeights(seed: train.seed)
+        }
+        let optimizer = AdamW(parameters: model.parameters, hyperparameters: train.adamHyperparameters)
+        let schedule = train.schedule(totalSteps: totalSteps)
+        let sampler = try WindowSampler(dataset: trainData, batch: train.batchSize, context: train.contextLength)
+
+        var state = TrainerState(step: 0, rng: SeededRandom(seed: train.seed &+ 1), tokensSeen: 0, stage: "pretrain",
+                                 totalSteps: totalSteps, configuration: config)
+        if options.resume {
+            state = try Checkpoint.restore(model: model, optimizer: optimizer, from: out)
+            guard state.stage == "pretrain" else { throw CheckpointError("\(out.path) holds a \(state.stage) checkpoint, not pretraining") }
+            logLine("resuming from step \(state.step) in \(out.path)")
+            state.totalSteps = totalSteps
+        } else if Checkpoint.hasState(out) {
+            logLine("note: \(out.path) already holds a checkpoint; starting over (use --resume to continue it)")
+        }
+        let metrics = try MetricsLog(directory: out, resumingAfter: options.resume ? state.step : nil)
+        let tokensPerStep = train.batchSize * train.contextLength * train.gradientAccumulation
+        logLine("pretraining \(model.parameters.count) parameters on \(trainData.count) tokens: \(totalSteps) steps × \(tokensPerStep) tokens, \(options.threads) thread(s)")
+
+        func evaluate() -> EvaluationResult? {
+            guard let validationData, validationData.count > train.contextLength + 1 else { return nil }
+            return evaluateLanguageModel(model: model, dataset: validationData, tokenizer: tokenizer, batch: train.batchSize,
+                                         context: train.contextLength, batches: train.evalBatches)
+        }
+        func checkpoint() throws {
+            try Checkpoint.save(model: model, optimizer: optimizer, state: state, tokenizer: tokenizer, to: out)
+        }
+
+        let start = Date()
+        let firstStep = state.step
+        var lastLoss = Double.nan, validation: EvaluationResult? = nil
+        var windowStart = Date(), windowTokens = 0
+        while state.step < totalSteps {
+            let lr = schedule.learningRate(at: state.step)
+            model.parameters.zeroGradients()
+            var stepLoss = 0.0
+            for _ in 0..<train.gradientAccumulation {
+                let batch = sampler.sample(&state.rng)
+                let tape = Tape()
+                let loss = tape.record {
+                    model.languageModelLoss(tokens: batch.inputs, targets: batch.targets, batch: train.batchSize, sequence: train.contextLength)
+                }
+                guard loss.item.isFinite else {
+                    throw TrainingError("loss is \(loss.item) at step \(state.step + 1); stopping. The last good checkpoint (step \(Checkpoint.hasState(out) ? String((try? Checkpoint.loadState(out).step) ?? 0) : "none")) is kept in \(out.path). Try a lower learning_rate.")
+                }
+                tape.backward(from: loss, seed: 1 / Float(train.gradientAccumulation))
+                stepLoss += Double(loss.item) / Double(train.gradientAccumulation)
+            }
+            let gradNorm = clipGradientNorm(model.parameters, maxNorm: train.gradClip)
+            guard gradNorm.isFinite else {
+                throw TrainingError("gradient norm is \(gradNorm) at step \(state.step + 1); stopping with the last good checkpoint kept in \(out.path)")
+            }
+            optimizer.update(learningRate: lr)
+            state.step += 1
+            state.tokensSeen += tokensPerStep
+            windowTokens += tokensPerStep
+            lastLoss = stepLoss
+            let elapsed = Date().timeIntervalSince(start)
+            let windowSeconds = Date().timeIntervalSince(windowStart)
+            let tokensPerSecond = Double(windowTokens) / max(windowSeconds, 1e-9)
+            var record: [String: Any] = ["step": state.step, "loss": stepLoss, "lr": Double(lr), "grad_norm": Double(gradNorm),
+                                         "tokens_per_second": tokensPerSecond, "elapsed": elapsed, "tokens": state.tokensSeen]
+            let isLast = state.step == totalSteps
+            if train.evalInterval > 0 && (state.step % train.evalInterval == 0 || isLast), let v = evaluate() {
+                validation = v
+                record["val_loss"] = v.loss
+                record["val_bpb"] = v.bitsPerByte
+            }
+            metrics.log(record)
+            if state.step % max(1, options.logInterval) == 0 || isLast || record["val_loss"] != nil {
+                let eta = Double(totalSteps - state.step) * Double(tokensPerStep) / max(tokensPerSecond, 1e-9)
+                let bar = progressBar(fraction: Double(state.step) / Double(totalSteps))
+                var line = String(format: "%@ step %d/%d | loss %.4f | lr %.2e | grad %.2f | %.0f tok/s | ETA %@",
+                                  bar, state.step, totalSteps, stepLoss, lr, gradNorm, tokensPerSecond, formatDuration(eta))
+                if let v = record["val_loss"] as? Double { line += String(format: " | val %.4f (%.3f bpb)", v, record["val_bpb"] as! Double) }
+                logLine(line)
+                windowStart = Date(); windowTokens = 0
+            }
+            if train.checkpointInterval > 0 && state.step % train.checkpointInterval == 0 && !isLast { try checkpoint() }
+        }
+        if validation == nil { validation = evaluate() }
+        try checkpoint()
+        let seconds = Date().timeIntervalSince(start)
+        let summary = PretrainSummary(steps: state.step, finalTrainLoss: lastLoss, validation: validation,
+                                      tokensPerSecond: Double((state.step - firstStep) * tokensPerStep) / max(seconds, 1e-9), seconds: seconds,
+                                      parameters: model.parameters.count)
+        if let v = validation {
+            logLine(String(format: "done: %d steps in %@, val loss %.4f, %.3f bits/byte; model in %@", state.step,
+                           formatDuration(seconds), v.loss, v.bitsPerByte, out.path))
+        }
+        return summary
+    }
+}
+
+/// A 20-cell text progress bar.
+public func progressBar(fraction: Double) -> String {
+    let cells = 20, filled = Int((min(max(fraction, 0), 1) * Double(cells)).rounded(.down))
+    return "[" + String(repeating: "█", count: filled) + String(repeating: "·", count: cells - filled) + "]"
+}

@@ -1,0 +1,86 @@
+import ArgumentParser
+import Foundation
+import LoomInference
+import LoomTokenizer
+import LoomTrain
+
+/// A model directory's model and tokenizer.
+func loadModelAndTokenizer(_ directory: String) throws -> (LlamaModel, ByteLevelBPETokenizer) {
+    let url = URL(fileURLWithPath: directory)
+    let model = try LlamaModel.load(directory: url)
+    let tokenizer = try ByteLevelBPETokenizer(contentsOf: url.appendingPathComponent("tokenizer.json"))
+    guard tokenizer.vocabularySize <= model.configuration.vocabularySize else {
+        throw ValidationError("\(directory): tokenizer has \(tokenizer.vocabularySize) tokens, model vocab_size is \(model.configuration.vocabularySize)")
+    }
+    return (model, tokenizer)
+}
+
+/// Writes decoded text as tokens arrive, holding back bytes of an incomplete UTF-8 character.
+struct StreamingDecoder {
+    let tokenizer: ByteLevelBPETokenizer
+    var pending: [UInt8] = []
+
+    mutating func push(_ token: Int32) -> String {
+        pending += tokenizer.decodeBytes([Int(token)])
+        // Emit the longest prefix that is complete UTF-8.
+        var end = pending.count
+        while end > 0 {
+            if String(validating: pending[0..<end], as: UTF8.self) != nil { break }
+            end -= 1
+            if pending.count - end > 3 { end = pending.count; break }   // invalid bytes: emit as they are
+        }
+        let text = String(decoding: pending[0..<end], as: UTF8.self)
+        pending.removeFirst(end)
+        return text
+    }
+
+    mutating func flush() -> String {
+        defer { pending = [] }
+        return String(decoding: pending, as: UTF8.self)
+    }
+}
+
+struct SamplingOptions: ParsableArguments {
+    @Option(help: "Maximum new tokens.") var maxTokens: Int = 128
+    @Option(help: "Temperature; 0 = greedy.") var temperature: Float = 0.8
+    @Option(help: "Keep the k most likely tokens (0 = all).") var topK: Int = 0
+    @Option(help: "Nucleus sampling mass.") var topP: Float = 0.95
+    @Option(help: "Repetition penalty (1 = none).") var repetitionPenalty: Float = 1
+    @Option(help: "Random seed.") var seed: UInt64 = 0
+
+    var parameters: SamplingParameters {
+        SamplingParameters(temperature: temperature, topK: topK, topP: topP, repetitionPenalty: repetitionPenalty, seed: seed)
+    }
+}
+
+struct GenerateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "generate",
+        abstract: "Continue a prompt with a model; the generated text goes to stdout, statistics to stderr.")
+
+    @Option(help: "Model directory.") var model: String
+    @Option(help: "Prompt text.") var prompt: String
+    @OptionGroup var sampling: SamplingOptions
+    @Option(help: "Threads.") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    @Flag(help: "Render the prompt as a user turn with the chat template.") var chat = false
+
+    func run() throws {
+        Threading.configure(threads: threads)
+        try sampling.parameters.validate()
+        let (model, tokenizer) = try loadModelAndTokenizer(model)
+        let text = chat ? tokenizer.chatTemplate.render([ChatMessage(role: "user", content: prompt)], addGenerationPrompt: true) : prompt
+        let ids = tokenizer.encode(text).map(Int32.init)
+        guard !ids.isEmpty else { throw ValidationError("--prompt is empty") }
+        var stops: Set<Int32> = [Int32(tokenizer.endOfTextID)]
+        if let end = tokenizer.tokenID("<|im_end|>") { stops.insert(Int32(end)) }
+        var decoder = StreamingDecoder(tokenizer: tokenizer)
+        let result = Generator(model: model, stopTokens: stops).generate(prompt: ids, maxTokens: sampling.maxTokens, sampling: sampling.parameters) { token in
+            FileHandle.standardOutput.write(Data(decoder.push(token).utf8))
+            return true
+        }
+        FileHandle.standardOutput.write(Data((decoder.flush() + "\n").utf8))
+        logLine(String(format: "[%d prompt tokens at %.0f tok/s, %d generated at %.1f tok/s, finish: %@]",
+                       result.promptTokens, result.promptTokensPerSecond, result.tokens.count,
+                       result.decodeTokensPerSecond, result.finishReason.rawValue))
+    }
+}

@@ -1,0 +1,33 @@
+import ArgumentParser
+import Foundation
+import LoomTrain
+
+struct PretrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pretrain",
+        abstract: "Train a base model by next-token prediction on token shards from `loom prepare`.",
+        discussion: """
+        Writes a model directory (config.json, model.safetensors, tokenizer.json, tokenizer_config.json) plus resume \
+        state (optimizer.safetensors, trainer_state.json) and metrics.jsonl. --steps is the total number of optimizer \
+        steps; with --resume the run continues from the checkpoint in --out up to that total, exactly as if it had \
+        not stopped.
+        """)
+
+    @Option(help: "Run configuration (see configs/).") var config: String = "configs/tiny.json"
+    @Option(help: "Directory written by `loom prepare`.") var data: String
+    @Option(help: "Output model directory.") var out: String
+    @Option(help: "Total optimizer steps (overrides train.steps).") var steps: Int?
+    @Option(help: "Threads.") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    @Flag(help: "Continue from the checkpoint in --out.") var resume = false
+    @Option(help: "Print a progress line every N steps.") var logInterval: Int = 10
+    @Option(help: "Start from this model directory instead of random weights.") var initFrom: String?
+
+    func run() throws {
+        let configuration = try TrainingConfiguration.load(URL(fileURLWithPath: config))
+        let options = PretrainOptions(configuration: configuration, dataDirectory: URL(fileURLWithPath: data),
+                                      outputDirectory: URL(fileURLWithPath: out), steps: steps, threads: threads,
+                                      resume: resume, logInterval: logInterval,
+                                      initialModel: initFrom.map { URL(fileURLWithPath: $0) })
+        try Pretrainer(options: options).run()
+    }
+}
