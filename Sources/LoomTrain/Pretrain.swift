@@ -12,8 +12,13 @@ public struct PretrainOptions {
     public var configuration: TrainingConfiguration
     public var dataDirectory: URL
     public var outputDirectory: URL
-    /// Total optimizer steps (overrides `train.steps`).
+    /// Total optimizer steps of the run: where it stops (default `train.steps`). The
+    /// learning-rate schedule always spans `scheduleSteps` (default `train.steps`), never the
+    /// stopping point, so `--steps 10` then `--steps 20 --resume` retraces `--steps 20`
+    /// exactly (nanoGPT's `lr_decay_iters` versus `max_iters`).
     public var steps: Int?
+    /// Length of the warmup + cosine schedule (default `train.steps`).
+    public var scheduleSteps: Int?
     public var threads: Int
     public var resume: Bool
     /// Print a progress line every this many steps.
@@ -137,7 +142,7 @@ public final class Pretrainer {
             model.initializeWeights(seed: train.seed)
         }
         let optimizer = AdamW(parameters: model.parameters, hyperparameters: train.adamHyperparameters)
-        let schedule = train.schedule(totalSteps: totalSteps)
+        let schedule = train.schedule(totalSteps: options.scheduleSteps ?? train.steps)
         let sampler = try WindowSampler(dataset: trainData, batch: train.batchSize, context: train.contextLength)
 
         var state = TrainerState(step: 0, rng: SeededRandom(seed: train.seed &+ 1), tokensSeen: 0, stage: "pretrain",

@@ -16,7 +16,8 @@ struct PretrainCommand: ParsableCommand {
     @Option(help: "Run configuration (see configs/).") var config: String = "configs/tiny.json"
     @Option(help: "Directory written by `loom prepare`.") var data: String
     @Option(help: "Output model directory.") var out: String
-    @Option(help: "Total optimizer steps (overrides train.steps).") var steps: Int?
+    @Option(help: "Total optimizer steps: where the run stops (default train.steps).") var steps: Int?
+    @Option(help: "Length of the warmup + cosine learning-rate schedule (default train.steps); independent of --steps so that stopping and resuming retraces a straight run.") var scheduleSteps: Int?
     @Option(help: "Threads.") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
     @Flag(help: "Continue from the checkpoint in --out.") var resume = false
     @Option(help: "Print a progress line every N steps.") var logInterval: Int = 10
@@ -24,10 +25,11 @@ struct PretrainCommand: ParsableCommand {
 
     func run() throws {
         let configuration = try TrainingConfiguration.load(URL(fileURLWithPath: config))
-        let options = PretrainOptions(configuration: configuration, dataDirectory: URL(fileURLWithPath: data),
+        var options = PretrainOptions(configuration: configuration, dataDirectory: URL(fileURLWithPath: data),
                                       outputDirectory: URL(fileURLWithPath: out), steps: steps, threads: threads,
                                       resume: resume, logInterval: logInterval,
                                       initialModel: initFrom.map { URL(fileURLWithPath: $0) })
+        options.scheduleSteps = scheduleSteps
         try Pretrainer(options: options).run()
     }
 }
