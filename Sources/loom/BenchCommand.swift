@@ -6,7 +6,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Throughput benchmarks (training, generation, tokenizer).",
-        subcommands: [BenchTrainCommand.self, BenchGenerateCommand.self]
+        subcommands: [BenchTrainCommand.self, BenchGenerateCommand.self, BenchTokenizeCommand.self]
     )
 }
 

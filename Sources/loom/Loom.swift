@@ -6,6 +6,7 @@ struct Loom: ParsableCommand {
         commandName: "loom",
         abstract: "Loom: a large language model pipeline in Swift, from raw text to an aligned chat model.",
         subcommands: [
+            PipelineCommand.self,
             BenchCommand.self,
             PretrainCommand.self,
             GenerateCommand.self,

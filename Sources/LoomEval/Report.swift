@@ -1,0 +1,44 @@
+import Foundation
+
+/// The pipeline's report card: Markdown for people (`report.md`, with SVG charts beside
+/// it) and the same figures as JSON for programs (`report.json`).
+public final class PipelineReport {
+    public let directory: URL
+    /// Figures by stage, written to report.json.
+    public var figures: [String: [String: Any]] = [:]
+    public var seconds: Double = 0
+    private var sections: [(title: String, body: String)] = []
+
+    public init(directory: URL) { self.directory = directory }
+
+    public func set(_ stage: String, _ key: String, _ value: Any) {
+        figures[stage, default: [:]][key] = value
+    }
+
+    public func section(_ title: String, _ body: String) {
+        sections.append((title, body))
+    }
+
+    /// Saves a chart as `name.svg` and returns the Markdown that shows it.
+    public func chart(_ name: String, _ chart: LineChart) throws -> String {
+        try Data(chart.svg().utf8).write(to: directory.appendingPathComponent("\(name).svg"), options: .atomic)
+        return "![\(chart.title)](\(name).svg)"
+    }
+
+    public func write() throws {
+        var json = figures as [String: Any]
+        json["seconds"] = seconds
+        let data = try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
+        try data.write(to: directory.appendingPathComponent("report.json"), options: .atomic)
+        var md = "# Loom pipeline report\n\nTotal time: \(String(format: "%.0f", seconds)) s.\n"
+        for s in sections { md += "\n## \(s.title)\n\n\(s.body)\n" }
+        try Data(md.utf8).write(to: directory.appendingPathComponent("report.md"), options: .atomic)
+    }
+}
+
+/// A Markdown table.
+public func markdownTable(_ header: [String], _ rows: [[String]]) -> String {
+    var s = "| " + header.joined(separator: " | ") + " |\n|" + header.map { _ in "---" }.joined(separator: "|") + "|\n"
+    for r in rows { s += "| " + r.map { $0.replacingOccurrences(of: "|", with: "\\|").replacingOccurrences(of: "\n", with: " ") }.joined(separator: " | ") + " |\n" }
+    return s
+}
