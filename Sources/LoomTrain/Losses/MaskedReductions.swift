@@ -26,6 +26,14 @@ func zeroingMasked(_ x: Tensor, mask: [Float]) -> Tensor {
     return where_(isCounted(mask), x, Tensor(zeros: x.shape))
 }
 
+/// The values with every masked position set to 0, so that nothing a padded position holds (even
+/// inf or NaN) reaches a loss or its gradient.
+func countedOnly(_ values: [Float], mask: [Float]) -> [Float] {
+    var result = values
+    for i in result.indices where mask[i] == 0 { result[i] = 0 }
+    return result
+}
+
 /// Σ_i weights_i · x_i, as a `[1]` tensor; positions whose weight is 0 are skipped entirely.
 public func weightedSum(_ x: Tensor, weights: [Float]) -> Tensor {
     sum(mul(zeroingMasked(x, mask: weights), constant(weights, shape: x.shape)))
