@@ -9,9 +9,11 @@ struct Loom: ParsableCommand {
             PipelineCommand.self,
             BenchCommand.self,
             PretrainCommand.self,
+            SFTCommand.self,
             GenerateCommand.self,
             PrepareCommand.self,
             TokenizeCommand.self,
+            TasksCommand.self,
         ]
     )
 }

@@ -1,0 +1,126 @@
+import Foundation
+import LoomData
+import LoomTokenizer
+
+/// Options of `loom sft`.
+public struct SFTOptions {
+    public var model: URL
+    public var data: [URL]
+    public var output: URL
+    public var settings = StageSettings()
+    public var validationFraction = 0.05
+    /// Longest example in tokens; longer ones are cut at the end.
+    public var maxLength: Int?
+    public var skipBadLines = false
+    public var resume = false
+
+    public init(model: URL, data: [URL], output: URL) {
+        self.model = model; self.data = data; self.output = output
+        settings.learningRate = 1e-3
+        settings.minLearningRate = 1e-4
+    }
+}
+
+public struct SFTSummary: Codable, Sendable {
+    public var examples: Int
+    public var skippedLines: Int
+    public var trainLoss: Double
+    public var validationLoss: Double
+    public var steps: Int
+    public var seconds: Double
+}
+
+/// One tokenised chat example: ids, and which positions are assistant tokens (the loss
+/// is taken on those only).
+public struct TokenizedExample: Sendable {
+    public var ids: [Int32]
+    public var assistantMask: [Bool]
+}
+
+public func tokenizeChat(_ example: SFTExample, tokenizer: ByteLevelBPETokenizer, maxLength: Int) -> TokenizedExample {
+    let (ids, mask) = tokenizer.chatTemplate.encodeForTraining(example.messages, tokenizer: tokenizer)
+    let n = min(ids.count, maxLength)
+    return TokenizedExample(ids: ids.prefix(n).map(Int32.init), assistantMask: Array(mask.prefix(n)))
+}
+
+/// Supervised fine-tuning: next-token loss on assistant tokens only, examples padded per
+/// batch (padding at the end cannot affect earlier positions under the causal mask),
+/// shuffled every epoch with a seeded generator, validation loss on a held-out split.
+public final class SFTTrainer {
+    public let options: SFTOptions
+    public init(options: SFTOptions) { self.options = options }
+
+    @discardableResult
+    public func run() throws -> SFTSummary {
+        let settings = options.settings
+        Threading.configure(threads: settings.threads)
+        let model = try LlamaModel.load(directory: options.model, heads: .languageModel)
+        let tokenizer = try ByteLevelBPETokenizer(contentsOf: options.model.appendingPathComponent("tokenizer.json"))
+        var examples: [SFTExample] = [], skipped = 0
+        for url in options.data {
+            let loaded = try SFTDataset.load(url, skipBadLines: options.skipBadLines) { logLine("skipped: \($0)") }
+            examples += loaded.examples
+            skipped += loaded.skipped
+        }
+        guard examples.count >= 2 else { throw TrainingError("SFT needs at least 2 examples; \(options.data.map(\.path)) hold \(examples.count)") }
+        let maxLength = min(options.maxLength ?? model.configuration.maxPositionEmbeddings, model.configuration.maxPositionEmbeddings)
+        var tokenized = examples.map { tokenizeChat($0, tokenizer: tokenizer, maxLength: maxLength) }
+            .filter { $0.assistantMask.dropFirst().contains(true) }
+        // Seeded split into train and validation.
+        var splitRNG = SeededRandom(seed: settings.seed ^ 0x5F7)
+        tokenized.shuffle(using: &splitRNG)
+        let validationCount = max(1, Int(Double(tokenized.count) * options.validationFraction))
+        let validation = Array(tokenized.prefix(validationCount)), train = Array(tokenized.dropFirst(validationCount))
+        let padID = Int32(tokenizer.padID ?? tokenizer.endOfTextID)
+        logLine("SFT: \(train.count) training and \(validation.count) validation examples (\(skipped) lines skipped), \(settings.steps) steps × \(settings.batchSize)")
+
+        let run = try StageRun(stage: "sft", model: model, tokenizer: tokenizer, settings: settings, output: options.output, resume: options.resume)
+        func loss(_ batch: [TokenizedExample]) -> (tokens: [Int32], targets: [Int32], length: Int) {
+            paddedBatch(batch.map(\.ids), targetMasks: batch.map(\.assistantMask), padID: padID)
+        }
+        func validationLoss() -> Double {
+            var nats = 0.0, count = 0
+            for start in stride(from: 0, to: validation.count, by: settings.batchSize) {
+                let b = Array(validation[start..<min(start + settings.batchSize, validation.count)])
+                let batch = loss(b)
+                let counted = batch.targets.filter { $0 != ignoredTarget }.count
+                let l = withoutGradients { model.languageModelLoss(tokens: batch.tokens, targets: batch.targets, batch: b.count, sequence: batch.length) }
+                nats += Double(l.item) * Double(counted)
+                count += counted
+            }
+            return nats / Double(max(count, 1))
+        }
+        // The epoch order is a function of (seed, epoch), so a resumed run sees the same batches.
+        func batchIndices(step: Int) -> [Int] {
+            let perEpoch = max(1, train.count / settings.batchSize)
+            let epoch = step / perEpoch, offset = (step % perEpoch) * settings.batchSize
+            var rng = SeededRandom(seed: settings.seed &+ UInt64(epoch) &* 7919)
+            var order = Array(train.indices)
+            order.shuffle(using: &rng)
+            return (0..<min(settings.batchSize, train.count)).map { order[(offset + $0) % order.count] }
+        }
+        var lastLoss = Double.nan, lastValidation = Double.nan
+        while !run.isFinished {
+            let batchExamples = batchIndices(step: run.state.step).map { train[$0] }
+            let batch = loss(batchExamples)
+            model.parameters.zeroGradients()
+            let tape = Tape()
+            let l = tape.record { sftLoss(logits: model.logits(tokens: batch.tokens, batch: batchExamples.count, sequence: batch.length), targets: batch.targets) }
+            guard l.item.isFinite else { throw TrainingError("SFT loss is \(l.item) at step \(run.state.step + 1); stopping, last checkpoint kept in \(options.output.path)") }
+            tape.backward(from: l)
+            let (norm, lr) = try run.optimizerStep()
+            lastLoss = Double(l.item)
+            var record: [String: Any] = ["loss": lastLoss, "lr": Double(lr), "grad_norm": Double(norm)]
+            if run.shouldEvaluate {
+                lastValidation = validationLoss()
+                record["val_loss"] = lastValidation
+            }
+            run.log(record, show: ["loss", "val_loss", "lr", "grad_norm"], force: record["val_loss"] != nil)
+            try run.checkpointIfDue()
+        }
+        if lastValidation.isNaN { lastValidation = validationLoss() }
+        try run.checkpoint()
+        return SFTSummary(examples: tokenized.count, skippedLines: skipped, trainLoss: lastLoss, validationLoss: lastValidation,
+                          steps: run.state.step, seconds: run.seconds)
+    }
+}

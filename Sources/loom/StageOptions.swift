@@ -1,0 +1,61 @@
+import ArgumentParser
+import Foundation
+import LoomTrain
+
+/// Optimisation flags every alignment command shares; unset flags keep the stage's defaults.
+struct StageFlags: ParsableArguments {
+    @Option(help: "Optimizer steps.") var steps: Int?
+    @Option(help: "Examples (or prompts) per step.") var batchSize: Int?
+    @Option(help: "Peak learning rate.") var learningRate: Float?
+    @Option(help: "Final learning rate of the cosine schedule.") var minLearningRate: Float?
+    @Option(help: "Warmup steps.") var warmupSteps: Int?
+    @Option(help: "AdamW weight decay (matrices only).") var weightDecay: Float?
+    @Option(help: "Global gradient-norm clip (0 = off).") var gradClip: Float?
+    @Option(help: "Evaluate every N steps.") var evalInterval: Int?
+    @Option(help: "Checkpoint every N steps.") var checkpointInterval: Int?
+    @Option(help: "Print a progress line every N steps.") var logInterval: Int?
+    @Option(help: "Random seed.") var seed: UInt64?
+    @Option(help: "Threads.") var threads: Int?
+    @Flag(help: "Continue from the checkpoint in --out.") var resume = false
+
+    func apply(to settings: inout StageSettings) {
+        if let steps { settings.steps = steps }
+        if let batchSize { settings.batchSize = batchSize }
+        if let learningRate { settings.learningRate = learningRate; settings.minLearningRate = minLearningRate ?? learningRate / 10 }
+        if let minLearningRate { settings.minLearningRate = minLearningRate }
+        if let warmupSteps { settings.warmupSteps = warmupSteps }
+        if let weightDecay { settings.weightDecay = weightDecay }
+        if let gradClip { settings.gradClip = gradClip }
+        if let evalInterval { settings.evalInterval = evalInterval }
+        if let checkpointInterval { settings.checkpointInterval = checkpointInterval }
+        if let logInterval { settings.logInterval = logInterval }
+        if let seed { settings.seed = seed }
+        if let threads { settings.threads = threads }
+    }
+}
+
+struct SFTCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sft",
+        abstract: "Supervised fine-tuning on chat or Alpaca JSONL; loss on assistant tokens only.")
+
+    @Option(help: "Base model directory.") var model: String
+    @Option(help: "Training data (JSONL: {\"messages\": [...]} or {\"instruction\", \"input\", \"output\"}); repeatable.") var data: [String]
+    @Option(help: "Output model directory.") var out: String
+    @Option(help: "Fraction of examples held out for validation loss.") var valFraction: Double = 0.05
+    @Option(help: "Longest example in tokens (default: the model's context).") var maxLength: Int?
+    @Flag(help: "Skip malformed JSONL lines (counted) instead of failing.") var skipBadLines = false
+    @OptionGroup var stage: StageFlags
+
+    func run() throws {
+        var options = SFTOptions(model: URL(fileURLWithPath: model), data: data.map { URL(fileURLWithPath: $0) }, output: URL(fileURLWithPath: out))
+        stage.apply(to: &options.settings)
+        options.validationFraction = valFraction
+        options.maxLength = maxLength
+        options.skipBadLines = skipBadLines
+        options.resume = stage.resume
+        let summary = try SFTTrainer(options: options).run()
+        logLine(String(format: "SFT done: train loss %.4f, validation loss %.4f, %d steps in %.0f s; model in %@",
+                       summary.trainLoss, summary.validationLoss, summary.steps, summary.seconds, out))
+    }
+}
