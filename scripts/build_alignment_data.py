@@ -73,22 +73,6 @@ def join_wrapped(lines):
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(`*])|(?<=[。！？])")
 
 
-def shorten(text):
-    """At most MAX_CHARS, cut after the last complete sentence; None when no sentence fits."""
-    text = re.sub(r"[ \t]+", " ", text).strip()
-    if len(text) <= MAX_CHARS:
-        return text
-    best = None
-    for match in SENTENCE_END.finditer(text):
-        end = match.start()
-        if end > MAX_CHARS:
-            break
-        best = end
-    if best is None or best < 40:
-        return None
-    return text[:best].rstrip()
-
-
 def ends_sentence(text):
     return text.rstrip().endswith((".", "!", "?", "。", "！", "？", ".)", "」", "”"))
 
@@ -191,36 +175,28 @@ def rst_sections(lines):
 
 
 def rst_blocks(body):
-    """Prose paragraphs and top-level bullet items, stripped of markup; code and directives dropped."""
+    """(text, introduces_code) for prose paragraphs and top-level bullet items, markup stripped;
+    indented text (code, block quotes, directive bodies), directives and doctest lines dropped.
+    A paragraph ending in "::" introduces code: it ends with ":" and is flagged."""
     blocks = []
     paragraph = []
-    previous_introduces_code = False
 
     def flush():
-        nonlocal previous_introduces_code
         if not paragraph:
             return
         first = paragraph[0]
         text = " ".join(l.strip() for l in paragraph)
-        indented = first.startswith((" ", "\t"))
         paragraph.clear()
-        if indented or first.startswith(".. ") or first.startswith(">>>") or previous_introduces_code:
-            # Code, directives, tables, or text after "::": not prose we can keep.
-            previous_introduces_code = indented and previous_introduces_code
-            if not indented:
-                previous_introduces_code = False
-            return
-        if text.startswith(("+", "|", "=")):
+        if first.startswith((" ", "\t", ".. ", ">>>")) or text.startswith(("+", "|", "=")):
             return
         introduces_code = text.endswith("::")
         if introduces_code:
             text = text[:-2].rstrip()
             text = text + ":" if text and not text.endswith(":") else text
-            previous_introduces_code = True
         bullet = re.match(r"^[*-]\s+", text)
         text = strip_rst(text)
-        if bullet:
-            text = "* " + text[len(bullet.group(0)) - 1:].strip() if not text.startswith("* ") else text
+        if bullet and not text.startswith("* "):
+            text = "* " + text[len(bullet.group(0)) - 1:].strip()
         if text:
             blocks.append((text, introduces_code))
 
