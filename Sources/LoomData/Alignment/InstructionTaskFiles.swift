@@ -1,0 +1,87 @@
+import Foundation
+
+/// The instruction-task data set of the alignment stages, as `loom tasks` and the pipeline write it:
+///
+/// | file | lines | use |
+/// |---|---|---|
+/// | `sft_train.jsonl` | train | SFT, chat format, the reference answer as the assistant turn |
+/// | `prompts_train.jsonl` | train | PPO / GRPO prompts with answers |
+/// | `prompts_heldout.jsonl` | heldout | exact-match evaluation on problems never trained on |
+/// | `rankings_train.jsonl` | train | reward model, K = 4 (`RankingBuilder.rule`) |
+/// | `rankings_heldout.jsonl` | heldout | held-out ranking accuracy of the reward model |
+/// | `preferences_train.jsonl` | train | DPO: reference answer over a wrong or off-format response |
+///
+/// Every file draws its own tasks (its own stream of the seed), so SFT, RL and reward-model data
+/// see different mixes of problems; all training files come from train problems only.
+///
+///     let summary = try InstructionTaskFiles.write(to: URL(fileURLWithPath: "out/tasks"), train: 2000, heldout: 200, seed: 0)
+public enum InstructionTaskFiles {
+    public static let sftTrain = "sft_train.jsonl"
+    public static let promptsTrain = "prompts_train.jsonl"
+    public static let promptsHeldout = "prompts_heldout.jsonl"
+    public static let rankingsTrain = "rankings_train.jsonl"
+    public static let rankingsHeldout = "rankings_heldout.jsonl"
+    public static let preferencesTrain = "preferences_train.jsonl"
+
+    /// The lines written to each file, in file order.
+    public struct Summary: Equatable, Sendable {
+        public var lines: [(file: String, count: Int)]
+
+        public static func == (lhs: Summary, rhs: Summary) -> Bool {
+            lhs.lines.map(\.file) == rhs.lines.map(\.file) && lhs.lines.map(\.count) == rhs.lines.map(\.count)
+        }
+
+        public var description: String {
+            lines.map { "\($0.file): \($0.count) lines" }.joined(separator: "\n")
+        }
+    }
+
+    /// The data in memory, for the pipeline to use without reading files back.
+    public struct Contents: Sendable {
+        public var sftTrain: [SFTExample]
+        public var promptsTrain: [PromptExample]
+        public var promptsHeldout: [PromptExample]
+        public var rankingsTrain: [RankedResponses]
+        public var rankingsHeldout: [RankedResponses]
+        public var preferencesTrain: [PreferencePair]
+    }
+
+    /// Generates every file's data. `train` lines for each training file, `heldout` for each held-out one.
+    public static func make(train: Int, heldout: Int, seed: UInt64, kinds: [InstructionTaskKind] = InstructionTaskKind.allCases) -> Contents {
+        func tasks(_ purpose: String, _ count: Int, _ split: TaskSplit) -> [InstructionTask] {
+            InstructionTasks.generate(kinds: kinds, count: count, seed: seed ^ TaskRandom.mix(TaskRandom.stableHash(purpose)), split: split)
+        }
+        var rankings = RankingBuilder(seed: seed)
+        var preferences = RankingBuilder(seed: seed &+ 1)
+        return Contents(
+            sftTrain: tasks("sft", train, .train).map(\.sftExample),
+            promptsTrain: tasks("prompts", train, .train).map(\.promptExample),
+            promptsHeldout: tasks("prompts", heldout, .heldout).map(\.promptExample),
+            rankingsTrain: tasks("rankings", train, .train).map { rankings.ranking(for: $0) },
+            rankingsHeldout: tasks("rankings", heldout, .heldout).map { rankings.ranking(for: $0) },
+            preferencesTrain: tasks("preferences", train, .train).map { preferences.preferencePair(for: $0) }
+        )
+    }
+
+    /// Writes the six files into `directory` (created if needed), each atomically.
+    @discardableResult
+    public static func write(to directory: URL, train: Int, heldout: Int, seed: UInt64, kinds: [InstructionTaskKind] = InstructionTaskKind.allCases) throws -> Summary {
+        let contents = make(train: train, heldout: heldout, seed: seed, kinds: kinds)
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        func url(_ name: String) -> URL { directory.appendingPathComponent(name) }
+        try SFTDataset.write(contents.sftTrain, to: url(sftTrain))
+        try PromptDataset.write(contents.promptsTrain, to: url(promptsTrain))
+        try PromptDataset.write(contents.promptsHeldout, to: url(promptsHeldout))
+        try PreferenceDataset.write(contents.rankingsTrain, to: url(rankingsTrain))
+        try PreferenceDataset.write(contents.rankingsHeldout, to: url(rankingsHeldout))
+        try PreferenceDataset.write(contents.preferencesTrain, to: url(preferencesTrain))
+        return Summary(lines: [
+            (sftTrain, contents.sftTrain.count),
+            (promptsTrain, contents.promptsTrain.count),
+            (promptsHeldout, contents.promptsHeldout.count),
+            (rankingsTrain, contents.rankingsTrain.count),
+            (rankingsHeldout, contents.rankingsHeldout.count),
+            (preferencesTrain, contents.preferencesTrain.count),
+        ])
+    }
+}
