@@ -43,7 +43,7 @@ let package = Package(
         .target(name: "LoomTokenizer", swiftSettings: fastFlags),
         .target(name: "LoomData", dependencies: ["LoomTokenizer"], swiftSettings: fastFlags),
         .target(name: "LoomInference", dependencies: ["LoomNN", "LoomTokenizer"], swiftSettings: fastFlags),
-        .target(name: "LoomTrain", dependencies: ["LoomNN", "LoomData", "LoomTokenizer"], swiftSettings: fastFlags),
+        .target(name: "LoomTrain", dependencies: ["LoomNN", "LoomData", "LoomTokenizer", "LoomInference"], swiftSettings: fastFlags),
         .target(name: "LoomEval", dependencies: ["LoomInference", "LoomData", "LoomTrain"], swiftSettings: fastFlags),
         .executableTarget(
             name: "loom",
@@ -57,7 +57,7 @@ let package = Package(
         .testTarget(name: "LoomNNTests", dependencies: ["LoomNN"], resources: [.copy("Reference")]),
         .testTarget(name: "LoomTokenizerTests", dependencies: ["LoomTokenizer"], resources: [.copy("Reference")]),
         .testTarget(name: "LoomDataTests", dependencies: ["LoomData"]),
-        .testTarget(name: "LoomTrainTests", dependencies: ["LoomTrain", "LoomInference"]),
+        .testTarget(name: "LoomTrainTests", dependencies: ["LoomTrain", "LoomInference"], exclude: ["Reference"]),
     ],
     swiftLanguageModes: [.v5]
 )
