@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The test suite: installs what it needs, runs `swift test`, then regenerates the
+# reference files with PyTorch / transformers / tokenizers and checks that they still equal
+# the committed ones (so the parity tests compare against live references, not stale files).
+#
+#   scripts/test.sh                # everything
+#   scripts/test.sh --swift-only   # skip the Python reference checks
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+swift_only=0
+[[ "${1:-}" == "--swift-only" ]] && swift_only=1
+
+if (( swift_only )); then scripts/install_dependencies.sh; else scripts/install_dependencies.sh --python; fi
+
+echo "== swift test"
+swift build --build-tests
+swift test --skip-build
+
+if (( swift_only )); then exit 0; fi
+
+echo "== reference checks (PyTorch, transformers, tokenizers)"
+venv="${LOOM_REFERENCE_VENV:-.venv-ref}"
+scripts/setup_python.sh "$venv" >/dev/null
+py="$venv/bin/python"
+"$py" Tests/Reference/make_llama_reference.py --check
+"$py" Tests/Reference/make_loss_reference.py --check
+# The tokenizer script rewrites its references in place; any difference is a failure.
+"$py" scripts/make_tokenizer_reference.py "$py" >/dev/null
+if ! git diff --quiet -- Tests/LoomTokenizerTests/Reference; then
+    git --no-pager diff --stat -- Tests/LoomTokenizerTests/Reference
+    echo "error: tokenizer references changed when regenerated with Python tokenizers" >&2
+    exit 1
+fi
+echo "reference checks passed"
