@@ -1,0 +1,285 @@
+import Foundation
+import LoomData
+import LoomInference
+import LoomTokenizer
+
+/// Where GRPO's rewards come from.
+public enum GRPORewardSource: String, Codable, Sendable, CaseIterable {
+    /// 1 when `InstructionTasks.verify(response, answer)` accepts the answer, else 0 (needs
+    /// prompts with answers).
+    case verifier
+    /// A trained reward model's score of (prompt, response).
+    case model
+}
+
+/// Options of `loom grpo`.
+public struct GRPOOptions {
+    public var model: URL
+    /// Prompt files (`PromptDataset`: `{"prompt", "answer"?}`).
+    public var prompts: [URL]
+    public var output: URL
+    /// `batchSize` counts prompts; each step generates `batchSize × groupSize` responses.
+    public var settings = StageSettings()
+    public var groupSize = 8
+    public var reward: GRPORewardSource = .verifier
+    /// Required with `reward == .model`.
+    public var rewardModel: URL?
+    /// Weight of the k3 KL penalty toward the initial model (0: no reference model is kept).
+    public var klBeta: Float = 0.04
+    public var clipEpsilon: Float = 0.2
+    /// DAPO's clip-higher ε_high (default: `clipEpsilon`).
+    public var clipEpsilonHigh: Float?
+    public var aggregation: GRPOAggregation = .token
+    /// Divide centred rewards by the group's standard deviation (false: Dr. GRPO).
+    public var scaleRewardsByStd = true
+    /// Gradient steps on each batch of rollouts (μ); each one is an optimizer step.
+    public var updatesPerBatch = 1
+    public var maxNewTokens = 16
+    public var temperature: Float = 1.0
+    public var topP: Float = 1.0
+    /// Subtracted from the reward of a response that never ends (reaches `maxNewTokens`
+    /// without an end-of-turn token), so that the policy keeps stopping after its answer.
+    public var unfinishedPenalty: Float = 0.5
+    /// Longest prompt + response in tokens (default: the model's context).
+    public var maxLength: Int?
+    public var skipBadLines = false
+    public var resume = false
+
+    public init(model: URL, prompts: [URL], output: URL) {
+        self.model = model; self.prompts = prompts; self.output = output
+        settings.steps = 60
+        settings.batchSize = 8
+        settings.learningRate = 2e-5
+        settings.minLearningRate = 2e-5
+        settings.warmupSteps = 0
+        settings.evalInterval = 20
+        settings.checkpointInterval = 20
+        settings.logInterval = 5
+    }
+}
+
+public struct GRPOSummary: Codable, Sendable {
+    public var prompts: Int
+    public var steps: Int
+    public var seconds: Double
+    /// Mean reward and verifier accuracy of the first and the last batch of rollouts.
+    public var firstMeanReward: Double
+    public var meanReward: Double
+    public var firstAccuracy: Double
+    public var accuracy: Double
+    /// Mean k3 KL to the initial model over the tokens of the last batch.
+    public var kl: Double
+    /// Whatever the evaluation callback measured (e.g. `exact_match`) before training …
+    public var initialEvaluation: [String: Double]
+    /// … and after.
+    public var finalEvaluation: [String: Double]
+}
+
+/// Statistics of one batch of rollouts and its updates.
+public struct GRPOStepStatistics: Sendable {
+    public var meanReward: Double
+    /// Fraction of responses the verifier accepts (NaN without answers).
+    public var accuracy: Double
+    public var loss: Double
+    public var kl: Double
+    public var clipFraction: Double
+    /// Mean response length in tokens (the end-of-turn token included).
+    public var responseLength: Double
+    /// Fraction of responses that ended with an end-of-turn token.
+    public var finished: Double
+    /// Fraction of groups whose rewards are all equal (their advantages are 0: no signal).
+    public var zeroVarianceGroups: Double
+}
+
+/// Group Relative Policy Optimization (Shao et al. 2024).
+///
+/// Each step draws `batchSize` prompts (a seeded shuffle per epoch), samples `groupSize`
+/// responses to each from the current policy (batched KV-cache decoding; the sampling seed is
+/// drawn from the run's generator, which checkpoints save), scores them (verifier or reward
+/// model, minus a penalty for responses that never end), normalises rewards within each group
+/// (`grpoAdvantages`), and takes `updatesPerBatch` gradient steps on the clipped surrogate with
+/// a k3 KL penalty toward the initial model (`grpoLoss`, token-level aggregation). The old
+/// log-probs are the policy's at sampling time: with one update per batch they equal the
+/// current ones, so the first forward supplies them; with more, one no-gradient forward does.
+public final class GRPOTrainer {
+    public let options: GRPOOptions
+    /// Measures the policy (e.g. held-out exact-match accuracy); called before training, at every
+    /// evaluation interval and at the end. Keys are logged to metrics.jsonl as they are.
+    public var evaluate: ((LlamaModel) throws -> [String: Double])?
+    /// Replaces the verifier / reward model: rewards for (prompt, generated tokens without the
+    /// stop token, decoded text, whether it ended). Tests use it for synthetic rewards.
+    public var reward: ((_ prompts: [PromptExample], _ tokens: [[Int32]], _ texts: [String], _ finished: [Bool]) throws -> [Float])?
+    /// Scores (encoded prompts, responses with their end-of-turn token) for `reward == .model`;
+    /// the command sets it from the reward model directory.
+    public var scoreResponses: ((_ prompts: [[Int32]], _ responses: [[Int32]]) throws -> [Float])?
+    /// Per-step statistics of this run (also in metrics.jsonl).
+    public private(set) var history: [GRPOStepStatistics] = []
+
+    public init(options: GRPOOptions, evaluate: ((LlamaModel) throws -> [String: Double])? = nil) {
+        self.options = options
+        self.evaluate = evaluate
+    }
+
+    @discardableResult
+    public func run() throws -> GRPOSummary {
+        let o = options
+        let settings = o.settings
+        guard o.groupSize >= 2 else { throw TrainingError("GRPO needs --group-size ≥ 2, got \(o.groupSize)") }
+        guard o.updatesPerBatch >= 1 else { throw TrainingError("GRPO needs --updates-per-batch ≥ 1, got \(o.updatesPerBatch)") }
+        guard o.maxNewTokens >= 1 else { throw TrainingError("GRPO needs --max-new-tokens ≥ 1, got \(o.maxNewTokens)") }
+        try SamplingParameters(temperature: o.temperature, topP: o.topP).validate()
+        Threading.configure(threads: settings.threads)
+        let model = try LlamaModel.load(directory: o.model, heads: .languageModel)
+        let tokenizer = try ByteLevelBPETokenizer(contentsOf: o.model.appendingPathComponent("tokenizer.json"))
+        let encoder = ChatEncoder(tokenizer: tokenizer)
+        let padID = Int32(tokenizer.padID ?? tokenizer.endOfTextID)
+        let maxLength = min(o.maxLength ?? model.configuration.maxPositionEmbeddings, model.configuration.maxPositionEmbeddings)
+
+        var prompts: [PromptExample] = []
+        for url in o.prompts {
+            let loaded = try PromptDataset.load(url, skipBadLines: o.skipBadLines) { logLine("skipped: \($0)") }
+            if reward == nil && o.reward == .verifier, let missing = loaded.examples.firstIndex(where: { $0.answer == nil }) {
+                throw TrainingError("\(url.path): prompt \(missing + 1) (\"\(loaded.examples[missing].prompt.prefix(40))\") has no \"answer\"; --reward verifier needs one on every prompt")
+            }
+            prompts += loaded.examples
+        }
+        guard !prompts.isEmpty else { throw TrainingError("GRPO: \(o.prompts.map(\.path)) hold no prompts") }
+        if reward == nil && o.reward == .model && scoreResponses == nil {
+            throw TrainingError("GRPO: --reward model needs a reward model (--reward-model DIR)")
+        }
+        let encodedPrompts = prompts.map { encoder.prompt($0.prompt) }
+
+        // The reference is the model as loaded (before a resume restores later weights).
+        let reference = o.klBeta != 0 ? model.copy(requiresGrad: false) : nil
+        let run = try StageRun(stage: "grpo", model: model, tokenizer: tokenizer, settings: settings, output: o.output, resume: o.resume)
+        logLine("GRPO: \(prompts.count) prompts, \(settings.steps) steps × \(settings.batchSize) prompts × \(o.groupSize) samples, reward \(reward == nil ? o.reward.rawValue : "custom"), KL β \(o.klBeta), ε \(o.clipEpsilon), μ \(o.updatesPerBatch), T \(o.temperature), top-p \(o.topP)")
+
+        var initialEvaluation: [String: Double] = [:], finalEvaluation: [String: Double] = [:]
+        if let evaluate, run.state.step == 0 {
+            initialEvaluation = try evaluate(model)
+            logLine("GRPO: before training " + describe(initialEvaluation))
+        }
+        func promptIndices(step: Int) -> [Int] {
+            let perEpoch = max(1, prompts.count / settings.batchSize)
+            let epoch = step / perEpoch, offset = (step % perEpoch) * settings.batchSize
+            var rng = SeededRandom(seed: settings.seed &+ UInt64(epoch) &* 7919)
+            var order = Array(prompts.indices)
+            order.shuffle(using: &rng)
+            return (0..<min(settings.batchSize, prompts.count)).map { order[(offset + $0) % order.count] }
+        }
+
+        var first: GRPOStepStatistics? = nil, last: GRPOStepStatistics? = nil
+        while !run.isFinished {
+            // 1. Rollouts: G samples of each prompt, a group's samples side by side.
+            let chosen = promptIndices(step: run.state.step).flatMap { Array(repeating: $0, count: o.groupSize) }
+            let inputs = chosen.map { encodedPrompts[$0] }
+            let seed = run.state.rng.next()
+            let sampling = SamplingParameters(temperature: o.temperature, topP: o.topP, seed: seed)
+            let generations = Generator(model: model, stopTokens: encoder.stopTokens)
+                .generateBatch(prompts: inputs, maxTokens: o.maxNewTokens, sampling: sampling)
+            let finished = generations.map { $0.finishReason == .stop }
+            // The end-of-turn token is part of the response: the policy learns to stop.
+            let responses = generations.map { $0.finishReason == .stop ? $0.tokens + [encoder.endOfTurn] : $0.tokens }
+            let texts = generations.map { encoder.text($0.tokens) }
+            let examples = chosen.map { prompts[$0] }
+
+            // 2. Rewards and group-normalised advantages.
+            var correct: [Bool]? = nil
+            if examples.allSatisfy({ $0.answer != nil }) {
+                correct = zip(texts, examples).map { InstructionTasks.verify(response: $0, answer: $1.answer!) }
+            }
+            var rewards: [Float]
+            if let reward {
+                rewards = try reward(examples, generations.map(\.tokens), texts, finished)
+            } else if o.reward == .model {
+                rewards = try scoreResponses!(inputs, responses)
+            } else {
+                rewards = correct!.map { $0 ? 1 : 0 }
+            }
+            guard rewards.count == chosen.count, rewards.allSatisfy(\.isFinite) else {
+                throw TrainingError("GRPO: the reward function returned \(rewards.count) rewards (some not finite?) for \(chosen.count) responses")
+            }
+            if reward == nil { for i in rewards.indices where !finished[i] { rewards[i] -= o.unfinishedPenalty } }
+            let advantages = grpoAdvantages(rewards: rewards, groupSize: o.groupSize, scaleByStd: o.scaleRewardsByStd)
+
+            // 3. Updates.
+            let stats = try update(run: run, batch: PromptResponseBatch(prompts: inputs, responses: responses, padID: padID, maxLength: maxLength),
+                                   advantages: advantages, reference: reference)
+            var step = stats
+            step.meanReward = Double(rewards.reduce(0, +)) / Double(rewards.count)
+            step.accuracy = correct.map { Double($0.filter { $0 }.count) / Double($0.count) } ?? .nan
+            step.responseLength = Double(responses.map(\.count).reduce(0, +)) / Double(responses.count)
+            step.finished = Double(finished.filter { $0 }.count) / Double(finished.count)
+            var flat = 0
+            for g in stride(from: 0, to: rewards.count, by: o.groupSize) where Set(rewards[g..<(g + o.groupSize)]).count == 1 { flat += 1 }
+            step.zeroVarianceGroups = Double(flat) / Double(rewards.count / o.groupSize)
+            history.append(step)
+            if first == nil { first = step }
+            last = step
+
+            var record: [String: Any] = [
+                "reward": step.meanReward, "loss": step.loss, "clip_fraction": step.clipFraction,
+                "response_length": step.responseLength, "finished": step.finished, "zero_variance_groups": step.zeroVarianceGroups,
+                "lr": Double(run.learningRate),
+            ]
+            if !step.accuracy.isNaN { record["accuracy"] = step.accuracy }
+            if !step.kl.isNaN { record["kl"] = step.kl }
+            var show = ["reward", "accuracy", "kl", "clip_fraction", "response_length", "zero_variance_groups"]
+            if run.shouldEvaluate, let evaluate {
+                finalEvaluation = try evaluate(model)
+                for (k, v) in finalEvaluation { record[k] = v }
+                show += finalEvaluation.keys.sorted()
+            }
+            run.log(record, show: show, force: run.shouldEvaluate && evaluate != nil)
+            try run.checkpointIfDue()
+        }
+        if let evaluate, finalEvaluation.isEmpty { finalEvaluation = try evaluate(model) }
+        try run.checkpoint()
+        let summary = GRPOSummary(prompts: prompts.count, steps: run.state.step, seconds: run.seconds,
+                                  firstMeanReward: first?.meanReward ?? .nan, meanReward: last?.meanReward ?? .nan,
+                                  firstAccuracy: first?.accuracy ?? .nan, accuracy: last?.accuracy ?? .nan, kl: last?.kl ?? .nan,
+                                  initialEvaluation: initialEvaluation, finalEvaluation: finalEvaluation)
+        try writeSummary(summary, to: o.output.appendingPathComponent("grpo_summary.json"))
+        return summary
+    }
+
+    /// `updatesPerBatch` gradient steps on one batch of rollouts; returns loss, KL and clip
+    /// fraction of the first update (the others' are logged by nobody: the first is on-policy).
+    func update(run: StageRun, batch: PromptResponseBatch, advantages: [Float], reference: LlamaModel?) throws -> GRPOStepStatistics {
+        let o = options, model = run.model
+        let mask = batch.responseMask
+        let referenceLogProbs = reference.map { ref in withoutGradients { batch.tokenLogProbs(ref) }.scalars }
+        var oldLogProbs: [Float]? = o.updatesPerBatch > 1 ? withoutGradients { batch.tokenLogProbs(model) }.scalars : nil
+        var stats = GRPOStepStatistics(meanReward: 0, accuracy: .nan, loss: 0, kl: 0, clipFraction: 0, responseLength: 0,
+                                       finished: 0, zeroVarianceGroups: 0)
+        for u in 0..<o.updatesPerBatch {
+            model.parameters.zeroGradients()
+            let tape = Tape()
+            let result = tape.record { () -> (loss: Tensor, clipFraction: Float, kl: Float) in
+                let logProbs = batch.tokenLogProbs(model)
+                if oldLogProbs == nil { oldLogProbs = logProbs.scalars }
+                return grpoLoss(logProbs: logProbs, oldLogProbs: oldLogProbs!, referenceLogProbs: referenceLogProbs,
+                                advantages: advantages, mask: mask, clipEpsilon: o.clipEpsilon, clipEpsilonHigh: o.clipEpsilonHigh,
+                                klBeta: o.klBeta, aggregation: o.aggregation)
+            }
+            guard result.loss.item.isFinite else {
+                throw TrainingError("GRPO loss is \(result.loss.item) at step \(run.state.step + 1); stopping, last checkpoint kept in \(o.output.path)")
+            }
+            tape.backward(from: result.loss)
+            if u == 0 {
+                stats.loss = Double(result.loss.item); stats.kl = Double(result.kl); stats.clipFraction = Double(result.clipFraction)
+            }
+            if u + 1 < o.updatesPerBatch {
+                // Inner updates share the batch's step number (and learning rate).
+                let norm = clipGradientNorm(model.parameters, maxNorm: run.settings.gradClip)
+                guard norm.isFinite else { throw TrainingError("GRPO: gradient norm is \(norm) at step \(run.state.step + 1)") }
+                run.optimizer.update(learningRate: run.learningRate)
+            } else {
+                try run.optimizerStep()
+            }
+        }
+        // Without a reference the KL of the policy to its start is not measured.
+        if reference == nil { stats.kl = .nan }
+        return stats
+    }
+}
