@@ -10,6 +10,7 @@ struct Loom: ParsableCommand {
             BenchCommand.self,
             PretrainCommand.self,
             SFTCommand.self,
+            RewardCommand.self,
             GenerateCommand.self,
             PrepareCommand.self,
             TokenizeCommand.self,
