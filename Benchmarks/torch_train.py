@@ -49,6 +49,16 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
+def system_busy_seconds() -> float | None:
+    """CPU seconds all processes have spent busy since boot (Linux), or None elsewhere."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def fail(args: argparse.Namespace, message: str, mode: str) -> int:
     if args.json:
         print(json.dumps({"framework": "pytorch", "mode": mode, "threads": args.threads, "error": message}))
@@ -125,6 +135,8 @@ def main() -> int:
             train_step()
         warmup_seconds = time.perf_counter() - warmup_start
         last_loss = float("nan")
+        cpu_start = time.process_time()
+        busy_start = system_busy_seconds()
         for _ in range(args.steps):
             start = time.perf_counter()
             last_loss = train_step()
@@ -135,6 +147,8 @@ def main() -> int:
             return fail(args, f"training under torch.compile failed: {e!r}", mode)
         raise
 
+    cpu_seconds = time.process_time() - cpu_start
+    busy_end = system_busy_seconds()
     total = sum(step_times)
     tokens_per_step = batch_size * context_length
     result = {
@@ -152,6 +166,13 @@ def main() -> int:
         "context_length": context_length,
         "attention": attn,
         "last_loss": last_loss,
+        # CPU time of this process over the measured steps ÷ (wall time × threads): well below 1
+        # means the threads waited, often because other work shared the cores.
+        "cpu_utilization": cpu_seconds / (total * args.threads) if total > 0 else None,
+        # Cores kept busy by everything else on the machine meanwhile (Linux): above ~0.1 the
+        # figures are contaminated by contention; rerun on an idle machine.
+        "other_cpu_load": (max(0.0, (busy_end - busy_start - cpu_seconds) / total)
+                           if busy_start is not None and busy_end is not None and total > 0 else None),
         "config": args.config,
         "torch_version": torch.__version__,
     }
@@ -162,7 +183,11 @@ def main() -> int:
               f"{n_params:,} parameters, batch {batch_size} × {context_length}")
         print(f"  {result['tokens_per_second']:,.0f} tokens/s, {result['ms_per_step']:.1f} ms/step "
               f"(median {result['ms_per_step_median']:.1f}) over {len(step_times)} steps "
-              f"after {args.warmup} warmup ({warmup_seconds:.1f} s); last loss {last_loss:.4f}")
+              f"after {args.warmup} warmup ({warmup_seconds:.1f} s); last loss {last_loss:.4f}; "
+              f"CPU utilization {result['cpu_utilization']:.2f}")
+        if result["other_cpu_load"] is not None:
+            print(f"  other processes kept {result['other_cpu_load']:.2f} cores busy meanwhile"
+                  + (" (contended: rerun on an idle machine)" if result["other_cpu_load"] > 0.1 else ""))
     return 0
 
 
