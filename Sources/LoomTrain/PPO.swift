@@ -1,0 +1,312 @@
+import Foundation
+import LoomData
+import LoomInference
+import LoomTokenizer
+
+/// Options of `loom ppo`: PPO on the SFT policy against a reward model, KL-penalised to the
+/// SFT model, optionally mixed with the pretraining objective (PPO-ptx, InstructGPT), with
+/// the PPO-max stabilisers of "Secrets of RLHF" (reward normalisation and clipping with
+/// running statistics, advantage whitening, value clipping, global gradient clipping).
+public struct PPOOptions {
+    public var policy: URL
+    public var rewardModel: URL
+    public var prompts: URL
+    public var output: URL
+    public var settings = StageSettings()
+    /// Token shards from `loom prepare` for the pretraining mix; nil disables PPO-ptx.
+    public var ptxData: URL?
+    /// γ of PPO-ptx: the weight of the pretraining loss in the policy's objective.
+    public var ptxCoefficient: Float = 0.5
+    public var ptxBatchSize = 4
+    public var ptxContext = 128
+    /// Initial β of the per-token KL penalty; with `targetKL` set, an adaptive controller moves it.
+    public var klCoefficient: Float = 0.05
+    public var targetKL: Float? = nil
+    public var klHorizon = 1000
+    public var gamma: Float = 1
+    public var lambda: Float = 0.95
+    public var clipRange: Float = 0.2
+    public var valueClipRange: Float = 0.2
+    public var valueLearningRate: Float = 5e-4
+    /// Passes over each rollout batch, and minibatches per pass.
+    public var ppoEpochs = 2
+    public var minibatches = 2
+    public var maxNewTokens = 16
+    public var temperature: Float = 1
+    public var topP: Float = 1
+    /// Reward given to an answer that never produced its end-of-turn token (PPO-max).
+    public var missingEOSPenalty: Float = -3
+    /// Normalised rewards are clipped to ±this.
+    public var rewardClip: Float = 5
+    public var resume = false
+
+    public init(policy: URL, rewardModel: URL, prompts: URL, output: URL) {
+        self.policy = policy; self.rewardModel = rewardModel; self.prompts = prompts; self.output = output
+        settings.steps = 60
+        settings.batchSize = 32
+        settings.learningRate = 5e-5
+        settings.minLearningRate = 5e-5
+        settings.warmupSteps = 0
+        settings.evalInterval = 20
+        settings.checkpointInterval = 20
+        settings.logInterval = 1
+    }
+}
+
+public struct PPOSummary: Codable, Sendable {
+    public var iterations: Int
+    public var meanReward: Double
+    public var firstMeanReward: Double
+    public var kl: Double
+    public var seconds: Double
+    public var evaluations: [String: Double]
+}
+
+/// One batch of on-policy experience.
+struct Rollout {
+    var prompts: [[Int32]]
+    var responses: [[Int32]]       // generated tokens, including the end-of-turn token when produced
+    var oldLogProbs: [[Float]]     // log π_old per response token
+    var referenceLogProbs: [[Float]]
+    var values: [[Float]]
+    var advantages: [[Float]] = []
+    var returns: [[Float]] = []
+    var lengths: [Int] { responses.map(\.count) }
+}
+
+/// PPO-ptx. Each iteration: sample prompts, generate answers with the policy (KV cache,
+/// batched), score them with the reward model (minus a penalty for answers that never
+/// end), normalise and clip scores with running statistics, form per-token rewards
+/// −β·(log π − log π_SFT) plus the score on the last token, estimate advantages with GAE
+/// (γ, λ) from the critic's values and whiten them, then run `ppoEpochs` passes of
+/// minibatch updates: clipped surrogate (+ γ_ptx · pretraining LM loss) for the policy,
+/// clipped value loss for the critic (initialised from the reward model), each with its
+/// own AdamW and global gradient clipping.
+public final class PPOTrainer {
+    public let options: PPOOptions
+    /// Called at evaluation intervals with the current policy; returns figures to log
+    /// (the command wires held-out exact-match accuracy here).
+    public var evaluate: ((LlamaModel) -> [String: Double])?
+
+    public init(options: PPOOptions) { self.options = options }
+
+    @discardableResult
+    public func run() throws -> PPOSummary {
+        let o = options
+        let settings = o.settings
+        Threading.configure(threads: settings.threads)
+        let policy = try LlamaModel.load(directory: o.policy, heads: .languageModel)
+        let reference = policy.copy(requiresGrad: false)
+        let tokenizer = try ByteLevelBPETokenizer(contentsOf: o.policy.appendingPathComponent("tokenizer.json"))
+        let rewardModel = try RewardModel.load(directory: o.rewardModel)
+        let critic = try LlamaModel.load(directory: o.rewardModel, heads: .score)
+        let encoder = ChatEncoder(tokenizer: tokenizer)
+        let padID = Int32(tokenizer.padID ?? tokenizer.endOfTextID)
+        let maxLength = policy.configuration.maxPositionEmbeddings
+        let prompts = try PromptDataset.load(o.prompts).examples
+        guard !prompts.isEmpty else { throw TrainingError("\(o.prompts.path) holds no prompts") }
+        let encodedPrompts = prompts.map { encoder.prompt($0.prompt) }
+
+        var ptxSampler: WindowSampler? = nil
+        if let ptx = o.ptxData {
+            ptxSampler = try WindowSampler(dataset: TokenDataset(directory: ptx, split: "train"), batch: o.ptxBatchSize,
+                                           context: min(o.ptxContext, maxLength))
+        }
+
+        let run = try StageRun(stage: "ppo", model: policy, tokenizer: tokenizer, settings: settings, output: o.output, resume: o.resume)
+        var criticSettings = settings
+        criticSettings.learningRate = o.valueLearningRate
+        criticSettings.minLearningRate = o.valueLearningRate
+        let criticDirectory = o.output.appendingPathComponent("critic")
+        let criticOptimizer = AdamW(parameters: critic.parameters, hyperparameters: criticSettings.adam)
+        var rewardStatistics = RunningMoments()
+        var kl: any KLController = o.targetKL.map { AdaptiveKLController(initial: o.klCoefficient, target: $0, horizon: o.klHorizon) }
+            ?? FixedKLController(o.klCoefficient)
+        /// What PPO adds to the resume state: the running reward statistics and the KL coefficient.
+        struct PPOState: Codable { var rewardStatistics: RunningMoments; var klCoefficient: Float }
+        let ppoStateURL = o.output.appendingPathComponent("ppo_state.json")
+        if o.resume {
+            _ = try Checkpoint.restore(model: critic, optimizer: criticOptimizer, from: criticDirectory)
+            guard let data = FileManager.default.contents(atPath: ppoStateURL.path),
+                  let saved = try? JSONDecoder().decode(PPOState.self, from: data) else {
+                throw CheckpointError("\(ppoStateURL.path) is missing or unreadable; cannot resume PPO")
+            }
+            rewardStatistics = saved.rewardStatistics
+            kl = o.targetKL.map { AdaptiveKLController(initial: saved.klCoefficient, target: $0, horizon: o.klHorizon) }
+                ?? FixedKLController(saved.klCoefficient)
+        }
+        func checkpoint() throws {
+            try writeAtomically(try JSONEncoder().encode(PPOState(rewardStatistics: rewardStatistics, klCoefficient: kl.value)), to: ppoStateURL)
+            try run.checkpoint()
+            try Checkpoint.save(model: critic, optimizer: criticOptimizer, state: run.state, tokenizer: nil, to: criticDirectory)
+        }
+
+        logLine("PPO: \(prompts.count) prompts, \(settings.steps) iterations × \(settings.batchSize) rollouts, \(o.ppoEpochs) epochs × \(o.minibatches) minibatches, β \(o.klCoefficient)\(o.targetKL.map { " → target KL \($0)" } ?? ""), ptx \(o.ptxData == nil ? "off" : "γ \(o.ptxCoefficient)")")
+        var firstMeanReward = Double.nan, lastMeanReward = Double.nan, lastKL = 0.0
+        var evaluations: [String: Double] = [:]
+        if run.state.step == 0, let evaluate {
+            evaluations = evaluate(policy)
+            run.log(evaluations.mapValues { $0 as Any }, show: Array(evaluations.keys).sorted(), force: true)
+        }
+        while !run.isFinished {
+            // 1. Rollouts.
+            var rng = run.state.rng
+            let chosen = (0..<settings.batchSize).map { _ in rng.nextInt(below: prompts.count) }
+            run.state.rng = rng
+            let batchPrompts = chosen.map { encodedPrompts[$0] }
+            let sampling = SamplingParameters(temperature: o.temperature, topP: o.topP, seed: settings.seed &+ UInt64(run.state.step) &* 1_000_003)
+            let generations = Generator(model: policy, stopTokens: encoder.stopTokens)
+                .generateBatch(prompts: batchPrompts, maxTokens: o.maxNewTokens, sampling: sampling)
+            // Keep the end-of-turn token as part of the response: the policy is trained to emit it.
+            let responses = generations.map { g in g.finishReason == .stop ? g.tokens + [encoder.endOfTurn] : g.tokens }
+                .map { $0.isEmpty ? [encoder.endOfTurn] : $0 }
+            let ended = generations.map { $0.finishReason == .stop }
+
+            // 2. Scores: reward model minus the missing-EOS penalty, normalised and clipped.
+            var rawScores = rewardModel.score(prompts: batchPrompts, responses: responses, padID: padID, maxLength: maxLength)
+            for i in rawScores.indices where !ended[i] { rawScores[i] = o.missingEOSPenalty }
+            _ = rewardStatistics.update(rawScores)
+            let scores = rewardStatistics.normalize(rawScores).map { max(-o.rewardClip, min(o.rewardClip, $0)) }
+
+            // 3. Log-probs of the policy and the SFT model, values of the critic, entropy.
+            let batch = PromptResponseBatch(prompts: batchPrompts, responses: responses, padID: padID, maxLength: maxLength)
+            let (oldLogProbs, entropy) = withoutGradients { () -> ([[Float]], Double) in
+                let logits = policy.logits(tokens: batch.tokens, batch: batch.sequences, sequence: batch.length)
+                let lp = logSoftmaxGather(logits: logits, targets: batch.targets)
+                let rowEntropy = softmaxEntropy(logits: logits)
+                var total = 0.0, count = 0
+                for positions in batch.responsePositions { for p in positions { total += Double(rowEntropy[p]); count += 1 } }
+                return (batch.responsePositions.map { $0.map { lp.data[$0] } }, total / Double(max(count, 1)))
+            }
+            let referenceLogProbs = batch.responseLogProbs(reference)
+            let values: [[Float]] = withoutGradients {
+                let v = critic.scores(hidden: critic.hiddenStates(tokens: batch.tokens, batch: batch.sequences, sequence: batch.length))
+                return batch.responsePositions.map { $0.map { v.data[$0] } }
+            }
+            var rollout = Rollout(prompts: batchPrompts, responses: responses, oldLogProbs: oldLogProbs,
+                                  referenceLogProbs: referenceLogProbs, values: values)
+            let lengths = rollout.lengths
+            let rewards = klPenaltyRewards(logProbs: oldLogProbs, referenceLogProbs: referenceLogProbs, scores: scores,
+                                           lengths: lengths, klCoefficient: kl.value)
+            let (advantages, returns) = generalizedAdvantageEstimation(rewards: rewards, values: values, lengths: lengths,
+                                                                       gamma: o.gamma, lambda: o.lambda)
+            rollout.advantages = whiten(advantages, lengths: lengths)
+            rollout.returns = returns
+
+            // Rollout statistics.
+            var sequenceKL = 0.0, referenceNLL = 0.0, tokenCount = 0
+            for s in 0..<responses.count {
+                for t in 0..<lengths[s] {
+                    sequenceKL += Double(oldLogProbs[s][t] - referenceLogProbs[s][t])
+                    referenceNLL -= Double(referenceLogProbs[s][t])
+                    tokenCount += 1
+                }
+            }
+            let meanKL = sequenceKL / Double(responses.count)
+            let meanReward = Double(rawScores.reduce(0, +)) / Double(rawScores.count)
+            if firstMeanReward.isNaN { firstMeanReward = meanReward }
+            lastMeanReward = meanReward
+            lastKL = meanKL
+            let explainedVariance = explainedVarianceOf(values: values, returns: returns, lengths: lengths)
+
+            // 4. PPO updates.
+            let lr = run.learningRate
+            var clipFractions: [Float] = [], valueLosses: [Float] = [], policyLosses: [Float] = [], ptxLosses: [Float] = [], valueClips: [Float] = []
+            var gradNorm: Float = 0
+            var order = Array(0..<responses.count)
+            for _ in 0..<o.ppoEpochs {
+                order.shuffle(using: &run.state.rng)
+                let size = max(1, responses.count / o.minibatches)
+                for start in stride(from: 0, to: order.count, by: size) {
+                    let members = Array(order[start..<min(start + size, order.count)])
+                    let mb = PromptResponseBatch(prompts: members.map { batchPrompts[$0] }, responses: members.map { responses[$0] },
+                                                 padID: padID, maxLength: maxLength)
+                    var old = [Float](repeating: 0, count: mb.sequences * mb.length)
+                    var adv = old, ret = old, oldValues = old
+                    for (k, s) in members.enumerated() {
+                        for (t, p) in mb.responsePositions[k].enumerated() {
+                            old[p] = rollout.oldLogProbs[s][t]; adv[p] = rollout.advantages[s][t]
+                            ret[p] = rollout.returns[s][t]; oldValues[p] = rollout.values[s][t]
+                        }
+                    }
+                    // Policy (+ pretraining mix).
+                    policy.parameters.zeroGradients()
+                    let tape = Tape()
+                    let (policyLoss, clipFraction, ptxLoss) = tape.record { () -> (Tensor, Float, Tensor?) in
+                        let logProbs = mb.tokenLogProbs(policy)
+                        let pg = ppoPolicyLoss(logProbs: logProbs, oldLogProbs: old, advantages: adv, mask: mb.responseMask, clipRange: o.clipRange)
+                        guard let sampler = ptxSampler else { return (pg.loss, pg.clipFraction, nil) }
+                        let windows = sampler.sample(&run.state.rng)
+                        let lm = policy.languageModelLoss(tokens: windows.inputs, targets: windows.targets, batch: sampler.batch, sequence: sampler.context)
+                        return (add(pg.loss, scale(lm, o.ptxCoefficient)), pg.clipFraction, lm)
+                    }
+                    guard policyLoss.item.isFinite else { throw TrainingError("PPO policy loss is \(policyLoss.item) at iteration \(run.state.step + 1); stopping, last checkpoint kept in \(o.output.path)") }
+                    tape.backward(from: policyLoss)
+                    gradNorm = clipGradientNorm(policy.parameters, maxNorm: settings.gradClip)
+                    run.optimizer.update(learningRate: lr)
+                    policyLosses.append(policyLoss.item)
+                    clipFractions.append(clipFraction)
+                    if let ptxLoss { ptxLosses.append(ptxLoss.item) }
+
+                    // Critic.
+                    critic.parameters.zeroGradients()
+                    let criticTape = Tape()
+                    let (valueLoss, valueClip) = criticTape.record { () -> (Tensor, Float) in
+                        let v = critic.scores(hidden: critic.hiddenStates(tokens: mb.tokens, batch: mb.sequences, sequence: mb.length))
+                        let r = ppoValueLoss(values: v, oldValues: oldValues, returns: ret, mask: mb.responseMask, clipRange: o.valueClipRange)
+                        return (r.loss, r.clipFraction)
+                    }
+                    criticTape.backward(from: valueLoss)
+                    clipGradientNorm(critic.parameters, maxNorm: settings.gradClip)
+                    criticOptimizer.update(learningRate: o.valueLearningRate)
+                    valueLosses.append(valueLoss.item)
+                    valueClips.append(valueClip)
+                }
+            }
+            kl.update(currentKL: Float(meanKL), steps: settings.batchSize)
+            run.state.step += 1
+            run.state.tokensSeen += tokenCount
+
+            func mean(_ xs: [Float]) -> Double { xs.isEmpty ? .nan : Double(xs.reduce(0, +)) / Double(xs.count) }
+            var record: [String: Any] = [
+                "reward": meanReward, "reward_normalized": Double(scores.reduce(0, +)) / Double(scores.count),
+                "kl": meanKL, "kl_coef": Double(kl.value), "entropy": entropy,
+                "response_length": Double(lengths.reduce(0, +)) / Double(lengths.count),
+                "ended_fraction": Double(ended.filter { $0 }.count) / Double(ended.count),
+                "clip_fraction": mean(clipFractions), "policy_loss": mean(policyLosses), "value_loss": mean(valueLosses),
+                "value_clip_fraction": mean(valueClips), "explained_variance": explainedVariance,
+                "sft_perplexity": Foundation.exp(referenceNLL / Double(max(tokenCount, 1))),
+                "lr": Double(lr), "grad_norm": Double(gradNorm),
+            ]
+            if !ptxLosses.isEmpty { record["ptx_loss"] = mean(ptxLosses) }
+            if run.shouldEvaluate, let evaluate {
+                evaluations = evaluate(policy)
+                for (k, v) in evaluations { record[k] = v }
+            }
+            run.log(record, show: ["reward", "kl", "entropy", "response_length", "clip_fraction", "value_loss", "explained_variance"] + evaluations.keys.sorted(),
+                    force: run.shouldEvaluate)
+            if settings.checkpointInterval > 0 && run.state.step % settings.checkpointInterval == 0 && !run.isFinished { try checkpoint() }
+        }
+        try checkpoint()
+        return PPOSummary(iterations: run.state.step, meanReward: lastMeanReward, firstMeanReward: firstMeanReward,
+                          kl: lastKL, seconds: run.seconds, evaluations: evaluations)
+    }
+}
+
+/// 1 − Var(returns − values) / Var(returns) over valid positions: how much of the return
+/// the critic explains (1 is perfect, ≤ 0 is no better than a constant).
+func explainedVarianceOf(values: [[Float]], returns: [[Float]], lengths: [Int]) -> Double {
+    var r: [Double] = [], d: [Double] = []
+    for s in 0..<lengths.count {
+        for t in 0..<lengths[s] {
+            r.append(Double(returns[s][t]))
+            d.append(Double(returns[s][t] - values[s][t]))
+        }
+    }
+    func variance(_ x: [Double]) -> Double {
+        let m = x.reduce(0, +) / Double(max(x.count, 1))
+        return x.reduce(0) { $0 + ($1 - m) * ($1 - m) } / Double(max(x.count, 1))
+    }
+    let vr = variance(r)
+    return vr > 0 ? 1 - variance(d) / vr : .nan
+}

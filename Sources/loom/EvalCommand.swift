@@ -1,0 +1,58 @@
+import ArgumentParser
+import Foundation
+import LoomData
+import LoomEval
+import LoomTokenizer
+import LoomTrain
+
+struct EvalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval",
+        abstract: "Evaluate a model: exact-match accuracy on prompts with answers, or perplexity and bits per byte on token shards.",
+        discussion: """
+        loom eval --model runs/sft --task exact-match --prompts runs/tasks/prompts_heldout.jsonl
+        loom eval --model runs/base --task exact-match --prompts runs/tasks/prompts_heldout.jsonl --few-shot runs/tasks/prompts_train.jsonl
+        loom eval --model runs/base --task perplexity --data runs/data
+        Prints one JSON object on stdout.
+        """)
+
+    enum Task: String, ExpressibleByArgument, CaseIterable { case exactMatch = "exact-match", perplexity }
+
+    @Option(help: "Model directory.") var model: String
+    @Option(help: "exact-match or perplexity.") var task: Task
+    @Option(help: "Prompts JSONL with answers (exact-match).") var prompts: String?
+    @Option(help: "Prompts JSONL with answers to use as in-context examples (base models); chat format when unset.") var fewShot: String?
+    @Option(help: "Number of in-context examples.") var shots: Int = 5
+    @Option(help: "Token shards from `loom prepare` (perplexity).") var data: String?
+    @Option(help: "Context length for perplexity.") var context: Int = 256
+    @Option(help: "Maximum answer tokens.") var maxTokens: Int = 16
+    @Option(help: "Evaluate at most this many prompts.") var limit: Int?
+    @Option(help: "Threads.") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    @Flag(help: "Print every prompt, answer and response to stderr.") var verbose = false
+
+    func run() throws {
+        Threading.configure(threads: threads)
+        let (model, tokenizer) = try loadModelAndTokenizer(model)
+        switch task {
+        case .exactMatch:
+            guard let prompts else { throw ValidationError("--task exact-match needs --prompts FILE") }
+            var examples = try PromptDataset.load(URL(fileURLWithPath: prompts)).examples.filter { $0.answer != nil }
+            if let limit { examples = Array(examples.prefix(limit)) }
+            var format = PromptFormat.chat
+            if let fewShot {
+                format = .fewShot(Array(try PromptDataset.load(URL(fileURLWithPath: fewShot)).examples.filter { $0.answer != nil }.prefix(shots)))
+            }
+            let result = exactMatchAccuracy(model: model, tokenizer: tokenizer, prompts: examples, format: format, maxTokens: maxTokens)
+            if verbose {
+                for s in result.samples { logLine("\(s.correct ? "✓" : "✗") \(s.prompt) → \(s.response.debugDescription) (answer \(s.answer))") }
+            }
+            print("{\"task\": \"exact-match\", \"accuracy\": \(result.accuracy), \"correct\": \(result.correct), \"total\": \(result.total)}")
+        case .perplexity:
+            guard let data else { throw ValidationError("--task perplexity needs --data DIR") }
+            let dataset = try TokenDataset(directory: URL(fileURLWithPath: data), split: "val")
+            let ctx = min(context, model.configuration.maxPositionEmbeddings)
+            let r = evaluateLanguageModel(model: model, dataset: dataset, tokenizer: tokenizer, batch: 8, context: ctx, batches: 8)
+            print("{\"task\": \"perplexity\", \"loss\": \(r.loss), \"perplexity\": \(Foundation.exp(r.loss)), \"bits_per_byte\": \(r.bitsPerByte), \"tokens\": \(r.tokens)}")
+        }
+    }
+}
