@@ -19,6 +19,11 @@ public final class PipelineReport {
         sections.append((title, body))
     }
 
+    /// Replaces the section with this title (or appends it), so a table can grow as stages finish.
+    public func replaceSection(_ title: String, _ body: String) {
+        if let i = sections.firstIndex(where: { $0.title == title }) { sections[i].body = body } else { sections.append((title, body)) }
+    }
+
     /// Saves a chart as `name.svg` and returns the Markdown that shows it.
     public func chart(_ name: String, _ chart: LineChart) throws -> String {
         try Data(chart.svg().utf8).write(to: directory.appendingPathComponent("\(name).svg"), options: .atomic)

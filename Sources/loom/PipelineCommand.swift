@@ -6,15 +6,35 @@ import LoomInference
 import LoomTokenizer
 import LoomTrain
 
+/// The main job: every stage on the bundled data, each proving on held-out data that it did
+/// its job, ending in `report.md` (with charts) and `report.json`.
 struct PipelineCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pipeline",
-        abstract: "The main job: every stage on the bundled data, ending in a report (report.md, report.json).")
+        abstract: "The main job: prepare → pretrain → SFT → reward model → PPO-ptx, DPO and GRPO, with a report (report.md, report.json).",
+        discussion: """
+        Stages write into OUT: data/ (shards, tokenizer), tasks/ (instruction tasks), base/, sft/, reward/, ppo/, dpo/, \
+        grpo/ (model directories), and the report. --stop-after ends the run after a stage.
+        """)
+
+    enum Stage: String, ExpressibleByArgument, CaseIterable { case pretrain, sft, reward, ppo, dpo, grpo }
 
     @Option(help: "Output directory.") var out: String = "runs/demo"
     @Option(help: "Run configuration for pretraining.") var config: String = "configs/tiny.json"
     @Option(help: "Bundled pretraining text (files or folders).") var data: [String] = ["data/pretrain"]
+    @Option(help: "Real human-written Q&A added to SFT (chat JSONL).") var sftExtra: [String] = ["data/alignment/faq_python.jsonl", "data/alignment/faq_debian_en.jsonl", "data/alignment/faq_debian_zh.jsonl"]
     @Option(help: "Pretraining steps (default: the configuration's train.steps).") var pretrainSteps: Int?
+    @Option(help: "Instruction-task kinds (comma-separated; see `loom tasks --help`).") var kinds: String = "arithmetic,countLetters,nextInSequence,recordField"
+    @Option(help: "Training problems per task file.") var trainTasks: Int = 4000
+    @Option(help: "Held-out problems for every accuracy figure.") var heldoutTasks: Int = 200
+    @Option(help: "Question–answer worksheets of training problems mixed into pretraining (0 = none).") var pretrainTaskDocuments: Int = 2000
+    @Option(help: "SFT steps.") var sftSteps: Int = 400
+    @Option(help: "Reward-model steps.") var rewardSteps: Int = 150
+    @Option(help: "PPO iterations.") var ppoSteps: Int = 30
+    @Option(help: "DPO steps.") var dpoSteps: Int = 100
+    @Option(help: "GRPO steps.") var grpoSteps: Int = 30
+    @Option(help: "Stop after this stage.") var stopAfter: Stage?
+    @Option(help: "Seed of the task data.") var seed: UInt64 = 2026
     @Option(help: "Threads.") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
     func run() throws {
@@ -23,14 +43,197 @@ struct PipelineCommand: ParsableCommand {
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         Threading.configure(threads: threads)
         let report = PipelineReport(directory: root)
+        defer {
+            report.seconds = Date().timeIntervalSince(start)
+            try? report.write()
+            logLine("report: \(root.appendingPathComponent("report.md").path) (\(String(format: "%.0f", report.seconds)) s)")
+        }
         let configuration = try TrainingConfiguration.load(URL(fileURLWithPath: config))
+        let taskKinds = try kinds.split(separator: ",").map { name -> InstructionTaskKind in
+            guard let kind = InstructionTaskKind(rawValue: String(name)) else {
+                throw ValidationError("--kinds: unknown task \"\(name)\"; known: \(InstructionTaskKind.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            return kind
+        }
+        func stage(_ name: String) { logLine("\n== \(name)  [\(formatDuration(Date().timeIntervalSince(start))) elapsed]") }
 
-        // 1. Data: clean, deduplicate, train the tokenizer, write shards.
-        logLine("== 1/3 prepare: \(data.joined(separator: ", "))")
-        var prepare = PrepareOptions(inputs: data, outputDirectory: root.appendingPathComponent("data"))
+        // Instruction tasks: train and held-out problems are disjoint by construction.
+        stage("tasks: \(taskKinds.map(\.rawValue).joined(separator: ", "))")
+        let tasksDirectory = root.appendingPathComponent("tasks")
+        let summary = try InstructionTaskFiles.write(to: tasksDirectory, train: trainTasks, heldout: heldoutTasks, seed: seed, kinds: taskKinds)
+        logLine(summary.description)
+        let heldout = try PromptDataset.load(tasksDirectory.appendingPathComponent(InstructionTaskFiles.promptsHeldout)).examples
+        let trainPrompts = try PromptDataset.load(tasksDirectory.appendingPathComponent(InstructionTaskFiles.promptsTrain)).examples
+        var pretrainInputs = data
+        if pretrainTaskDocuments > 0 {
+            let worksheet = tasksDirectory.appendingPathComponent("pretrain_worksheets.jsonl")
+            try writeWorksheets(to: worksheet, documents: pretrainTaskDocuments, kinds: taskKinds)
+            pretrainInputs.append(worksheet.path)
+        }
+
+        // 1. Data.
+        stage("prepare: \(pretrainInputs.joined(separator: ", "))")
+        var prepare = PrepareOptions(inputs: pretrainInputs, outputDirectory: root.appendingPathComponent("data"))
         prepare.vocabSize = configuration.model.vocabularySize
         let prepared = try PreparePipeline.run(prepare)
-        let m = prepared.manifest
+        reportData(prepared.manifest, report)
+
+        // 2. Pretraining.
+        stage("pretrain: \(config)")
+        let baseDirectory = root.appendingPathComponent("base")
+        let pretrain = try Pretrainer(options: PretrainOptions(
+            configuration: configuration, dataDirectory: root.appendingPathComponent("data"),
+            outputDirectory: baseDirectory, steps: pretrainSteps, threads: threads, logInterval: 25)).run()
+        try reportPretraining(pretrain, directory: baseDirectory, report)
+        let (baseModel, tokenizer) = try loadModelAndTokenizer(baseDirectory.path)
+        try reportSamples(baseModel, tokenizer, report)
+        let shots = Array(trainPrompts.prefix(5))
+        let baseAccuracy = exactMatchAccuracy(model: baseModel, tokenizer: tokenizer, prompts: heldout, format: .fewShot(shots))
+        logLine(String(format: "base model, 5-shot: held-out exact match %.3f", baseAccuracy.accuracy))
+        report.set("base", "heldout_accuracy", baseAccuracy.accuracy)
+        report.set("base", "format", "5-shot, plain Question/Answer text")
+        var accuracyRows: [[String]] = [["base (5-shot)", String(format: "%.1f %%", baseAccuracy.accuracy * 100), "\(baseAccuracy.correct)/\(baseAccuracy.total)"]]
+        var accuracyExamples: [String: ExactMatchResult] = ["base": baseAccuracy]
+        func accuracySection() {
+            var body = "Exact match on \(heldout.count) held-out problems (\(taskKinds.map(\.rawValue).joined(separator: ", "))); train and held-out problems are disjoint by construction. Greedy decoding.\n\n"
+            body += markdownTable(["model", "held-out accuracy", "correct"], accuracyRows)
+            body += "\nSample answers of each model to the first held-out prompts:\n\n"
+            var rows: [[String]] = []
+            for p in heldout.prefix(6).indices {
+                var row = ["`\(heldout[p].prompt)`", "`\(heldout[p].answer ?? "")`"]
+                for name in ["base", "sft", "ppo", "dpo", "grpo"] {
+                    guard let r = accuracyExamples[name] else { row.append("–"); continue }
+                    row.append("\(r.samples[p].correct ? "✓" : "✗") `\(r.samples[p].response)`")
+                }
+                rows.append(row)
+            }
+            body += markdownTable(["prompt", "answer", "base", "SFT", "PPO", "DPO", "GRPO"], rows)
+            report.replaceSection("Held-out accuracy", body)
+        }
+        accuracySection()
+        func evaluateChat(_ model: LlamaModel) -> ExactMatchResult {
+            exactMatchAccuracy(model: model, tokenizer: tokenizer, prompts: heldout, format: .chat)
+        }
+        if stopAfter == .pretrain { return }
+
+        // 3. SFT on the task demonstrations plus real human-written Q&A.
+        stage("SFT")
+        let sftDirectory = root.appendingPathComponent("sft")
+        var sft = SFTOptions(model: baseDirectory, data: [tasksDirectory.appendingPathComponent(InstructionTaskFiles.sftTrain)] + sftExtra.map { URL(fileURLWithPath: $0) },
+                             output: sftDirectory)
+        sft.settings.steps = sftSteps
+        sft.settings.batchSize = 32
+        sft.settings.learningRate = 1e-3
+        sft.settings.minLearningRate = 1e-4
+        sft.settings.warmupSteps = 20
+        sft.settings.evalInterval = 100
+        sft.settings.logInterval = 25
+        sft.settings.threads = threads
+        let sftSummary = try SFTTrainer(options: sft).run()
+        let sftModel = try LlamaModel.load(directory: sftDirectory)
+        let sftAccuracy = evaluateChat(sftModel)
+        logLine(String(format: "SFT: held-out exact match %.3f", sftAccuracy.accuracy))
+        report.set("sft", "heldout_accuracy", sftAccuracy.accuracy)
+        report.set("sft", "val_loss", sftSummary.validationLoss)
+        report.set("sft", "examples", sftSummary.examples)
+        report.set("sft", "steps", sftSummary.steps)
+        accuracyRows.append(["SFT", String(format: "%.1f %%", sftAccuracy.accuracy * 100), "\(sftAccuracy.correct)/\(sftAccuracy.total)"])
+        accuracyExamples["sft"] = sftAccuracy
+        accuracySection()
+        report.section("SFT", "\(sftSummary.examples) examples (task demonstrations and the Python and Debian FAQs), \(sftSummary.steps) steps, loss on assistant tokens only. Validation loss \(String(format: "%.4f", sftSummary.validationLoss)).")
+        if stopAfter == .sft { return }
+
+        // 4. Reward model on constructed rankings.
+        stage("reward model")
+        let rewardDirectory = root.appendingPathComponent("reward")
+        var reward = RewardOptions(model: sftDirectory, data: [tasksDirectory.appendingPathComponent(InstructionTaskFiles.rankingsTrain)], output: rewardDirectory)
+        reward.heldout = [tasksDirectory.appendingPathComponent(InstructionTaskFiles.rankingsHeldout)]
+        reward.settings.steps = rewardSteps
+        reward.settings.threads = threads
+        let rewardSummary = try RewardTrainer(options: reward).run()
+        report.set("reward", "heldout_pair_accuracy", rewardSummary.heldoutPairAccuracy)
+        report.set("reward", "heldout_mean_margin", rewardSummary.heldoutMeanMargin)
+        report.set("reward", "reward_mean_offset", rewardSummary.rewardMean)
+        report.section("Reward model", """
+            Rankings are constructed by a stated rule (\(RankingBuilder.rule)), K = 4 answers per prompt, all C(4,2) pairs of a prompt in one batch element.
+            Held-out pair accuracy **\(String(format: "%.1f %%", rewardSummary.heldoutPairAccuracy * 100))**, mean margin \(String(format: "%.3f", rewardSummary.heldoutMeanMargin)); rewards shifted so the demonstrations average 0 (offset \(String(format: "%.3f", rewardSummary.rewardMean))).
+            """)
+        if stopAfter == .reward { return }
+
+        // 5. PPO-ptx.
+        stage("PPO-ptx")
+        let ppoDirectory = root.appendingPathComponent("ppo")
+        var ppo = PPOOptions(policy: sftDirectory, rewardModel: rewardDirectory,
+                             prompts: tasksDirectory.appendingPathComponent(InstructionTaskFiles.promptsTrain), output: ppoDirectory)
+        ppo.settings.steps = ppoSteps
+        ppo.settings.threads = threads
+        ppo.settings.evalInterval = max(1, ppoSteps / 3)
+        ppo.ptxData = root.appendingPathComponent("data")
+        let ppoTrainer = PPOTrainer(options: ppo)
+        ppoTrainer.evaluate = { ["heldout_accuracy": evaluateChat($0).accuracy] }
+        let ppoSummary = try ppoTrainer.run()
+        let ppoAccuracy = evaluateChat(try LlamaModel.load(directory: ppoDirectory))
+        report.set("ppo", "heldout_accuracy", ppoAccuracy.accuracy)
+        report.set("ppo", "mean_reward", ppoSummary.meanReward)
+        report.set("ppo", "first_mean_reward", ppoSummary.firstMeanReward)
+        report.set("ppo", "kl", ppoSummary.kl)
+        report.set("ppo", "iterations", ppoSummary.iterations)
+        accuracyRows.append(["PPO-ptx", String(format: "%.1f %%", ppoAccuracy.accuracy * 100), "\(ppoAccuracy.correct)/\(ppoAccuracy.total)"])
+        accuracyExamples["ppo"] = ppoAccuracy
+        accuracySection()
+        try reportPPO(ppoSummary, directory: ppoDirectory, report)
+        if stopAfter == .ppo { return }
+
+        // 6. DPO from the same SFT model.
+        stage("DPO")
+        let dpoDirectory = root.appendingPathComponent("dpo")
+        var dpo = DPOOptions(model: sftDirectory, data: [tasksDirectory.appendingPathComponent(InstructionTaskFiles.preferencesTrain)], output: dpoDirectory)
+        dpo.settings.steps = dpoSteps
+        dpo.settings.threads = threads
+        let dpoSummary = try DPOTrainer(options: dpo).run()
+        let dpoAccuracy = evaluateChat(try LlamaModel.load(directory: dpoDirectory))
+        report.set("dpo", "heldout_accuracy", dpoAccuracy.accuracy)
+        report.set("dpo", "heldout_preference_accuracy", dpoSummary.heldout.accuracy)
+        report.set("dpo", "heldout_reward_margin", dpoSummary.heldout.margin)
+        accuracyRows.append(["DPO", String(format: "%.1f %%", dpoAccuracy.accuracy * 100), "\(dpoAccuracy.correct)/\(dpoAccuracy.total)"])
+        accuracyExamples["dpo"] = dpoAccuracy
+        accuracySection()
+        report.section("DPO", "β = \(dpo.beta), \(dpoSummary.trainPairs) constructed pairs (reference answer over a wrong or off-format one), reference log-probabilities computed once. Held-out preference accuracy \(String(format: "%.1f %%", dpoSummary.heldout.accuracy * 100)), reward margin \(String(format: "%.3f", dpoSummary.heldout.margin)).")
+        if stopAfter == .dpo { return }
+
+        // 7. GRPO from the same SFT model, rewarded by the verifier.
+        stage("GRPO")
+        let grpoDirectory = root.appendingPathComponent("grpo")
+        var grpo = GRPOOptions(model: sftDirectory, prompts: [tasksDirectory.appendingPathComponent(InstructionTaskFiles.promptsTrain)], output: grpoDirectory)
+        grpo.settings.steps = grpoSteps
+        grpo.settings.threads = threads
+        let grpoSummary = try GRPOTrainer(options: grpo).run()
+        let grpoAccuracy = evaluateChat(try LlamaModel.load(directory: grpoDirectory))
+        report.set("grpo", "heldout_accuracy", grpoAccuracy.accuracy)
+        report.set("grpo", "train_reward_first", grpoSummary.firstMeanReward)
+        report.set("grpo", "train_reward_last", grpoSummary.meanReward)
+        report.set("grpo", "kl", grpoSummary.kl)
+        accuracyRows.append(["GRPO", String(format: "%.1f %%", grpoAccuracy.accuracy * 100), "\(grpoAccuracy.correct)/\(grpoAccuracy.total)"])
+        accuracyExamples["grpo"] = grpoAccuracy
+        accuracySection()
+        report.section("GRPO", "Group size \(grpo.groupSize), verifier reward (exact answer), KL β \(grpo.klBeta) to the SFT model. Mean training reward \(String(format: "%.3f → %.3f", grpoSummary.firstMeanReward, grpoSummary.meanReward)).")
+    }
+
+    /// Pretraining text made of training problems as plain question–answer worksheets (ten
+    /// per document), so the base model has seen the tasks' language before SFT. Held-out
+    /// problems never appear: the generator's split is decided by the problem itself.
+    func writeWorksheets(to url: URL, documents: Int, kinds: [InstructionTaskKind]) throws {
+        let tasks = InstructionTasks.generate(kinds: kinds, count: documents * 10, seed: seed &+ 99, split: .train)
+        var lines: [String] = []
+        for start in stride(from: 0, to: tasks.count, by: 10) {
+            let text = tasks[start..<min(start + 10, tasks.count)].map { "Question: \($0.prompt)\nAnswer: \($0.answer)\n" }.joined(separator: "\n")
+            let data = try JSONSerialization.data(withJSONObject: ["text": text, "source": "constructed: InstructionTasks worksheet (train split)"], options: [.sortedKeys])
+            lines.append(String(decoding: data, as: UTF8.self))
+        }
+        try writeAtomically(Data((lines.joined(separator: "\n") + "\n").utf8), to: url)
+    }
+
+    func reportData(_ m: Manifest, _ report: PipelineReport) {
         report.set("data", "documents_read", m.documentsRead)
         report.set("data", "documents_kept", m.documentsKept)
         report.set("data", "removed", m.removed)
@@ -45,22 +248,11 @@ struct PipelineCommand: ParsableCommand {
             ["validation tokens", "\(m.splits["val"]?.tokens ?? 0) (\(m.splits["val"]?.bytes ?? 0) bytes)"],
             ["tokenizer", "byte-level BPE, \(m.vocabSize) tokens"],
         ]))
+    }
 
-        // 2. Pretraining.
-        logLine("== 2/3 pretrain: \(config)")
-        let baseDirectory = root.appendingPathComponent("base")
-        let pretrain = try Pretrainer(options: PretrainOptions(
-            configuration: configuration, dataDirectory: root.appendingPathComponent("data"),
-            outputDirectory: baseDirectory, steps: pretrainSteps, threads: threads, logInterval: 25)).run()
-        let metrics = MetricsLog.read(baseDirectory.appendingPathComponent("metrics.jsonl"))
-        let trainCurve = metrics.compactMap { r -> (x: Double, y: Double)? in
-            guard let s = r["step"] as? Int, let l = r["loss"] as? Double else { return nil }
-            return (Double(s), l)
-        }
-        let valCurve = metrics.compactMap { r -> (x: Double, y: Double)? in
-            guard let s = r["step"] as? Int, let l = r["val_loss"] as? Double else { return nil }
-            return (Double(s), l)
-        }
+    func reportPretraining(_ pretrain: PretrainSummary, directory: URL, _ report: PipelineReport) throws {
+        let metrics = MetricsLog.read(directory.appendingPathComponent("metrics.jsonl"))
+        let trainCurve = curve(metrics, "loss"), valCurve = curve(metrics, "val_loss")
         let lossChart = try report.chart("pretrain_loss", LineChart(
             title: "Pretraining loss", xLabel: "step", yLabel: "cross-entropy (nats)",
             series: [.init(name: "train", points: trainCurve, color: "#1f77b4"), .init(name: "validation", points: valCurve, color: "#d62728")]))
@@ -81,13 +273,11 @@ struct PipelineCommand: ParsableCommand {
 
             \(lossChart)
             """)
+    }
 
-        // 3. Samples from the base model.
-        logLine("== 3/3 samples")
-        let (model, tokenizer) = try loadModelAndTokenizer(baseDirectory.path)
+    func reportSamples(_ model: LlamaModel, _ tokenizer: ByteLevelBPETokenizer, _ report: PipelineReport) throws {
         let generator = Generator(model: model, stopTokens: [Int32(tokenizer.endOfTextID)])
-        var rows: [[String]] = []
-        var samples: [[String: String]] = []
+        var rows: [[String]] = [], samples: [[String: String]] = []
         for (i, prompt) in ["ROMEO:", "And Jesus said unto them,", "The Python interpreter", "床前明月光，"].enumerated() {
             let ids = tokenizer.encode(prompt).map(Int32.init)
             let result = generator.generate(prompt: ids, maxTokens: 48, sampling: SamplingParameters(temperature: 0.8, topK: 50, topP: 0.95, seed: UInt64(i)))
@@ -98,9 +288,32 @@ struct PipelineCommand: ParsableCommand {
         }
         report.figures["pretrain", default: [:]]["samples"] = samples
         report.section("Samples from the base model (temperature 0.8, top-k 50, top-p 0.95)", markdownTable(["prompt", "completion"], rows))
+    }
 
-        report.seconds = Date().timeIntervalSince(start)
-        try report.write()
-        logLine("report: \(root.appendingPathComponent("report.md").path) (\(String(format: "%.0f", report.seconds)) s)")
+    func reportPPO(_ summary: PPOSummary, directory: URL, _ report: PipelineReport) throws {
+        let metrics = MetricsLog.read(directory.appendingPathComponent("metrics.jsonl"))
+        let rewardChart = try report.chart("ppo_reward", LineChart(
+            title: "PPO: mean reward-model score of rollouts", xLabel: "iteration", yLabel: "reward",
+            series: [.init(name: "reward", points: curve(metrics, "reward"), color: "#2ca02c")]))
+        let klChart = try report.chart("ppo_kl", LineChart(
+            title: "PPO: KL(policy ‖ SFT) per answer", xLabel: "iteration", yLabel: "nats",
+            series: [.init(name: "KL", points: curve(metrics, "kl"), color: "#9467bd")]))
+        let last = metrics.last ?? [:]
+        func value(_ key: String) -> String { (last[key] as? Double).map { String(format: "%.3f", $0) } ?? "–" }
+        report.section("PPO-ptx", """
+            \(summary.iterations) iterations. Mean reward \(String(format: "%.3f → %.3f", summary.firstMeanReward, summary.meanReward)), KL to the SFT model \(String(format: "%.3f", summary.kl)) nats per answer.
+            Last iteration: entropy \(value("entropy")), response length \(value("response_length")), clip fraction \(value("clip_fraction")), value loss \(value("value_loss")), explained variance \(value("explained_variance")), SFT perplexity of the answers \(value("sft_perplexity")), pretraining loss \(value("ptx_loss")).
+
+            \(rewardChart)
+
+            \(klChart)
+            """)
+    }
+
+    func curve(_ metrics: [[String: Any]], _ key: String) -> [(x: Double, y: Double)] {
+        metrics.compactMap { r in
+            guard let s = r["step"] as? Int, let v = r[key] as? Double else { return nil }
+            return (Double(s), v)
+        }
     }
 }
