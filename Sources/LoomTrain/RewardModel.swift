@@ -31,13 +31,22 @@ public final class RewardModel {
         /// μ, the mean raw reward of the reference answers; `score` subtracts it.
         public var rewardMean: Float
         public var normalized: Bool
-        /// How many answers μ averages, and where they came from.
-        public var references: Int
-        public var referenceSource: String
+        /// How many answers μ averages, and where they came from (informational).
+        public var references: Int?
+        public var referenceSource: String?
 
-        public init(rewardMean: Float, normalized: Bool = true, references: Int, referenceSource: String) {
+        public init(rewardMean: Float, normalized: Bool = true, references: Int? = nil, referenceSource: String? = nil) {
             self.rewardMean = rewardMean; self.normalized = normalized
             self.references = references; self.referenceSource = referenceSource
+        }
+
+        /// Only `reward_mean` is required; `normalized` defaults to true.
+        public init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            rewardMean = try c.decode(Float.self, forKey: .rewardMean)
+            normalized = try c.decodeIfPresent(Bool.self, forKey: .normalized) ?? true
+            references = try c.decodeIfPresent(Int.self, forKey: .references)
+            referenceSource = try c.decodeIfPresent(String.self, forKey: .referenceSource)
         }
 
         enum CodingKeys: String, CodingKey {
@@ -58,6 +67,7 @@ public final class RewardModel {
     }
 
     /// Loads the weights (which must include `score.weight`) and, if present, `reward_config.json`.
+    /// (With tied embeddings the model also gets a language-model head; it adds no parameters.)
     public static func load(directory: URL) throws -> RewardModel {
         let model = try LlamaModel.load(directory: directory)
         guard model.heads.contains(.score) else {

@@ -136,6 +136,13 @@ final class RewardModelTests: XCTestCase {
                                padID: Int32(tokenizer.padID ?? tokenizer.endOfTextID), maxLength: 48)
         XCTAssertEqual(rewards.reduce(0, +) / Float(rewards.count), 0, accuracy: 1e-4)
         XCTAssertEqual(try RewardModel.readNormalization(out)?.references, 8)
+        // A hand-written reward_config.json needs only reward_mean; "normalized": false turns it off.
+        try #"{"reward_mean": 0.25}"#.write(to: out.appendingPathComponent(RewardModel.configFile), atomically: true, encoding: .utf8)
+        XCTAssertEqual(try RewardModel.load(directory: out).offset, 0.25)
+        try #"{"reward_mean": 0.25, "normalized": false}"#.write(to: out.appendingPathComponent(RewardModel.configFile), atomically: true, encoding: .utf8)
+        XCTAssertEqual(try RewardModel.load(directory: out).offset, 0)
+        // An SFT model is not a reward model.
+        XCTAssertThrowsError(try RewardModel.load(directory: Self.sftModel)) { XCTAssertTrue("\($0)".contains("score.weight"), "\($0)") }
     }
 
     /// One forward pass over all K responses of every prompt, `rewardModelLoss`, equals scoring
