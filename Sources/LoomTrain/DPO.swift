@@ -30,6 +30,11 @@ public struct DPOOptions {
     public var beta: Float = 0.1
     public var kind: DPOKind = .sigmoid
     public var labelSmoothing: Float = 0
+    /// Weight α of an NLL term on the chosen responses (RPO, Pang et al. 2024; TRL's
+    /// `rpo_alpha`): loss = DPO + α · mean token NLL of chosen. Plain DPO lets the chosen
+    /// log-probs fall as long as the rejected ones fall faster; with a weak SFT model that
+    /// un-learns its correct answers, and the NLL term holds them up.
+    public var sftWeight: Float = 0
     public var rankingPairs: RankingPairs = .all
     /// Pairs added to those of `data` (for example chosen = reference answer over the SFT
     /// model's own wrong answer, built by the command before training).
@@ -158,7 +163,7 @@ public final class DPOTrainer {
             TokenizedPair(prompt: encoder.prompt(pair.prompt), chosen: encoder.response(pair.chosen), rejected: encoder.response(pair.rejected))
         }
         var train = pairs.map(tokenize), heldout = heldoutPairs.map(tokenize)
-        logLine("DPO: \(train.count) training pairs, \(heldout.count) held-out pairs (\(skipped) lines skipped), \(settings.steps) steps × \(settings.batchSize), β \(options.beta), \(options.kind.rawValue) loss")
+        logLine("DPO: \(train.count) training pairs, \(heldout.count) held-out pairs (\(skipped) lines skipped), \(settings.steps) steps × \(settings.batchSize), β \(options.beta), \(options.kind.rawValue) loss\(options.sftWeight != 0 ? " + \(options.sftWeight) × chosen NLL" : "")")
 
         // The reference is the model as loaded: cache its log-probs before any update.
         let started = Date()
@@ -171,6 +176,7 @@ public final class DPOTrainer {
         if let evaluate, !options.resume || run.state.step == 0 {
             initialEvaluation = try evaluate(model)
             logLine("DPO: before training " + describe(initialEvaluation))
+            run.metrics.log(initialEvaluation.merging(["step": 0]) { $1 })
         }
 
         func batchIndices(step: Int) -> [Int] {
@@ -214,7 +220,7 @@ public final class DPOTrainer {
                 if let evaluate {
                     finalEvaluation = try evaluate(model)
                     for (k, v) in finalEvaluation { record[k] = v }
-                    show += finalEvaluation.keys.sorted()
+                    show += finalEvaluation.keys.sorted().filter { !$0.contains("/") }
                 }
             }
             run.log(record, show: show, force: run.shouldEvaluate)
@@ -271,10 +277,18 @@ public final class DPOTrainer {
         let policyChosen = gatherRows(policy, indices: Array(0..<n))
         let policyRejected = gatherRows(policy, indices: Array(n..<(2 * n)))
         func reference(_ sum: Float, _ count: Int) -> Float { average ? sum / Float(max(count, 1)) : sum }
-        return dpoLoss(policyChosen: policyChosen, policyRejected: policyRejected,
+        let dpo = dpoLoss(policyChosen: policyChosen, policyRejected: policyRejected,
                        referenceChosen: pairs.map { reference($0.referenceChosen, $0.chosenTokens) },
                        referenceRejected: pairs.map { reference($0.referenceRejected, $0.rejectedTokens) },
                        beta: options.beta, kind: options.kind, labelSmoothing: options.labelSmoothing)
+        guard options.sftWeight != 0 else { return dpo }
+        // Mean NLL over every chosen-response token of the batch (the first n rows).
+        var weights = batch.responseMask
+        for i in (n * batch.length)..<weights.count { weights[i] = 0 }
+        let count = max(maskedCount(weights), 1)
+        for i in weights.indices { weights[i] /= count }
+        let nll = scale(weightedSum(tokenLogProbs, weights: weights), -options.sftWeight)
+        return (add(dpo.loss, nll), dpo.chosenRewards, dpo.rejectedRewards)
     }
 
     func preferenceMetrics(_ pairs: [TokenizedPair], model: LlamaModel, padID: Int32, maxLength: Int) -> DPOPreferenceMetrics {

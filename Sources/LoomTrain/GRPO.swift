@@ -158,6 +158,7 @@ public final class GRPOTrainer {
         if let evaluate, run.state.step == 0 {
             initialEvaluation = try evaluate(model)
             logLine("GRPO: before training " + describe(initialEvaluation))
+            run.metrics.log(initialEvaluation.merging(["step": 0]) { $1 })
         }
         func promptIndices(step: Int) -> [Int] {
             let perEpoch = max(1, prompts.count / settings.batchSize)
@@ -228,7 +229,7 @@ public final class GRPOTrainer {
             if run.shouldEvaluate, let evaluate {
                 finalEvaluation = try evaluate(model)
                 for (k, v) in finalEvaluation { record[k] = v }
-                show += finalEvaluation.keys.sorted()
+                show += finalEvaluation.keys.sorted().filter { !$0.contains("/") }
             }
             run.log(record, show: show, force: run.shouldEvaluate && evaluate != nil)
             try run.checkpointIfDue()

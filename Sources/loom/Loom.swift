@@ -17,6 +17,8 @@ struct Loom: ParsableCommand {
             PrepareCommand.self,
             TokenizeCommand.self,
             TasksCommand.self,
+            DPOCommand.self,
+            GRPOCommand.self,
         ]
     )
 }
