@@ -11,6 +11,19 @@ public enum Threading {
     public static func configure(threads: Int) {
         threadCount = Swift.max(1, threads)
         openblas_set_num_threads(1)
+        keepFreedMemory()
+    }
+
+    /// A training step allocates and frees the same large activation buffers every time.
+    /// By default glibc serves blocks above 32 MB (the logits of a batch, for one) with
+    /// mmap and returns them to the kernel on free, so every step pays page faults and
+    /// kernel zeroing for them again. Raising the mmap and trim thresholds keeps freed
+    /// blocks in the heap for the next step.
+    static func keepFreedMemory() {
+        #if os(Linux)
+        _ = glibcMallopt(-3 /* M_MMAP_THRESHOLD */, 1 << 30)
+        _ = glibcMallopt(-1 /* M_TRIM_THRESHOLD */, Int32.max)
+        #endif
     }
 }
 
@@ -43,3 +56,9 @@ public func parallelRanges(_ count: Int, minimumChunk: Int = 1, _ body: (Range<I
         if start < end { body(start..<end) }
     }
 }
+
+#if os(Linux)
+/// glibc's `mallopt` (declared in <malloc.h>, which the Glibc module does not export).
+@_silgen_name("mallopt")
+private func glibcMallopt(_ parameter: Int32, _ value: Int32) -> Int32
+#endif

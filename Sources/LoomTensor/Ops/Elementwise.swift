@@ -93,7 +93,9 @@ public func add(_ a: Tensor, _ b: Tensor) -> Tensor {
     // order: when this backward runs, every consumer of `out` has already added into it.
     let n = a.count, out = Tensor(uninitialized: a.shape)
     let pa = a.data, pb = b.data, po = out.data
-    Profiler.time("add", phase: .forward) { for i in 0..<n { po[i] = pa[i] + pb[i] } }
+    Profiler.time("add", phase: .forward) {
+        parallelRanges(n, minimumChunk: 1 << 16) { range in for i in range { po[i] = pa[i] + pb[i] } }
+    }
     out.requiresGrad = Tape.recordIfNeeded("add", inputs: [a, b]) {
         guard let g = out.gradIfPresent else { return }
         var targets = [a, b].filter(\.requiresGrad)
@@ -103,7 +105,7 @@ public func add(_ a: Tensor, _ b: Tensor) -> Tensor {
         }
         for t in targets {
             let gt = t.grad.pointer, pg = g.pointer
-            for i in 0..<n { gt[i] += pg[i] }
+            parallelRanges(n, minimumChunk: 1 << 16) { range in for i in range { gt[i] += pg[i] } }
         }
     }
     return out
