@@ -11,8 +11,9 @@ final class RewardModelTests: XCTestCase {
                         "table", "north", "bread", "chair", "light", "ocean", "sugar", "wind", "glass", "honey"]
 
     /// A tiny "SFT model" directory: random weights, language-model head, trained tokenizer.
+    static let sftModelPath = FileManager.default.temporaryDirectory.appendingPathComponent("loom-rm-sft-\(getpid())")
     static let sftModel: URL = {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("loom-rm-sft-\(getpid())")
+        let dir = sftModelPath
         try? FileManager.default.removeItem(at: dir)
         let corpus = words.map { "What about \($0)? good \($0) fine \($0) bad \($0)" }.joined(separator: "\n")
         let tokenizer = ByteLevelBPETokenizer.train(texts: [corpus], vocabSize: 320)
@@ -24,6 +25,11 @@ final class RewardModelTests: XCTestCase {
         try! tokenizer.save(to: dir)
         return dir
     }()
+
+    override class func tearDown() {
+        try? FileManager.default.removeItem(at: sftModelPath)
+        super.tearDown()
+    }
 
     func temporary(_ name: String) -> URL {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("loom-rm-\(name)-\(UUID())")
