@@ -60,6 +60,7 @@ final class DPOTests: XCTestCase {
         o.settings.threads = 2
         o.validationFraction = 0.25
         o.beta = 0.5
+        o.sftWeight = 0
         return o
     }
 
@@ -101,6 +102,19 @@ final class DPOTests: XCTestCase {
         XCTAssertGreaterThan(summary.heldout.margin, 0.5)
         XCTAssertLessThan(summary.trainLoss, 0.3)
         XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent("dpo_summary.json").path))
+    }
+
+    func testChosenNLLTermKeepsChosenLogProbsUp() throws {
+        let model = try AlignmentTestModel.make(), data = try preferenceFile()
+        let plain = AlignmentTestModel.temporary("dpo-plain"), rpo = AlignmentTestModel.temporary("dpo-rpo")
+        defer { for u in [model, data, plain, rpo] { try? FileManager.default.removeItem(at: u) } }
+        _ = try DPOTrainer(options: options(model: model, data: data, out: plain, steps: 10)).run()
+        var o = options(model: model, data: data, out: rpo, steps: 10)
+        o.sftWeight = 1
+        _ = try DPOTrainer(options: o).run()
+        // Step 1 (policy = reference): the loss is log 2 plus the chosen responses' mean NLL.
+        XCTAssertGreaterThan(metrics(rpo, "loss")[0], log(2) + 0.5)
+        XCTAssertGreaterThan(metrics(rpo, "chosen_reward").last!, metrics(plain, "chosen_reward").last!)
     }
 
     func testIPOAndRankingsRun() throws {
