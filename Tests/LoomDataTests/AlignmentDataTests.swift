@@ -260,6 +260,13 @@ final class AlignmentDataTests: XCTestCase {
                     return (String(pair[0]), String(pair[1]))
                 })
                 expected = fields[fields["ask"]!]!
+            case .compareNumbers:
+                let a = Int(parts[1])!, b = Int(parts[2])!
+                XCTAssertNotEqual(a, b)
+                expected = "\(parts[0] == "max" ? max(a, b) : min(a, b))"
+            case .repeatWord:
+                expected = parts[1]
+                XCTAssertTrue(task.prompt.contains(parts[1]), task.prompt)
             }
             XCTAssertEqual(task.answer, expected, task.problem)
             XCTAssertTrue(task.answer.count <= 8 && !task.answer.isEmpty, task.answer)

@@ -19,6 +19,11 @@ public enum InstructionTaskKind: String, CaseIterable, Codable, Sendable {
     case uppercase
     /// "What number comes next: 3, 7, 11, 15, ?" → "19"
     case nextInSequence
+    /// "Which is larger, 37 or 52?" → "52": a choice between two numbers in the prompt, so a
+    /// small model starts well above zero and reinforcement learning has room to sharpen it.
+    case compareNumbers
+    /// "Repeat the word \"lemon\"." → "lemon": copying one word (an induction-head task).
+    case repeatWord
 }
 
 /// Which side of the train / held-out division a problem belongs to.
@@ -173,6 +178,8 @@ public enum InstructionTasks {
         case .recordField: return recordField(&rng)
         case .uppercase: return uppercase(&rng)
         case .nextInSequence: return nextInSequence(&rng)
+        case .compareNumbers: return compareNumbers(&rng)
+        case .repeatWord: return repeatWord(&rng)
         }
     }
 
@@ -306,6 +313,34 @@ public enum InstructionTasks {
             english: ["What number comes next: \(list), ?", "Continue the sequence: \(list), ...", "What is the next number in the sequence \(list)?"],
             chinese: ["数列 \(list) 的下一个数是什么？"],
             distractors: ["\(next + 1)", "\(terms[shown - 1])", "\(next + step)"]
+        )
+    }
+
+    static func compareNumbers(_ rng: inout TaskRandom) -> Problem {
+        let a = rng.int(in: 0...99)
+        var b = rng.int(in: 0...98)
+        if b >= a { b += 1 }
+        let larger = rng.below(2) == 0
+        let answer = larger ? max(a, b) : min(a, b)
+        let other = larger ? min(a, b) : max(a, b)
+        let word = larger ? "larger" : "smaller"
+        return Problem(
+            canonical: "\(larger ? "max" : "min"):\(a):\(b)",
+            answer: "\(answer)",
+            english: ["Which is \(word), \(a) or \(b)?", "Of \(a) and \(b), which number is \(word)?", "Give the \(word) number: \(a) or \(b).", "Pick the \(word) of \(a) and \(b)."],
+            chinese: ["\(a) 和 \(b) 哪个更\(larger ? "大" : "小")？"],
+            distractors: ["\(other)", "\(answer + 1)", "\(a + b)"]
+        )
+    }
+
+    static func repeatWord(_ rng: inout TaskRandom) -> Problem {
+        let word = rng.pick(TaskVocabulary.words)
+        return Problem(
+            canonical: "repeat:\(word)",
+            answer: word,
+            english: ["Repeat the word \"\(word)\".", "Say \(word).", "Write the word \(word) again.", "Echo this word: \(word)"],
+            chinese: ["重复单词 \(word)。"],
+            distractors: [word.uppercased(), String(word.dropLast()), word + word.suffix(1)]
         )
     }
 

@@ -172,6 +172,8 @@ public struct RankingBuilder {
         case 2:
             return rng.pick(chinese ? TaskVocabulary.unrelatedChinese : TaskVocabulary.unrelatedEnglish)
         default:
+            // The prompt echoed, unless it states the answer (as "Repeat the word X." does).
+            if prompt.contains(answer) { return rng.pick(chinese ? TaskVocabulary.unrelatedChinese : TaskVocabulary.unrelatedEnglish) }
             return prompt
         }
     }
