@@ -114,6 +114,16 @@ struct PipelineCommand: ParsableCommand {
         func evaluateChat(_ model: LlamaModel) -> ExactMatchResult {
             exactMatchAccuracy(model: model, tokenizer: tokenizer, prompts: heldout, format: .chat)
         }
+        /// Held-out accuracy of the model in `directory`, into report.json and the table.
+        func recordAccuracy(_ key: String, _ label: String, _ directory: URL) throws -> ExactMatchResult {
+            let result = evaluateChat(try LlamaModel.load(directory: directory))
+            logLine(String(format: "%@: held-out exact match %.3f", label, result.accuracy))
+            report.set(key, "heldout_accuracy", result.accuracy)
+            accuracyRows.append([label, String(format: "%.1f %%", result.accuracy * 100), "\(result.correct)/\(result.total)"])
+            accuracyExamples[key] = result
+            accuracySection()
+            return result
+        }
         if stopAfter == .pretrain { return }
 
         // 3. SFT on the task demonstrations plus real human-written Q&A.
@@ -130,16 +140,10 @@ struct PipelineCommand: ParsableCommand {
         sft.settings.logInterval = 25
         sft.settings.threads = threads
         let sftSummary = try SFTTrainer(options: sft).run()
-        let sftModel = try LlamaModel.load(directory: sftDirectory)
-        let sftAccuracy = evaluateChat(sftModel)
-        logLine(String(format: "SFT: held-out exact match %.3f", sftAccuracy.accuracy))
-        report.set("sft", "heldout_accuracy", sftAccuracy.accuracy)
+        _ = try recordAccuracy("sft", "SFT", sftDirectory)
         report.set("sft", "val_loss", sftSummary.validationLoss)
         report.set("sft", "examples", sftSummary.examples)
         report.set("sft", "steps", sftSummary.steps)
-        accuracyRows.append(["SFT", String(format: "%.1f %%", sftAccuracy.accuracy * 100), "\(sftAccuracy.correct)/\(sftAccuracy.total)"])
-        accuracyExamples["sft"] = sftAccuracy
-        accuracySection()
         report.section("SFT", "\(sftSummary.examples) examples (task demonstrations and the Python and Debian FAQs), \(sftSummary.steps) steps, loss on assistant tokens only. Validation loss \(String(format: "%.4f", sftSummary.validationLoss)).")
         if stopAfter == .sft { return }
 
@@ -172,15 +176,11 @@ struct PipelineCommand: ParsableCommand {
         let ppoTrainer = PPOTrainer(options: ppo)
         ppoTrainer.evaluate = { ["heldout_accuracy": evaluateChat($0).accuracy] }
         let ppoSummary = try ppoTrainer.run()
-        let ppoAccuracy = evaluateChat(try LlamaModel.load(directory: ppoDirectory))
-        report.set("ppo", "heldout_accuracy", ppoAccuracy.accuracy)
+        _ = try recordAccuracy("ppo", "PPO-ptx", ppoDirectory)
         report.set("ppo", "mean_reward", ppoSummary.meanReward)
         report.set("ppo", "first_mean_reward", ppoSummary.firstMeanReward)
         report.set("ppo", "kl", ppoSummary.kl)
         report.set("ppo", "iterations", ppoSummary.iterations)
-        accuracyRows.append(["PPO-ptx", String(format: "%.1f %%", ppoAccuracy.accuracy * 100), "\(ppoAccuracy.correct)/\(ppoAccuracy.total)"])
-        accuracyExamples["ppo"] = ppoAccuracy
-        accuracySection()
         try reportPPO(ppoSummary, directory: ppoDirectory, report)
         if stopAfter == .ppo { return }
 
@@ -191,13 +191,9 @@ struct PipelineCommand: ParsableCommand {
         dpo.settings.steps = dpoSteps
         dpo.settings.threads = threads
         let dpoSummary = try DPOTrainer(options: dpo).run()
-        let dpoAccuracy = evaluateChat(try LlamaModel.load(directory: dpoDirectory))
-        report.set("dpo", "heldout_accuracy", dpoAccuracy.accuracy)
+        _ = try recordAccuracy("dpo", "DPO", dpoDirectory)
         report.set("dpo", "heldout_preference_accuracy", dpoSummary.heldout.accuracy)
         report.set("dpo", "heldout_reward_margin", dpoSummary.heldout.margin)
-        accuracyRows.append(["DPO", String(format: "%.1f %%", dpoAccuracy.accuracy * 100), "\(dpoAccuracy.correct)/\(dpoAccuracy.total)"])
-        accuracyExamples["dpo"] = dpoAccuracy
-        accuracySection()
         report.section("DPO", "β = \(dpo.beta), \(dpoSummary.trainPairs) constructed pairs (reference answer over a wrong or off-format one), reference log-probabilities computed once. Held-out preference accuracy \(String(format: "%.1f %%", dpoSummary.heldout.accuracy * 100)), reward margin \(String(format: "%.3f", dpoSummary.heldout.margin)).")
         if stopAfter == .dpo { return }
 
@@ -208,14 +204,10 @@ struct PipelineCommand: ParsableCommand {
         grpo.settings.steps = grpoSteps
         grpo.settings.threads = threads
         let grpoSummary = try GRPOTrainer(options: grpo).run()
-        let grpoAccuracy = evaluateChat(try LlamaModel.load(directory: grpoDirectory))
-        report.set("grpo", "heldout_accuracy", grpoAccuracy.accuracy)
+        _ = try recordAccuracy("grpo", "GRPO", grpoDirectory)
         report.set("grpo", "train_reward_first", grpoSummary.firstMeanReward)
         report.set("grpo", "train_reward_last", grpoSummary.meanReward)
         report.set("grpo", "kl", grpoSummary.kl)
-        accuracyRows.append(["GRPO", String(format: "%.1f %%", grpoAccuracy.accuracy * 100), "\(grpoAccuracy.correct)/\(grpoAccuracy.total)"])
-        accuracyExamples["grpo"] = grpoAccuracy
-        accuracySection()
         report.section("GRPO", "Group size \(grpo.groupSize), verifier reward (exact answer), KL β \(grpo.klBeta) to the SFT model. Mean training reward \(String(format: "%.3f → %.3f", grpoSummary.firstMeanReward, grpoSummary.meanReward)).")
     }
 
