@@ -18,7 +18,7 @@ public final class LlamaModel {
         public static let score = Heads(rawValue: 2)
     }
 
-    public let configuration: LlamaConfiguration
+    public private(set) var configuration: LlamaConfiguration
     public let heads: Heads
     public let parameters: ParameterStore
     public let rotary: RotaryTable
@@ -101,6 +101,13 @@ public final class LlamaModel {
                 t.fillNormal(std: standardDeviation, rng: &rng)
             }
         }
+    }
+
+    /// Records the tokenizer's special tokens in the configuration (written to config.json).
+    public func setSpecialTokens(bos: Int?, eos: Int?, pad: Int?) {
+        configuration.bosTokenID = bos
+        configuration.eosTokenID = eos
+        configuration.padTokenID = pad
     }
 
     /// Positions 0..<sequence for every sequence of a `[batch, sequence]` batch.

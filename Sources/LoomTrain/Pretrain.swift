@@ -137,6 +137,13 @@ public final class Pretrainer {
         let model: LlamaModel
         if let initial = options.initialModel {
             model = try LlamaModel.load(directory: initial)
+            guard tokenizer.vocabularySize <= model.configuration.vocabularySize else {
+                throw ConfigurationError("\(initial.path) has vocab_size \(model.configuration.vocabularySize), fewer than the \(tokenizer.vocabularySize) tokens of the tokenizer in \(options.dataDirectory.path)")
+            }
+            if model.configuration.hiddenSize != config.model.hiddenSize || model.configuration.layerCount != config.model.layerCount {
+                logLine("note: --init-from \(initial.path) is not the model of \(config.model.layerCount) layers × \(config.model.hiddenSize) the configuration describes; training the loaded model")
+            }
+            model.setSpecialTokens(bos: tokenizer.endOfTextID, eos: tokenizer.endOfTextID, pad: tokenizer.padID)
         } else {
             model = LlamaModel(configuration: modelConfig)
             model.initializeWeights(seed: train.seed)
