@@ -44,8 +44,8 @@ public struct PPOOptions {
         self.policy = policy; self.rewardModel = rewardModel; self.prompts = prompts; self.output = output
         settings.steps = 60
         settings.batchSize = 32
-        settings.learningRate = 5e-5
-        settings.minLearningRate = 5e-5
+        settings.learningRate = 1e-4
+        settings.minLearningRate = 1e-4
         settings.warmupSteps = 0
         settings.evalInterval = 20
         settings.checkpointInterval = 20

@@ -24,7 +24,7 @@ struct PipelineCommand: ParsableCommand {
     @Option(help: "Bundled pretraining text (files or folders).") var data: [String] = ["data/pretrain"]
     @Option(help: "Real human-written Q&A added to SFT (chat JSONL).") var sftExtra: [String] = ["data/alignment/faq_python.jsonl", "data/alignment/faq_debian_en.jsonl", "data/alignment/faq_debian_zh.jsonl"]
     @Option(help: "Pretraining steps (default: the configuration's train.steps).") var pretrainSteps: Int?
-    @Option(help: "Instruction-task kinds (comma-separated; see `loom tasks --help`).") var kinds: String = "compareNumbers,repeatWord,countLetters,nextInSequence"
+    @Option(help: "Instruction-task kinds (comma-separated; see `loom tasks --help`).") var kinds: String = "parity,lastDigit,countLetters,compareNumbers"
     @Option(help: "Training problems per task file.") var trainTasks: Int = 4000
     @Option(help: "Held-out problems for every accuracy figure.") var heldoutTasks: Int = 200
     @Option(help: "Question–answer worksheets of training problems mixed into pretraining (0 = none).") var pretrainTaskDocuments: Int = 2000

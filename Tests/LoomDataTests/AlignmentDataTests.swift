@@ -264,6 +264,10 @@ final class AlignmentDataTests: XCTestCase {
                 let a = Int(parts[1])!, b = Int(parts[2])!
                 XCTAssertNotEqual(a, b)
                 expected = "\(parts[0] == "max" ? max(a, b) : min(a, b))"
+            case .parity:
+                expected = Int(parts[1])! % 2 == 0 ? "even" : "odd"
+            case .lastDigit:
+                expected = "\(Int(parts[1])! % 10)"
             case .repeatWord:
                 expected = parts[1]
                 XCTAssertTrue(task.prompt.contains(parts[1]), task.prompt)

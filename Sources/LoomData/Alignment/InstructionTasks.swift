@@ -24,6 +24,10 @@ public enum InstructionTaskKind: String, CaseIterable, Codable, Sendable {
     case compareNumbers
     /// "Repeat the word \"lemon\"." → "lemon": copying one word (an induction-head task).
     case repeatWord
+    /// "Is 437 even or odd?" → "odd": decided by the last digit, a rule a tiny model learns.
+    case parity
+    /// "What is the last digit of 4827?" → "7"
+    case lastDigit
 }
 
 /// Which side of the train / held-out division a problem belongs to.
@@ -180,6 +184,8 @@ public enum InstructionTasks {
         case .nextInSequence: return nextInSequence(&rng)
         case .compareNumbers: return compareNumbers(&rng)
         case .repeatWord: return repeatWord(&rng)
+        case .parity: return parity(&rng)
+        case .lastDigit: return lastDigit(&rng)
         }
     }
 
@@ -341,6 +347,30 @@ public enum InstructionTasks {
             english: ["Repeat the word \"\(word)\".", "Say \(word).", "Write the word \(word) again.", "Echo this word: \(word)"],
             chinese: ["重复单词 \(word)。"],
             distractors: [word.uppercased(), String(word.dropLast()), word + word.suffix(1)]
+        )
+    }
+
+    static func parity(_ rng: inout TaskRandom) -> Problem {
+        let n = rng.int(in: 0...999)
+        let answer = n % 2 == 0 ? "even" : "odd"
+        return Problem(
+            canonical: "parity:\(n)",
+            answer: answer,
+            english: ["Is \(n) even or odd?", "Is the number \(n) odd or even?", "Tell me whether \(n) is even or odd.", "\(n): even or odd?"],
+            chinese: ["\(n) 是奇数还是偶数？回答 even 或 odd。"],
+            distractors: [n % 2 == 0 ? "odd" : "even", "\(n)"]
+        )
+    }
+
+    static func lastDigit(_ rng: inout TaskRandom) -> Problem {
+        let n = rng.int(in: 10...99_999)
+        let digit = n % 10
+        return Problem(
+            canonical: "lastdigit:\(n)",
+            answer: "\(digit)",
+            english: ["What is the last digit of \(n)?", "Give the final digit of the number \(n).", "Which digit does \(n) end with?"],
+            chinese: ["\(n) 的最后一位数字是几？"],
+            distractors: ["\((digit + 1) % 10)", "\(n / 10 % 10)", "\(n)"]
         )
     }
 
