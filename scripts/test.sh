@@ -14,9 +14,24 @@ if (( swift_only )); then scripts/install_dependencies.sh; else scripts/install_
 
 echo "== swift test"
 swift build --build-tests
-swift test --skip-build
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+set +e
+swift test --skip-build 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# XCTest's last summary line counts every test of the run.
+summary=$(grep -E "Executed [0-9]+ tests?, with [0-9]+ failures?" "$log" | tail -n 1)
+executed=$(sed -E 's/.*Executed ([0-9]+) tests?.*/\1/' <<<"$summary")
+failed=$(sed -E 's/.*with ([0-9]+) failures?.*/\1/' <<<"$summary")
+executed=${executed:-0}; failed=${failed:-0}
+if (( status != 0 && failed == 0 )); then failed=1; fi
+passed=$(( executed - failed ))
 
-if (( swift_only )); then exit 0; fi
+if (( swift_only )); then
+    echo "tests: $passed passed, $failed failed"
+    exit "$status"
+fi
 
 echo "== reference checks (PyTorch, transformers, tokenizers)"
 venv="${LOOM_REFERENCE_VENV:-.venv-ref}"
@@ -32,3 +47,5 @@ if ! git diff --quiet -- Tests/LoomTokenizerTests/Reference; then
     exit 1
 fi
 echo "reference checks passed"
+echo "tests: $(( passed + 3 )) passed, $failed failed"
+exit "$status"
