@@ -188,12 +188,7 @@ public final class DPOTrainer {
         }
 
         func batchIndices(step: Int) -> [Int] {
-            let perEpoch = max(1, train.count / settings.batchSize)
-            let epoch = step / perEpoch, offset = (step % perEpoch) * settings.batchSize
-            var rng = SeededRandom(seed: settings.seed &+ UInt64(epoch) &* 7919)
-            var order = Array(train.indices)
-            order.shuffle(using: &rng)
-            return (0..<min(settings.batchSize, train.count)).map { order[(offset + $0) % order.count] }
+            epochBatchIndices(step: step, count: train.count, batchSize: settings.batchSize, seed: settings.seed)
         }
 
         var lastLoss = Double.nan, lastAccuracy = Double.nan

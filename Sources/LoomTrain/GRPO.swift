@@ -163,12 +163,7 @@ public final class GRPOTrainer {
             run.metrics.log(initialEvaluation.merging(["step": 0]) { $1 })
         }
         func promptIndices(step: Int) -> [Int] {
-            let perEpoch = max(1, prompts.count / settings.batchSize)
-            let epoch = step / perEpoch, offset = (step % perEpoch) * settings.batchSize
-            var rng = SeededRandom(seed: settings.seed &+ UInt64(epoch) &* 7919)
-            var order = Array(prompts.indices)
-            order.shuffle(using: &rng)
-            return (0..<min(settings.batchSize, prompts.count)).map { order[(offset + $0) % order.count] }
+            epochBatchIndices(step: step, count: prompts.count, batchSize: settings.batchSize, seed: settings.seed)
         }
 
         var first: GRPOStepStatistics? = nil, last: GRPOStepStatistics? = nil

@@ -348,15 +348,8 @@ public final class RewardTrainer {
         try? FileManager.default.removeItem(at: options.output.appendingPathComponent(RewardModel.configFile))
         let scorer = RewardModel(model: model)
 
-        // The epoch order is a function of (seed, epoch), so a resumed run sees the same batches.
         func batchIndices(step: Int) -> [Int] {
-            let size = min(settings.batchSize, train.count)
-            let perEpoch = max(1, train.count / size)
-            let epoch = step / perEpoch, offset = (step % perEpoch) * size
-            var rng = SeededRandom(seed: settings.seed &+ UInt64(epoch) &* 7919)
-            var order = Array(train.indices)
-            order.shuffle(using: &rng)
-            return (0..<size).map { order[(offset + $0) % order.count] }
+            epochBatchIndices(step: step, count: train.count, batchSize: settings.batchSize, seed: settings.seed)
         }
         var lastLoss = Double.nan
         var lastEval: (accuracy: Double, margin: Double, pairs: Int)?

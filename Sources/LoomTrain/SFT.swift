@@ -90,14 +90,8 @@ public final class SFTTrainer {
             }
             return nats / Double(max(count, 1))
         }
-        // The epoch order is a function of (seed, epoch), so a resumed run sees the same batches.
         func batchIndices(step: Int) -> [Int] {
-            let perEpoch = max(1, train.count / settings.batchSize)
-            let epoch = step / perEpoch, offset = (step % perEpoch) * settings.batchSize
-            var rng = SeededRandom(seed: settings.seed &+ UInt64(epoch) &* 7919)
-            var order = Array(train.indices)
-            order.shuffle(using: &rng)
-            return (0..<min(settings.batchSize, train.count)).map { order[(offset + $0) % order.count] }
+            epochBatchIndices(step: step, count: train.count, batchSize: settings.batchSize, seed: settings.seed)
         }
         var lastLoss = Double.nan, lastValidation = Double.nan
         while !run.isFinished {

@@ -135,3 +135,17 @@ public func paddedBatch(_ sequences: [[Int32]], targetMasks: [[Bool]]? = nil, pa
     }
     return (tokens, targets, length)
 }
+
+/// The example indices of optimizer step `step`: the examples are shuffled once per epoch by a
+/// generator seeded with (seed, epoch), and each step takes the next `batchSize` of that order.
+/// The batch is a function of the step alone, so a resumed run sees exactly the batches the
+/// interrupted one would have.
+public func epochBatchIndices(step: Int, count: Int, batchSize: Int, seed: UInt64) -> [Int] {
+    let size = min(batchSize, count)
+    let perEpoch = max(1, count / max(size, 1))
+    let epoch = step / perEpoch, offset = (step % perEpoch) * size
+    var rng = SeededRandom(seed: seed &+ UInt64(epoch) &* 7919)
+    var order = Array(0..<count)
+    order.shuffle(using: &rng)
+    return (0..<size).map { order[(offset + $0) % order.count] }
+}
