@@ -117,7 +117,7 @@ public final class ShardWriter {
         handle = try FileHandle(forWritingTo: temporary)
         currentTemporaryURL = temporary
         currentCount = 0
-        // The real count is written over this placeholder when the shard closes.
+        // The real count is written over this provisional zero when the shard closes.
         buffer = TokenShardFormat.header(dtype: dtype, count: 0)
     }
 

@@ -19,7 +19,7 @@ import Foundation
 /// Returns the loss, the clip fraction (counted tokens where the clipped term is strictly larger,
 /// TRL's `pg_clipfrac`) and the approximate KL ½·(logp − logp_old)² averaged over counted tokens.
 /// (TRL's `approxkl` averages over every position, padding included, where both log-probs hold the
-/// same placeholder; Loom leaves padding out of the denominator.)
+/// same filler value; Loom leaves padding out of the denominator.)
 public func ppoPolicyLoss(logProbs: Tensor, oldLogProbs: [Float], advantages: [Float], mask: [Float],
                           clipRange: Float) -> (loss: Tensor, clipFraction: Float, approxKL: Float) {
     let n = logProbs.count

@@ -32,7 +32,7 @@ public enum ScorePlacement: String, Codable, Sendable {
 }
 
 /// Per-token rewards −β·KL_t on valid positions, plus the score at one position per response;
-/// 0 on padding (TRL fills both log-probs of padding with the same placeholder, so its KL there is 0).
+/// 0 on padding (TRL fills both log-probs of padding with the same filler value, so its KL there is 0).
 public func klPenaltyRewards(logProbs: [[Float]], referenceLogProbs: [[Float]], scores: [Float], lengths: [Int],
                              klCoefficient: Float, estimator: KLEstimator = .k1,
                              scorePlacement: ScorePlacement = .lastToken) -> [[Float]] {
