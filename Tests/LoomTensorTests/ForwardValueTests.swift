@@ -41,6 +41,14 @@ final class ForwardValueTests: XCTestCase {
         } }
     }
 
+    func testSoftmaxEntropyValues() {
+        let logits = Tensor(shape: [2, 4], values: [0, 0, 0, 0, 2, 0, -1, 0.5])
+        let h = softmaxEntropy(logits: logits)
+        XCTAssertEqual(Double(h[0]), log(4.0), accuracy: 1e-6)
+        let e = [2.0, 0, -1, 0.5].map { Foundation.exp($0) }, z = e.reduce(0, +)
+        XCTAssertEqual(Double(h[1]), -e.map { $0 / z * log($0 / z) }.reduce(0, +), accuracy: 1e-5)
+    }
+
     func testRMSNormValue() {
         let x = Tensor(shape: [1, 2], values: [3, 4])
         let y = rmsNorm(x, weight: Tensor(shape: [2], values: [1, 2]), eps: 0)
