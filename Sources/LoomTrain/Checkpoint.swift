@@ -13,12 +13,11 @@ public struct TrainerState: Codable, Equatable, Sendable {
     /// Total steps the run was asked for (for the schedule).
     public var totalSteps: Int
     public var configuration: TrainingConfiguration?
-    public var extra: [String: Double]
 
     public init(step: Int, rng: SeededRandom, tokensSeen: Int, stage: String, totalSteps: Int,
-                configuration: TrainingConfiguration? = nil, extra: [String: Double] = [:]) {
+                configuration: TrainingConfiguration? = nil) {
         self.step = step; self.rng = rng; self.tokensSeen = tokensSeen; self.stage = stage
-        self.totalSteps = totalSteps; self.configuration = configuration; self.extra = extra
+        self.totalSteps = totalSteps; self.configuration = configuration
     }
 }
 
@@ -56,6 +55,13 @@ public enum Checkpoint {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try writeAtomically(try encoder.encode(state), to: directory.appendingPathComponent(stateFile))
+    }
+
+    /// "the checkpoint of step N in DIR is kept", or that there is none yet: for error messages
+    /// of a run that has to stop.
+    public static func describeLastCheckpoint(_ directory: URL) -> String {
+        guard let state = try? loadState(directory) else { return "no checkpoint has been written to \(directory.path) yet" }
+        return "the checkpoint of step \(state.step) in \(directory.path) is kept"
     }
 
     public static func hasState(_ directory: URL) -> Bool {

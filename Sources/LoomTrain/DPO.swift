@@ -199,9 +199,7 @@ public final class DPOTrainer {
             model.parameters.zeroGradients()
             let tape = Tape()
             let result = tape.record { dpoBatchLoss(batch, model: model, padID: padID, maxLength: maxLength) }
-            guard result.loss.item.isFinite else {
-                throw TrainingError("DPO loss is \(result.loss.item) at step \(run.state.step + 1); stopping, last checkpoint kept in \(options.output.path)")
-            }
+            try run.requireFinite(result.loss.item)
             tape.backward(from: result.loss)
             let (norm, lr) = try run.optimizerStep()
             lastLoss = Double(result.loss.item)

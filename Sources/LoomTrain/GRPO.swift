@@ -260,9 +260,7 @@ public final class GRPOTrainer {
                                 advantages: advantages, mask: mask, clipEpsilon: o.clipEpsilon, clipEpsilonHigh: o.clipEpsilonHigh,
                                 klBeta: o.klBeta, aggregation: o.aggregation)
             }
-            guard result.loss.item.isFinite else {
-                throw TrainingError("GRPO loss is \(result.loss.item) at step \(run.state.step + 1); stopping, last checkpoint kept in \(o.output.path)")
-            }
+            try run.requireFinite(result.loss.item)
             tape.backward(from: result.loss)
             if u == 0 {
                 stats.loss = Double(result.loss.item); stats.kl = Double(result.kl); stats.clipFraction = Double(result.clipFraction)

@@ -240,7 +240,7 @@ public final class PPOTrainer {
                         let lm = policy.languageModelLoss(tokens: windows.inputs, targets: windows.targets, batch: sampler.batch, sequence: sampler.context)
                         return (add(pg.loss, scale(lm, o.ptxCoefficient)), pg.clipFraction, lm)
                     }
-                    guard policyLoss.item.isFinite else { throw TrainingError("PPO policy loss is \(policyLoss.item) at iteration \(run.state.step + 1); stopping, last checkpoint kept in \(o.output.path)") }
+                    try run.requireFinite(policyLoss.item, "policy loss")
                     tape.backward(from: policyLoss)
                     gradNorm = clipGradientNorm(policy.parameters, maxNorm: settings.gradClip)
                     run.optimizer.update(learningRate: lr)

@@ -190,14 +190,14 @@ public final class Pretrainer {
                     model.languageModelLoss(tokens: batch.inputs, targets: batch.targets, batch: train.batchSize, sequence: train.contextLength)
                 }
                 guard loss.item.isFinite else {
-                    throw TrainingError("loss is \(loss.item) at step \(state.step + 1); stopping. The last good checkpoint (step \(Checkpoint.hasState(out) ? String((try? Checkpoint.loadState(out).step) ?? 0) : "none")) is kept in \(out.path). Try a lower learning_rate.")
+                    throw TrainingError("loss is \(loss.item) at step \(state.step + 1); stopping: \(Checkpoint.describeLastCheckpoint(out)). Try a lower learning_rate.")
                 }
                 tape.backward(from: loss, seed: 1 / Float(train.gradientAccumulation))
                 stepLoss += Double(loss.item) / Double(train.gradientAccumulation)
             }
             let gradNorm = clipGradientNorm(model.parameters, maxNorm: train.gradClip)
             guard gradNorm.isFinite else {
-                throw TrainingError("gradient norm is \(gradNorm) at step \(state.step + 1); stopping with the last good checkpoint kept in \(out.path)")
+                throw TrainingError("gradient norm is \(gradNorm) at step \(state.step + 1); stopping: \(Checkpoint.describeLastCheckpoint(out))")
             }
             optimizer.update(learningRate: lr)
             state.step += 1

@@ -367,9 +367,7 @@ public final class RewardTrainer {
                                       rows: batch.lastTokenRows)
                 return rewardModelLoss(scores: scores, groups: batchGroups, useMargins: options.useMargins, centering: options.centeringCoefficient)
             }
-            guard loss.item.isFinite else {
-                throw TrainingError("reward: loss is \(loss.item) at step \(run.state.step + 1); stopping, last checkpoint kept in \(options.output.path)")
-            }
+            try run.requireFinite(loss.item)
             tape.backward(from: loss)
             let (norm, lr) = try run.optimizerStep()
             lastLoss = Double(loss.item)

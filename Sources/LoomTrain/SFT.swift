@@ -100,7 +100,7 @@ public final class SFTTrainer {
             model.parameters.zeroGradients()
             let tape = Tape()
             let l = tape.record { sftLoss(logits: model.logits(tokens: batch.tokens, batch: batchExamples.count, sequence: batch.length), targets: batch.targets) }
-            guard l.item.isFinite else { throw TrainingError("SFT loss is \(l.item) at step \(run.state.step + 1); stopping, last checkpoint kept in \(options.output.path)") }
+            try run.requireFinite(l.item)
             tape.backward(from: l)
             let (norm, lr) = try run.optimizerStep()
             lastLoss = Double(l.item)

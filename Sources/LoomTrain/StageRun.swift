@@ -42,7 +42,6 @@ public final class StageRun {
     public var state: TrainerState
     public let metrics: MetricsLog
     private let started = Date()
-    private var lastLine = Date()
     private let firstStep: Int
 
     public init(stage: String, model: LlamaModel, tokenizer: ByteLevelBPETokenizer, settings: StageSettings,
@@ -64,6 +63,14 @@ public final class StageRun {
     public var isFinished: Bool { state.step >= settings.steps }
     public var learningRate: Float { settings.schedule.learningRate(at: state.step) }
 
+    /// Throws when a loss is NaN or infinite, naming the stage, the step and the checkpoint
+    /// that is kept; the stages call it before every backward pass.
+    public func requireFinite(_ loss: Float, _ what: String = "loss") throws {
+        guard loss.isFinite else {
+            throw TrainingError("\(stage) \(what) is \(loss) at step \(state.step + 1); stopping: \(Checkpoint.describeLastCheckpoint(output))")
+        }
+    }
+
     /// Clips, applies AdamW, advances the step. Call after the backward pass(es).
     /// Throws on a non-finite gradient, keeping the last checkpoint.
     @discardableResult
@@ -71,7 +78,7 @@ public final class StageRun {
         let lr = learningRate
         let norm = clipGradientNorm(model.parameters, maxNorm: settings.gradClip)
         guard norm.isFinite else {
-            throw TrainingError("\(stage): gradient norm is \(norm) at step \(state.step + 1); stopping with the last good checkpoint kept in \(output.path)")
+            throw TrainingError("\(stage): gradient norm is \(norm) at step \(state.step + 1); stopping: \(Checkpoint.describeLastCheckpoint(output))")
         }
         optimizer.update(learningRate: lr)
         state.step += 1
@@ -97,7 +104,6 @@ public final class StageRun {
             }
             logLine("\(progressBar(fraction: Double(state.step) / Double(max(settings.steps, 1)))) \(stage) \(state.step)/\(settings.steps) | "
                     + values.joined(separator: " | ") + " | ETA \(formatDuration(eta))")
-            lastLine = Date()
         }
     }
 
