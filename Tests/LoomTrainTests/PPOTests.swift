@@ -7,23 +7,18 @@ import LoomTokenizer
 /// PPO end to end on tiny random models: the loop runs, logs what InstructGPT / PPO-max
 /// practice asks for, starts at zero KL, and resumes exactly.
 final class PPOTests: XCTestCase {
+    /// A tiny policy (AlignmentTestModel) and a reward model made from it with a random score head.
     static let fixture: URL = {
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("loom-ppo-fixture-\(getpid())")
-        try? FileManager.default.removeItem(at: root)
-        let texts = (0..<60).map { "Question \($0): what is \($0) plus \($0 % 7)? The answer is \($0 + $0 % 7)." }
-        let tokenizer = ByteLevelBPETokenizer.train(texts: texts, vocabSize: 320)
-        let config = LlamaConfiguration(vocabularySize: 320, hiddenSize: 32, intermediateSize: 64, layerCount: 2,
-                                        headCount: 4, kvHeadCount: 2, maxPositionEmbeddings: 64)
-        let policy = LlamaModel(configuration: config)
-        policy.initializeWeights(seed: 3, standardDeviation: 0.1)
-        try! policy.save(directory: root.appendingPathComponent("policy"))
-        try! tokenizer.save(to: root.appendingPathComponent("policy"))
-        let reward = LlamaModel(configuration: config, heads: .score)
-        reward.initializeWeights(seed: 4, standardDeviation: 0.1)
-        reward.scoreWeight!.fillNormal(std: 0.5, rng: &SeededRandom.shared)
+        let root = AlignmentTestModel.temporary("ppo-fixture")
+        let policy = try! AlignmentTestModel.make(seed: 3)
+        try! FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        try! FileManager.default.moveItem(at: policy, to: root.appendingPathComponent("policy"))
+        let reward = try! LlamaModel.load(directory: root.appendingPathComponent("policy"), heads: .score)
+        var rng = SeededRandom(seed: 77)
+        reward.scoreWeight!.fillNormal(std: 0.5, rng: &rng)
         try! reward.save(directory: root.appendingPathComponent("reward"))
-        try! tokenizer.save(to: root.appendingPathComponent("reward"))
-        let prompts = (0..<12).map { PromptExample(prompt: "what is \($0) plus 1?", answer: "\($0 + 1)") }
+        try! ByteLevelBPETokenizer(contentsOf: root.appendingPathComponent("policy/tokenizer.json")).save(to: root.appendingPathComponent("reward"))
+        let prompts = (0..<12).map { PromptExample(prompt: "what is \($0) plus one?", answer: "\($0 + 1)") }
         try! PromptDataset.write(prompts, to: root.appendingPathComponent("prompts.jsonl"))
         return root
     }()
@@ -69,8 +64,7 @@ final class PPOTests: XCTestCase {
         try PPOTrainer(options: options(straight, steps: 3)).run()
         try PPOTrainer(options: options(resumed, steps: 1)).run()
         try PPOTrainer(options: options(resumed, steps: 3, resume: true)).run()
-        let a = try LlamaModel.load(directory: straight), b = try LlamaModel.load(directory: resumed)
-        XCTAssertEqual(memcmp(a.parameters.values.pointer, b.parameters.values.pointer, a.parameters.count * 4), 0)
+        XCTAssertTrue(try AlignmentTestModel.weightsEqual(straight, resumed))
         let rewards = { (dir: URL) in MetricsLog.read(dir.appendingPathComponent("metrics.jsonl")).compactMap { $0["reward"] as? Double } }
         XCTAssertEqual(rewards(straight), rewards(resumed))
     }
@@ -81,8 +75,4 @@ final class PPOTests: XCTestCase {
         o.ptxData = FileManager.default.temporaryDirectory.appendingPathComponent("no-such-shards")
         XCTAssertThrowsError(try PPOTrainer(options: o).run())
     }
-}
-
-extension SeededRandom {
-    nonisolated(unsafe) static var shared = SeededRandom(seed: 77)
 }
