@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import LoomTrain
+import LoomInference
 
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -118,24 +119,12 @@ struct BenchGenerateCommand: ParsableCommand {
         Threading.configure(threads: threads)
         let model = LlamaModel(configuration: configuration.model)
         model.initializeWeights(seed: 1)
-        let cache = KVCache(model: model, batch: batch, capacity: promptLength + tokens)
         var rng = SeededRandom(seed: 3)
         let prompts = (0..<batch).map { _ in (0..<promptLength).map { _ in Int32(rng.nextInt(below: configuration.model.vocabularySize)) } }
-        let t0 = DispatchTime.now().uptimeNanoseconds
-        var logits = model.forward(newTokens: prompts, cache: cache)
-        let t1 = DispatchTime.now().uptimeNanoseconds
-        for _ in 0..<tokens {
-            let next = (0..<batch).map { b -> [Int32] in
-                let row = logits.data + b * logits.lastDimension
-                var best = 0
-                for v in 0..<logits.lastDimension where row[v] > row[best] { best = v }
-                return [Int32(best)]
-            }
-            logits = model.forward(newTokens: next, cache: cache)
-        }
-        let t2 = DispatchTime.now().uptimeNanoseconds
-        let prefill = Double(batch * promptLength) / (Double(t1 - t0) * 1e-9)
-        let decode = Double(batch * tokens) / (Double(t2 - t1) * 1e-9)
+        // Greedy decoding with no stop token, so every sequence produces exactly `tokens` tokens.
+        let results = Generator(model: model, stopTokens: []).generateBatch(prompts: prompts, maxTokens: tokens, sampling: .greedy)
+        let prefill = Double(batch * promptLength) / max(results[0].promptSeconds, 1e-9)
+        let decode = Double(results.map(\.tokens.count).reduce(0, +)) / max(results[0].decodeSeconds, 1e-9)
         if json {
             print("{\"framework\": \"loom\", \"prefill_tokens_per_second\": \(prefill), \"decode_tokens_per_second\": \(decode), \"batch\": \(batch), \"threads\": \(threads)}")
         } else {
