@@ -25,8 +25,18 @@ public final class MetricsLog {
         handle.seekToEndOfFile()
     }
 
+    /// Writes one record. JSON has no NaN or infinity: such values are written as `null`
+    /// (JSONSerialization would otherwise refuse the whole record).
     public func log(_ fields: [String: Any]) {
-        guard let data = try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys]) else { return }
+        let finite = fields.mapValues { value -> Any in
+            if let d = value as? Double, !d.isFinite { return NSNull() }
+            if let f = value as? Float, !f.isFinite { return NSNull() }
+            return value
+        }
+        guard let data = try? JSONSerialization.data(withJSONObject: finite, options: [.sortedKeys]) else {
+            logLine("metrics: could not encode a record with keys \(fields.keys.sorted().joined(separator: ", ")); not written to \(url.path)")
+            return
+        }
         handle.write(data)
         handle.write(Data([0x0A]))
     }

@@ -77,6 +77,20 @@ final class PretrainTests: XCTestCase {
         }
     }
 
+    func testMetricsLogWritesNonFiniteValuesAsNull() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("loom-metrics-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let log = try MetricsLog(directory: directory)
+        log.log(["step": 1, "loss": Double.nan, "kl": Float.infinity, "reward": 0.5])
+        log.log(["step": 2, "loss": 1.25])
+        let records = MetricsLog.read(log.url)
+        XCTAssertEqual(records.count, 2)   // a NaN used to drop the whole record
+        XCTAssertTrue(records[0]["loss"] is NSNull)
+        XCTAssertTrue(records[0]["kl"] is NSNull)
+        XCTAssertEqual(records[0]["reward"] as? Double, 0.5)
+        XCTAssertEqual(records[1]["loss"] as? Double, 1.25)
+    }
+
     func testResumeWithoutCheckpointFailsClearly() {
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("loom-nothing-\(UUID())")
         XCTAssertThrowsError(try run(out, steps: 2, resume: true)) { error in
