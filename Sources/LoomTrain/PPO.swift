@@ -28,6 +28,11 @@ public struct PPOOptions {
     public var clipRange: Float = 0.2
     public var valueClipRange: Float = 0.2
     public var valueLearningRate: Float = 5e-4
+    /// Iterations at the start that fit only the critic (PPO-max's critic pre-training): the
+    /// critic starts as the reward model, whose scores of unfinished answers are not values, and
+    /// advantages from an unfitted critic push the policy in directions that carry no reward.
+    /// They count toward `settings.steps`.
+    public var criticWarmupIterations = 0
     /// Passes over each rollout batch, and minibatches per pass.
     public var ppoEpochs = 2
     public var minibatches = 2
@@ -213,6 +218,7 @@ public final class PPOTrainer {
             let lr = run.learningRate
             var clipFractions: [Float] = [], valueLosses: [Float] = [], policyLosses: [Float] = [], ptxLosses: [Float] = [], valueClips: [Float] = []
             var gradNorm: Float = 0
+            let updatesPolicy = run.state.step >= o.criticWarmupIterations
             var order = Array(0..<responses.count)
             for _ in 0..<o.ppoEpochs {
                 order.shuffle(using: &run.state.rng)
@@ -229,24 +235,26 @@ public final class PPOTrainer {
                             ret[p] = rollout.returns[s][t]; oldValues[p] = rollout.values[s][t]
                         }
                     }
-                    // Policy (+ pretraining mix).
-                    policy.parameters.zeroGradients()
-                    let tape = Tape()
-                    let (policyLoss, clipFraction, ptxLoss) = tape.record { () -> (Tensor, Float, Tensor?) in
-                        let logProbs = mb.tokenLogProbs(policy)
-                        let pg = ppoPolicyLoss(logProbs: logProbs, oldLogProbs: old, advantages: adv, mask: mb.responseMask, clipRange: o.clipRange)
-                        guard let sampler = ptxSampler else { return (pg.loss, pg.clipFraction, nil) }
-                        let windows = sampler.sample(&run.state.rng)
-                        let lm = policy.languageModelLoss(tokens: windows.inputs, targets: windows.targets, batch: sampler.batch, sequence: sampler.context)
-                        return (add(pg.loss, scale(lm, o.ptxCoefficient)), pg.clipFraction, lm)
+                    // Policy (+ pretraining mix), after the critic's warm-up.
+                    if updatesPolicy {
+                        policy.parameters.zeroGradients()
+                        let tape = Tape()
+                        let (policyLoss, clipFraction, ptxLoss) = tape.record { () -> (Tensor, Float, Tensor?) in
+                            let logProbs = mb.tokenLogProbs(policy)
+                            let pg = ppoPolicyLoss(logProbs: logProbs, oldLogProbs: old, advantages: adv, mask: mb.responseMask, clipRange: o.clipRange)
+                            guard let sampler = ptxSampler else { return (pg.loss, pg.clipFraction, nil) }
+                            let windows = sampler.sample(&run.state.rng)
+                            let lm = policy.languageModelLoss(tokens: windows.inputs, targets: windows.targets, batch: sampler.batch, sequence: sampler.context)
+                            return (add(pg.loss, scale(lm, o.ptxCoefficient)), pg.clipFraction, lm)
+                        }
+                        try run.requireFinite(policyLoss.item, "policy loss")
+                        tape.backward(from: policyLoss)
+                        gradNorm = clipGradientNorm(policy.parameters, maxNorm: settings.gradClip)
+                        run.optimizer.update(learningRate: lr)
+                        policyLosses.append(policyLoss.item)
+                        clipFractions.append(clipFraction)
+                        if let ptxLoss { ptxLosses.append(ptxLoss.item) }
                     }
-                    try run.requireFinite(policyLoss.item, "policy loss")
-                    tape.backward(from: policyLoss)
-                    gradNorm = clipGradientNorm(policy.parameters, maxNorm: settings.gradClip)
-                    run.optimizer.update(learningRate: lr)
-                    policyLosses.append(policyLoss.item)
-                    clipFractions.append(clipFraction)
-                    if let ptxLoss { ptxLosses.append(ptxLoss.item) }
 
                     // Critic.
                     critic.parameters.zeroGradients()
@@ -273,11 +281,12 @@ public final class PPOTrainer {
                 "kl": meanKL, "kl_coef": Double(kl.value), "entropy": entropy,
                 "response_length": Double(lengths.reduce(0, +)) / Double(lengths.count),
                 "ended_fraction": Double(ended.filter { $0 }.count) / Double(ended.count),
-                "clip_fraction": mean(clipFractions), "policy_loss": mean(policyLosses), "value_loss": mean(valueLosses),
+                "value_loss": mean(valueLosses),
                 "value_clip_fraction": mean(valueClips), "explained_variance": explainedVariance,
                 "sft_perplexity": Foundation.exp(referenceNLL / Double(max(tokenCount, 1))),
-                "lr": Double(lr), "grad_norm": Double(gradNorm),
+                "lr": Double(lr), "grad_norm": Double(gradNorm), "policy_updated": updatesPolicy ? 1 : 0,
             ]
+            if updatesPolicy { record["clip_fraction"] = mean(clipFractions); record["policy_loss"] = mean(policyLosses) }
             if !ptxLosses.isEmpty { record["ptx_loss"] = mean(ptxLosses) }
             if run.shouldEvaluate, let evaluate {
                 evaluations = evaluate(policy)

@@ -30,6 +30,8 @@ struct PPOCommand: ParsableCommand {
     @Option(help: "PPO clip range ε.") var clipRange: Float = 0.2
     @Option(help: "Value clip range.") var valueClipRange: Float = 0.2
     @Option(help: "Critic learning rate.") var valueLearningRate: Float = 5e-4
+    @Option(help: "Iterations at the start that fit only the critic (PPO-max critic pre-training); they count toward --steps.")
+    var criticWarmup: Int = 0
     @Option(help: "Passes over each rollout batch.") var ppoEpochs: Int = 2
     @Option(help: "Minibatches per pass.") var minibatches: Int = 2
     @Option(help: "Longest answer in tokens.") var maxNewTokens: Int = 16
@@ -49,6 +51,7 @@ struct PPOCommand: ParsableCommand {
         options.gamma = gamma; options.lambda = lambda
         options.clipRange = clipRange; options.valueClipRange = valueClipRange
         options.valueLearningRate = valueLearningRate
+        options.criticWarmupIterations = criticWarmup
         options.ppoEpochs = ppoEpochs; options.minibatches = minibatches
         options.maxNewTokens = maxNewTokens; options.temperature = temperature
         options.missingEOSPenalty = missingEosPenalty

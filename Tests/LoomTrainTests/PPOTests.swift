@@ -69,6 +69,29 @@ final class PPOTests: XCTestCase {
         XCTAssertEqual(rewards(straight), rewards(resumed))
     }
 
+    func testCriticWarmupFitsOnlyTheCritic() throws {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("loom-ppo-warmup-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: out) }
+        var o = options(out, steps: 2)
+        o.criticWarmupIterations = 2
+        try PPOTrainer(options: o).run()
+        // Two warm-up iterations: the policy is still the SFT model, the critic has moved away
+        // from the reward model, and the log says which iterations updated the policy.
+        XCTAssertTrue(try AlignmentTestModel.weightsEqual(out, Self.fixture.appendingPathComponent("policy")))
+        let critic = try LlamaModel.load(directory: out.appendingPathComponent("critic"), heads: .score)
+        let reward = try LlamaModel.load(directory: Self.fixture.appendingPathComponent("reward"), heads: .score)
+        XCTAssertNotEqual(critic.scoreWeight!.scalars, reward.scoreWeight!.scalars)
+        var records = MetricsLog.read(out.appendingPathComponent("metrics.jsonl"))
+        XCTAssertEqual(records.compactMap { $0["policy_updated"] as? Int }, [0, 0])
+        // A third iteration (resumed) updates the policy.
+        o.settings.steps = 3
+        o.resume = true
+        try PPOTrainer(options: o).run()
+        XCTAssertFalse(try AlignmentTestModel.weightsEqual(out, Self.fixture.appendingPathComponent("policy")))
+        records = MetricsLog.read(out.appendingPathComponent("metrics.jsonl"))
+        XCTAssertEqual(records.compactMap { $0["policy_updated"] as? Int }, [0, 0, 1])
+    }
+
     func testPretrainingMixNeedsShards() {
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("loom-ppo-ptx-\(UUID())")
         var o = options(out, steps: 1)
