@@ -118,20 +118,8 @@ func selfRejectedPairs(model directory: URL, prompts url: URL, samples: Int, lim
     if let limit { prompts = Array(prompts.prefix(limit)) }
     let model = try LlamaModel.load(directory: directory, heads: .languageModel)
     let tokenizer = try ByteLevelBPETokenizer(contentsOf: directory.appendingPathComponent("tokenizer.json"))
-    let encoder = ChatEncoder(tokenizer: tokenizer)
-    let generator = Generator(model: model, stopTokens: encoder.stopTokens)
-    let inputs = prompts.map { encoder.prompt($0.prompt) }
-    var answers = [[String]](repeating: [], count: prompts.count)
-    let settings: [SamplingParameters] = [.greedy] + (0..<samples).map { SamplingParameters(temperature: 1, seed: seed &+ UInt64($0 + 1) &* 1_000_003) }
-    for sampling in settings {
-        for start in stride(from: 0, to: prompts.count, by: batchSize) {
-            let end = min(start + batchSize, prompts.count)
-            var batchSampling = sampling
-            batchSampling.seed = sampling.seed &+ UInt64(start)
-            let outputs = generator.generateBatch(prompts: Array(inputs[start..<end]), maxTokens: maxTokens, sampling: batchSampling)
-            for (i, output) in outputs.enumerated() { answers[start + i].append(encoder.text(output.tokens)) }
-        }
-    }
+    let answers = sampleAnswers(model: model, tokenizer: tokenizer, prompts: prompts.map(\.prompt), samples: samples, seed: seed,
+                                maxTokens: maxTokens, batchSize: batchSize)
     var pairs: [PreferencePair] = []
     for (p, example) in prompts.enumerated() {
         var seen = Set<String>()

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import LoomData
+import LoomEval
+import LoomTokenizer
 
 /// `loom tasks`: writes the constructed instruction-task data of the alignment stages.
 struct TasksCommand: ParsableCommand {
@@ -16,10 +18,15 @@ struct TasksCommand: ParsableCommand {
     @Option(help: "Seed: the same seed writes the same files.") var seed: UInt64 = 0
     @Option(help: "Comma-separated task kinds (default all: \(InstructionTaskKind.allCases.map(\.rawValue).joined(separator: ","))).")
     var kinds: String?
+    @Option(help: "A model (e.g. the SFT model) whose own answers are graded by the verifier and placed in the rankings.")
+    var rankSamplesFrom: String?
+    @Option(help: "Answers per ranking prompt from --rank-samples-from: the greedy one and N − 1 sampled at temperature 1.")
+    var rankSamples: Int = 3
 
     func validate() throws {
         guard train >= 0, heldout >= 0 else { throw ValidationError("--train and --heldout must not be negative") }
         _ = try parsedKinds()
+        guard rankSamples >= 1 else { throw ValidationError("--rank-samples must be at least 1, got \(rankSamples)") }
     }
 
     func parsedKinds() throws -> [InstructionTaskKind] {
@@ -41,5 +48,35 @@ struct TasksCommand: ParsableCommand {
         for (file, count) in summary.lines {
             print("  \(file): \(count) lines")
         }
+        if let rankSamplesFrom {
+            let started = Date()
+            let used = try RankingsWithSamples.write(to: directory, model: URL(fileURLWithPath: rankSamplesFrom), train: train, heldout: heldout,
+                                                     seed: seed, kinds: try parsedKinds(), samples: rankSamples)
+            print(String(format: "  rankings rewritten with %d answers per prompt of %@ (%d rankings hold at least one) in %.0f s", rankSamples, rankSamplesFrom, used, Date().timeIntervalSince(started)))
+        }
+    }
+}
+
+/// Rankings that hold a model's own answers, graded by the verifier, as the alignment data's
+/// rule asks: for each ranking prompt, the model's greedy answer and samples at temperature 1
+/// take the slots of their grades (correct-and-clean, correct-but-rambling, wrong, off-format),
+/// constructed responses fill the rest. Rewrites `rankings_train.jsonl` and
+/// `rankings_heldout.jsonl` in `directory` (the tasks are the ones `InstructionTaskFiles.write`
+/// drew with the same arguments). Returns how many model answers were placed.
+enum RankingsWithSamples {
+    static func write(to directory: URL, model: URL, train: Int, heldout: Int, seed: UInt64, kinds: [InstructionTaskKind],
+                      samples: Int) throws -> Int {
+        let policy = try LlamaModel.load(directory: model, heads: .languageModel)
+        let tokenizer = try ByteLevelBPETokenizer(contentsOf: model.appendingPathComponent("tokenizer.json"))
+        var placed = 0
+        for (file, count, split) in [(InstructionTaskFiles.rankingsTrain, train, TaskSplit.train), (InstructionTaskFiles.rankingsHeldout, heldout, .heldout)] {
+            let tasks = InstructionTaskFiles.tasks(for: .rankings, count: count, split: split, seed: seed, kinds: kinds)
+            let answers = sampleAnswers(model: policy, tokenizer: tokenizer, prompts: tasks.map(\.prompt), samples: samples - 1,
+                                        seed: seed &+ (split == .train ? 11 : 13))
+            let rankings = InstructionTaskFiles.rankings(for: tasks, samples: answers, seed: seed &+ (split == .train ? 0 : 1))
+            placed += rankings.filter { $0.source?.contains("model samples") ?? false }.count
+            try PreferenceDataset.write(rankings, to: directory.appendingPathComponent(file))
+        }
+        return placed
     }
 }

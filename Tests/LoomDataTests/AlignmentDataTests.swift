@@ -352,6 +352,22 @@ final class AlignmentDataTests: XCTestCase {
         }
     }
 
+    func testRankingsRebuiltWithModelSamplesKeepTheTasksOfTheFiles() throws {
+        let kinds: [InstructionTaskKind] = [.parity, .countLetters]
+        let contents = InstructionTaskFiles.make(train: 30, heldout: 5, seed: 9, kinds: kinds)
+        let tasks = InstructionTaskFiles.tasks(for: .rankings, count: 30, split: .train, seed: 9, kinds: kinds)
+        XCTAssertEqual(tasks.map(\.prompt), contents.rankingsTrain.map(\.prompt))
+        // The model's answers: right for even tasks, a wrong one for odd tasks.
+        let samples = tasks.enumerated().map { i, task in [i % 2 == 0 ? task.answer : "zzz"] }
+        let rankings = InstructionTaskFiles.rankings(for: tasks, samples: samples, seed: 9)
+        XCTAssertEqual(rankings.map(\.prompt), tasks.map(\.prompt))
+        for (i, ranking) in rankings.enumerated() {
+            XCTAssertEqual(ranking.ordered[0], tasks[i].answer)
+            if i % 2 == 1 { XCTAssertEqual(ranking.ordered[2], "zzz") }   // the model's wrong answer takes the wrong slot
+            XCTAssertTrue(ranking.source?.contains("1 of 1 model samples") ?? false, ranking.source ?? "")
+        }
+    }
+
     func testTaskFilesAreLabelledAndLoad() throws {
         let directory = try temporaryDirectory()
         try InstructionTaskFiles.write(to: directory, train: 70, heldout: 21, seed: 4)

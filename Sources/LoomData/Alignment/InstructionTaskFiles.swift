@@ -46,20 +46,41 @@ public enum InstructionTaskFiles {
         public var preferencesTrain: [PreferencePair]
     }
 
+    /// What a file's tasks are drawn for; each purpose has its own stream of the seed.
+    public enum Purpose: String, Sendable {
+        case sft, prompts, rankings, preferences
+    }
+
+    /// The tasks behind the files of one purpose, exactly as `make` draws them (so a caller can
+    /// rebuild, say, the rankings with model samples graded into them).
+    public static func tasks(for purpose: Purpose, count: Int, split: TaskSplit, seed: UInt64,
+                             kinds: [InstructionTaskKind] = InstructionTaskKind.allCases) -> [InstructionTask] {
+        InstructionTasks.generate(kinds: kinds, count: count, seed: seed ^ TaskRandom.mix(TaskRandom.stableHash(purpose.rawValue)), split: split)
+    }
+
+    /// Rankings of `tasks` by `RankingBuilder.rule` with a model's answers graded into them:
+    /// `samples[i]` are the model's answers to `tasks[i]` (each takes the slot of its grade; see
+    /// `RankingBuilder.ranking(for:samples:)`), the constructed responses fill the other slots.
+    public static func rankings(for tasks: [InstructionTask], samples: [[String]], seed: UInt64) -> [RankedResponses] {
+        precondition(samples.count == tasks.count, "one list of samples per task")
+        var builder = RankingBuilder(seed: seed &+ 2)
+        return zip(tasks, samples).map { builder.ranking(for: $0, samples: $1) }
+    }
+
     /// Generates every file's data. `train` lines for each training file, `heldout` for each held-out one.
     public static func make(train: Int, heldout: Int, seed: UInt64, kinds: [InstructionTaskKind] = InstructionTaskKind.allCases) -> Contents {
-        func tasks(_ purpose: String, _ count: Int, _ split: TaskSplit) -> [InstructionTask] {
-            InstructionTasks.generate(kinds: kinds, count: count, seed: seed ^ TaskRandom.mix(TaskRandom.stableHash(purpose)), split: split)
+        func tasks(_ purpose: Purpose, _ count: Int, _ split: TaskSplit) -> [InstructionTask] {
+            Self.tasks(for: purpose, count: count, split: split, seed: seed, kinds: kinds)
         }
         var rankings = RankingBuilder(seed: seed)
         var preferences = RankingBuilder(seed: seed &+ 1)
         return Contents(
-            sftTrain: tasks("sft", train, .train).map(\.sftExample),
-            promptsTrain: tasks("prompts", train, .train).map(\.promptExample),
-            promptsHeldout: tasks("prompts", heldout, .heldout).map(\.promptExample),
-            rankingsTrain: tasks("rankings", train, .train).map { rankings.ranking(for: $0) },
-            rankingsHeldout: tasks("rankings", heldout, .heldout).map { rankings.ranking(for: $0) },
-            preferencesTrain: tasks("preferences", train, .train).map { preferences.preferencePair(for: $0) }
+            sftTrain: tasks(.sft, train, .train).map(\.sftExample),
+            promptsTrain: tasks(.prompts, train, .train).map(\.promptExample),
+            promptsHeldout: tasks(.prompts, heldout, .heldout).map(\.promptExample),
+            rankingsTrain: tasks(.rankings, train, .train).map { rankings.ranking(for: $0) },
+            rankingsHeldout: tasks(.rankings, heldout, .heldout).map { rankings.ranking(for: $0) },
+            preferencesTrain: tasks(.preferences, train, .train).map { preferences.preferencePair(for: $0) }
         )
     }
 
