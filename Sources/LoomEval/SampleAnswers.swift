@@ -31,3 +31,22 @@ public func sampleAnswers(model: LlamaModel, tokenizer: ByteLevelBPETokenizer, p
     }
     return answers
 }
+
+/// How often an answer *sampled* at `temperature` is right: `samples` answers per prompt (chat
+/// format, seeded), each checked by the task verifier, averaged over all of them. This is the
+/// quantity policy-gradient training raises (its rollouts are sampled); `exactMatchAccuracy`
+/// measures the greedy answer, which only changes once the right answer becomes the most likely one.
+public func sampledExactMatchAccuracy(model: LlamaModel, tokenizer: ByteLevelBPETokenizer, prompts: [PromptExample], temperature: Float = 1,
+                                      samples: Int = 4, seed: UInt64 = 0, maxTokens: Int = 16) -> Double {
+    precondition(samples >= 1, "sampledExactMatchAccuracy needs at least one sample per prompt")
+    let answers = sampleAnswers(model: model, tokenizer: tokenizer, prompts: prompts.map(\.prompt), greedy: false, samples: samples,
+                                temperature: temperature, seed: seed, maxTokens: maxTokens)
+    var right = 0, total = 0
+    for (p, list) in zip(prompts, answers) {
+        for answer in list {
+            total += 1
+            if InstructionTasks.verify(response: answer, answer: p.answer ?? "") { right += 1 }
+        }
+    }
+    return Double(right) / Double(max(total, 1))
+}

@@ -110,6 +110,7 @@ public final class PPOTrainer {
         let maxLength = policy.configuration.maxPositionEmbeddings
         let prompts = try PromptDataset.load(o.prompts).examples
         guard !prompts.isEmpty else { throw TrainingError("\(o.prompts.path) holds no prompts") }
+        guard o.criticWarmupIterations >= 0 else { throw TrainingError("PPO needs --critic-warmup ≥ 0, got \(o.criticWarmupIterations)") }
         let encodedPrompts = prompts.map { encoder.prompt($0.prompt) }
 
         var ptxSampler: WindowSampler? = nil

@@ -28,7 +28,13 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Maximum answer tokens.") var maxTokens: Int = 16
     @Option(help: "Evaluate at most this many prompts.") var limit: Int?
     @Option(help: "Threads.") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    @Option(help: "Also report the accuracy of N answers per prompt sampled at temperature 1 (chat format; 0 = greedy only).") var sampled: Int = 0
+    @Option(help: "Seed of the sampled answers.") var seed: UInt64 = 0
     @Flag(help: "Print every prompt, answer and response to stderr.") var verbose = false
+
+    func validate() throws {
+        guard sampled >= 0 else { throw ValidationError("--sampled must not be negative, got \(sampled)") }
+    }
 
     func run() throws {
         Threading.configure(threads: threads)
@@ -46,7 +52,13 @@ struct EvalCommand: ParsableCommand {
             if verbose {
                 for s in result.samples { logLine("\(s.correct ? "✓" : "✗") \(s.prompt) → \(s.response.debugDescription) (answer \(s.answer))") }
             }
-            print("{\"task\": \"exact-match\", \"accuracy\": \(result.accuracy), \"correct\": \(result.correct), \"total\": \(result.total)}")
+            var line = "{\"task\": \"exact-match\", \"accuracy\": \(result.accuracy), \"correct\": \(result.correct), \"total\": \(result.total)"
+            if sampled > 0 {
+                guard fewShot == nil else { throw ValidationError("--sampled uses the chat format; drop --few-shot") }
+                let accuracy = sampledExactMatchAccuracy(model: model, tokenizer: tokenizer, prompts: examples, samples: sampled, seed: seed, maxTokens: maxTokens)
+                line += ", \"sampled_accuracy\": \(accuracy), \"samples_per_prompt\": \(sampled)"
+            }
+            print(line + "}")
         case .perplexity:
             guard let data else { throw ValidationError("--task perplexity needs --data DIR") }
             let dataset = try TokenDataset(directory: URL(fileURLWithPath: data), split: "val")
