@@ -183,7 +183,7 @@ struct PipelineCommand: ParsableCommand {
         report.section("SFT", "\(sftSummary.examples) examples (task demonstrations and the Python and Debian FAQs), \(sftSummary.steps) steps, loss on assistant tokens only. Validation loss \(String(format: "%.4f", sftSummary.validationLoss)).")
         if stopAfter == .sft { return }
 
-        // 4. Reward model on constructed rankings.
+        // 4. Reward model on the rankings: constructed responses and the SFT model's own graded answers.
         stage("reward model")
         if rankSamples > 0 {
             // The rankings' rule asks for the SFT model's own answers, graded by the verifier,
