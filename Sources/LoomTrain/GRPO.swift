@@ -64,7 +64,8 @@ public struct GRPOSummary: Codable, Sendable {
     public var prompts: Int
     public var steps: Int
     public var seconds: Double
-    /// Mean reward and verifier accuracy of the first and the last batch of rollouts.
+    /// Mean reward and verifier accuracy over the first and the last 10 steps of this run
+    /// (`windowMeans`; fewer in a shorter run).
     public var firstMeanReward: Double
     public var meanReward: Double
     public var firstAccuracy: Double
@@ -166,7 +167,6 @@ public final class GRPOTrainer {
             epochBatchIndices(step: step, count: prompts.count, batchSize: settings.batchSize, seed: settings.seed)
         }
 
-        var first: GRPOStepStatistics? = nil, last: GRPOStepStatistics? = nil
         while !run.isFinished {
             // 1. Rollouts: G samples of each prompt, a group's samples side by side.
             let chosen = promptIndices(step: run.state.step).flatMap { Array(repeating: $0, count: o.groupSize) }
@@ -212,8 +212,6 @@ public final class GRPOTrainer {
             for g in stride(from: 0, to: rewards.count, by: o.groupSize) where Set(rewards[g..<(g + o.groupSize)]).count == 1 { flat += 1 }
             step.zeroVarianceGroups = Double(flat) / Double(rewards.count / o.groupSize)
             history.append(step)
-            if first == nil { first = step }
-            last = step
 
             var record: [String: Any] = [
                 "reward": step.meanReward, "loss": step.loss, "clip_fraction": step.clipFraction,
@@ -233,9 +231,10 @@ public final class GRPOTrainer {
         }
         if let evaluate, finalEvaluation.isEmpty { finalEvaluation = try evaluate(model) }
         try run.checkpoint()
+        let rewards = windowMeans(history.map(\.meanReward)), accuracies = windowMeans(history.map(\.accuracy))
         let summary = GRPOSummary(prompts: prompts.count, steps: run.state.step, seconds: run.seconds,
-                                  firstMeanReward: first?.meanReward ?? .nan, meanReward: last?.meanReward ?? .nan,
-                                  firstAccuracy: first?.accuracy ?? .nan, accuracy: last?.accuracy ?? .nan, kl: last?.kl ?? .nan,
+                                  firstMeanReward: rewards.first, meanReward: rewards.last,
+                                  firstAccuracy: accuracies.first, accuracy: accuracies.last, kl: history.last?.kl ?? .nan,
                                   initialEvaluation: initialEvaluation, finalEvaluation: finalEvaluation)
         try writeSummary(summary, to: o.output.appendingPathComponent("grpo_summary.json"))
         return summary

@@ -50,6 +50,15 @@ public final class MetricsLog {
     }
 }
 
+/// Means of the first and the last `window` values (fewer when there are fewer): how a
+/// per-step figure of RL training moved, since one batch of rollouts is too noisy to say.
+/// NaN for no values.
+public func windowMeans(_ values: [Double], window: Int = 10) -> (first: Double, last: Double) {
+    guard !values.isEmpty else { return (.nan, .nan) }
+    let n = min(max(window, 1), values.count)
+    return (values.prefix(n).reduce(0, +) / Double(n), values.suffix(n).reduce(0, +) / Double(n))
+}
+
 /// "1m05s" style durations for ETAs.
 public func formatDuration(_ seconds: Double) -> String {
     guard seconds.isFinite, seconds >= 0 else { return "?" }

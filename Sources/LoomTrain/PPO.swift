@@ -60,6 +60,8 @@ public struct PPOOptions {
 
 public struct PPOSummary: Codable, Sendable {
     public var iterations: Int
+    /// Mean reward-model score of the rollouts over the last and the first 10 iterations of
+    /// this run (`windowMeans`; fewer in a shorter run).
     public var meanReward: Double
     public var firstMeanReward: Double
     public var kl: Double
@@ -148,7 +150,7 @@ public final class PPOTrainer {
         }
 
         logLine("PPO: \(prompts.count) prompts, \(settings.steps) iterations × \(settings.batchSize) rollouts, \(o.ppoEpochs) epochs × \(o.minibatches) minibatches, β \(o.klCoefficient)\(o.targetKL.map { " → target KL \($0)" } ?? ""), ptx \(o.ptxData == nil ? "off" : "γ \(o.ptxCoefficient)")")
-        var firstMeanReward = Double.nan, lastMeanReward = Double.nan, lastKL = 0.0
+        var meanRewards: [Double] = [], lastKL = 0.0
         var evaluations: [String: Double] = [:]
         if run.state.step == 0, let evaluate {
             evaluations = evaluate(policy)
@@ -210,8 +212,7 @@ public final class PPOTrainer {
             }
             let meanKL = sequenceKL / Double(responses.count)
             let meanReward = Double(rawScores.reduce(0, +)) / Double(rawScores.count)
-            if firstMeanReward.isNaN { firstMeanReward = meanReward }
-            lastMeanReward = meanReward
+            meanRewards.append(meanReward)
             lastKL = meanKL
             let explainedVariance = explainedVarianceOf(values: values, returns: returns, lengths: lengths)
 
@@ -298,7 +299,8 @@ public final class PPOTrainer {
             if settings.checkpointInterval > 0 && run.state.step % settings.checkpointInterval == 0 && !run.isFinished { try checkpoint() }
         }
         try checkpoint()
-        return PPOSummary(iterations: run.state.step, meanReward: lastMeanReward, firstMeanReward: firstMeanReward,
+        let rewardWindows = windowMeans(meanRewards)
+        return PPOSummary(iterations: run.state.step, meanReward: rewardWindows.last, firstMeanReward: rewardWindows.first,
                           kl: lastKL, seconds: run.seconds, evaluations: evaluations)
     }
 }

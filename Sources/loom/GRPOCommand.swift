@@ -72,7 +72,7 @@ struct GRPOCommand: ParsableCommand {
             trainer.scoreResponses = try rewardModelScorer(directory: directory, maxLength: maxLength)
         }
         let summary = try trainer.run()
-        var line = String(format: "GRPO done: %d steps in %.0f s; batch reward %.3f → %.3f, accuracy %.3f → %.3f",
+        var line = String(format: "GRPO done: %d steps in %.0f s; mean reward %.3f → %.3f, accuracy %.3f → %.3f (first → last 10 steps)",
                           summary.steps, summary.seconds, summary.firstMeanReward, summary.meanReward, summary.firstAccuracy, summary.accuracy)
         if let before = summary.initialEvaluation["exact_match"], let after = summary.finalEvaluation["exact_match"] {
             line += String(format: "; held-out exact match %.3f → %.3f", before, after)

@@ -65,7 +65,7 @@ struct PPOCommand: ParsableCommand {
             }
         }
         let summary = try trainer.run()
-        logLine(String(format: "PPO done: %d iterations, mean reward %.3f (first %.3f), KL %.3f, %.0f s; policy in %@",
+        logLine(String(format: "PPO done: %d iterations, mean reward %.3f (first 10 iterations %.3f), KL %.3f, %.0f s; policy in %@",
                        summary.iterations, summary.meanReward, summary.firstMeanReward, summary.kl, summary.seconds, out))
     }
 }

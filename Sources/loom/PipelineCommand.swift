@@ -231,9 +231,8 @@ struct PipelineCommand: ParsableCommand {
         ppoTrainer.evaluate = { ["heldout_accuracy": evaluateChat($0).accuracy] }
         let ppoSummary = try ppoTrainer.run()
         _ = try recordAccuracy("ppo", "PPO-ptx", ppoDirectory)
-        let ppoRewards = windowMeans(MetricsLog.read(ppoDirectory.appendingPathComponent("metrics.jsonl")), "reward")
-        report.set("ppo", "mean_reward", ppoRewards.last)
-        report.set("ppo", "first_mean_reward", ppoRewards.first)
+        report.set("ppo", "mean_reward", ppoSummary.meanReward)
+        report.set("ppo", "first_mean_reward", ppoSummary.firstMeanReward)
         report.set("ppo", "kl", ppoSummary.kl)
         report.set("ppo", "iterations", ppoSummary.iterations)
         try reportPPO(ppoSummary, directory: ppoDirectory, report)
@@ -269,12 +268,10 @@ struct PipelineCommand: ParsableCommand {
         grpo.klBeta = 0.2
         let grpoSummary = try GRPOTrainer(options: grpo).run()
         _ = try recordAccuracy("grpo", "GRPO", grpoDirectory)
-        // Batches of 16 prompts are noisy: compare the first and the last ten steps.
-        let grpoRewards = windowMeans(MetricsLog.read(grpoDirectory.appendingPathComponent("metrics.jsonl")), "reward")
-        report.set("grpo", "train_reward_first", grpoRewards.first)
-        report.set("grpo", "train_reward_last", grpoRewards.last)
+        report.set("grpo", "train_reward_first", grpoSummary.firstMeanReward)
+        report.set("grpo", "train_reward_last", grpoSummary.meanReward)
         report.set("grpo", "kl", grpoSummary.kl)
-        report.section("GRPO", "Group size \(grpo.groupSize), verifier reward (exact answer), KL β \(grpo.klBeta) to the SFT model. Mean training reward (verifier, answers sampled at T = 1) \(String(format: "%.3f → %.3f", grpoRewards.first, grpoRewards.last)) over the first and the last \(min(10, grpoSummary.steps)) steps.")
+        report.section("GRPO", "Group size \(grpo.groupSize), verifier reward (exact answer), KL β \(grpo.klBeta) to the SFT model. Mean training reward (verifier, answers sampled at T = 1) \(String(format: "%.3f → %.3f", grpoSummary.firstMeanReward, grpoSummary.meanReward)) over the first and the last \(min(10, grpoSummary.steps)) steps.")
     }
 
     /// Pretraining text made of training problems as plain question–answer worksheets (ten
@@ -357,25 +354,15 @@ struct PipelineCommand: ParsableCommand {
             title: "PPO: KL(policy ‖ SFT) per answer", xLabel: "iteration", yLabel: "nats",
             series: [.init(name: "KL", points: curve(metrics, "kl"), color: "#9467bd")]))
         let last = metrics.last ?? [:]
-        let rewards = windowMeans(metrics, "reward")
         func value(_ key: String) -> String { (last[key] as? Double).map { String(format: "%.3f", $0) } ?? "–" }
         report.section("PPO-ptx", """
-            \(summary.iterations) iterations (the first \(ppoCriticWarmup) fit only the critic). Mean reward-model score of the rollouts \(String(format: "%.3f → %.3f", rewards.first, rewards.last)) over the first and the last 10 iterations, KL to the SFT model \(String(format: "%.3f", summary.kl)) nats per answer.
+            \(summary.iterations) iterations (the first \(ppoCriticWarmup) fit only the critic). Mean reward-model score of the rollouts \(String(format: "%.3f → %.3f", summary.firstMeanReward, summary.meanReward)) over the first and the last 10 iterations, KL to the SFT model \(String(format: "%.3f", summary.kl)) nats per answer.
             Last iteration: entropy \(value("entropy")), response length \(value("response_length")), clip fraction \(value("clip_fraction")), value loss \(value("value_loss")), explained variance \(value("explained_variance")), SFT perplexity of the answers \(value("sft_perplexity")), pretraining loss \(value("ptx_loss")).
 
             \(rewardChart)
 
             \(klChart)
             """)
-    }
-
-    /// Means of `key` over the first and the last `window` records that have it (one batch of
-    /// rollouts is too noisy to say whether the reward moved).
-    func windowMeans(_ metrics: [[String: Any]], _ key: String, window: Int = 10) -> (first: Double, last: Double) {
-        let values = metrics.compactMap { $0[key] as? Double }
-        guard !values.isEmpty else { return (.nan, .nan) }
-        let n = min(window, values.count)
-        return (values.prefix(n).reduce(0, +) / Double(n), values.suffix(n).reduce(0, +) / Double(n))
     }
 
     func curve(_ metrics: [[String: Any]], _ key: String) -> [(x: Double, y: Double)] {

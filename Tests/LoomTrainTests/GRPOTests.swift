@@ -57,6 +57,9 @@ final class GRPOTests: XCTestCase {
         let early = rewards.prefix(3).reduce(0, +) / 3, late = rewards.suffix(3).reduce(0, +) / 3
         XCTAssertGreaterThan(late, early + 0.2, "rewards \(rewards)")
         XCTAssertGreaterThan(late, 0.75, "rewards \(rewards)")
+        // The summary compares the first and the last ten steps, not two single batches.
+        XCTAssertEqual(summary.firstMeanReward, rewards.prefix(10).reduce(0, +) / 10, accuracy: 1e-12)
+        XCTAssertEqual(summary.meanReward, rewards.suffix(10).reduce(0, +) / 10, accuracy: 1e-12)
         XCTAssertTrue(summary.kl.isFinite && summary.kl >= 0)
         // Every logged step has the per-step statistics.
         let lines = MetricsLog.read(out.appendingPathComponent("metrics.jsonl"))

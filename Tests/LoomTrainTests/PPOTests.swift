@@ -46,6 +46,10 @@ final class PPOTests: XCTestCase {
         XCTAssertEqual(summary.iterations, 2)
         let records = MetricsLog.read(out.appendingPathComponent("metrics.jsonl"))
         XCTAssertEqual(records.count, 2)
+        // Two iterations: both windows of the summary are the mean over both.
+        let rewards = records.compactMap { $0["reward"] as? Double }
+        XCTAssertEqual(summary.firstMeanReward, (rewards[0] + rewards[1]) / 2, accuracy: 1e-9)
+        XCTAssertEqual(summary.meanReward, summary.firstMeanReward, accuracy: 1e-12)
         for key in ["reward", "kl", "entropy", "response_length", "clip_fraction", "value_loss", "explained_variance", "sft_perplexity", "kl_coef"] {
             XCTAssertNotNil(records[0][key], key)
         }

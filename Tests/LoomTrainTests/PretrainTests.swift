@@ -91,6 +91,15 @@ final class PretrainTests: XCTestCase {
         XCTAssertEqual(records[1]["loss"] as? Double, 1.25)
     }
 
+    func testWindowMeans() {
+        let (first, last) = windowMeans([1, 2, 3, 4, 5], window: 2)
+        XCTAssertEqual(first, 1.5)
+        XCTAssertEqual(last, 4.5)
+        XCTAssertEqual(windowMeans([1, 3], window: 10).first, 2)     // shorter than the window
+        XCTAssertEqual(windowMeans([1, 3], window: 10).last, 2)
+        XCTAssertTrue(windowMeans([]).first.isNaN)
+    }
+
     func testResumeWithoutCheckpointFailsClearly() {
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("loom-nothing-\(UUID())")
         XCTAssertThrowsError(try run(out, steps: 2, resume: true)) { error in
