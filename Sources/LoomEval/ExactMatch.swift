@@ -23,6 +23,19 @@ public struct ExactMatchResult: Sendable {
     public var total: Int
     public var samples: [Sample]
     public var accuracy: Double { Double(correct) / Double(max(total, 1)) }
+
+    /// Accuracy per group: `groups[i]` names the group of `samples[i]` (e.g. the task kind);
+    /// samples without a group are left out.
+    public func accuracyByGroup(_ groups: [String?]) -> [String: Double] {
+        precondition(groups.count == samples.count, "one group per sample")
+        var counts: [String: (correct: Int, total: Int)] = [:]
+        for (sample, group) in zip(samples, groups) {
+            guard let group else { continue }
+            counts[group, default: (0, 0)].total += 1
+            if sample.correct { counts[group, default: (0, 0)].correct += 1 }
+        }
+        return counts.mapValues { Double($0.correct) / Double($0.total) }
+    }
 }
 
 /// Greedy answers to held-out prompts, checked by the task verifier (exact match after

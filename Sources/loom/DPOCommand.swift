@@ -91,20 +91,11 @@ func heldoutExactMatch(model: URL, heldout: String?, maxTokens: Int = 16) throws
     }
     let tokenizer = try ByteLevelBPETokenizer(contentsOf: model.appendingPathComponent("tokenizer.json"))
     // Per task kind too, from sources such as "constructed: InstructionTasks arithmetic (heldout)".
-    let kinds = prompts.map { p -> String? in
-        guard let source = p.source, let range = source.range(of: "InstructionTasks ") else { return nil }
-        return source[range.upperBound...].split(separator: " ").first.map(String.init)
-    }
+    let kinds = prompts.map { InstructionTask.kind(ofSource: $0.source)?.rawValue }
     return { policy in
         let result = exactMatchAccuracy(model: policy, tokenizer: tokenizer, prompts: prompts, format: .chat, maxTokens: maxTokens)
         var values = ["exact_match": result.accuracy]
-        var perKind: [String: (correct: Int, total: Int)] = [:]
-        for (sample, kind) in zip(result.samples, kinds) {
-            guard let kind else { continue }
-            perKind[kind, default: (0, 0)].total += 1
-            if sample.correct { perKind[kind, default: (0, 0)].correct += 1 }
-        }
-        for (kind, count) in perKind { values["exact_match/\(kind)"] = Double(count.correct) / Double(count.total) }
+        for (kind, accuracy) in result.accuracyByGroup(kinds) { values["exact_match/\(kind)"] = accuracy }
         return values
     }
 }

@@ -102,19 +102,9 @@ struct PipelineCommand: ParsableCommand {
         let shots = Array(trainPrompts.prefix(5))
         let baseAccuracy = exactMatchAccuracy(model: baseModel, tokenizer: tokenizer, prompts: heldout, format: .fewShot(shots))
         logLine(String(format: "base model, 5-shot: held-out exact match %.3f", baseAccuracy.accuracy))
-        let heldoutKinds = heldout.map { p -> String in
-            guard let source = p.source, let range = source.range(of: "InstructionTasks ") else { return "other" }
-            return source[range.upperBound...].split(separator: " ").first.map(String.init) ?? "other"
-        }
+        let heldoutKinds = heldout.map { InstructionTask.kind(ofSource: $0.source)?.rawValue ?? "other" }
         let kindNames = Array(Set(heldoutKinds)).sorted()
-        func accuracyByKind(_ r: ExactMatchResult) -> [String: Double] {
-            var counts: [String: (correct: Int, total: Int)] = [:]
-            for (sample, kind) in zip(r.samples, heldoutKinds) {
-                counts[kind, default: (0, 0)].total += 1
-                if sample.correct { counts[kind, default: (0, 0)].correct += 1 }
-            }
-            return counts.mapValues { Double($0.correct) / Double($0.total) }
-        }
+        func accuracyByKind(_ r: ExactMatchResult) -> [String: Double] { r.accuracyByGroup(heldoutKinds) }
         func accuracyRow(_ label: String, _ r: ExactMatchResult, sampled: Double? = nil) -> [String] {
             let byKind = accuracyByKind(r)
             return [label, String(format: "%.1f %%", r.accuracy * 100), "\(r.correct)/\(r.total)"]

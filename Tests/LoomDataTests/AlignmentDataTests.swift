@@ -352,6 +352,17 @@ final class AlignmentDataTests: XCTestCase {
         }
     }
 
+    func testTaskKindIsReadBackFromTheSource() {
+        for kind in InstructionTaskKind.allCases {
+            let task = InstructionTasks.generate(kind: kind, count: 1, seed: 1, split: .heldout)[0]
+            XCTAssertEqual(InstructionTask.kind(ofSource: task.promptExample.source), kind)
+            XCTAssertEqual(InstructionTask.kind(ofSource: task.sftExample.source), kind)   // ": reference answer" appended
+        }
+        XCTAssertNil(InstructionTask.kind(ofSource: "constructed: ranking rule correct-and-clean > wrong"))
+        XCTAssertNil(InstructionTask.kind(ofSource: "constructed: InstructionTasks noSuchKind (train)"))
+        XCTAssertNil(InstructionTask.kind(ofSource: nil))
+    }
+
     func testRankingsRebuiltWithModelSamplesKeepTheTasksOfTheFiles() throws {
         let kinds: [InstructionTaskKind] = [.parity, .countLetters]
         let contents = InstructionTaskFiles.make(train: 30, heldout: 5, seed: 9, kinds: kinds)

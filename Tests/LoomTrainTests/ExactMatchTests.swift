@@ -28,6 +28,9 @@ final class ExactMatchTests: XCTestCase {
         XCTAssertEqual(result.correct, prompts.count - 2)
         XCTAssertEqual(result.samples.indices.filter { !result.samples[$0].correct }, [3, 7])
         XCTAssertEqual(result.accuracy, Double(prompts.count - 2) / Double(prompts.count), accuracy: 1e-12)
+        // Per group: prompts 0–5 are "low" (3 is wrong), 6–10 "high" (7 is wrong), 11 has no group.
+        let groups: [String?] = (0..<prompts.count).map { $0 < 6 ? "low" : $0 < 11 ? "high" : nil }
+        XCTAssertEqual(result.accuracyByGroup(groups), ["low": 5.0 / 6.0, "high": 4.0 / 5.0])
     }
 
     func testSampledAccuracyIsReproducibleFromItsSeed() throws {

@@ -63,7 +63,16 @@ public struct InstructionTask: Equatable, Sendable {
 
     /// The label written as `"source"` of every line made from this task.
     public var sourceLabel: String {
-        "constructed: InstructionTasks \(kind.rawValue) (\(split.rawValue))"
+        "\(InstructionTask.sourcePrefix)\(kind.rawValue) (\(split.rawValue))"
+    }
+
+    static let sourcePrefix = "constructed: InstructionTasks "
+
+    /// The task kind named in a `source` written from `sourceLabel` (also with a suffix such as
+    /// ": reference answer"), or nil for any other source.
+    public static func kind(ofSource source: String?) -> InstructionTaskKind? {
+        guard let source, let range = source.range(of: sourcePrefix) else { return nil }
+        return source[range.upperBound...].split(separator: " ").first.flatMap { InstructionTaskKind(rawValue: String($0)) }
     }
 
     /// A chat conversation with the reference answer as the assistant turn.
