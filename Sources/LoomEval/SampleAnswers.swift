@@ -32,21 +32,57 @@ public func sampleAnswers(model: LlamaModel, tokenizer: ByteLevelBPETokenizer, p
     return answers
 }
 
+/// Answers sampled at one temperature, graded: how many of the `samplesPerPrompt` answers to
+/// each prompt the task verifier accepts.
+public struct SampledExactMatch: Equatable, Sendable {
+    /// `correct[p]`: right answers among the samples for prompt `p`.
+    public var correct: [Int]
+    public var samplesPerPrompt: Int
+
+    public init(correct: [Int], samplesPerPrompt: Int) {
+        precondition(samplesPerPrompt >= 1 && correct.allSatisfy { (0...samplesPerPrompt).contains($0) }, "correct counts must lie in 0...samplesPerPrompt")
+        self.correct = correct
+        self.samplesPerPrompt = samplesPerPrompt
+    }
+
+    /// The share of all sampled answers that are right: the expected accuracy of one sample.
+    public var accuracy: Double {
+        Double(correct.reduce(0, +)) / Double(max(correct.count * samplesPerPrompt, 1))
+    }
+
+    /// pass@k: the chance that at least one of k answers (k ≤ samples per prompt) is right,
+    /// averaged over prompts, with the unbiased estimator of Chen et al. (2021),
+    /// 1 − C(n − c, k) / C(n, k) for c right answers out of n. pass@n is the share of prompts with
+    /// any right answer; pass@1 equals `accuracy`. The gap between pass@k and the greedy accuracy
+    /// is what reinforcement learning from samples can find and reinforce.
+    public func passAt(_ k: Int) -> Double {
+        precondition((1...samplesPerPrompt).contains(k), "pass@k needs 1 ≤ k ≤ \(samplesPerPrompt), got \(k)")
+        guard !correct.isEmpty else { return 0 }
+        let n = samplesPerPrompt
+        var total = 0.0
+        for c in correct {
+            if n - c < k { total += 1; continue }
+            // C(n − c, k) / C(n, k) = Π_{i = n − c + 1}^{n} (1 − k / i)
+            var allWrong = 1.0
+            if c > 0 { for i in (n - c + 1)...n { allWrong *= 1 - Double(k) / Double(i) } }
+            total += 1 - allWrong
+        }
+        return total / Double(correct.count)
+    }
+}
+
 /// How often an answer *sampled* at `temperature` is right: `samples` answers per prompt (chat
-/// format, seeded), each checked by the task verifier, averaged over all of them. This is the
-/// quantity policy-gradient training raises (its rollouts are sampled); `exactMatchAccuracy`
-/// measures the greedy answer, which only changes once the right answer becomes the most likely one.
-public func sampledExactMatchAccuracy(model: LlamaModel, tokenizer: ByteLevelBPETokenizer, prompts: [PromptExample], temperature: Float = 1,
-                                      samples: Int = 4, seed: UInt64 = 0, maxTokens: Int = 16) -> Double {
-    precondition(samples >= 1, "sampledExactMatchAccuracy needs at least one sample per prompt")
+/// format, seeded), each checked by the task verifier. `accuracy` is the quantity policy-gradient
+/// training raises (its rollouts are sampled); `exactMatchAccuracy` measures the greedy answer,
+/// which only changes once the right answer becomes the most likely one; `passAt(samples)` bounds
+/// what sampling can find at all.
+public func sampledExactMatch(model: LlamaModel, tokenizer: ByteLevelBPETokenizer, prompts: [PromptExample], temperature: Float = 1,
+                              samples: Int = 4, seed: UInt64 = 0, maxTokens: Int = 16) -> SampledExactMatch {
+    precondition(samples >= 1, "sampledExactMatch needs at least one sample per prompt")
     let answers = sampleAnswers(model: model, tokenizer: tokenizer, prompts: prompts.map(\.prompt), greedy: false, samples: samples,
                                 temperature: temperature, seed: seed, maxTokens: maxTokens)
-    var right = 0, total = 0
-    for (p, list) in zip(prompts, answers) {
-        for answer in list {
-            total += 1
-            if InstructionTasks.verify(response: answer, answer: p.answer ?? "") { right += 1 }
-        }
+    let correct = zip(prompts, answers).map { p, list in
+        list.filter { InstructionTasks.verify(response: $0, answer: p.answer ?? "") }.count
     }
-    return Double(right) / Double(max(total, 1))
+    return SampledExactMatch(correct: correct, samplesPerPrompt: samples)
 }

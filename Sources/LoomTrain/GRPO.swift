@@ -34,6 +34,12 @@ public struct GRPOOptions {
     public var scaleRewardsByStd = true
     /// Gradient steps on each batch of rollouts (μ); each one is an optimizer step.
     public var updatesPerBatch = 1
+    /// DAPO's dynamic sampling: drop groups whose rewards are all equal (every answer right, or
+    /// every one wrong: their advantages are 0) and sample further prompts until `batchSize`
+    /// groups with a reward spread are found, in at most `maxSamplingRounds` rounds of
+    /// `batchSize` prompts. The update then spends its whole batch on prompts it can learn from.
+    public var dynamicSampling = false
+    public var maxSamplingRounds = 4
     public var maxNewTokens = 16
     public var temperature: Float = 1.0
     public var topP: Float = 1.0
@@ -90,8 +96,13 @@ public struct GRPOStepStatistics: Sendable {
     public var responseLength: Double
     /// Fraction of responses that ended with an end-of-turn token.
     public var finished: Double
-    /// Fraction of groups whose rewards are all equal (their advantages are 0: no signal).
+    /// Fraction of groups whose rewards are all equal (their advantages are 0: no signal), of all
+    /// groups sampled in the step.
     public var zeroVarianceGroups: Double
+    /// Groups in the update (with dynamic sampling, those with a reward spread) …
+    public var groupsUsed = 0
+    /// … out of this many sampled.
+    public var groupsSampled = 0
 }
 
 /// Group Relative Policy Optimization (Shao et al. 2024).
@@ -130,6 +141,7 @@ public final class GRPOTrainer {
         guard o.groupSize >= 2 else { throw TrainingError("GRPO needs --group-size ≥ 2, got \(o.groupSize)") }
         guard o.updatesPerBatch >= 1 else { throw TrainingError("GRPO needs --updates-per-batch ≥ 1, got \(o.updatesPerBatch)") }
         guard o.maxNewTokens >= 1 else { throw TrainingError("GRPO needs --max-new-tokens ≥ 1, got \(o.maxNewTokens)") }
+        guard o.maxSamplingRounds >= 1 else { throw TrainingError("GRPO needs --max-sampling-rounds ≥ 1, got \(o.maxSamplingRounds)") }
         try SamplingParameters(temperature: o.temperature, topP: o.topP).validate()
         Threading.configure(threads: settings.threads)
         let model = try LlamaModel.load(directory: o.model, heads: .languageModel)
@@ -167,12 +179,12 @@ public final class GRPOTrainer {
             epochBatchIndices(step: step, count: prompts.count, batchSize: settings.batchSize, seed: settings.seed)
         }
 
-        while !run.isFinished {
-            // 1. Rollouts: G samples of each prompt, a group's samples side by side.
-            let chosen = promptIndices(step: run.state.step).flatMap { Array(repeating: $0, count: o.groupSize) }
+        /// G samples of each prompt in `indices` (a group's samples side by side), their rewards
+        /// (minus the penalty for answers that never end) and verdicts.
+        func rollouts(_ indices: [Int]) throws -> Rollouts {
+            let chosen = indices.flatMap { Array(repeating: $0, count: o.groupSize) }
             let inputs = chosen.map { encodedPrompts[$0] }
-            let seed = run.state.rng.next()
-            let sampling = SamplingParameters(temperature: o.temperature, topP: o.topP, seed: seed)
+            let sampling = SamplingParameters(temperature: o.temperature, topP: o.topP, seed: run.state.rng.next())
             let generations = Generator(model: model, stopTokens: encoder.stopTokens)
                 .generateBatch(prompts: inputs, maxTokens: o.maxNewTokens, sampling: sampling)
             let finished = generations.map { $0.finishReason == .stop }
@@ -180,8 +192,6 @@ public final class GRPOTrainer {
             let responses = generations.map { $0.finishReason == .stop ? $0.tokens + [encoder.endOfTurn] : $0.tokens }
             let texts = generations.map { encoder.text($0.tokens) }
             let examples = chosen.map { prompts[$0] }
-
-            // 2. Rewards and group-normalised advantages.
             var correct: [Bool]? = nil
             if examples.allSatisfy({ $0.answer != nil }) {
                 correct = zip(texts, examples).map { InstructionTasks.verify(response: $0, answer: $1.answer!) }
@@ -198,19 +208,49 @@ public final class GRPOTrainer {
                 throw TrainingError("GRPO: the reward function returned \(rewards.count) rewards (some not finite?) for \(chosen.count) responses")
             }
             if reward == nil { for i in rewards.indices where !finished[i] { rewards[i] -= o.unfinishedPenalty } }
-            let advantages = grpoAdvantages(rewards: rewards, groupSize: o.groupSize, scaleByStd: o.scaleRewardsByStd)
+            return Rollouts(inputs: inputs, responses: responses, finished: finished, correct: correct, rewards: rewards, groupSize: o.groupSize)
+        }
 
-            // 3. Updates.
-            let stats = try update(run: run, batch: PromptResponseBatch(prompts: inputs, responses: responses, padID: padID, maxLength: maxLength),
-                                   advantages: advantages, reference: reference)
-            var step = stats
+        while !run.isFinished {
+            // 1. Rollouts, and with dynamic sampling more rounds of prompts (not yet drawn in this
+            // step) until `batchSize` groups have a reward spread.
+            var sampled = try rollouts(promptIndices(step: run.state.step))
+            var used = o.dynamicSampling ? sampled.groups(where: { !$0 }) : sampled
+            if o.dynamicSampling {
+                var drawn = Set(promptIndices(step: run.state.step))
+                var round = 1
+                while used.groupCount < settings.batchSize && round < o.maxSamplingRounds && drawn.count < prompts.count {
+                    // Another seeded order of the prompts for each round (reproducible on resume).
+                    let more = epochBatchIndices(step: run.state.step, count: prompts.count, batchSize: prompts.count,
+                                                 seed: settings.seed &+ UInt64(round) &* 104_729)
+                        .filter { !drawn.contains($0) }.prefix(settings.batchSize)
+                    drawn.formUnion(more)
+                    let next = try rollouts(Array(more))
+                    sampled.append(next)
+                    used.append(next.groups(where: { !$0 }))
+                    round += 1
+                }
+                used = used.firstGroups(settings.batchSize)
+            }
+
+            // 2. Group-normalised advantages, and the updates (none when no group has a spread).
+            var step = GRPOStepStatistics(meanReward: 0, accuracy: .nan, loss: 0, kl: .nan, clipFraction: 0, responseLength: 0, finished: 0, zeroVarianceGroups: 0)
+            if used.groupCount > 0 {
+                let advantages = grpoAdvantages(rewards: used.rewards, groupSize: o.groupSize, scaleByStd: o.scaleRewardsByStd)
+                step = try update(run: run, batch: PromptResponseBatch(prompts: used.inputs, responses: used.responses, padID: padID, maxLength: maxLength),
+                                  advantages: advantages, reference: reference)
+            } else {
+                run.skipStep()
+            }
+            let rewards = sampled.rewards
             step.meanReward = Double(rewards.reduce(0, +)) / Double(rewards.count)
-            step.accuracy = correct.map { Double($0.filter { $0 }.count) / Double($0.count) } ?? .nan
-            step.responseLength = Double(responses.map(\.count).reduce(0, +)) / Double(responses.count)
-            step.finished = Double(finished.filter { $0 }.count) / Double(finished.count)
-            var flat = 0
-            for g in stride(from: 0, to: rewards.count, by: o.groupSize) where Set(rewards[g..<(g + o.groupSize)]).count == 1 { flat += 1 }
-            step.zeroVarianceGroups = Double(flat) / Double(rewards.count / o.groupSize)
+            step.accuracy = sampled.correct.map { Double($0.filter { $0 }.count) / Double($0.count) } ?? .nan
+            step.responseLength = Double(sampled.responses.map(\.count).reduce(0, +)) / Double(sampled.responses.count)
+            step.finished = Double(sampled.finished.filter { $0 }.count) / Double(sampled.finished.count)
+            let flat = sampled.flatGroups
+            step.zeroVarianceGroups = Double(flat.filter { $0 }.count) / Double(flat.count)
+            step.groupsUsed = used.groupCount
+            step.groupsSampled = sampled.groupCount
             history.append(step)
 
             var record: [String: Any] = [
@@ -218,9 +258,10 @@ public final class GRPOTrainer {
                 "response_length": step.responseLength, "finished": step.finished, "zero_variance_groups": step.zeroVarianceGroups,
                 "lr": Double(run.learningRate),
             ]
+            if o.dynamicSampling { record["groups_used"] = step.groupsUsed; record["groups_sampled"] = step.groupsSampled }
             if !step.accuracy.isNaN { record["accuracy"] = step.accuracy }
             if !step.kl.isNaN { record["kl"] = step.kl }
-            var show = ["reward", "accuracy", "kl", "clip_fraction", "response_length", "zero_variance_groups"]
+            var show = ["reward", "accuracy", "kl", "clip_fraction", "response_length", "zero_variance_groups"] + (o.dynamicSampling ? ["groups_used"] : [])
             if run.shouldEvaluate, let evaluate {
                 finalEvaluation = try evaluate(model)
                 for (k, v) in finalEvaluation { record[k] = v }
@@ -276,5 +317,42 @@ public final class GRPOTrainer {
         // Without a reference the KL of the policy to its start is not measured.
         if reference == nil { stats.kl = .nan }
         return stats
+    }
+}
+
+/// One step's rollouts: `groupSize` responses per prompt, a group's side by side.
+struct Rollouts {
+    var inputs: [[Int32]]
+    var responses: [[Int32]]
+    var finished: [Bool]
+    var correct: [Bool]?
+    var rewards: [Float]
+    let groupSize: Int
+
+    var groupCount: Int { rewards.count / groupSize }
+
+    /// Per group: whether all its rewards are equal (zero advantages, no signal).
+    var flatGroups: [Bool] {
+        stride(from: 0, to: rewards.count, by: groupSize).map { Set(rewards[$0..<($0 + groupSize)]).count == 1 }
+    }
+
+    /// The groups for which `keep(isFlat)` holds, in order.
+    func groups(where keep: (Bool) -> Bool) -> Rollouts {
+        let kept = flatGroups.indices.filter { keep(flatGroups[$0]) }
+        return select(kept)
+    }
+
+    /// The first `count` groups.
+    func firstGroups(_ count: Int) -> Rollouts { select(Array(0..<min(count, groupCount))) }
+
+    private func select(_ groups: [Int]) -> Rollouts {
+        let rows = groups.flatMap { g in (g * groupSize)..<((g + 1) * groupSize) }
+        return Rollouts(inputs: rows.map { inputs[$0] }, responses: rows.map { responses[$0] }, finished: rows.map { finished[$0] },
+                        correct: correct.map { c in rows.map { c[$0] } }, rewards: rows.map { rewards[$0] }, groupSize: groupSize)
+    }
+
+    mutating func append(_ other: Rollouts) {
+        inputs += other.inputs; responses += other.responses; finished += other.finished; rewards += other.rewards
+        correct = correct.flatMap { c in other.correct.map { c + $0 } }
     }
 }

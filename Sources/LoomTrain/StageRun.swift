@@ -85,6 +85,9 @@ public final class StageRun {
         return (norm, lr)
     }
 
+    /// Advances the step without an update (a batch that holds nothing to learn from).
+    public func skipStep() { state.step += 1 }
+
     /// Logs `fields` (plus step) to metrics.jsonl and, every `logInterval` steps or when
     /// `force`, a progress line with the listed keys.
     public func log(_ fields: [String: Any], show keys: [String], force: Bool = false) {

@@ -28,7 +28,7 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Maximum answer tokens.") var maxTokens: Int = 16
     @Option(help: "Evaluate at most this many prompts.") var limit: Int?
     @Option(help: "Threads.") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
-    @Option(help: "Also report the accuracy of N answers per prompt sampled at temperature 1 (chat format; 0 = greedy only).") var sampled: Int = 0
+    @Option(help: "Also report the accuracy of N answers per prompt sampled at temperature 1, and pass@N, the share of prompts with a right one among them (chat format; 0 = greedy only).") var sampled: Int = 0
     @Option(help: "Seed of the sampled answers.") var seed: UInt64 = 0
     @Flag(help: "Print every prompt, answer and response to stderr.") var verbose = false
 
@@ -55,8 +55,11 @@ struct EvalCommand: ParsableCommand {
             var line = "{\"task\": \"exact-match\", \"accuracy\": \(result.accuracy), \"correct\": \(result.correct), \"total\": \(result.total)"
             if sampled > 0 {
                 guard fewShot == nil else { throw ValidationError("--sampled uses the chat format; drop --few-shot") }
-                let accuracy = sampledExactMatchAccuracy(model: model, tokenizer: tokenizer, prompts: examples, samples: sampled, seed: seed, maxTokens: maxTokens)
-                line += ", \"sampled_accuracy\": \(accuracy), \"samples_per_prompt\": \(sampled)"
+                let graded = sampledExactMatch(model: model, tokenizer: tokenizer, prompts: examples, samples: sampled, seed: seed, maxTokens: maxTokens)
+                if verbose {
+                    for (example, right) in zip(examples, graded.correct) { logLine("\(right)/\(sampled) sampled right: \(example.prompt) (answer \(example.answer ?? ""))") }
+                }
+                line += ", \"sampled_accuracy\": \(graded.accuracy), \"samples_per_prompt\": \(sampled), \"pass_at_\(sampled)\": \(graded.passAt(sampled))"
             }
             print(line + "}")
         case .perplexity:

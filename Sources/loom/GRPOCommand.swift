@@ -12,7 +12,9 @@ struct GRPOCommand: ParsableCommand {
         Each step samples --batch-size prompts and --group-size answers to each from the current policy; \
         rewards are 1 for an answer the task verifier accepts, else 0 (minus --unfinished-penalty for an \
         answer that reaches --max-new-tokens without ending), normalised within each group; then \
-        --updates-per-batch clipped-surrogate steps with a k3 KL penalty (--kl-beta) toward the initial model.
+        --updates-per-batch clipped-surrogate steps with a k3 KL penalty (--kl-beta) toward the initial model. \
+        With --dynamic-sampling (DAPO), groups whose rewards are all equal are dropped and more prompts \
+        are sampled until the batch is full of groups to learn from.
         """)
 
     @Option(help: "SFT model directory (policy start and KL reference).") var model: String
@@ -31,6 +33,8 @@ struct GRPOCommand: ParsableCommand {
     @Option(help: "Reward subtracted from answers that never end.") var unfinishedPenalty: Float?
     @Option(help: "Loss aggregation: token (DAPO/BNPO), sequence (original GRPO) or dr-grpo.") var aggregation: String = "token"
     @Flag(help: "Only centre rewards within a group (Dr. GRPO), do not divide by their std.") var noStdScaling = false
+    @Flag(help: "DAPO dynamic sampling: drop groups whose answers are all right or all wrong and sample more prompts until --batch-size groups have a reward spread.") var dynamicSampling = false
+    @Option(help: "Most rounds of --batch-size prompts sampled per step with --dynamic-sampling.") var maxSamplingRounds: Int?
     @Option(help: "Held-out prompts with answers: exact-match accuracy (greedy, chat format).") var heldout: String?
     @Option(help: "Longest prompt + response in tokens (default: the model's context).") var maxLength: Int?
     @Flag(help: "Skip malformed JSONL lines (counted) instead of failing.") var skipBadLines = false
@@ -39,6 +43,7 @@ struct GRPOCommand: ParsableCommand {
     func validate() throws {
         guard let source = GRPORewardSource(rawValue: reward) else { throw ValidationError("--reward must be verifier or model, got '\(reward)'") }
         if source == .model && rewardModel == nil { throw ValidationError("--reward model needs --reward-model DIR") }
+        if let maxSamplingRounds, maxSamplingRounds < 1 { throw ValidationError("--max-sampling-rounds must be at least 1, got \(maxSamplingRounds)") }
         guard ["token", "sequence", "dr-grpo"].contains(aggregation) else {
             throw ValidationError("--aggregation must be token, sequence or dr-grpo, got '\(aggregation)'")
         }
@@ -64,6 +69,8 @@ struct GRPOCommand: ParsableCommand {
         default: options.aggregation = .token
         }
         options.scaleRewardsByStd = !noStdScaling
+        options.dynamicSampling = dynamicSampling
+        if let maxSamplingRounds { options.maxSamplingRounds = maxSamplingRounds }
         options.maxLength = maxLength
         options.skipBadLines = skipBadLines
         options.resume = stage.resume

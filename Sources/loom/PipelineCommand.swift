@@ -105,11 +105,12 @@ struct PipelineCommand: ParsableCommand {
         let heldoutKinds = heldout.map { InstructionTask.kind(ofSource: $0.source)?.rawValue ?? "other" }
         let kindNames = Array(Set(heldoutKinds)).sorted()
         func accuracyByKind(_ r: ExactMatchResult) -> [String: Double] { r.accuracyByGroup(heldoutKinds) }
-        func accuracyRow(_ label: String, _ r: ExactMatchResult, sampled: Double? = nil) -> [String] {
+        func accuracyRow(_ label: String, _ r: ExactMatchResult, sampled: SampledExactMatch? = nil) -> [String] {
             let byKind = accuracyByKind(r)
             return [label, String(format: "%.1f %%", r.accuracy * 100), "\(r.correct)/\(r.total)"]
                 + kindNames.map { String(format: "%.1f %%", (byKind[$0] ?? .nan) * 100) }
-                + [sampled.map { String(format: "%.1f %%", $0 * 100) } ?? "–"]
+                + [sampled.map { String(format: "%.1f %%", $0.accuracy * 100) } ?? "–",
+                   sampled.map { String(format: "%.1f %%", $0.passAt($0.samplesPerPrompt) * 100) } ?? "–"]
         }
         report.set("base", "heldout_accuracy", baseAccuracy.accuracy)
         report.set("base", "heldout_accuracy_by_kind", accuracyByKind(baseAccuracy))
@@ -117,8 +118,8 @@ struct PipelineCommand: ParsableCommand {
         var accuracyRows: [[String]] = [accuracyRow("base (5-shot)", baseAccuracy)]
         var accuracyExamples: [String: ExactMatchResult] = ["base": baseAccuracy]
         func accuracySection() {
-            var body = "Exact match on \(heldout.count) held-out problems (\(taskKinds.map(\.rawValue).joined(separator: ", "))); train and held-out problems are disjoint by construction. Greedy decoding; the last column is the share of right answers among \(sampledAnswers) answers per problem sampled at temperature 1 (what the RL stages' rollouts are).\n\n"
-            body += markdownTable(["model", "held-out accuracy", "correct"] + kindNames + ["sampled, T = 1"], accuracyRows)
+            var body = "Exact match on \(heldout.count) held-out problems (\(taskKinds.map(\.rawValue).joined(separator: ", "))); train and held-out problems are disjoint by construction. Greedy decoding; the last columns grade \(sampledAnswers) answers per problem sampled at temperature 1 (what the RL stages' rollouts are): the share of right ones, and pass@\(sampledAnswers), the share of problems with at least one right.\n\n"
+            body += markdownTable(["model", "held-out accuracy", "correct"] + kindNames + ["sampled, T = 1", "pass@\(sampledAnswers)"], accuracyRows)
             body += "\nSample answers of each model to the first held-out prompts:\n\n"
             var rows: [[String]] = []
             for p in heldout.prefix(6).indices {
@@ -140,11 +141,13 @@ struct PipelineCommand: ParsableCommand {
         func recordAccuracy(_ key: String, _ label: String, _ directory: URL) throws -> ExactMatchResult {
             let model = try LlamaModel.load(directory: directory)
             let result = evaluateChat(model)
-            let sampled = sampledExactMatchAccuracy(model: model, tokenizer: tokenizer, prompts: heldout, samples: sampledAnswers, seed: seed)
-            logLine(String(format: "%@: held-out exact match %.3f (sampled at T = 1: %.3f)", label, result.accuracy, sampled))
+            let sampled = sampledExactMatch(model: model, tokenizer: tokenizer, prompts: heldout, samples: sampledAnswers, seed: seed)
+            logLine(String(format: "%@: held-out exact match %.3f (sampled at T = 1: %.3f, pass@%d %.3f)", label, result.accuracy, sampled.accuracy,
+                           sampledAnswers, sampled.passAt(sampledAnswers)))
             report.set(key, "heldout_accuracy", result.accuracy)
             report.set(key, "heldout_accuracy_by_kind", accuracyByKind(result))
-            report.set(key, "heldout_sampled_accuracy", sampled)
+            report.set(key, "heldout_sampled_accuracy", sampled.accuracy)
+            report.set(key, "heldout_pass_at_\(sampledAnswers)", sampled.passAt(sampledAnswers))
             accuracyRows.append(accuracyRow(label, result, sampled: sampled))
             accuracyExamples[key] = result
             accuracySection()

@@ -41,13 +41,32 @@ final class ExactMatchTests: XCTestCase {
         // One answer per prompt sampled with seed 5 becomes the reference answer.
         let drawn = sampleAnswers(model: model, tokenizer: tokenizer, prompts: prompts, greedy: false, samples: 1, seed: 5, maxTokens: 6)
         let examples = zip(prompts, drawn).map { PromptExample(prompt: $0, answer: $1[0]) }
-        XCTAssertEqual(sampledExactMatchAccuracy(model: model, tokenizer: tokenizer, prompts: examples, samples: 1, seed: 5, maxTokens: 6), 1)
+        let same = sampledExactMatch(model: model, tokenizer: tokenizer, prompts: examples, samples: 1, seed: 5, maxTokens: 6)
+        XCTAssertEqual(same.correct, Array(repeating: 1, count: prompts.count))
+        XCTAssertEqual(same.accuracy, 1)
         // Another seed draws other answers from this high-entropy random model.
-        let other = sampledExactMatchAccuracy(model: model, tokenizer: tokenizer, prompts: examples, samples: 1, seed: 6, maxTokens: 6)
-        XCTAssertLessThan(other, 1)
-        XCTAssertEqual(other, sampledExactMatchAccuracy(model: model, tokenizer: tokenizer, prompts: examples, samples: 1, seed: 6, maxTokens: 6))
-        // With more samples the first one is still the seed-5 draw: at least 1/3 of the answers are right.
-        let three = sampledExactMatchAccuracy(model: model, tokenizer: tokenizer, prompts: examples, samples: 3, seed: 5, maxTokens: 6)
-        XCTAssertGreaterThanOrEqual(three, 1.0 / 3.0 - 1e-12)
+        let other = sampledExactMatch(model: model, tokenizer: tokenizer, prompts: examples, samples: 1, seed: 6, maxTokens: 6)
+        XCTAssertLessThan(other.accuracy, 1)
+        XCTAssertEqual(other, sampledExactMatch(model: model, tokenizer: tokenizer, prompts: examples, samples: 1, seed: 6, maxTokens: 6))
+        // With more samples the first one is still the seed-5 draw: every prompt has a right answer
+        // among its three (pass@3 = 1), and at least one in three answers is right.
+        let three = sampledExactMatch(model: model, tokenizer: tokenizer, prompts: examples, samples: 3, seed: 5, maxTokens: 6)
+        XCTAssertTrue(three.correct.allSatisfy { $0 >= 1 })
+        XCTAssertEqual(three.passAt(3), 1)
+        XCTAssertGreaterThanOrEqual(three.accuracy, 1.0 / 3.0 - 1e-12)
+        XCTAssertEqual(three.passAt(1), three.accuracy, accuracy: 1e-12)
+    }
+
+    /// pass@k with Chen et al.'s estimator, against counts worked by hand: with n = 4 samples,
+    /// c right: pass@1 = c/4, pass@2 = 1 − C(4−c, 2)/C(4, 2), pass@4 = [c > 0].
+    func testPassAtKMatchesTheCombinatorialFormula() {
+        let graded = SampledExactMatch(correct: [0, 1, 2, 4], samplesPerPrompt: 4)
+        XCTAssertEqual(graded.accuracy, 7.0 / 16.0, accuracy: 1e-12)
+        XCTAssertEqual(graded.passAt(1), 7.0 / 16.0, accuracy: 1e-12)
+        // c = 0: 0; c = 1: 1 − 3/6; c = 2: 1 − 1/6; c = 4: 1.
+        XCTAssertEqual(graded.passAt(2), (0 + 0.5 + 5.0 / 6.0 + 1) / 4, accuracy: 1e-12)
+        // k = 3: c = 1 → 1 − C(3,3)/C(4,3) = 3/4; c = 2 → 1 (fewer than 3 wrong answers).
+        XCTAssertEqual(graded.passAt(3), (0 + 0.75 + 1 + 1) / 4, accuracy: 1e-12)
+        XCTAssertEqual(graded.passAt(4), 3.0 / 4.0, accuracy: 1e-12)
     }
 }

@@ -92,4 +92,56 @@ final class GRPOTests: XCTestCase {
         XCTAssertEqual(part + rest, first)
         XCTAssertTrue(try AlignmentTestModel.weightsEqual(a, c), "4 steps + resume to 8 should equal 8 straight steps")
     }
+
+    /// DAPO dynamic sampling: groups whose rewards are all equal never reach the update. Prompts
+    /// with an even number always get reward 1 (flat groups); odd ones the even-first-token reward
+    /// (a spread, from this high-entropy model). Each step samples rounds of 4 prompts until 4
+    /// groups with a spread are found (at most 4 rounds), and updates on exactly those.
+    func testDynamicSamplingDropsGroupsWithoutSpread() throws {
+        let model = try AlignmentTestModel.make(), prompts = try promptFile()
+        let out = AlignmentTestModel.temporary("grpo-dynamic"), flat = AlignmentTestModel.temporary("grpo-flat")
+        defer { for u in [model, prompts, out, flat] { try? FileManager.default.removeItem(at: u) } }
+        var o = options(model: model, prompts: prompts, out: out, steps: 6)
+        o.dynamicSampling = true
+        o.maxSamplingRounds = 4
+        let trainer = GRPOTrainer(options: o)
+        var spreadPerCall: [Int] = [], evenPromptsPerCall: [Int] = []
+        trainer.reward = { examples, tokens, texts, finished in
+            let rewards = zip(examples, Self.evenFirstToken(examples, tokens, texts, finished)).map { example, r -> Float in
+                Int(example.answer!)! % 2 == 1 ? 1 : r   // answer = number + 1: odd answer ⇔ even number
+            }
+            spreadPerCall.append(stride(from: 0, to: rewards.count, by: 8).filter { Set(rewards[$0..<($0 + 8)]).count > 1 }.count)
+            evenPromptsPerCall.append(stride(from: 0, to: examples.count, by: 8).filter { Int(examples[$0].answer!)! % 2 == 1 }.count)
+            return rewards
+        }
+        try trainer.run()
+        XCTAssertEqual(trainer.history.count, 6)
+        var call = 0
+        for step in trainer.history {
+            let calls = step.groupsSampled / 4
+            XCTAssertTrue((1...4).contains(calls), "rounds \(calls)")
+            let spread = spreadPerCall[call..<(call + calls)].reduce(0, +)
+            XCTAssertEqual(step.groupsUsed, min(4, spread), "the update holds the groups with a spread, at most a batch")
+            // Sampling stops as soon as 4 groups with a spread are found.
+            if calls > 1 { XCTAssertLessThan(spreadPerCall[call..<(call + calls - 1)].reduce(0, +), 4) }
+            XCTAssertEqual(step.zeroVarianceGroups, Double(step.groupsSampled - spread) / Double(step.groupsSampled), accuracy: 1e-12)
+            call += calls
+        }
+        XCTAssertEqual(call, spreadPerCall.count)
+        XCTAssertGreaterThan(evenPromptsPerCall.reduce(0, +), 0, "flat prompts were sampled, and dropped")
+        let logged = MetricsLog.read(out.appendingPathComponent("metrics.jsonl"))
+        XCTAssertEqual(logged.last?["groups_used"] as? Int, trainer.history.last?.groupsUsed)
+
+        // When every group is flat there is nothing to learn: no update, the weights stay put
+        // (without dynamic sampling AdamW's weight decay would still move them).
+        var allFlat = options(model: model, prompts: prompts, out: flat, steps: 2)
+        allFlat.dynamicSampling = true
+        allFlat.maxSamplingRounds = 2
+        let idle = GRPOTrainer(options: allFlat)
+        idle.reward = { examples, _, _, _ in examples.map { _ in 1 } }
+        try idle.run()
+        XCTAssertEqual(idle.history.map(\.groupsUsed), [0, 0])
+        XCTAssertEqual(idle.history.map(\.groupsSampled), [8, 8])
+        XCTAssertTrue(try AlignmentTestModel.weightsEqual(model, flat), "no group to learn from, no step")
+    }
 }
