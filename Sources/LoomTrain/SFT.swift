@@ -13,6 +13,8 @@ public struct SFTOptions {
     public var maxLength: Int?
     public var skipBadLines = false
     public var resume = false
+    /// Batches of examples of similar length (`lengthGroupedBatchIndices`) instead of random ones.
+    public var groupByLength = false
 
     public init(model: URL, data: [URL], output: URL) {
         self.model = model; self.data = data; self.output = output
@@ -45,7 +47,8 @@ public func tokenizeChat(_ example: SFTExample, tokenizer: ByteLevelBPETokenizer
 
 /// Supervised fine-tuning: next-token loss on assistant tokens only, examples padded per
 /// batch (padding at the end cannot affect earlier positions under the causal mask),
-/// shuffled every epoch with a seeded generator, validation loss on a held-out split.
+/// shuffled every epoch with a seeded generator (optionally grouped by length), validation
+/// loss on a held-out split.
 public final class SFTTrainer {
     public let options: SFTOptions
     public init(options: SFTOptions) { self.options = options }
@@ -90,8 +93,11 @@ public final class SFTTrainer {
             }
             return nats / Double(max(count, 1))
         }
+        let lengths = train.map(\.ids.count)
         func batchIndices(step: Int) -> [Int] {
-            epochBatchIndices(step: step, count: train.count, batchSize: settings.batchSize, seed: settings.seed)
+            options.groupByLength
+                ? lengthGroupedBatchIndices(step: step, lengths: lengths, batchSize: settings.batchSize, seed: settings.seed)
+                : epochBatchIndices(step: step, count: train.count, batchSize: settings.batchSize, seed: settings.seed)
         }
         var lastLoss = Double.nan, lastValidation = Double.nan
         while !run.isFinished {

@@ -158,3 +158,31 @@ public func epochBatchIndices(step: Int, count: Int, batchSize: Int, seed: UInt6
     order.shuffle(using: &rng)
     return (0..<size).map { order[(offset + $0) % order.count] }
 }
+
+/// Like `epochBatchIndices`, but each batch holds examples of similar length (Hugging Face's
+/// `group_by_length`): each epoch's seeded order is cut into mega-batches of `megaBatch` batches,
+/// each mega-batch is sorted by length and cut into batches, and the epoch's batches are shuffled.
+/// With padding per batch, a few long examples then no longer make every batch long: padding
+/// costs little, and short examples' tokens are not outweighed in the loss by a long example's.
+/// A function of the step alone, like `epochBatchIndices` (resumes see the same batches).
+public func lengthGroupedBatchIndices(step: Int, lengths: [Int], batchSize: Int, seed: UInt64, megaBatch: Int = 50) -> [Int] {
+    let count = lengths.count
+    let size = min(batchSize, count)
+    guard size > 0 else { return [] }
+    let perEpoch = max(1, count / size)
+    let epoch = step / perEpoch
+    var rng = SeededRandom(seed: seed &+ UInt64(epoch) &* 7919)
+    var order = Array(0..<count)
+    order.shuffle(using: &rng)
+    order = Array(order.prefix(perEpoch * size))
+    var batches: [[Int]] = []
+    for start in stride(from: 0, to: order.count, by: size * max(1, megaBatch)) {
+        // Longest first; ties keep the shuffled order.
+        let chunk = order[start..<min(start + size * max(1, megaBatch), order.count)].enumerated()
+            .sorted { lengths[$0.element] != lengths[$1.element] ? lengths[$0.element] > lengths[$1.element] : $0.offset < $1.offset }
+            .map(\.element)
+        for b in stride(from: 0, to: chunk.count, by: size) { batches.append(Array(chunk[b..<min(b + size, chunk.count)])) }
+    }
+    batches.shuffle(using: &rng)
+    return batches[step % perEpoch]
+}

@@ -45,6 +45,7 @@ struct SFTCommand: ParsableCommand {
     @Option(help: "Fraction of examples held out for validation loss.") var valFraction: Double = 0.05
     @Option(help: "Longest example in tokens (default: the model's context).") var maxLength: Int?
     @Flag(help: "Skip malformed JSONL lines (counted) instead of failing.") var skipBadLines = false
+    @Flag(help: "Batch examples of similar length together (less padding; Hugging Face's group_by_length).") var groupByLength = false
     @OptionGroup var stage: StageFlags
 
     func run() throws {
@@ -53,6 +54,7 @@ struct SFTCommand: ParsableCommand {
         options.validationFraction = valFraction
         options.maxLength = maxLength
         options.skipBadLines = skipBadLines
+        options.groupByLength = groupByLength
         options.resume = stage.resume
         let summary = try SFTTrainer(options: options).run()
         logLine(String(format: "SFT done: train loss %.4f, validation loss %.4f, %d steps in %.0f s; model in %@",
