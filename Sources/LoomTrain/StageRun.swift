@@ -152,11 +152,20 @@ public func paddedBatch(_ sequences: [[Int32]], targetMasks: [[Bool]]? = nil, pa
 public func epochBatchIndices(step: Int, count: Int, batchSize: Int, seed: UInt64) -> [Int] {
     let size = min(batchSize, count)
     let perEpoch = max(1, count / max(size, 1))
-    let epoch = step / perEpoch, offset = (step % perEpoch) * size
-    var rng = SeededRandom(seed: seed &+ UInt64(epoch) &* 7919)
+    var rng = epochGenerator(epoch: step / perEpoch, seed: seed)
+    let order = shuffledOrder(count, &rng), offset = (step % perEpoch) * size
+    return (0..<size).map { order[(offset + $0) % order.count] }
+}
+
+/// The generator of one epoch's order, seeded with (seed, epoch).
+private func epochGenerator(epoch: Int, seed: UInt64) -> SeededRandom {
+    SeededRandom(seed: seed &+ UInt64(epoch) &* 7919)
+}
+
+private func shuffledOrder(_ count: Int, _ rng: inout SeededRandom) -> [Int] {
     var order = Array(0..<count)
     order.shuffle(using: &rng)
-    return (0..<size).map { order[(offset + $0) % order.count] }
+    return order
 }
 
 /// Like `epochBatchIndices`, but each batch holds examples of similar length (Hugging Face's
@@ -170,11 +179,8 @@ public func lengthGroupedBatchIndices(step: Int, lengths: [Int], batchSize: Int,
     let size = min(batchSize, count)
     guard size > 0 else { return [] }
     let perEpoch = max(1, count / size)
-    let epoch = step / perEpoch
-    var rng = SeededRandom(seed: seed &+ UInt64(epoch) &* 7919)
-    var order = Array(0..<count)
-    order.shuffle(using: &rng)
-    order = Array(order.prefix(perEpoch * size))
+    var rng = epochGenerator(epoch: step / perEpoch, seed: seed)
+    let order = Array(shuffledOrder(count, &rng).prefix(perEpoch * size))
     var batches: [[Int]] = []
     for start in stride(from: 0, to: order.count, by: size * max(1, megaBatch)) {
         // Longest first; ties keep the shuffled order.
