@@ -44,7 +44,7 @@ let package = Package(
         .target(name: "LoomData", dependencies: ["LoomTokenizer"], swiftSettings: fastFlags),
         .target(name: "LoomInference", dependencies: ["LoomNN", "LoomTokenizer"], swiftSettings: fastFlags),
         .target(name: "LoomTrain", dependencies: ["LoomNN", "LoomData", "LoomTokenizer", "LoomInference"], swiftSettings: fastFlags),
-        .target(name: "LoomEval", dependencies: ["LoomInference", "LoomData", "LoomTrain"], swiftSettings: fastFlags),
+        .target(name: "LoomEval", dependencies: ["LoomTensor", "LoomInference", "LoomData", "LoomTrain"], swiftSettings: fastFlags),
         .executableTarget(
             name: "loom",
             dependencies: [

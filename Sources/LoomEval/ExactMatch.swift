@@ -1,4 +1,5 @@
 import Foundation
+import LoomTensor
 import LoomData
 import LoomTokenizer
 import LoomTrain
@@ -18,10 +19,18 @@ public struct ExactMatchResult: Sendable {
         public var answer: String
         public var response: String
         public var correct: Bool
+
+        public init(prompt: String, answer: String, response: String, correct: Bool) {
+            self.prompt = prompt; self.answer = answer; self.response = response; self.correct = correct
+        }
     }
     public var correct: Int
     public var total: Int
     public var samples: [Sample]
+
+    public init(correct: Int, total: Int, samples: [Sample]) {
+        self.correct = correct; self.total = total; self.samples = samples
+    }
     public var accuracy: Double { Double(correct) / Double(max(total, 1)) }
 
     /// Accuracy per group: `groups[i]` names the group of `samples[i]` (e.g. the task kind);
@@ -35,6 +44,47 @@ public struct ExactMatchResult: Sendable {
             if sample.correct { counts[group, default: (0, 0)].correct += 1 }
         }
         return counts.mapValues { Double($0.correct) / Double($0.total) }
+    }
+
+    /// This result's accuracy minus `baseline`'s on the same problems, with a paired bootstrap
+    /// 95 % interval: the problems are resampled with replacement `resamples` times (seeded) and
+    /// the difference recomputed on each resample. When the interval holds 0, the two models are
+    /// not told apart by these problems.
+    public func difference(from baseline: ExactMatchResult, resamples: Int = 2000, seed: UInt64 = 0) -> PairedDifference {
+        precondition(samples.count == baseline.samples.count && resamples >= 1, "a paired difference needs the same problems")
+        precondition(zip(samples, baseline.samples).allSatisfy { $0.prompt == $1.prompt }, "a paired difference needs the same problems in the same order")
+        let deltas = zip(samples, baseline.samples).map { ($0.correct ? 1 : 0) - ($1.correct ? 1 : 0) }
+        let n = deltas.count
+        guard n > 0 else { return PairedDifference(difference: 0, low: 0, high: 0, onlyBaseline: 0, onlyThis: 0) }
+        var rng = SeededRandom(seed: seed)
+        var means: [Double] = []
+        means.reserveCapacity(resamples)
+        for _ in 0..<resamples {
+            var sum = 0
+            for _ in 0..<n { sum += deltas[Int.random(in: 0..<n, using: &rng)] }
+            means.append(Double(sum) / Double(n))
+        }
+        means.sort()
+        let last = Double(resamples - 1)
+        return PairedDifference(difference: Double(deltas.reduce(0, +)) / Double(n),
+                                low: means[Int((0.025 * last).rounded(.down))], high: means[Int((0.975 * last).rounded(.up))],
+                                onlyBaseline: deltas.filter { $0 < 0 }.count, onlyThis: deltas.filter { $0 > 0 }.count)
+    }
+}
+
+/// The accuracy difference of two models on the same problems (`ExactMatchResult.difference`).
+public struct PairedDifference: Equatable, Sendable {
+    /// Accuracy of this model minus the baseline's, as a fraction.
+    public var difference: Double
+    /// The paired bootstrap 95 % interval of `difference`.
+    public var low: Double
+    public var high: Double
+    /// Problems only the baseline answers right, and only this model.
+    public var onlyBaseline: Int
+    public var onlyThis: Int
+
+    public init(difference: Double, low: Double, high: Double, onlyBaseline: Int, onlyThis: Int) {
+        self.difference = difference; self.low = low; self.high = high; self.onlyBaseline = onlyBaseline; self.onlyThis = onlyThis
     }
 }
 

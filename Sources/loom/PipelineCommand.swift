@@ -130,6 +130,15 @@ struct PipelineCommand: ParsableCommand {
         func accuracySection() {
             var body = "Exact match on \(heldout.count) held-out problems (\(taskKinds.map(\.rawValue).joined(separator: ", "))); train and held-out problems are disjoint by construction. Greedy decoding; the last columns grade \(sampledAnswers) answers per problem sampled at temperature 1 (what the RL stages' rollouts are): the share of right ones, and pass@\(sampledAnswers), the share of problems with at least one right. The last column is the model's loss (nats per token) on the pretraining validation text, the same \(min(32 * 8, max(1, (validationText.count - 1) / 256))) windows of 256 tokens for every model: what fine-tuning costs the language model (the alignment tax PPO-ptx's pretraining term counters).\n\n"
             body += markdownTable(["model", "held-out accuracy", "correct"] + kindNames + ["sampled, T = 1", "pass@\(sampledAnswers)", "pretraining text loss"], accuracyRows)
+            if let sft = accuracyExamples["sft"] {
+                let compared = [("ppo", "PPO-ptx"), ("dpo", "DPO"), ("grpo", "GRPO")].compactMap { key, label in accuracyExamples[key].map { (label, $0.difference(from: sft, seed: seed)) } }
+                if !compared.isEmpty {
+                    body += "\nEach RL model against SFT on the same problems (greedy exact match; paired bootstrap over the problems, 2,000 resamples; an interval that holds 0 does not tell the two apart):\n\n"
+                    body += markdownTable(["model", "minus SFT", "95 % interval", "only SFT right", "only this model right"], compared.map { label, d in
+                        [label, String(format: "%+.1f points", d.difference * 100), String(format: "%+.1f … %+.1f", d.low * 100, d.high * 100), "\(d.onlyBaseline)", "\(d.onlyThis)"]
+                    })
+                }
+            }
             body += "\nSample answers of each model to the first held-out prompts:\n\n"
             var rows: [[String]] = []
             for p in heldout.prefix(6).indices {
@@ -162,6 +171,11 @@ struct PipelineCommand: ParsableCommand {
             report.set(key, "pretraining_text_loss", textLoss)
             accuracyRows.append(accuracyRow(label, result, textLoss: textLoss, sampled: sampled))
             accuracyExamples[key] = result
+            if key != "sft", let sft = accuracyExamples["sft"] {
+                let d = result.difference(from: sft, seed: seed)
+                report.set(key, "heldout_accuracy_minus_sft", d.difference)
+                report.set(key, "heldout_accuracy_minus_sft_ci95", [d.low, d.high])
+            }
             accuracySection()
             return result
         }

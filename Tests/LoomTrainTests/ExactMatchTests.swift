@@ -69,4 +69,38 @@ final class ExactMatchTests: XCTestCase {
         XCTAssertEqual(graded.passAt(3), (0 + 0.75 + 1 + 1) / 4, accuracy: 1e-12)
         XCTAssertEqual(graded.passAt(4), 3.0 / 4.0, accuracy: 1e-12)
     }
+
+    /// The paired difference: the point estimate counts the problems only one model solves, and
+    /// the bootstrap interval holds 0 for a small difference and excludes it for a large one.
+    func testPairedDifferenceAndItsInterval() {
+        func result(_ correct: [Bool]) -> ExactMatchResult {
+            ExactMatchResult(correct: correct.filter { $0 }.count, total: correct.count,
+                             samples: correct.indices.map { .init(prompt: "p\($0)", answer: "a", response: correct[$0] ? "a" : "b", correct: correct[$0]) })
+        }
+        let baseline = (0..<400).map { $0 % 2 == 0 }   // 50 %
+        // Same answers: no difference, a zero-width interval.
+        let same = result(baseline).difference(from: result(baseline))
+        XCTAssertEqual(same, PairedDifference(difference: 0, low: 0, high: 0, onlyBaseline: 0, onlyThis: 0))
+        // 3 problems fixed, 1 broken: +0.5 points, not told apart from 0 on 400 problems.
+        var small = baseline
+        for i in [1, 3, 5] { small[i] = true }
+        small[0] = false
+        let d = result(small).difference(from: result(baseline), seed: 4)
+        XCTAssertEqual(d.difference, 2.0 / 400, accuracy: 1e-12)
+        XCTAssertEqual(d.onlyBaseline, 1)
+        XCTAssertEqual(d.onlyThis, 3)
+        XCTAssertLessThanOrEqual(d.low, 0)
+        XCTAssertGreaterThan(d.high, d.difference)
+        XCTAssertEqual(d, result(small).difference(from: result(baseline), seed: 4), "seeded")
+        // 60 problems fixed: +15 points, the interval well above 0 and around the estimate
+        // (binomial standard error of the mean delta ≈ √(60/400)/20 ≈ 1.9 points).
+        var large = baseline
+        for i in stride(from: 1, to: 121, by: 2) { large[i] = true }
+        let big = result(large).difference(from: result(baseline), seed: 4)
+        XCTAssertEqual(big.difference, 0.15, accuracy: 1e-12)
+        XCTAssertGreaterThan(big.low, 0.10)
+        XCTAssertLessThan(big.high, 0.20)
+        XCTAssertLessThan(big.low, 0.15)
+        XCTAssertGreaterThan(big.high, 0.15)
+    }
 }
