@@ -108,9 +108,9 @@ struct PipelineCommand: ParsableCommand {
         // The alignment tax: every model's loss on the pretraining validation text (the same
         // windows for all), which fine-tuning on short answers raises and PPO-ptx pulls back.
         let validationText = try TokenDataset(directory: root.appendingPathComponent("data"), split: "val")
-        func pretrainingTextLoss(_ model: LlamaModel) -> Double {
+        func pretrainingText(_ model: LlamaModel) -> EvaluationResult {
             evaluateLanguageModel(model: model, dataset: validationText, tokenizer: tokenizer, batch: 8,
-                                  context: min(256, model.configuration.maxPositionEmbeddings), batches: 32).loss
+                                  context: min(256, model.configuration.maxPositionEmbeddings), batches: 32)
         }
         func accuracyRow(_ label: String, _ r: ExactMatchResult, textLoss: Double, sampled: SampledExactMatch? = nil) -> [String] {
             let byKind = accuracyByKind(r)
@@ -120,24 +120,23 @@ struct PipelineCommand: ParsableCommand {
                    sampled.map { String(format: "%.1f %%", $0.passAt($0.samplesPerPrompt) * 100) } ?? "–",
                    String(format: "%.3f", textLoss)]
         }
-        let baseTextLoss = pretrainingTextLoss(baseModel)
+        let baseText = pretrainingText(baseModel), baseTextLoss = baseText.loss
         report.set("base", "pretraining_text_loss", baseTextLoss)
         report.set("base", "heldout_accuracy", baseAccuracy.accuracy)
         report.set("base", "heldout_accuracy_by_kind", accuracyByKind(baseAccuracy))
         report.set("base", "format", "5-shot, plain Question/Answer text")
         var accuracyRows: [[String]] = [accuracyRow("base (5-shot)", baseAccuracy, textLoss: baseTextLoss)]
         var accuracyExamples: [String: ExactMatchResult] = ["base": baseAccuracy]
+        var differencesFromSFT: [String: PairedDifference] = [:]
         func accuracySection() {
-            var body = "Exact match on \(heldout.count) held-out problems (\(taskKinds.map(\.rawValue).joined(separator: ", "))); train and held-out problems are disjoint by construction. Greedy decoding; the last columns grade \(sampledAnswers) answers per problem sampled at temperature 1 (what the RL stages' rollouts are): the share of right ones, and pass@\(sampledAnswers), the share of problems with at least one right. The last column is the model's loss (nats per token) on the pretraining validation text, the same \(min(32 * 8, max(1, (validationText.count - 1) / 256))) windows of 256 tokens for every model: what fine-tuning costs the language model (the alignment tax PPO-ptx's pretraining term counters).\n\n"
+            var body = "Exact match on \(heldout.count) held-out problems (\(taskKinds.map(\.rawValue).joined(separator: ", "))); train and held-out problems are disjoint by construction. Greedy decoding; the last columns grade \(sampledAnswers) answers per problem sampled at temperature 1 (what the RL stages' rollouts are): the share of right ones, and pass@\(sampledAnswers), the share of problems with at least one right. The last column is the model's loss (nats per token) on the pretraining validation text, the same \(baseText.tokens) tokens for every model: what fine-tuning costs the language model (the alignment tax PPO-ptx's pretraining term counters).\n\n"
             body += markdownTable(["model", "held-out accuracy", "correct"] + kindNames + ["sampled, T = 1", "pass@\(sampledAnswers)", "pretraining text loss"], accuracyRows)
-            if let sft = accuracyExamples["sft"] {
-                let compared = [("ppo", "PPO-ptx"), ("dpo", "DPO"), ("grpo", "GRPO")].compactMap { key, label in accuracyExamples[key].map { (label, $0.difference(from: sft, seed: seed)) } }
-                if !compared.isEmpty {
-                    body += "\nEach RL model against SFT on the same problems (greedy exact match; paired bootstrap over the problems, 2,000 resamples; an interval that holds 0 does not tell the two apart):\n\n"
-                    body += markdownTable(["model", "minus SFT", "95 % interval", "only SFT right", "only this model right"], compared.map { label, d in
-                        [label, String(format: "%+.1f points", d.difference * 100), String(format: "%+.1f … %+.1f", d.low * 100, d.high * 100), "\(d.onlyBaseline)", "\(d.onlyThis)"]
-                    })
-                }
+            let compared = [("ppo", "PPO-ptx"), ("dpo", "DPO"), ("grpo", "GRPO")].compactMap { key, label in differencesFromSFT[key].map { (label, $0) } }
+            if !compared.isEmpty {
+                body += "\nEach RL model against SFT on the same problems (greedy exact match; paired bootstrap over the problems, 2,000 resamples; an interval that holds 0 does not tell the two apart):\n\n"
+                body += markdownTable(["model", "minus SFT", "95 % interval", "only SFT right", "only this model right"], compared.map { label, d in
+                    [label, String(format: "%+.1f points", d.difference * 100), String(format: "%+.1f … %+.1f", d.low * 100, d.high * 100), "\(d.onlyBaseline)", "\(d.onlyThis)"]
+                })
             }
             body += "\nSample answers of each model to the first held-out prompts:\n\n"
             var rows: [[String]] = []
@@ -167,12 +166,13 @@ struct PipelineCommand: ParsableCommand {
             report.set(key, "heldout_accuracy_by_kind", accuracyByKind(result))
             report.set(key, "heldout_sampled_accuracy", sampled.accuracy)
             report.set(key, "heldout_pass_at_\(sampledAnswers)", sampled.passAt(sampledAnswers))
-            let textLoss = pretrainingTextLoss(model)
+            let textLoss = pretrainingText(model).loss
             report.set(key, "pretraining_text_loss", textLoss)
             accuracyRows.append(accuracyRow(label, result, textLoss: textLoss, sampled: sampled))
             accuracyExamples[key] = result
             if key != "sft", let sft = accuracyExamples["sft"] {
                 let d = result.difference(from: sft, seed: seed)
+                differencesFromSFT[key] = d
                 report.set(key, "heldout_accuracy_minus_sft", d.difference)
                 report.set(key, "heldout_accuracy_minus_sft_ci95", [d.low, d.high])
             }
