@@ -214,10 +214,11 @@ public final class GRPOTrainer {
         while !run.isFinished {
             // 1. Rollouts, and with dynamic sampling more rounds of prompts (not yet drawn in this
             // step) until `batchSize` groups have a reward spread.
-            var sampled = try rollouts(promptIndices(step: run.state.step))
-            var used = o.dynamicSampling ? sampled.groups(where: { !$0 }) : sampled
+            let first = promptIndices(step: run.state.step)
+            var sampled = try rollouts(first)
+            var used = o.dynamicSampling ? sampled.groupsWithSpread() : sampled
             if o.dynamicSampling {
-                var drawn = Set(promptIndices(step: run.state.step))
+                var drawn = Set(first)
                 var round = 1
                 while used.groupCount < settings.batchSize && round < o.maxSamplingRounds && drawn.count < prompts.count {
                     // Another seeded order of the prompts for each round (reproducible on resume).
@@ -227,7 +228,7 @@ public final class GRPOTrainer {
                     drawn.formUnion(more)
                     let next = try rollouts(Array(more))
                     sampled.append(next)
-                    used.append(next.groups(where: { !$0 }))
+                    used.append(next.groupsWithSpread())
                     round += 1
                 }
                 used = used.firstGroups(settings.batchSize)
@@ -336,10 +337,10 @@ struct Rollouts {
         stride(from: 0, to: rewards.count, by: groupSize).map { Set(rewards[$0..<($0 + groupSize)]).count == 1 }
     }
 
-    /// The groups for which `keep(isFlat)` holds, in order.
-    func groups(where keep: (Bool) -> Bool) -> Rollouts {
-        let kept = flatGroups.indices.filter { keep(flatGroups[$0]) }
-        return select(kept)
+    /// The groups whose rewards differ (non-zero advantages), in order.
+    func groupsWithSpread() -> Rollouts {
+        let flat = flatGroups
+        return select(flat.indices.filter { !flat[$0] })
     }
 
     /// The first `count` groups.

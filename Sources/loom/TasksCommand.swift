@@ -62,7 +62,7 @@ struct TasksCommand: ParsableCommand {
 /// take the slots of their grades (correct-and-clean, correct-but-rambling, wrong, off-format),
 /// constructed responses fill the rest. Rewrites `rankings_train.jsonl` and
 /// `rankings_heldout.jsonl` in `directory` (the tasks are the ones `InstructionTaskFiles.write`
-/// drew with the same arguments). Returns how many model answers were placed.
+/// drew with the same arguments). Returns how many rankings hold at least one model answer.
 enum RankingsWithSamples {
     static func write(to directory: URL, model: URL, train: Int, heldout: Int, seed: UInt64, kinds: [InstructionTaskKind],
                       samples: Int) throws -> Int {
@@ -74,7 +74,7 @@ enum RankingsWithSamples {
             let answers = sampleAnswers(model: policy, tokenizer: tokenizer, prompts: tasks.map(\.prompt), samples: samples - 1,
                                         seed: seed &+ (split == .train ? 11 : 13))
             let rankings = InstructionTaskFiles.rankings(for: tasks, samples: answers, seed: seed &+ (split == .train ? 0 : 1))
-            placed += rankings.filter { $0.source?.contains("model samples") ?? false }.count
+            placed += rankings.filter(RankingBuilder.holdsModelSamples).count
             try PreferenceDataset.write(rankings, to: directory.appendingPathComponent(file))
         }
         return placed

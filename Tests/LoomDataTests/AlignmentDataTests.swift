@@ -338,9 +338,11 @@ final class AlignmentDataTests: XCTestCase {
         XCTAssertEqual(ranked.ordered[2], "seventy-one")  // first wrong sample takes the wrong slot
         XCTAssertFalse(ranked.responses.contains("70"))   // a second wrong sample would tie: dropped
         XCTAssertTrue(ranked.source?.contains("2 of 3 model samples") ?? false, ranked.source ?? "")
+        XCTAssertTrue(RankingBuilder.holdsModelSamples(ranked))
 
         // Without distractors, a numeric answer gets an off-by-one wrong answer.
         let plain = builder.ranking(prompt: "What is 2 + 2?", answer: "4")
+        XCTAssertFalse(RankingBuilder.holdsModelSamples(plain))
         XCTAssertTrue(["3", "5"].contains(plain.ordered[2]), plain.ordered[2])
 
         for task in InstructionTasks.generate(count: 300, seed: 2, split: .train) {

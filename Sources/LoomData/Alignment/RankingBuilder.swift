@@ -95,9 +95,16 @@ public struct RankingBuilder {
         // Position of each grade in the shuffled list, best grade first.
         let ranking = ResponseGrade.allCases.map { grade in order.firstIndex(where: { slots[$0].grade == grade })! }
         var source = "constructed: ranking rule \(Self.rule)"
-        if used > 0 { source += "; \(used) of \(samples.count) model samples graded by the verifier" }
+        if used > 0 { source += "; \(used) of \(samples.count) \(Self.modelSamplesLabel)" }
         // Four distinct responses and a permutation by construction.
         return try! RankedResponses(prompt: prompt, responses: responses, ranking: ranking, source: source)
+    }
+
+    static let modelSamplesLabel = "model samples graded by the verifier"
+
+    /// Whether `ranked` (read back from a file `ranking` wrote) holds at least one model sample.
+    public static func holdsModelSamples(_ ranked: RankedResponses) -> Bool {
+        ranked.source?.contains(modelSamplesLabel) ?? false
     }
 
     /// The reference answer over a worse response: a plausible wrong answer two times in three,
