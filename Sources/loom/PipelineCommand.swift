@@ -25,13 +25,15 @@ struct PipelineCommand: ParsableCommand {
     @Option(help: "Real human-written Q&A added to SFT (chat JSONL).") var sftExtra: [String] = ["data/alignment/faq_python.jsonl", "data/alignment/faq_debian_en.jsonl", "data/alignment/faq_debian_zh.jsonl"]
     @Option(help: "Pretraining steps (default: the configuration's train.steps).") var pretrainSteps: Int?
     @Option(help: "Instruction-task kinds (comma-separated; see `loom tasks --help`).") var kinds: String = "parity,lastDigit,countLetters,compareNumbers"
-    @Option(help: "Training problems per task file.") var trainTasks: Int = 4000
+    @Option(help: "Training problems per task file but the SFT one: RL prompts, rankings, preference pairs.") var trainTasks: Int = 4000
+    @Option(help: "SFT task demonstrations (prompt + written answer). Fewer than --train-tasks is RLHF's setting: demonstrations cost more than grades, so the RL stages see problems SFT never saw answered.")
+    var demonstrations: Int = 1000
     @Option(help: "Held-out problems for every accuracy figure (800: 200 per default kind, every one distinct).") var heldoutTasks: Int = 800
     @Option(help: "SFT answers per ranking prompt graded into the reward model's rankings (greedy + N − 1 sampled; 0 = constructed responses only).") var rankSamples: Int = 3
     @Option(help: "Question–answer worksheets of training problems mixed into pretraining (0 = none).") var pretrainTaskDocuments: Int = 2000
-    @Option(help: "SFT steps (batches grouped by length).") var sftSteps: Int = 1500
+    @Option(help: "SFT steps (batches grouped by length).") var sftSteps: Int = 1000
     @Option(help: "Reward-model steps.") var rewardSteps: Int = 150
-    @Option(help: "PPO iterations (the first --ppo-critic-warmup fit only the critic).") var ppoSteps: Int = 40
+    @Option(help: "PPO iterations (the first --ppo-critic-warmup fit only the critic).") var ppoSteps: Int = 80
     @Option(help: "PPO iterations at the start that fit only the critic.") var ppoCriticWarmup: Int = 10
     @Option(help: "DPO steps.") var dpoSteps: Int = 100
     @Option(help: "GRPO steps.") var grpoSteps: Int = 150
@@ -42,6 +44,7 @@ struct PipelineCommand: ParsableCommand {
 
     func validate() throws {
         guard heldoutTasks >= 1, trainTasks >= 1 else { throw ValidationError("--train-tasks and --heldout-tasks must be at least 1") }
+        guard demonstrations >= 1 else { throw ValidationError("--demonstrations must be at least 1, got \(demonstrations)") }
         guard sampledAnswers >= 1 else { throw ValidationError("--sampled-answers must be at least 1, got \(sampledAnswers)") }
         guard rankSamples >= 0 else { throw ValidationError("--rank-samples must not be negative, got \(rankSamples)") }
         guard ppoCriticWarmup >= 0, ppoCriticWarmup < ppoSteps else {
@@ -72,7 +75,8 @@ struct PipelineCommand: ParsableCommand {
         // Instruction tasks: train and held-out problems are disjoint by construction.
         stage("tasks: \(taskKinds.map(\.rawValue).joined(separator: ", "))")
         let tasksDirectory = root.appendingPathComponent("tasks")
-        let summary = try InstructionTaskFiles.write(to: tasksDirectory, train: trainTasks, heldout: heldoutTasks, seed: seed, kinds: taskKinds)
+        let summary = try InstructionTaskFiles.write(to: tasksDirectory, train: trainTasks, heldout: heldoutTasks, seed: seed, kinds: taskKinds,
+                                                     demonstrations: demonstrations)
         logLine(summary.description)
         let heldout = try PromptDataset.load(tasksDirectory.appendingPathComponent(InstructionTaskFiles.promptsHeldout)).examples
         let trainPrompts = try PromptDataset.load(tasksDirectory.appendingPathComponent(InstructionTaskFiles.promptsTrain)).examples
@@ -189,10 +193,11 @@ struct PipelineCommand: ParsableCommand {
         sft.settings.steps = sftSteps
         // Batches of similar length: the few long FAQ answers no longer pad every batch to ~256
         // tokens (4× faster steps, Benchmarks/sft_group_by_length.sh) nor outweigh the short task
-        // answers in each batch's token-mean loss. Measured on 800 held-out problems: 400 random
-        // batches (270 s) 70.9 %; 1,500 grouped ones (245 s) 79.9 % at lr 1e-3, 81.1 % at lr 3e-4
-        // (71.9 % at 1e-4). The lower rate also halves the alignment tax: loss on the pretraining
-        // validation text 4.20 (base) → 7.89 after SFT at 1e-3, 5.87 at 3e-4.
+        // answers in each batch's token-mean loss. lr 3e-4 measured against 1e-3 and 1e-4 (4,000
+        // demonstrations, 1,500 steps): 81.1 % against 79.9 and 71.9 %, and 1e-3 costs the language
+        // model most (pretraining validation loss 4.20 → 7.89, at 3e-4 5.87). With 1,000
+        // demonstrations the validation loss is lowest between 500 and 1,000 steps (4.62) and
+        // rises by 1,500 (4.71): 1,000 steps.
         sft.groupByLength = true
         sft.settings.batchSize = 32
         sft.settings.learningRate = 3e-4
@@ -206,7 +211,8 @@ struct PipelineCommand: ParsableCommand {
         report.set("sft", "val_loss", sftSummary.validationLoss)
         report.set("sft", "examples", sftSummary.examples)
         report.set("sft", "steps", sftSummary.steps)
-        report.section("SFT", "\(sftSummary.examples) examples (task demonstrations and the Python and Debian FAQs), \(sftSummary.steps) steps of \(sft.settings.batchSize) examples of similar length, loss on assistant tokens only. Validation loss \(String(format: "%.4f", sftSummary.validationLoss)).")
+        report.set("sft", "demonstrations", demonstrations)
+        report.section("SFT", "\(sftSummary.examples) examples: \(demonstrations) task demonstrations (a written answer for \(String(format: "%.0f %%", 100 * Double(demonstrations) / Double(trainTasks))) as many problems as the RL stages get prompts for: demonstrations cost more than grades, as in InstructGPT) and the Python and Debian FAQs, \(sftSummary.steps) steps of \(sft.settings.batchSize) examples of similar length, loss on assistant tokens only. Validation loss \(String(format: "%.4f", sftSummary.validationLoss)).")
         if stopAfter == .sft { return }
 
         // 4. Reward model on the rankings: constructed responses and the SFT model's own graded answers.
@@ -230,7 +236,7 @@ struct PipelineCommand: ParsableCommand {
         report.set("reward", "heldout_mean_margin", rewardSummary.heldoutMeanMargin)
         report.set("reward", "reward_mean_offset", rewardSummary.rewardMean)
         report.section("Reward model", """
-            Rankings are constructed by a stated rule (\(RankingBuilder.rule)), K = 4 answers per prompt, all C(4,2) pairs of a prompt in one batch element. \(rankSamples > 0 ? "The SFT model's own answers (greedy and \(rankSamples - 1) sampled at temperature 1), graded by the verifier, take the slot of their grade (train and held-out rankings); constructed responses fill the others." : "Constructed responses only.")
+            Rankings are constructed by a stated rule (\(RankingBuilder.rule)), K = 4 answers per prompt, all C(4,2) pairs of a prompt in one batch element. \(rankSamples > 0 ? "The SFT model's own answers (greedy and \(rankSamples - 1) sampled at temperature 1), graded by the verifier, take the slot of their grade (train and held-out rankings); constructed responses fill the others." : "Constructed responses only.") In half the training rankings the constructed wrong answer is a decoy, the right answer of another problem of the same kind (so an answer such as "1" is not liked for its own sake); held-out rankings keep the plausible wrong answers (off by one, another digit of the number).
             Held-out pair accuracy **\(String(format: "%.1f %%", rewardSummary.heldoutPairAccuracy * 100))**, mean margin \(String(format: "%.3f", rewardSummary.heldoutMeanMargin)); rewards shifted so the demonstrations average 0 (offset \(String(format: "%.3f", rewardSummary.rewardMean))).
             """)
         if stopAfter == .reward { return }
@@ -245,7 +251,9 @@ struct PipelineCommand: ParsableCommand {
         // Measured on this pipeline (1,000 held-out problems, SFT 71.5 %): lr 1e-4 with 32
         // rollouts drifted (KL 2.4 nats) and lost 18 points; lr 2e-5 and β 0.1 lost 6 (the policy
         // learns the reward model's mistakes, e.g. "1" as the last digit of 5225); lr 1e-5, β 0.3
-        // and 10 critic-only iterations lost 1.6, the least. From today's 81.1 % SFT model: 80.4 %.
+        // and 10 critic-only iterations lost 1.6, the least. With 1,000 demonstrations (SFT 68.1 %)
+        // and decoys in the reward model's rankings: 40 iterations +1.9 points, 80 +2.5 (lr 2e-5,
+        // β 0.2: +1.9; lr 3e-5, β 0.1: +1.0); without decoys 40 iterations +0.5.
         ppo.settings.batchSize = 64
         ppo.settings.learningRate = 1e-5
         ppo.settings.minLearningRate = 1e-5
@@ -287,19 +295,20 @@ struct PipelineCommand: ParsableCommand {
         grpo.settings.threads = threads
         grpo.settings.batchSize = 16
         grpo.groupSize = 8
-        // Measured (800 held-out problems, the earlier SFT at 70.9 % greedy / 57.6 % sampled): lr
-        // 3e-5 for 100 steps gave 71.2 / 61.9 %; lr 5e-5 with KL β 0.2 for 150 steps 71.4 / 64.5 %.
-        // From today's 81.1 % SFT model this setting gives 81.4 / 77.0 %; with --dynamic-sampling,
-        // lr 1e-4, 500 steps (over the time budget) 82.0 %.
-        grpo.settings.learningRate = 5e-5
-        grpo.settings.minLearningRate = 5e-5
-        grpo.klBeta = 0.2
+        // DAPO's dynamic sampling: groups whose 8 answers are all right (or all wrong) carry no
+        // advantage and are replaced by fresh prompts, so every update learns from problems the
+        // model gets right only sometimes. Measured from an SFT model on 1,000 demonstrations
+        // (69.8 %), 150 steps, lr 1e-4, β 0.05: 70.9 % without, 74.4 % with dynamic sampling.
+        grpo.dynamicSampling = true
+        grpo.settings.learningRate = 1e-4
+        grpo.settings.minLearningRate = 1e-4
+        grpo.klBeta = 0.05
         let grpoSummary = try GRPOTrainer(options: grpo).run()
         _ = try recordAccuracy("grpo", "GRPO", grpoDirectory)
         report.set("grpo", "train_reward_first", grpoSummary.firstMeanReward)
         report.set("grpo", "train_reward_last", grpoSummary.meanReward)
         report.set("grpo", "kl", grpoSummary.kl)
-        report.section("GRPO", "Group size \(grpo.groupSize), verifier reward (exact answer), KL β \(grpo.klBeta) to the SFT model. Mean training reward (verifier, answers sampled at T = 1) \(String(format: "%.3f → %.3f", grpoSummary.firstMeanReward, grpoSummary.meanReward)) over the first and the last \(min(10, grpoSummary.steps)) steps.")
+        report.section("GRPO", "Group size \(grpo.groupSize), verifier reward (exact answer), KL β \(grpo.klBeta) to the SFT model, dynamic sampling (groups whose answers all score alike are replaced by fresh prompts, at most \(grpo.maxSamplingRounds) rounds). Mean training reward (verifier, answers sampled at T = 1) \(String(format: "%.3f → %.3f", grpoSummary.firstMeanReward, grpoSummary.meanReward)) over the first and the last \(min(10, grpoSummary.steps)) steps.")
     }
 
     /// Pretraining text made of training problems as plain question–answer worksheets (ten

@@ -15,6 +15,8 @@ struct TasksCommand: ParsableCommand {
     @Option(help: "Output folder (created if needed).") var out: String
     @Option(help: "Lines in each training file.") var train: Int = 2000
     @Option(help: "Lines in each held-out file.") var heldout: Int = 200
+    @Option(help: "Lines in sft_train.jsonl (default: --train). Fewer demonstrations than RL prompts is RLHF's setting: the RL stages then see problems SFT never saw an answer to.")
+    var demonstrations: Int?
     @Option(help: "Seed: the same seed writes the same files.") var seed: UInt64 = 0
     @Option(help: "Comma-separated task kinds (default all: \(InstructionTaskKind.allCases.map(\.rawValue).joined(separator: ","))).")
     var kinds: String?
@@ -25,6 +27,7 @@ struct TasksCommand: ParsableCommand {
 
     func validate() throws {
         guard train >= 0, heldout >= 0 else { throw ValidationError("--train and --heldout must not be negative") }
+        if let demonstrations, demonstrations < 0 { throw ValidationError("--demonstrations must not be negative, got \(demonstrations)") }
         _ = try parsedKinds()
         guard rankSamples >= 1 else { throw ValidationError("--rank-samples must be at least 1, got \(rankSamples)") }
     }
@@ -43,7 +46,8 @@ struct TasksCommand: ParsableCommand {
 
     func run() throws {
         let directory = URL(fileURLWithPath: out)
-        let summary = try InstructionTaskFiles.write(to: directory, train: train, heldout: heldout, seed: seed, kinds: try parsedKinds())
+        let summary = try InstructionTaskFiles.write(to: directory, train: train, heldout: heldout, seed: seed, kinds: try parsedKinds(),
+                                                     demonstrations: demonstrations)
         print("wrote \(directory.path) (seed \(seed)):")
         for (file, count) in summary.lines {
             print("  \(file): \(count) lines")
@@ -73,7 +77,8 @@ enum RankingsWithSamples {
             let tasks = InstructionTaskFiles.tasks(for: .rankings, count: count, split: split, seed: seed, kinds: kinds)
             let answers = sampleAnswers(model: policy, tokenizer: tokenizer, prompts: tasks.map(\.prompt), samples: samples - 1,
                                         seed: seed &+ (split == .train ? 11 : 13))
-            let rankings = InstructionTaskFiles.rankings(for: tasks, samples: answers, seed: seed &+ (split == .train ? 0 : 1))
+            let rankings = InstructionTaskFiles.rankings(for: tasks, samples: answers, seed: seed &+ (split == .train ? 0 : 1),
+                                                        decoys: split == .train)
             placed += rankings.filter(RankingBuilder.holdsModelSamples).count
             try PreferenceDataset.write(rankings, to: directory.appendingPathComponent(file))
         }

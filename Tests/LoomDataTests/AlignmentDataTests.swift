@@ -234,6 +234,27 @@ final class AlignmentDataTests: XCTestCase {
         }
     }
 
+    func testFewerDemonstrationsAreASubsetAndLeaveTheOtherFilesAlone() throws {
+        let kinds: [InstructionTaskKind] = [.parity, .compareNumbers, .lastDigit]
+        let all = InstructionTaskFiles.make(train: 90, heldout: 12, seed: 3, kinds: kinds)
+        let few = InstructionTaskFiles.make(train: 90, heldout: 12, seed: 3, kinds: kinds, demonstrations: 30)
+        XCTAssertEqual(few.sftTrain.count, 30)
+        // Each kind's first ten demonstrations of the full set: fewer is a subset of more.
+        let fullPrompts = Set(all.sftTrain.map { $0.messages[0].content })
+        XCTAssertTrue(few.sftTrain.allSatisfy { fullPrompts.contains($0.messages[0].content) })
+        for kind in kinds {
+            XCTAssertEqual(few.sftTrain.filter { InstructionTask.kind(ofSource: $0.source) == kind }.count, 10, kind.rawValue)
+        }
+        // The RL prompts, rankings and preference pairs do not depend on the demonstrations.
+        XCTAssertEqual(few.promptsTrain, all.promptsTrain)
+        XCTAssertEqual(few.promptsHeldout, all.promptsHeldout)
+        XCTAssertEqual(few.rankingsTrain.map(\.prompt), all.rankingsTrain.map(\.prompt))
+        XCTAssertEqual(few.preferencesTrain.map(\.prompt), all.preferencesTrain.map(\.prompt))
+        let directory = try temporaryDirectory()
+        let summary = try InstructionTaskFiles.write(to: directory, train: 90, heldout: 12, seed: 3, kinds: kinds, demonstrations: 30)
+        XCTAssertEqual(summary.lines.map(\.count), [30, 90, 12, 90, 12, 90])
+    }
+
     func testGeneratedAnswersAreRight() {
         for task in InstructionTasks.generate(count: 3500, seed: 5, split: .train) {
             let parts = task.problem.split(separator: ":").map(String.init)
@@ -372,12 +393,41 @@ final class AlignmentDataTests: XCTestCase {
         XCTAssertEqual(tasks.map(\.prompt), contents.rankingsTrain.map(\.prompt))
         // The model's answers: right for even tasks, a wrong one for odd tasks.
         let samples = tasks.enumerated().map { i, task in [i % 2 == 0 ? task.answer : "zzz"] }
-        let rankings = InstructionTaskFiles.rankings(for: tasks, samples: samples, seed: 9)
+        let rankings = InstructionTaskFiles.rankings(for: tasks, samples: samples, seed: 9, decoys: true)
         XCTAssertEqual(rankings.map(\.prompt), tasks.map(\.prompt))
         for (i, ranking) in rankings.enumerated() {
             XCTAssertEqual(ranking.ordered[0], tasks[i].answer)
             if i % 2 == 1 { XCTAssertEqual(ranking.ordered[2], "zzz") }   // the model's wrong answer takes the wrong slot
             XCTAssertTrue(ranking.source?.contains("1 of 1 model samples") ?? false, ranking.source ?? "")
+        }
+    }
+
+    func testDecoysAreOtherProblemsRightAnswersAndWrongHere() {
+        let tasks = InstructionTasks.generate(kind: .countLetters, count: 400, seed: 8, split: .train)
+        var plain = RankingBuilder(seed: 5), withDecoys = RankingBuilder(seed: 5, decoys: true)
+        var decoyOnes = 0, plainOnes = 0
+        for task in tasks {
+            let a = plain.ranking(for: task), b = withDecoys.ranking(for: task)
+            for ranking in [a, b] {
+                XCTAssertEqual(ranking.ordered[0], task.answer)
+                XCTAssertFalse(InstructionTasks.verify(response: ranking.ordered[2], answer: task.answer), "\(task.prompt): \(ranking.ordered[2])")
+            }
+            if task.answer != "1" {
+                plainOnes += a.ordered[2] == "1" ? 1 : 0
+                decoyOnes += b.ordered[2] == "1" ? 1 : 0
+            }
+        }
+        // "1", the most common right count, is wrong far more often among decoys than among
+        // off-by-one answers, where only a right "2" or "0" makes it.
+        let notOne = tasks.filter { $0.answer != "1" }.count
+        XCTAssertGreaterThan(decoyOnes, notOne / 8, "decoy 1s \(decoyOnes), plain 1s \(plainOnes) of \(notOne)")
+        XCTAssertGreaterThan(decoyOnes, plainOnes + 10)
+        // A decoy is the answer of some problem of the same kind: a letter count.
+        var builder = RankingBuilder(seed: 1)
+        for task in tasks.prefix(50) {
+            let decoy = builder.decoyAnswer(for: task)
+            XCTAssertNotNil(decoy.flatMap { Int($0) }, task.prompt)
+            XCTAssertNotEqual(decoy, task.answer)
         }
     }
 

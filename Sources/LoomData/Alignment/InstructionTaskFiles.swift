@@ -7,14 +7,20 @@ import Foundation
 /// | `sft_train.jsonl` | train | SFT, chat format, the reference answer as the assistant turn |
 /// | `prompts_train.jsonl` | train | PPO / GRPO prompts with answers |
 /// | `prompts_heldout.jsonl` | heldout | exact-match evaluation on problems never trained on |
-/// | `rankings_train.jsonl` | train | reward model, K = 4 (`RankingBuilder.rule`) |
+/// | `rankings_train.jsonl` | train | reward model, K = 4 (`RankingBuilder.rule`; half the wrong answers decoys) |
 /// | `rankings_heldout.jsonl` | heldout | held-out ranking accuracy of the reward model |
 /// | `preferences_train.jsonl` | train | DPO: reference answer over a wrong or off-format response |
 ///
 /// Every file draws its own tasks (its own stream of the seed), so SFT, RL and reward-model data
 /// see different mixes of problems; all training files come from train problems only.
 ///
+/// `demonstrations` (default: `train`) sets the lines of `sft_train.jsonl` alone. Fewer
+/// demonstrations than RL prompts is the setting RLHF is for (InstructGPT: 13k SFT
+/// demonstrations, 31k PPO prompts): a written answer costs a labeller more than a grade, so the
+/// reinforcement-learning stages see prompts the SFT model never saw an answer to.
+///
 ///     let summary = try InstructionTaskFiles.write(to: URL(fileURLWithPath: "out/tasks"), train: 2000, heldout: 200, seed: 0)
+///     try InstructionTaskFiles.write(to: URL(fileURLWithPath: "out/tasks"), train: 4000, heldout: 800, seed: 0, demonstrations: 1000)
 public enum InstructionTaskFiles {
     public static let sftTrain = "sft_train.jsonl"
     public static let promptsTrain = "prompts_train.jsonl"
@@ -61,33 +67,41 @@ public enum InstructionTaskFiles {
     /// Rankings of `tasks` by `RankingBuilder.rule` with a model's answers graded into them:
     /// `samples[i]` are the model's answers to `tasks[i]` (each takes the slot of its grade; see
     /// `RankingBuilder.ranking(for:samples:)`), the constructed responses fill the other slots.
-    public static func rankings(for tasks: [InstructionTask], samples: [[String]], seed: UInt64) -> [RankedResponses] {
+    /// `decoys`: training rankings (see `RankingBuilder.decoys`).
+    public static func rankings(for tasks: [InstructionTask], samples: [[String]], seed: UInt64, decoys: Bool) -> [RankedResponses] {
         precondition(samples.count == tasks.count, "one list of samples per task")
-        var builder = RankingBuilder(seed: seed &+ 2)
+        var builder = RankingBuilder(seed: seed &+ 2, decoys: decoys)
         return zip(tasks, samples).map { builder.ranking(for: $0, samples: $1) }
     }
 
-    /// Generates every file's data. `train` lines for each training file, `heldout` for each held-out one.
-    public static func make(train: Int, heldout: Int, seed: UInt64, kinds: [InstructionTaskKind] = InstructionTaskKind.allCases) -> Contents {
+    /// Generates every file's data. `train` lines for each training file but the SFT one, which
+    /// gets `demonstrations` (nil: `train`); `heldout` for each held-out one. The demonstrations
+    /// are a prefix of each kind's SFT draws: fewer of them are a subset of more.
+    public static func make(train: Int, heldout: Int, seed: UInt64, kinds: [InstructionTaskKind] = InstructionTaskKind.allCases,
+                            demonstrations: Int? = nil) -> Contents {
         func tasks(_ purpose: Purpose, _ count: Int, _ split: TaskSplit) -> [InstructionTask] {
             Self.tasks(for: purpose, count: count, split: split, seed: seed, kinds: kinds)
         }
-        var rankings = RankingBuilder(seed: seed)
+        var rankings = RankingBuilder(seed: seed, decoys: true)
+        let rankingsTrain = tasks(.rankings, train, .train).map { rankings.ranking(for: $0) }
+        rankings.decoys = false
+        let rankingsHeldout = tasks(.rankings, heldout, .heldout).map { rankings.ranking(for: $0) }
         var preferences = RankingBuilder(seed: seed &+ 1)
         return Contents(
-            sftTrain: tasks(.sft, train, .train).map(\.sftExample),
+            sftTrain: tasks(.sft, demonstrations ?? train, .train).map(\.sftExample),
             promptsTrain: tasks(.prompts, train, .train).map(\.promptExample),
             promptsHeldout: tasks(.prompts, heldout, .heldout).map(\.promptExample),
-            rankingsTrain: tasks(.rankings, train, .train).map { rankings.ranking(for: $0) },
-            rankingsHeldout: tasks(.rankings, heldout, .heldout).map { rankings.ranking(for: $0) },
+            rankingsTrain: rankingsTrain,
+            rankingsHeldout: rankingsHeldout,
             preferencesTrain: tasks(.preferences, train, .train).map { preferences.preferencePair(for: $0) }
         )
     }
 
     /// Writes the six files into `directory` (created if needed), each atomically.
     @discardableResult
-    public static func write(to directory: URL, train: Int, heldout: Int, seed: UInt64, kinds: [InstructionTaskKind] = InstructionTaskKind.allCases) throws -> Summary {
-        let contents = make(train: train, heldout: heldout, seed: seed, kinds: kinds)
+    public static func write(to directory: URL, train: Int, heldout: Int, seed: UInt64, kinds: [InstructionTaskKind] = InstructionTaskKind.allCases,
+                             demonstrations: Int? = nil) throws -> Summary {
+        let contents = make(train: train, heldout: heldout, seed: seed, kinds: kinds, demonstrations: demonstrations)
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         func url(_ name: String) -> URL { directory.appendingPathComponent(name) }
         try SFTDataset.write(contents.sftTrain, to: url(sftTrain))

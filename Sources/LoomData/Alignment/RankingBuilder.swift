@@ -57,9 +57,13 @@ public struct RankingBuilder {
     public static let rule = "correct-and-clean > correct-but-rambling > wrong > off-format"
 
     private var rng: TaskRandom
+    /// Whether half the constructed wrong answers of `ranking(for:)` are decoys: training
+    /// rankings for a reward model that a policy will optimise against (hard negatives).
+    public var decoys: Bool
 
-    public init(seed: UInt64) {
+    public init(seed: UInt64, decoys: Bool = false) {
         rng = TaskRandom(seed: seed, stream: "RankingBuilder")
+        self.decoys = decoys
     }
 
     /// The grade of a model sample for a prompt whose answer is `answer`.
@@ -71,9 +75,27 @@ public struct RankingBuilder {
         return .wrong
     }
 
-    /// A ranking for a generated task, using its plausible wrong answers.
+    /// A ranking for a generated task, its constructed wrong answer one of the task's plausible
+    /// wrong answers, or with `decoys` half of the time a decoy (`decoyAnswer(for:)`).
     public mutating func ranking(for task: InstructionTask, samples: [String] = []) -> RankedResponses {
-        ranking(prompt: task.prompt, answer: task.answer, distractors: task.distractors, samples: samples)
+        let decoy = decoys && rng.below(2) == 0 ? decoyAnswer(for: task) : nil
+        return ranking(prompt: task.prompt, answer: task.answer, distractors: decoy.map { [$0] } ?? task.distractors, samples: samples)
+    }
+
+    /// The right answer of another problem of the task's kind, drawn by the generator, that is
+    /// wrong for this one (nil when eight draws find none). Off-by-one wrong answers leave the
+    /// most common right answers ("1" for letter occurrences) almost never wrong, and a reward
+    /// model trained on them learned to like "1" for its own sake: GRPO against it answered "1"
+    /// to everything (32 % held-out exact match, from 68 %). Decoys are wrong as often as their
+    /// kind makes them right, so only checking the answer against the prompt ranks them. The
+    /// files use decoys in training rankings only: held-out rankings keep the plausible wrong
+    /// answers, so their accuracy measures the same thing as before decoys existed.
+    public mutating func decoyAnswer(for task: InstructionTask) -> String? {
+        for _ in 0..<8 {
+            let other = InstructionTasks.drawProblem(task.kind, &rng).answer
+            if !InstructionTasks.verify(response: other, answer: task.answer) { return other }
+        }
+        return nil
     }
 
     /// A ranking for any prompt with a known answer. Without `distractors`, wrong answers are
