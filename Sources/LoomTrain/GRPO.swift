@@ -221,9 +221,8 @@ public final class GRPOTrainer {
                 var drawn = Set(first)
                 var round = 1
                 while used.groupCount < settings.batchSize && round < o.maxSamplingRounds && drawn.count < prompts.count {
-                    // Another seeded order of the prompts for each round (reproducible on resume).
-                    let more = epochBatchIndices(step: run.state.step, count: prompts.count, batchSize: prompts.count,
-                                                 seed: settings.seed &+ UInt64(round) &* 104_729)
+                    // Another seeded order of the prompts for each (step, round): reproducible on resume.
+                    let more = epochOrder(count: prompts.count, epoch: run.state.step, seed: settings.seed &+ UInt64(round) &* 104_729)
                         .filter { !drawn.contains($0) }.prefix(settings.batchSize)
                     drawn.formUnion(more)
                     let next = try rollouts(Array(more))

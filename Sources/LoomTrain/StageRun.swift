@@ -152,9 +152,15 @@ public func paddedBatch(_ sequences: [[Int32]], targetMasks: [[Bool]]? = nil, pa
 public func epochBatchIndices(step: Int, count: Int, batchSize: Int, seed: UInt64) -> [Int] {
     let size = min(batchSize, count)
     let perEpoch = max(1, count / max(size, 1))
-    var rng = epochGenerator(epoch: step / perEpoch, seed: seed)
-    let order = shuffledOrder(count, &rng), offset = (step % perEpoch) * size
+    let order = epochOrder(count: count, epoch: step / perEpoch, seed: seed), offset = (step % perEpoch) * size
     return (0..<size).map { order[(offset + $0) % order.count] }
+}
+
+/// The seeded permutation of `0..<count` that `epochBatchIndices` cuts epoch `epoch`'s batches
+/// from; also any other reproducible draw of a whole set (GRPO's extra sampling rounds).
+func epochOrder(count: Int, epoch: Int, seed: UInt64) -> [Int] {
+    var rng = epochGenerator(epoch: epoch, seed: seed)
+    return shuffledOrder(count, &rng)
 }
 
 /// The generator of one epoch's order, seeded with (seed, epoch).

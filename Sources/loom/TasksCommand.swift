@@ -77,8 +77,7 @@ enum RankingsWithSamples {
             let tasks = InstructionTaskFiles.tasks(for: .rankings, count: count, split: split, seed: seed, kinds: kinds)
             let answers = sampleAnswers(model: policy, tokenizer: tokenizer, prompts: tasks.map(\.prompt), samples: samples - 1,
                                         seed: seed &+ (split == .train ? 11 : 13))
-            let rankings = InstructionTaskFiles.rankings(for: tasks, samples: answers, seed: seed &+ (split == .train ? 0 : 1),
-                                                        decoys: split == .train)
+            let rankings = InstructionTaskFiles.rankings(for: tasks, split: split, samples: answers, seed: seed)
             placed += rankings.filter(RankingBuilder.holdsModelSamples).count
             try PreferenceDataset.write(rankings, to: directory.appendingPathComponent(file))
         }

@@ -393,7 +393,7 @@ final class AlignmentDataTests: XCTestCase {
         XCTAssertEqual(tasks.map(\.prompt), contents.rankingsTrain.map(\.prompt))
         // The model's answers: right for even tasks, a wrong one for odd tasks.
         let samples = tasks.enumerated().map { i, task in [i % 2 == 0 ? task.answer : "zzz"] }
-        let rankings = InstructionTaskFiles.rankings(for: tasks, samples: samples, seed: 9, decoys: true)
+        let rankings = InstructionTaskFiles.rankings(for: tasks, split: .train, samples: samples, seed: 9)
         XCTAssertEqual(rankings.map(\.prompt), tasks.map(\.prompt))
         for (i, ranking) in rankings.enumerated() {
             XCTAssertEqual(ranking.ordered[0], tasks[i].answer)
@@ -422,6 +422,11 @@ final class AlignmentDataTests: XCTestCase {
         let notOne = tasks.filter { $0.answer != "1" }.count
         XCTAssertGreaterThan(decoyOnes, notOne / 8, "decoy 1s \(decoyOnes), plain 1s \(plainOnes) of \(notOne)")
         XCTAssertGreaterThan(decoyOnes, plainOnes + 10)
+        // The files: decoys in training rankings only; held-out wrong answers are the task's own.
+        let train = InstructionTaskFiles.rankings(for: tasks, split: .train, seed: 2)
+        let heldout = InstructionTaskFiles.rankings(for: tasks, split: .heldout, seed: 2)
+        XCTAssertTrue(zip(tasks, heldout).allSatisfy { $0.distractors.contains($1.ordered[2]) })
+        XCTAssertGreaterThan(zip(tasks, train).filter { !$0.distractors.contains($1.ordered[2]) }.count, tasks.count / 8)
         // A decoy is the answer of some problem of the same kind: a letter count.
         var builder = RankingBuilder(seed: 1)
         for task in tasks.prefix(50) {

@@ -64,13 +64,15 @@ public enum InstructionTaskFiles {
         InstructionTasks.generate(kinds: kinds, count: count, seed: seed ^ TaskRandom.mix(TaskRandom.stableHash(purpose.rawValue)), split: split)
     }
 
-    /// Rankings of `tasks` by `RankingBuilder.rule` with a model's answers graded into them:
-    /// `samples[i]` are the model's answers to `tasks[i]` (each takes the slot of its grade; see
-    /// `RankingBuilder.ranking(for:samples:)`), the constructed responses fill the other slots.
-    /// `decoys`: training rankings (see `RankingBuilder.decoys`).
-    public static func rankings(for tasks: [InstructionTask], samples: [[String]], seed: UInt64, decoys: Bool) -> [RankedResponses] {
+    /// Rankings of `split`'s `tasks` by `RankingBuilder.rule`, optionally with a model's answers
+    /// graded into them: `samples[i]` are the model's answers to `tasks[i]` (each takes the slot of
+    /// its grade; see `RankingBuilder.ranking(for:samples:)`), the constructed responses fill the
+    /// other slots. Training rankings get decoys (`RankingBuilder.decoys`); held-out ones keep the
+    /// plausible wrong answers, so their accuracy measures what it measured before decoys.
+    public static func rankings(for tasks: [InstructionTask], split: TaskSplit, samples: [[String]]? = nil, seed: UInt64) -> [RankedResponses] {
+        let samples = samples ?? Array(repeating: [], count: tasks.count)
         precondition(samples.count == tasks.count, "one list of samples per task")
-        var builder = RankingBuilder(seed: seed &+ 2, decoys: decoys)
+        var builder = RankingBuilder(seed: seed &+ (split == .train ? 2 : 3), decoys: split == .train)
         return zip(tasks, samples).map { builder.ranking(for: $0, samples: $1) }
     }
 
@@ -82,17 +84,13 @@ public enum InstructionTaskFiles {
         func tasks(_ purpose: Purpose, _ count: Int, _ split: TaskSplit) -> [InstructionTask] {
             Self.tasks(for: purpose, count: count, split: split, seed: seed, kinds: kinds)
         }
-        var rankings = RankingBuilder(seed: seed, decoys: true)
-        let rankingsTrain = tasks(.rankings, train, .train).map { rankings.ranking(for: $0) }
-        rankings.decoys = false
-        let rankingsHeldout = tasks(.rankings, heldout, .heldout).map { rankings.ranking(for: $0) }
         var preferences = RankingBuilder(seed: seed &+ 1)
         return Contents(
             sftTrain: tasks(.sft, demonstrations ?? train, .train).map(\.sftExample),
             promptsTrain: tasks(.prompts, train, .train).map(\.promptExample),
             promptsHeldout: tasks(.prompts, heldout, .heldout).map(\.promptExample),
-            rankingsTrain: rankingsTrain,
-            rankingsHeldout: rankingsHeldout,
+            rankingsTrain: rankings(for: tasks(.rankings, train, .train), split: .train, seed: seed),
+            rankingsHeldout: rankings(for: tasks(.rankings, heldout, .heldout), split: .heldout, seed: seed),
             preferencesTrain: tasks(.preferences, train, .train).map { preferences.preferencePair(for: $0) }
         )
     }

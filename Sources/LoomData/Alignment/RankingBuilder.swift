@@ -87,9 +87,8 @@ public struct RankingBuilder {
     /// most common right answers ("1" for letter occurrences) almost never wrong, and a reward
     /// model trained on them learned to like "1" for its own sake: GRPO against it answered "1"
     /// to everything (32 % held-out exact match, from 68 %). Decoys are wrong as often as their
-    /// kind makes them right, so only checking the answer against the prompt ranks them. The
-    /// files use decoys in training rankings only: held-out rankings keep the plausible wrong
-    /// answers, so their accuracy measures the same thing as before decoys existed.
+    /// kind makes them right, so only checking the answer against the prompt ranks them.
+    /// `InstructionTaskFiles.rankings` uses decoys in training rankings only.
     public mutating func decoyAnswer(for task: InstructionTask) -> String? {
         for _ in 0..<8 {
             let other = InstructionTasks.drawProblem(task.kind, &rng).answer
