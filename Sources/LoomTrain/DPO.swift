@@ -46,7 +46,15 @@ public struct DPOOptions {
     /// Longest prompt + response in tokens (default: the model's context).
     public var maxLength: Int?
     public var skipBadLines = false
-    public var resume = false
+    /// New run, `--overwrite`, `--resume` (see `RunMode`).
+    public var mode: RunMode = .fresh
+    /// Resume even though settings that shape the run changed (`--allow-changes`).
+    public var allowChanges = false
+    /// `--resume`: continue the run in the output directory.
+    public var resume: Bool {
+        get { mode == .resume }
+        set { mode = newValue ? .resume : .fresh }
+    }
 
     public init(model: URL, data: [URL], output: URL) {
         self.model = model; self.data = data; self.output = output
@@ -179,12 +187,14 @@ public final class DPOTrainer {
         cacheReferenceLogProbs(&heldout, model: model, padID: padID, maxLength: maxLength)
         logLine(String(format: "DPO: reference log-probs of %d pairs cached in %.1f s", train.count + heldout.count, Date().timeIntervalSince(started)))
 
-        let run = try StageRun(stage: "dpo", model: model, tokenizer: tokenizer, settings: settings, output: options.output, resume: options.resume)
+        let run = try StageRun(stage: "dpo", model: model, tokenizer: tokenizer, settings: settings, output: options.output, mode: options.mode,
+                               inputs: [options.model] + options.data + options.heldoutPreferences, signature: RunSignature.of(options),
+                               allowChanges: options.allowChanges)
         var initialEvaluation: [String: Double] = [:]
-        if let evaluate, !options.resume || run.state.step == 0 {
+        if let evaluate, run.resumedFrom == nil || run.state.step == 0 {
             initialEvaluation = try evaluate(model)
             logLine("DPO: before training " + describe(initialEvaluation))
-            run.metrics.log(initialEvaluation.merging(["step": 0]) { $1 })
+            try run.metrics.log(initialEvaluation.merging(["step": 0]) { $1 })
         }
 
         func batchIndices(step: Int) -> [Int] {
@@ -224,14 +234,14 @@ public final class DPOTrainer {
                     show += finalEvaluation.keys.sorted().filter { !$0.contains("/") }
                 }
             }
-            run.log(record, show: show, force: run.shouldEvaluate)
+            try run.log(record, show: show, force: run.shouldEvaluate)
             try run.checkpointIfDue()
         }
         if heldoutMetrics == nil {
             heldoutMetrics = preferenceMetrics(heldout, model: model, padID: padID, maxLength: maxLength)
         }
         if let evaluate, finalEvaluation.isEmpty { finalEvaluation = try evaluate(model) }
-        try run.checkpoint()
+        try run.finish()
         let summary = DPOSummary(trainPairs: train.count, heldoutPairs: heldout.count, skippedLines: skipped, steps: run.state.step,
                                  seconds: run.seconds, trainLoss: lastLoss, trainAccuracy: lastAccuracy, heldout: heldoutMetrics!,
                                  initialEvaluation: initialEvaluation, finalEvaluation: finalEvaluation,

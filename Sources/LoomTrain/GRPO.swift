@@ -49,7 +49,15 @@ public struct GRPOOptions {
     /// Longest prompt + response in tokens (default: the model's context).
     public var maxLength: Int?
     public var skipBadLines = false
-    public var resume = false
+    /// New run, `--overwrite`, `--resume` (see `RunMode`).
+    public var mode: RunMode = .fresh
+    /// Resume even though settings that shape the run changed (`--allow-changes`).
+    public var allowChanges = false
+    /// `--resume`: continue the run in the output directory.
+    public var resume: Bool {
+        get { mode == .resume }
+        set { mode = newValue ? .resume : .fresh }
+    }
 
     public init(model: URL, prompts: [URL], output: URL) {
         self.model = model; self.prompts = prompts; self.output = output
@@ -166,14 +174,15 @@ public final class GRPOTrainer {
 
         // The reference is the model as loaded (before a resume restores later weights).
         let reference = o.klBeta != 0 ? model.copy(requiresGrad: false) : nil
-        let run = try StageRun(stage: "grpo", model: model, tokenizer: tokenizer, settings: settings, output: o.output, resume: o.resume)
+        let run = try StageRun(stage: "grpo", model: model, tokenizer: tokenizer, settings: settings, output: o.output, mode: o.mode,
+                               inputs: [o.model] + o.prompts + (o.rewardModel.map { [$0] } ?? []), signature: RunSignature.of(o), allowChanges: o.allowChanges)
         logLine("GRPO: \(prompts.count) prompts, \(settings.steps) steps × \(settings.batchSize) prompts × \(o.groupSize) samples, reward \(reward == nil ? o.reward.rawValue : "custom"), KL β \(o.klBeta), ε \(o.clipEpsilon), μ \(o.updatesPerBatch), T \(o.temperature), top-p \(o.topP)")
 
         var initialEvaluation: [String: Double] = [:], finalEvaluation: [String: Double] = [:]
         if let evaluate, run.state.step == 0 {
             initialEvaluation = try evaluate(model)
             logLine("GRPO: before training " + describe(initialEvaluation))
-            run.metrics.log(initialEvaluation.merging(["step": 0]) { $1 })
+            try run.metrics.log(initialEvaluation.merging(["step": 0]) { $1 })
         }
         func promptIndices(step: Int) -> [Int] {
             epochBatchIndices(step: step, count: prompts.count, batchSize: settings.batchSize, seed: settings.seed)
@@ -267,11 +276,11 @@ public final class GRPOTrainer {
                 for (k, v) in finalEvaluation { record[k] = v }
                 show += finalEvaluation.keys.sorted().filter { !$0.contains("/") }
             }
-            run.log(record, show: show, force: run.shouldEvaluate && evaluate != nil)
+            try run.log(record, show: show, force: run.shouldEvaluate && evaluate != nil)
             try run.checkpointIfDue()
         }
         if let evaluate, finalEvaluation.isEmpty { finalEvaluation = try evaluate(model) }
-        try run.checkpoint()
+        try run.finish()
         let rewards = windowMeans(history.map(\.meanReward)), accuracies = windowMeans(history.map(\.accuracy))
         let summary = GRPOSummary(prompts: prompts.count, steps: run.state.step, seconds: run.seconds,
                                   firstMeanReward: rewards.first, meanReward: rewards.last,

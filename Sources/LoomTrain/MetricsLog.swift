@@ -6,14 +6,15 @@ public final class MetricsLog {
     private let handle: FileHandle
 
     /// Opens the log; when resuming from `step`, first drops lines logged after that step
-    /// by the interrupted run, so the log reads as one continuous run.
+    /// by the interrupted run (and a line a kill cut short), so the log reads as one
+    /// continuous run.
     public init(directory: URL, resumingAfter step: Int? = nil) throws {
         url = directory.appendingPathComponent("metrics.jsonl")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         if let step, let text = try? String(contentsOf: url, encoding: .utf8) {
             let kept = text.split(separator: "\n").filter { line in
-                guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                      let s = object["step"] as? Int else { return true }
+                guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { return false }
+                guard let s = object["step"] as? Int else { return true }
                 return s <= step
             }
             try writeAtomically(Data((kept.joined(separator: "\n") + (kept.isEmpty ? "" : "\n")).utf8), to: url)
@@ -26,8 +27,9 @@ public final class MetricsLog {
     }
 
     /// Writes one record. JSON has no NaN or infinity: such values are written as `null`
-    /// (JSONSerialization would otherwise refuse the whole record).
-    public func log(_ fields: [String: Any]) {
+    /// (JSONSerialization would otherwise refuse the whole record). Throws when the file
+    /// cannot be written (a full disk), naming it.
+    public func log(_ fields: [String: Any]) throws {
         let finite = fields.mapValues { value -> Any in
             if let d = value as? Double, !d.isFinite { return NSNull() }
             if let f = value as? Float, !f.isFinite { return NSNull() }
@@ -37,8 +39,8 @@ public final class MetricsLog {
             logLine("metrics: could not encode a record with keys \(fields.keys.sorted().joined(separator: ", ")); not written to \(url.path)")
             return
         }
-        handle.write(data)
-        handle.write(Data([0x0A]))
+        do { try handle.write(contentsOf: data + Data([0x0A])) }
+        catch { throw TrainingError("cannot write \(url.path): \(error.localizedDescription)") }
     }
 
     deinit { try? handle.close() }

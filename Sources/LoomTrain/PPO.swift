@@ -43,7 +43,15 @@ public struct PPOOptions {
     public var missingEOSPenalty: Float = -3
     /// Normalised rewards are clipped to ±this.
     public var rewardClip: Float = 5
-    public var resume = false
+    /// New run, `--overwrite`, `--resume` (see `RunMode`).
+    public var mode: RunMode = .fresh
+    /// Resume even though settings that shape the run changed (`--allow-changes`).
+    public var allowChanges = false
+    /// `--resume`: continue the run in the output directory.
+    public var resume: Bool {
+        get { mode == .resume }
+        set { mode = newValue ? .resume : .fresh }
+    }
 
     public init(policy: URL, rewardModel: URL, prompts: URL, output: URL) {
         self.policy = policy; self.rewardModel = rewardModel; self.prompts = prompts; self.output = output
@@ -121,40 +129,49 @@ public final class PPOTrainer {
                                            context: min(o.ptxContext, maxLength))
         }
 
-        let run = try StageRun(stage: "ppo", model: policy, tokenizer: tokenizer, settings: settings, output: o.output, resume: o.resume)
         var criticSettings = settings
         criticSettings.learningRate = o.valueLearningRate
         criticSettings.minLearningRate = o.valueLearningRate
-        let criticDirectory = o.output.appendingPathComponent("critic")
         let criticOptimizer = AdamW(parameters: critic.parameters, hyperparameters: criticSettings.adam)
         var rewardStatistics = RunningMoments()
         var kl: any KLController = o.targetKL.map { AdaptiveKLController(initial: o.klCoefficient, target: $0, horizon: o.klHorizon) }
             ?? FixedKLController(o.klCoefficient)
-        /// What PPO adds to the resume state: the running reward statistics and the KL coefficient.
+        /// What PPO adds to a checkpoint: the critic (a model directory with its optimizer state
+        /// in `critic/`), the running reward statistics and the KL coefficient.
         struct PPOState: Codable { var rewardStatistics: RunningMoments; var klCoefficient: Float }
-        let ppoStateURL = o.output.appendingPathComponent("ppo_state.json")
-        if o.resume {
-            _ = try Checkpoint.restore(model: critic, optimizer: criticOptimizer, from: criticDirectory)
-            guard let data = FileManager.default.contents(atPath: ppoStateURL.path),
-                  let saved = try? JSONDecoder().decode(PPOState.self, from: data) else {
-                throw CheckpointError("\(ppoStateURL.path) is missing or unreadable; cannot resume PPO")
+        let criticDirectoryName = "critic", ppoStateName = "ppo_state.json"
+        let run = try StageRun(
+            stage: "ppo", model: policy, tokenizer: tokenizer, settings: settings, output: o.output, mode: o.mode,
+            inputs: [o.policy, o.rewardModel, o.prompts] + (o.ptxData.map { [$0] } ?? []), signature: RunSignature.of(o),
+            allowChanges: o.allowChanges, extraStateFiles: [criticDirectoryName, ppoStateName]
+        ) { checkpoint in
+            let stateURL = checkpoint.appendingPathComponent(ppoStateName)
+            guard let data = FileManager.default.contents(atPath: stateURL.path) else {
+                throw CheckpointError("\(stateURL.path) is missing; cannot resume PPO")
             }
+            let saved: PPOState
+            do { saved = try JSONDecoder().decode(PPOState.self, from: data) }
+            catch { throw CheckpointError("\(stateURL.path): \(describeDecodingError(error))") }
+            _ = try Checkpoint.restore(model: critic, optimizer: criticOptimizer, from: checkpoint.appendingPathComponent(criticDirectoryName))
             rewardStatistics = saved.rewardStatistics
             kl = o.targetKL.map { AdaptiveKLController(initial: saved.klCoefficient, target: $0, horizon: o.klHorizon) }
                 ?? FixedKLController(saved.klCoefficient)
         }
-        func checkpoint() throws {
-            try writeAtomically(try JSONEncoder().encode(PPOState(rewardStatistics: rewardStatistics, klCoefficient: kl.value)), to: ppoStateURL)
-            try run.checkpoint()
-            try Checkpoint.save(model: critic, optimizer: criticOptimizer, state: run.state, tokenizer: nil, to: criticDirectory)
+        run.saveExtra = { [unowned run] checkpoint in
+            try Checkpoint.save(model: critic, optimizer: criticOptimizer, state: run.state, tokenizer: nil,
+                                to: checkpoint.appendingPathComponent(criticDirectoryName))
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]   // the same state, the same bytes
+            try writeAtomically(try encoder.encode(PPOState(rewardStatistics: rewardStatistics, klCoefficient: kl.value)),
+                                to: checkpoint.appendingPathComponent(ppoStateName))
+            CheckpointFaults.fileWritten()
         }
-
         logLine("PPO: \(prompts.count) prompts, \(settings.steps) iterations × \(settings.batchSize) rollouts, \(o.ppoEpochs) epochs × \(o.minibatches) minibatches, β \(o.klCoefficient)\(o.targetKL.map { " → target KL \($0)" } ?? ""), ptx \(o.ptxData == nil ? "off" : "γ \(o.ptxCoefficient)")")
         var meanRewards: [Double] = [], lastKL = 0.0
         var evaluations: [String: Double] = [:]
         if run.state.step == 0, let evaluate {
             evaluations = evaluate(policy)
-            run.log(evaluations.mapValues { $0 as Any }, show: Array(evaluations.keys).sorted(), force: true)
+            try run.log(evaluations.mapValues { $0 as Any }, show: Array(evaluations.keys).sorted(), force: true)
         }
         while !run.isFinished {
             // 1. Rollouts.
@@ -294,11 +311,11 @@ public final class PPOTrainer {
                 evaluations = evaluate(policy)
                 for (k, v) in evaluations { record[k] = v }
             }
-            run.log(record, show: ["reward", "kl", "entropy", "response_length", "clip_fraction", "value_loss", "explained_variance"] + evaluations.keys.sorted(),
+            try run.log(record, show: ["reward", "kl", "entropy", "response_length", "clip_fraction", "value_loss", "explained_variance"] + evaluations.keys.sorted(),
                     force: run.shouldEvaluate)
-            if settings.checkpointInterval > 0 && run.state.step % settings.checkpointInterval == 0 && !run.isFinished { try checkpoint() }
+            try run.checkpointIfDue()
         }
-        try checkpoint()
+        try run.finish()
         let rewardWindows = windowMeans(meanRewards)
         return PPOSummary(iterations: run.state.step, meanReward: rewardWindows.last, firstMeanReward: rewardWindows.first,
                           kl: lastKL, seconds: run.seconds, evaluations: evaluations)

@@ -20,7 +20,17 @@ public struct PretrainOptions {
     /// Length of the warmup + cosine schedule (default `train.steps`).
     public var scheduleSteps: Int?
     public var threads: Int
-    public var resume: Bool
+    /// New run, `--overwrite`, `--resume` (see `RunMode`).
+    public var mode: RunMode
+    /// Resume even though settings that shape the run changed (`--allow-changes`).
+    public var allowChanges = false
+    /// Complete checkpoints kept in `checkpoints/`.
+    public var keepCheckpoints = 2
+    /// `--resume`: continue the run in the output directory.
+    public var resume: Bool {
+        get { mode == .resume }
+        set { mode = newValue ? .resume : .fresh }
+    }
     /// Print a progress line every this many steps.
     public var logInterval: Int
     /// Model to start from instead of random initialisation (continued pretraining).
@@ -29,7 +39,7 @@ public struct PretrainOptions {
     public init(configuration: TrainingConfiguration, dataDirectory: URL, outputDirectory: URL, steps: Int? = nil,
                 threads: Int = 1, resume: Bool = false, logInterval: Int = 10, initialModel: URL? = nil) {
         self.configuration = configuration; self.dataDirectory = dataDirectory; self.outputDirectory = outputDirectory
-        self.steps = steps; self.threads = threads; self.resume = resume; self.logInterval = logInterval
+        self.steps = steps; self.threads = threads; self.mode = resume ? .resume : .fresh; self.logInterval = logInterval
         self.initialModel = initialModel
     }
 }
@@ -123,6 +133,9 @@ public final class Pretrainer {
         let totalSteps = options.steps ?? train.steps
         let out = options.outputDirectory
         Threading.configure(threads: options.threads)
+        guard options.keepCheckpoints >= 1 else { throw TrainingError("--keep-checkpoints must be at least 1, got \(options.keepCheckpoints)") }
+        let store = CheckpointStore(runDirectory: out, keep: options.keepCheckpoints)
+        try RunDirectoryGuard.prepare(store, mode: options.mode, inputs: [options.dataDirectory] + (options.initialModel.map { [$0] } ?? []))
 
         let trainData = try TokenDataset(directory: options.dataDirectory, split: "train")
         let validationData = try? TokenDataset(directory: options.dataDirectory, split: "val")
@@ -152,17 +165,28 @@ public final class Pretrainer {
         let schedule = train.schedule(totalSteps: options.scheduleSteps ?? train.steps)
         let sampler = try WindowSampler(dataset: trainData, batch: train.batchSize, context: train.contextLength)
 
+        // What shapes the run: the configuration (less the cadence of evaluation and
+        // checkpoints), the data, the starting model and the schedule's length.
+        var signature = RunSignature.of(options, excluding: RunSignature.resumableChanges.union(["evalBatches"]))
+        signature["scheduleSteps"] = String(options.scheduleSteps ?? train.steps)
         var state = TrainerState(step: 0, rng: SeededRandom(seed: train.seed &+ 1), tokensSeen: 0, stage: "pretrain",
-                                 totalSteps: totalSteps, configuration: config)
-        if options.resume {
-            state = try Checkpoint.restore(model: model, optimizer: optimizer, from: out)
-            guard state.stage == "pretrain" else { throw CheckpointError("\(out.path) holds a \(state.stage) checkpoint, not pretraining") }
-            logLine("resuming from step \(state.step) in \(out.path)")
+                                 totalSteps: totalSteps, configuration: config, signature: signature)
+        let resuming = options.mode == .resume || (options.mode == .resumeIfPresent && !store.candidates().isEmpty)
+        var savedStep: Int? = nil
+        if resuming {
+            let (restored, checkpoint) = try store.resume { directory -> TrainerState in
+                let saved = try Checkpoint.loadState(directory)
+                guard saved.stage == "pretrain" else { throw CheckpointError("\(directory.path) holds a \(saved.stage) checkpoint, not pretraining") }
+                try RunSignature.check(saved: saved.signature, current: signature, allowChanges: options.allowChanges, checkpoint: directory)
+                return try Checkpoint.restore(model: model, optimizer: optimizer, from: directory)
+            }
+            state = restored
+            logLine("resuming from step \(state.step) in \(checkpoint.path)")
             state.totalSteps = totalSteps
-        } else if Checkpoint.hasState(out) {
-            logLine("note: \(out.path) already holds a checkpoint; starting over (use --resume to continue it)")
+            state.signature = signature
+            savedStep = state.step
         }
-        let metrics = try MetricsLog(directory: out, resumingAfter: options.resume ? state.step : nil)
+        let metrics = try MetricsLog(directory: out, resumingAfter: resuming ? state.step : nil)
         let tokensPerStep = train.batchSize * train.contextLength * train.gradientAccumulation
         logLine("pretraining \(model.parameters.count) parameters on \(trainData.count) tokens: \(totalSteps) steps × \(tokensPerStep) tokens, \(options.threads) thread(s)")
 
@@ -171,8 +195,15 @@ public final class Pretrainer {
             return evaluateLanguageModel(model: model, dataset: validationData, tokenizer: tokenizer, batch: train.batchSize,
                                          context: train.contextLength, batches: train.evalBatches)
         }
-        func checkpoint() throws {
-            try Checkpoint.save(model: model, optimizer: optimizer, state: state, tokenizer: tokenizer, to: out)
+        /// Saves the current step (once) and returns its checkpoint directory.
+        @discardableResult
+        func checkpoint() throws -> URL {
+            if savedStep == state.step, let latest = store.latest() { return latest }
+            let directory = try store.save(step: state.step) { staging in
+                try Checkpoint.save(model: model, optimizer: optimizer, state: state, tokenizer: tokenizer, to: staging)
+            }
+            savedStep = state.step
+            return directory
         }
 
         let start = Date()
@@ -190,14 +221,14 @@ public final class Pretrainer {
                     model.languageModelLoss(tokens: batch.inputs, targets: batch.targets, batch: train.batchSize, sequence: train.contextLength)
                 }
                 guard loss.item.isFinite else {
-                    throw TrainingError("loss is \(loss.item) at step \(state.step + 1); stopping: \(Checkpoint.describeLastCheckpoint(out)). Try a lower learning_rate.")
+                    throw TrainingError("loss is \(loss.item) at step \(state.step + 1); stopping: \(store.describeLastCheckpoint()). Try a lower learning_rate.")
                 }
                 tape.backward(from: loss, seed: 1 / Float(train.gradientAccumulation))
                 stepLoss += Double(loss.item) / Double(train.gradientAccumulation)
             }
             let gradNorm = clipGradientNorm(model.parameters, maxNorm: train.gradClip)
             guard gradNorm.isFinite else {
-                throw TrainingError("gradient norm is \(gradNorm) at step \(state.step + 1); stopping: \(Checkpoint.describeLastCheckpoint(out))")
+                throw TrainingError("gradient norm is \(gradNorm) at step \(state.step + 1); stopping: \(store.describeLastCheckpoint())")
             }
             optimizer.update(learningRate: lr)
             state.step += 1
@@ -215,7 +246,7 @@ public final class Pretrainer {
                 record["val_loss"] = v.loss
                 record["val_bpb"] = v.bitsPerByte
             }
-            metrics.log(record)
+            try metrics.log(record)
             if state.step % max(1, options.logInterval) == 0 || isLast || record["val_loss"] != nil {
                 let eta = Double(totalSteps - state.step) * Double(tokensPerStep) / max(tokensPerSecond, 1e-9)
                 let bar = progressBar(fraction: Double(state.step) / Double(totalSteps))
@@ -228,7 +259,7 @@ public final class Pretrainer {
             if train.checkpointInterval > 0 && state.step % train.checkpointInterval == 0 && !isLast { try checkpoint() }
         }
         if validation == nil { validation = evaluate() }
-        try checkpoint()
+        try store.exportModel(from: try checkpoint())
         let seconds = Date().timeIntervalSince(start)
         let summary = PretrainSummary(steps: state.step, finalTrainLoss: lastLoss, validation: validation,
                                       tokensPerSecond: Double((state.step - firstStep) * tokensPerStep) / max(seconds, 1e-9), seconds: seconds,

@@ -141,7 +141,15 @@ public struct RewardOptions {
     /// Longest prompt + response in tokens (default: the model's context).
     public var maxLength: Int?
     public var skipBadLines = false
-    public var resume = false
+    /// New run, `--overwrite`, `--resume` (see `RunMode`).
+    public var mode: RunMode = .fresh
+    /// Resume even though settings that shape the run changed (`--allow-changes`).
+    public var allowChanges = false
+    /// `--resume`: continue the run in the output directory.
+    public var resume: Bool {
+        get { mode == .resume }
+        set { mode = newValue ? .resume : .fresh }
+    }
     /// Stop after this step with a checkpoint, as an interrupted run would (the schedule
     /// still spans `settings.steps`); skips the normalisation. For tests and time slicing.
     public var stopAfterStep: Int?
@@ -343,7 +351,9 @@ public final class RewardTrainer {
                 + "\(train.reduce(0) { $0 + $1.responses.count * ($1.responses.count - 1) / 2 }) pairs in all), \(heldout.count) held-out prompts"
                 + " (\(skipped) lines skipped), \(settings.steps) steps × \(settings.batchSize) prompts")
 
-        let run = try StageRun(stage: "reward", model: model, tokenizer: tokenizer, settings: settings, output: options.output, resume: options.resume)
+        let run = try StageRun(stage: "reward", model: model, tokenizer: tokenizer, settings: settings, output: options.output, mode: options.mode,
+                               inputs: [options.model] + options.data + options.heldout + (options.demonstrations.map { [$0] } ?? []),
+                               signature: RunSignature.of(options), allowChanges: options.allowChanges)
         // A normalisation from an earlier run no longer matches the weights being trained.
         try? FileManager.default.removeItem(at: options.output.appendingPathComponent(RewardModel.configFile))
         let scorer = RewardModel(model: model)
@@ -381,17 +391,18 @@ public final class RewardTrainer {
                 record["val_accuracy"] = e.accuracy
                 record["val_margin"] = e.margin
             }
-            run.log(record, show: ["loss", "accuracy", "val_accuracy", "val_margin", "lr", "grad_norm"], force: record["val_accuracy"] != nil)
+            try run.log(record, show: ["loss", "accuracy", "val_accuracy", "val_margin", "lr", "grad_norm"], force: record["val_accuracy"] != nil)
             try run.checkpointIfDue()
         }
         let evaluation = lastEval ?? Self.evaluate(scorer, groups: heldout, padID: padID, maxLength: maxLength)
-        try run.checkpoint()
         guard run.isFinished else {
+            try run.checkpoint()
             logLine("reward: stopped after step \(run.state.step) of \(settings.steps); resume with --resume")
             return RewardSummary(trainPrompts: train.count, heldoutPrompts: heldout.count, skippedLines: skipped, trainLoss: lastLoss,
                                  heldoutPairAccuracy: evaluation.accuracy, heldoutMeanMargin: evaluation.margin, rewardMean: 0,
                                  steps: run.state.step, seconds: run.seconds, finished: false)
         }
+        try run.finish()
 
         // Normalise: μ over the reference answers, recorded for RewardModel.score to subtract.
         let references: (prompts: [[Int32]], responses: [[Int32]], source: String)
@@ -403,7 +414,7 @@ public final class RewardTrainer {
         let raw = scorer.rawScores(prompts: references.prompts, responses: references.responses, padID: padID, maxLength: maxLength)
         let mu = Float(raw.reduce(0.0) { $0 + Double($1) } / Double(max(raw.count, 1)))
         try RewardModel.writeNormalization(.init(rewardMean: mu, references: raw.count, referenceSource: references.source), to: options.output)
-        run.log(["val_accuracy": evaluation.accuracy, "val_margin": evaluation.margin, "reward_mean": Double(mu), "final": true],
+        try run.log(["val_accuracy": evaluation.accuracy, "val_margin": evaluation.margin, "reward_mean": Double(mu), "final": true],
                 show: ["val_accuracy", "val_margin", "reward_mean"], force: true)
         return RewardSummary(trainPrompts: train.count, heldoutPrompts: heldout.count, skippedLines: skipped, trainLoss: lastLoss,
                              heldoutPairAccuracy: evaluation.accuracy, heldoutMeanMargin: evaluation.margin, rewardMean: Double(mu),

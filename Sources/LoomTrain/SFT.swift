@@ -12,7 +12,15 @@ public struct SFTOptions {
     /// Longest example in tokens; longer ones are cut at the end.
     public var maxLength: Int?
     public var skipBadLines = false
-    public var resume = false
+    /// New run, `--overwrite`, `--resume` (see `RunMode`).
+    public var mode: RunMode = .fresh
+    /// Resume even though settings that shape the run changed (`--allow-changes`).
+    public var allowChanges = false
+    /// `--resume`: continue the run in the output directory.
+    public var resume: Bool {
+        get { mode == .resume }
+        set { mode = newValue ? .resume : .fresh }
+    }
     /// Batches of examples of similar length (`lengthGroupedBatchIndices`) instead of random ones.
     public var groupByLength = false
 
@@ -77,7 +85,8 @@ public final class SFTTrainer {
         let padID = Int32(tokenizer.padID ?? tokenizer.endOfTextID)
         logLine("SFT: \(train.count) training and \(validation.count) validation examples (\(skipped) lines skipped), \(settings.steps) steps × \(settings.batchSize)")
 
-        let run = try StageRun(stage: "sft", model: model, tokenizer: tokenizer, settings: settings, output: options.output, resume: options.resume)
+        let run = try StageRun(stage: "sft", model: model, tokenizer: tokenizer, settings: settings, output: options.output, mode: options.mode,
+                               inputs: [options.model] + options.data, signature: RunSignature.of(options), allowChanges: options.allowChanges)
         func loss(_ batch: [TokenizedExample]) -> (tokens: [Int32], targets: [Int32], length: Int) {
             paddedBatch(batch.map(\.ids), targetMasks: batch.map(\.assistantMask), padID: padID)
         }
@@ -115,11 +124,11 @@ public final class SFTTrainer {
                 lastValidation = validationLoss()
                 record["val_loss"] = lastValidation
             }
-            run.log(record, show: ["loss", "val_loss", "lr", "grad_norm"], force: record["val_loss"] != nil)
+            try run.log(record, show: ["loss", "val_loss", "lr", "grad_norm"], force: record["val_loss"] != nil)
             try run.checkpointIfDue()
         }
         if lastValidation.isNaN { lastValidation = validationLoss() }
-        try run.checkpoint()
+        try run.finish()
         return SFTSummary(examples: tokenized.count, skippedLines: skipped, trainLoss: lastLoss, validationLoss: lastValidation,
                           steps: run.state.step, seconds: run.seconds)
     }

@@ -16,6 +16,8 @@ public struct StageSettings: Codable, Equatable, Sendable {
     public var gradClip: Float = 1.0
     public var evalInterval: Int = 50
     public var checkpointInterval: Int = 100
+    /// Complete checkpoints kept in `checkpoints/` (the newest ones).
+    public var keepCheckpoints: Int = 2
     public var logInterval: Int = 10
     public var seed: UInt64 = 1234
     public var threads: Int = ProcessInfo.processInfo.activeProcessorCount
@@ -31,7 +33,7 @@ public struct StageSettings: Codable, Equatable, Sendable {
 }
 
 /// The bookkeeping every training stage shares: optimizer, schedule, resume state, metrics
-/// log, progress lines and atomic checkpoints into the output model directory.
+/// log, progress lines, and checkpoints through one `CheckpointStore` in the output directory.
 public final class StageRun {
     public let stage: String
     public let model: LlamaModel
@@ -41,23 +43,59 @@ public final class StageRun {
     public let optimizer: AdamW
     public var state: TrainerState
     public let metrics: MetricsLog
+    public let store: CheckpointStore
+    /// The checkpoint the run resumed from (nil for a new run).
+    public let resumedFrom: URL?
+    /// Files of a checkpoint besides the model directory and the optimizer state (PPO's
+    /// critic and statistics), written by `saveExtra` into the checkpoint being saved.
+    public var saveExtra: ((URL) throws -> Void)?
+    /// Names `saveExtra` writes, left out of the exported model and removed by `--overwrite`.
+    public let extraStateFiles: [String]
     private let started = Date()
     private let firstStep: Int
+    private var savedStep: Int?
 
+    /// Sets up the run in `output` according to `mode` (see `RunMode`). `inputs` are the
+    /// directories and files the stage reads (the output may not be one of them); `signature`
+    /// is what shapes the run (`RunSignature`), checked against the checkpoint on resume unless
+    /// `allowChanges`; `restoreExtra` restores `saveExtra`'s files from the checkpoint being
+    /// resumed (a failure there falls back to the previous checkpoint like any other).
     public init(stage: String, model: LlamaModel, tokenizer: ByteLevelBPETokenizer, settings: StageSettings,
-                output: URL, resume: Bool) throws {
+                output: URL, mode: RunMode, inputs: [URL] = [], signature: [String: String] = [:], allowChanges: Bool = false,
+                extraStateFiles: [String] = [], restoreExtra: ((URL) throws -> Void)? = nil) throws {
         self.stage = stage; self.model = model; self.tokenizer = tokenizer; self.settings = settings; self.output = output
+        self.extraStateFiles = extraStateFiles
         Threading.configure(threads: settings.threads)
+        guard settings.keepCheckpoints >= 1 else {
+            throw TrainingError("--keep-checkpoints must be at least 1, got \(settings.keepCheckpoints)")
+        }
+        store = CheckpointStore(runDirectory: output, keep: settings.keepCheckpoints)
+        try RunDirectoryGuard.prepare(store, mode: mode, inputs: inputs, extraRunFiles: extraStateFiles)
         optimizer = AdamW(parameters: model.parameters, hyperparameters: settings.adam)
-        state = TrainerState(step: 0, rng: SeededRandom(seed: settings.seed), tokensSeen: 0, stage: stage, totalSteps: settings.steps)
-        if resume {
-            state = try Checkpoint.restore(model: model, optimizer: optimizer, from: output)
-            guard state.stage == stage else { throw CheckpointError("\(output.path) holds a \(state.stage) checkpoint, not \(stage)") }
+        let fullSignature = signature.isEmpty ? RunSignature.of(settings) : signature
+        state = TrainerState(step: 0, rng: SeededRandom(seed: settings.seed), tokensSeen: 0, stage: stage, totalSteps: settings.steps,
+                             signature: fullSignature)
+        let resuming = mode == .resume || (mode == .resumeIfPresent && !store.candidates().isEmpty)
+        if resuming {
+            let (restored, checkpoint) = try store.resume { [model, optimizer] directory -> TrainerState in
+                let saved = try Checkpoint.loadState(directory)
+                guard saved.stage == stage else { throw CheckpointError("\(directory.path) holds a \(saved.stage) checkpoint, not \(stage)") }
+                try RunSignature.check(saved: saved.signature, current: fullSignature, allowChanges: allowChanges, checkpoint: directory)
+                let state = try Checkpoint.restore(model: model, optimizer: optimizer, from: directory)
+                try restoreExtra?(directory)
+                return state
+            }
+            state = restored
             state.totalSteps = settings.steps
-            logLine("resuming \(stage) from step \(state.step) in \(output.path)")
+            state.signature = fullSignature
+            resumedFrom = checkpoint
+            savedStep = state.step
+            logLine("resuming \(stage) from step \(state.step) in \(checkpoint.path)")
+        } else {
+            resumedFrom = nil
         }
         firstStep = state.step
-        metrics = try MetricsLog(directory: output, resumingAfter: resume ? state.step : nil)
+        metrics = try MetricsLog(directory: output, resumingAfter: resuming ? state.step : nil)
     }
 
     public var isFinished: Bool { state.step >= settings.steps }
@@ -67,7 +105,7 @@ public final class StageRun {
     /// that is kept; the stages call it before every backward pass.
     public func requireFinite(_ loss: Float, _ what: String = "loss") throws {
         guard loss.isFinite else {
-            throw TrainingError("\(stage) \(what) is \(loss) at step \(state.step + 1); stopping: \(Checkpoint.describeLastCheckpoint(output))")
+            throw TrainingError("\(stage) \(what) is \(loss) at step \(state.step + 1); stopping: \(store.describeLastCheckpoint())")
         }
     }
 
@@ -78,7 +116,7 @@ public final class StageRun {
         let lr = learningRate
         let norm = clipGradientNorm(model.parameters, maxNorm: settings.gradClip)
         guard norm.isFinite else {
-            throw TrainingError("\(stage): gradient norm is \(norm) at step \(state.step + 1); stopping: \(Checkpoint.describeLastCheckpoint(output))")
+            throw TrainingError("\(stage): gradient norm is \(norm) at step \(state.step + 1); stopping: \(store.describeLastCheckpoint())")
         }
         optimizer.update(learningRate: lr)
         state.step += 1
@@ -89,12 +127,12 @@ public final class StageRun {
     public func skipStep() { state.step += 1 }
 
     /// Logs `fields` (plus step) to metrics.jsonl and, every `logInterval` steps or when
-    /// `force`, a progress line with the listed keys.
-    public func log(_ fields: [String: Any], show keys: [String], force: Bool = false) {
+    /// `force`, a progress line with the listed keys. Throws when the metrics cannot be written.
+    public func log(_ fields: [String: Any], show keys: [String], force: Bool = false) throws {
         var record = fields
         record["step"] = state.step
         record["elapsed"] = Date().timeIntervalSince(started)
-        metrics.log(record)
+        try metrics.log(record)
         if force || state.step % max(1, settings.logInterval) == 0 || state.step == settings.steps {
             let done = state.step - firstStep
             let rate = Double(done) / max(Date().timeIntervalSince(started), 1e-9)
@@ -122,8 +160,23 @@ public final class StageRun {
         }
     }
 
-    public func checkpoint() throws {
-        try Checkpoint.save(model: model, optimizer: optimizer, state: state, tokenizer: tokenizer, to: output)
+    /// Writes the checkpoint of the current step (once per step), returning its directory.
+    @discardableResult
+    public func checkpoint() throws -> URL {
+        if savedStep == state.step, let latest = store.latest() { return latest }
+        let directory = try store.save(step: state.step) { [self] staging in
+            try Checkpoint.save(model: model, optimizer: optimizer, state: state, tokenizer: tokenizer, to: staging)
+            try saveExtra?(staging)
+        }
+        savedStep = state.step
+        return directory
+    }
+
+    /// The end of a run: the last checkpoint, and its model files made the output directory's
+    /// own, so that `output` is a plain Hugging Face model directory for the next stage.
+    public func finish() throws {
+        let directory = try checkpoint()
+        try store.exportModel(from: directory, excluding: Set(extraStateFiles))
     }
 
     public var seconds: Double { Date().timeIntervalSince(started) }

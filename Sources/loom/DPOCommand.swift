@@ -59,7 +59,8 @@ struct DPOCommand: ParsableCommand {
         options.validationFraction = valFraction
         options.maxLength = maxLength
         options.skipBadLines = skipBadLines
-        options.resume = stage.resume
+        options.mode = stage.mode
+        options.allowChanges = stage.allowChanges
         if let selfRejected {
             // Rebuilt on --resume too: the same model and seed give the same pairs.
             let started = Date()

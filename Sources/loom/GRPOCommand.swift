@@ -73,7 +73,8 @@ struct GRPOCommand: ParsableCommand {
         if let maxSamplingRounds { options.maxSamplingRounds = maxSamplingRounds }
         options.maxLength = maxLength
         options.skipBadLines = skipBadLines
-        options.resume = stage.resume
+        options.mode = stage.mode
+        options.allowChanges = stage.allowChanges
         let trainer = GRPOTrainer(options: options, evaluate: try heldoutExactMatch(model: options.model, heldout: heldout))
         if options.reward == .model, let directory = options.rewardModel {
             trainer.scoreResponses = try rewardModelScorer(directory: directory, maxLength: maxLength)

@@ -12,7 +12,7 @@ struct PPOCommand: ParsableCommand {
         discussion: """
         Each iteration samples --batch-size prompts, generates answers with the policy, scores them with the reward \
         model, and runs --ppo-epochs passes of --minibatches updates. The critic starts from the reward model and is \
-        saved in OUT/critic. Logged per iteration to OUT/metrics.jsonl: reward, KL to SFT, entropy, response length, \
+        saved with PPO's statistics in each checkpoint (OUT/checkpoints/step-N/critic); OUT itself is the policy. Logged per iteration to OUT/metrics.jsonl: reward, KL to SFT, entropy, response length, \
         clip fraction, value loss, explained variance, and the SFT model's perplexity on the policy's answers.
         """)
 
@@ -43,7 +43,8 @@ struct PPOCommand: ParsableCommand {
         var options = PPOOptions(policy: URL(fileURLWithPath: policy), rewardModel: URL(fileURLWithPath: reward),
                                  prompts: URL(fileURLWithPath: prompts), output: URL(fileURLWithPath: out))
         stage.apply(to: &options.settings)
-        options.resume = stage.resume
+        options.mode = stage.mode
+        options.allowChanges = stage.allowChanges
         options.ptxData = ptxData.map { URL(fileURLWithPath: $0) }
         options.ptxCoefficient = ptxCoef
         options.klCoefficient = klCoef

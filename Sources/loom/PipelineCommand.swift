@@ -41,8 +41,15 @@ struct PipelineCommand: ParsableCommand {
     @Option(help: "Stop after this stage.") var stopAfter: Stage?
     @Option(help: "Seed of the task data.") var seed: UInt64 = 2026
     @Option(help: "Threads.") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    @Flag(help: "Continue a pipeline run in --out: finished stages are kept, an interrupted one resumes from its latest checkpoint.") var resume = false
+    @Flag(help: "Replace the pipeline run already in --out.") var overwrite = false
+
+    /// How each stage treats its directory: `--resume` continues the stages that have a
+    /// checkpoint and starts the others.
+    var stageMode: RunMode { resume ? .resumeIfPresent : overwrite ? .overwrite : .fresh }
 
     func validate() throws {
+        if resume && overwrite { throw ValidationError("--resume and --overwrite exclude each other: continue the run in --out, or replace it") }
         guard heldoutTasks >= 1, trainTasks >= 1 else { throw ValidationError("--train-tasks and --heldout-tasks must be at least 1") }
         guard demonstrations >= 1 else { throw ValidationError("--demonstrations must be at least 1, got \(demonstrations)") }
         guard sampledAnswers >= 1 else { throw ValidationError("--sampled-answers must be at least 1, got \(sampledAnswers)") }
@@ -55,6 +62,13 @@ struct PipelineCommand: ParsableCommand {
     func run() throws {
         let start = Date()
         let root = URL(fileURLWithPath: out)
+        let stageDirectories = ["base", "sft", "reward", "ppo", "dpo", "grpo"].map { root.appendingPathComponent($0) }
+        if !resume && !overwrite {
+            let held = stageDirectories.filter { CheckpointStore(runDirectory: $0).holdsRun() }.map(\.lastPathComponent)
+            if !held.isEmpty || FileManager.default.fileExists(atPath: root.appendingPathComponent("report.json").path) {
+                throw ValidationError("\(root.path) already holds a pipeline run (\(held.isEmpty ? "report.json" : held.joined(separator: ", "))); pass --resume to continue it or --overwrite to replace it")
+            }
+        }
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         Threading.configure(threads: threads)
         let report = PipelineReport(directory: root)
@@ -97,9 +111,11 @@ struct PipelineCommand: ParsableCommand {
         // 2. Pretraining.
         stage("pretrain: \(config)")
         let baseDirectory = root.appendingPathComponent("base")
-        let pretrain = try Pretrainer(options: PretrainOptions(
+        var pretrainOptions = PretrainOptions(
             configuration: configuration, dataDirectory: root.appendingPathComponent("data"),
-            outputDirectory: baseDirectory, steps: pretrainSteps, threads: threads, logInterval: 25)).run()
+            outputDirectory: baseDirectory, steps: pretrainSteps, threads: threads, logInterval: 25)
+        pretrainOptions.mode = stageMode
+        let pretrain = try Pretrainer(options: pretrainOptions).run()
         try reportPretraining(pretrain, directory: baseDirectory, report)
         let (baseModel, tokenizer) = try loadModelAndTokenizer(baseDirectory.path)
         try reportSamples(baseModel, tokenizer, report)
@@ -190,6 +206,7 @@ struct PipelineCommand: ParsableCommand {
         let sftDirectory = root.appendingPathComponent("sft")
         var sft = SFTOptions(model: baseDirectory, data: [tasksDirectory.appendingPathComponent(InstructionTaskFiles.sftTrain)] + sftExtra.map { URL(fileURLWithPath: $0) },
                              output: sftDirectory)
+        sft.mode = stageMode
         sft.settings.steps = sftSteps
         // Batches of similar length: the few long FAQ answers no longer pad every batch to ~256
         // tokens (4× faster steps, Benchmarks/sft_group_by_length.sh) nor outweigh the short task
@@ -228,6 +245,7 @@ struct PipelineCommand: ParsableCommand {
         }
         let rewardDirectory = root.appendingPathComponent("reward")
         var reward = RewardOptions(model: sftDirectory, data: [tasksDirectory.appendingPathComponent(InstructionTaskFiles.rankingsTrain)], output: rewardDirectory)
+        reward.mode = stageMode
         reward.heldout = [tasksDirectory.appendingPathComponent(InstructionTaskFiles.rankingsHeldout)]
         reward.settings.steps = rewardSteps
         reward.settings.threads = threads
@@ -246,6 +264,7 @@ struct PipelineCommand: ParsableCommand {
         let ppoDirectory = root.appendingPathComponent("ppo")
         var ppo = PPOOptions(policy: sftDirectory, rewardModel: rewardDirectory,
                              prompts: tasksDirectory.appendingPathComponent(InstructionTaskFiles.promptsTrain), output: ppoDirectory)
+        ppo.mode = stageMode
         ppo.settings.steps = ppoSteps
         ppo.settings.threads = threads
         // Measured on this pipeline (1,000 held-out problems, SFT 71.5 %): lr 1e-4 with 32
@@ -276,6 +295,7 @@ struct PipelineCommand: ParsableCommand {
         stage("DPO")
         let dpoDirectory = root.appendingPathComponent("dpo")
         var dpo = DPOOptions(model: sftDirectory, data: [tasksDirectory.appendingPathComponent(InstructionTaskFiles.preferencesTrain)], output: dpoDirectory)
+        dpo.mode = stageMode
         dpo.settings.steps = dpoSteps
         dpo.settings.threads = threads
         // From the pipeline's SFT (68.1 %): 100 steps 72.9 %, 200 steps 72.8 %.
@@ -292,6 +312,7 @@ struct PipelineCommand: ParsableCommand {
         stage("GRPO")
         let grpoDirectory = root.appendingPathComponent("grpo")
         var grpo = GRPOOptions(model: sftDirectory, prompts: [tasksDirectory.appendingPathComponent(InstructionTaskFiles.promptsTrain)], output: grpoDirectory)
+        grpo.mode = stageMode
         grpo.settings.steps = grpoSteps
         grpo.settings.threads = threads
         grpo.settings.batchSize = 16

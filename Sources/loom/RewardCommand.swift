@@ -44,7 +44,8 @@ struct RewardCommand: ParsableCommand {
         options.demonstrations = demonstrations.map { URL(fileURLWithPath: $0) }
         options.maxLength = maxLength
         options.skipBadLines = skipBadLines
-        options.resume = stage.resume
+        options.mode = stage.mode
+        options.allowChanges = stage.allowChanges
         let summary = try RewardTrainer(options: options).run()
         logLine(String(format: "reward done: held-out pair accuracy %.4f, mean margin %.4f, train loss %.4f, reward mean %.4f (subtracted), %d steps in %.0f s; model in %@",
                        summary.heldoutPairAccuracy, summary.heldoutMeanMargin, summary.trainLoss, summary.rewardMean,

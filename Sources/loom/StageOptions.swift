@@ -16,7 +16,16 @@ struct StageFlags: ParsableArguments {
     @Option(help: "Print a progress line every N steps.") var logInterval: Int?
     @Option(help: "Random seed.") var seed: UInt64?
     @Option(help: "Threads.") var threads: Int?
-    @Flag(help: "Continue from the checkpoint in --out.") var resume = false
+    @Option(help: "Complete checkpoints kept in --out/checkpoints (the newest).") var keepCheckpoints: Int?
+    @Flag(help: "Continue the run in --out from its latest complete checkpoint.") var resume = false
+    @Flag(help: "Replace the run already in --out (its model, checkpoints and metrics).") var overwrite = false
+    @Flag(help: "With --resume: continue even though settings that shape the run differ from the checkpoint's.") var allowChanges = false
+
+    var mode: RunMode { RunMode(resume: resume, overwrite: overwrite) }
+
+    func validate() throws {
+        try validateRunFlags(resume: resume, overwrite: overwrite, allowChanges: allowChanges, keepCheckpoints: keepCheckpoints)
+    }
 
     func apply(to settings: inout StageSettings) {
         if let steps { settings.steps = steps }
@@ -28,10 +37,18 @@ struct StageFlags: ParsableArguments {
         if let gradClip { settings.gradClip = gradClip }
         if let evalInterval { settings.evalInterval = evalInterval }
         if let checkpointInterval { settings.checkpointInterval = checkpointInterval }
+        if let keepCheckpoints { settings.keepCheckpoints = keepCheckpoints }
         if let logInterval { settings.logInterval = logInterval }
         if let seed { settings.seed = seed }
         if let threads { settings.threads = threads }
     }
+}
+
+/// The flags that say how a stage treats its output directory, checked together.
+func validateRunFlags(resume: Bool, overwrite: Bool, allowChanges: Bool, keepCheckpoints: Int?) throws {
+    if resume && overwrite { throw ValidationError("--resume and --overwrite exclude each other: continue the run in --out, or replace it") }
+    if allowChanges && !resume { throw ValidationError("--allow-changes only applies with --resume") }
+    if let keepCheckpoints, keepCheckpoints < 1 { throw ValidationError("--keep-checkpoints must be at least 1, got \(keepCheckpoints)") }
 }
 
 struct SFTCommand: ParsableCommand {
@@ -55,7 +72,8 @@ struct SFTCommand: ParsableCommand {
         options.maxLength = maxLength
         options.skipBadLines = skipBadLines
         options.groupByLength = groupByLength
-        options.resume = stage.resume
+        options.mode = stage.mode
+        options.allowChanges = stage.allowChanges
         let summary = try SFTTrainer(options: options).run()
         logLine(String(format: "SFT done: train loss %.4f, validation loss %.4f, %d steps in %.0f s; model in %@",
                        summary.trainLoss, summary.validationLoss, summary.steps, summary.seconds, out))

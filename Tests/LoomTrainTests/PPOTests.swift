@@ -56,8 +56,17 @@ final class PPOTests: XCTestCase {
         // The first rollout comes from the SFT weights themselves.
         XCTAssertEqual(records[0]["kl"] as! Double, 0, accuracy: 1e-6)
         XCTAssertNotEqual(records[1]["kl"] as! Double, 0)
+        // The checkpoint holds the policy, the critic and PPO's statistics; the run directory
+        // itself is the policy, a plain model directory.
+        let checkpoint = try XCTUnwrap(CheckpointStore(runDirectory: out).latest())
         for file in ["model.safetensors", "optimizer.safetensors", "trainer_state.json", "ppo_state.json", "critic/model.safetensors", "critic/optimizer.safetensors"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: checkpoint.appendingPathComponent(file).path), file)
+        }
+        for file in ["model.safetensors", "config.json", "tokenizer.json"] {
             XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent(file).path), file)
+        }
+        for file in ["optimizer.safetensors", "trainer_state.json", "ppo_state.json", "critic"] {
+            XCTAssertFalse(FileManager.default.fileExists(atPath: out.appendingPathComponent(file).path), file)
         }
     }
 
@@ -82,7 +91,7 @@ final class PPOTests: XCTestCase {
         // Two warm-up iterations: the policy is still the SFT model, the critic has moved away
         // from the reward model, and the log says which iterations updated the policy.
         XCTAssertTrue(try AlignmentTestModel.weightsEqual(out, Self.fixture.appendingPathComponent("policy")))
-        let critic = try LlamaModel.load(directory: out.appendingPathComponent("critic"), heads: .score)
+        let critic = try LlamaModel.load(directory: XCTUnwrap(CheckpointStore(runDirectory: out).latest()).appendingPathComponent("critic"), heads: .score)
         let reward = try LlamaModel.load(directory: Self.fixture.appendingPathComponent("reward"), heads: .score)
         XCTAssertNotEqual(critic.scoreWeight!.scalars, reward.scoreWeight!.scalars)
         var records = MetricsLog.read(out.appendingPathComponent("metrics.jsonl"))

@@ -56,33 +56,135 @@ final class PretrainTests: XCTestCase {
         let a = try LlamaModel.load(directory: straight), b = try LlamaModel.load(directory: resumed)
         XCTAssertEqual(memcmp(a.parameters.values.pointer, b.parameters.values.pointer, a.parameters.count * 4), 0,
                        "weights after 8 straight steps differ from 4 + resume to 8")
-        let state = try Checkpoint.loadState(resumed)
-        XCTAssertEqual(state.step, 8)
+        let latest = try XCTUnwrap(CheckpointStore(runDirectory: resumed).latest())
+        XCTAssertEqual(latest.lastPathComponent, "step-00000008")
+        XCTAssertEqual(try Checkpoint.loadState(latest).step, 8)
         // The loss went down on this easy corpus.
         XCTAssertLessThan(losses(straight).last!, losses(straight).first!)
-        for file in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "optimizer.safetensors", "trainer_state.json"] {
+        // The run directory is a plain model directory; resume state lives in the checkpoints.
+        for file in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"] {
             XCTAssertTrue(FileManager.default.fileExists(atPath: straight.appendingPathComponent(file).path), file)
+        }
+        for file in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "optimizer.safetensors", "trainer_state.json"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: latest.appendingPathComponent(file).path), file)
+        }
+        // Checkpoints at 3 and 6 and the final one at 8: the newest two are kept.
+        XCTAssertEqual(CheckpointStore(runDirectory: straight).stepDirectories().map(\.step), [8, 6])
+    }
+
+    func testDamagedLatestCheckpointFallsBackToThePreviousOne() throws {
+        let tmp = FileManager.default.temporaryDirectory
+        let straight = tmp.appendingPathComponent("loom-fallback-straight-\(UUID())")
+        let out = tmp.appendingPathComponent("loom-fallback-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: out); try? FileManager.default.removeItem(at: straight) }
+        _ = try run(straight, steps: 8, resume: false)
+        _ = try run(out, steps: 6, resume: false)
+        // The newest checkpoint (step 6) gets weights tagged with another step, as a save that
+        // mixed two steps would leave; the resume must take step 3 and still end like `straight`.
+        let store = CheckpointStore(runDirectory: out)
+        let latest = try XCTUnwrap(store.latest())
+        XCTAssertEqual(latest.lastPathComponent, "step-00000006")
+        try LlamaModel.load(directory: latest).save(directory: latest, metadata: ["step": "99"])
+        _ = try run(out, steps: 8, resume: true)
+        XCTAssertEqual(losses(straight), losses(out))
+        XCTAssertTrue(try AlignmentTestModel.weightsEqual(straight, out))
+    }
+
+    func testTruncatedCheckpointFileFallsBack() throws {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("loom-truncated-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: out) }
+        _ = try run(out, steps: 6, resume: false)
+        let store = CheckpointStore(runDirectory: out)
+        let optimizer = try XCTUnwrap(store.latest()).appendingPathComponent(Checkpoint.optimizerFile)
+        let bytes = try Data(contentsOf: optimizer)
+        try bytes.prefix(bytes.count / 2).write(to: optimizer)
+        // Every checkpoint damaged: the error names each one and why.
+        let older = try XCTUnwrap(store.stepDirectories().last).url
+        try Data("{".utf8).write(to: older.appendingPathComponent(Checkpoint.stateFile))
+        XCTAssertThrowsError(try run(out, steps: 8, resume: true)) { error in
+            XCTAssertTrue("\(error)".contains("step-00000006"), "\(error)")
+            XCTAssertTrue("\(error)".contains("step-00000003"), "\(error)")
+            XCTAssertTrue("\(error)".contains(Checkpoint.optimizerFile), "\(error)")
         }
     }
 
-    func testInterruptedCheckpointIsDetectedOnResume() throws {
-        let out = FileManager.default.temporaryDirectory.appendingPathComponent("loom-interrupted-\(UUID())")
+    func testRunIsNeverOverwrittenByAccident() throws {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("loom-guard-\(UUID())")
         defer { try? FileManager.default.removeItem(at: out) }
         _ = try run(out, steps: 3, resume: false)
-        // Simulate a save killed after the weights of a later step were renamed into place.
-        let model = try LlamaModel.load(directory: out)
-        try model.save(directory: out, metadata: ["step": "99"])
-        XCTAssertThrowsError(try run(out, steps: 6, resume: true)) { error in
-            XCTAssertTrue("\(error)".contains("interrupted"), "\(error)")
+        let before = try Data(contentsOf: out.appendingPathComponent("model.safetensors"))
+        XCTAssertThrowsError(try run(out, steps: 3, resume: false)) { error in
+            XCTAssertTrue("\(error)".contains("--resume") && "\(error)".contains("--overwrite"), "\(error)")
         }
+        XCTAssertEqual(try Data(contentsOf: out.appendingPathComponent("model.safetensors")), before)
+        XCTAssertEqual(losses(out).count, 3)
+        // --overwrite starts over: a new run of 2 steps, no checkpoint of the old one left.
+        var options = PretrainOptions(configuration: configuration(), dataDirectory: Self.corpus, outputDirectory: out, steps: 2,
+                                      threads: 2, logInterval: 1000)
+        options.mode = .overwrite
+        _ = try Pretrainer(options: options).run()
+        XCTAssertEqual(losses(out).count, 2)
+        XCTAssertEqual(CheckpointStore(runDirectory: out).stepDirectories().map(\.step), [2])
+        // The output may not be an input.
+        options.outputDirectory = Self.corpus
+        XCTAssertThrowsError(try Pretrainer(options: options).run()) { error in
+            XCTAssertTrue("\(error)".contains("also an input"), "\(error)")
+        }
+    }
+
+    func testResumeRefusesChangedSettingsUnlessAllowed() throws {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("loom-changed-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: out) }
+        _ = try run(out, steps: 3, resume: false)
+        var config = configuration()
+        config.train.batchSize = 2
+        config.train.learningRate = 1e-3
+        var options = PretrainOptions(configuration: config, dataDirectory: Self.corpus, outputDirectory: out, steps: 6,
+                                      threads: 2, resume: true, logInterval: 1000)
+        XCTAssertThrowsError(try Pretrainer(options: options).run()) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("configuration.train.batchSize: 4 → 2"), text)
+            XCTAssertTrue(text.contains("configuration.train.learningRate"), text)
+            XCTAssertTrue(text.contains("--allow-changes"), text)
+        }
+        // Threads, the stopping step and logging may change freely; --allow-changes takes the rest.
+        options.allowChanges = true
+        options.threads = 1
+        XCTAssertEqual(try Pretrainer(options: options).run().steps, 6)
+    }
+
+    func testStaleStagingFromAKilledSaveIsRemoved() throws {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("loom-stale-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: out) }
+        _ = try run(out, steps: 3, resume: false)
+        let store = CheckpointStore(runDirectory: out)
+        let staging = store.directory.appendingPathComponent(".staging-step-00000006-123")
+        try FileManager.default.createDirectory(at: staging, withIntermediateDirectories: true)
+        try Data(count: 1000).write(to: staging.appendingPathComponent("model.safetensors"))
+        try Data(count: 10).write(to: out.appendingPathComponent(".model.safetensors.tmp-999-1"))
+        _ = try run(out, steps: 4, resume: true)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: staging.path))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out.appendingPathComponent(".model.safetensors.tmp-999-1").path))
+        XCTAssertEqual(store.stepDirectories().map(\.step), [4, 3])
+    }
+
+    func testMetricsLineCutShortByAKillIsDroppedOnResume() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("loom-metrics-cut-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try Data("{\"step\":1,\"loss\":2}\n{\"step\":2,\"loss\":1.5}\n{\"step\":3,\"lo".utf8)
+            .write(to: directory.appendingPathComponent("metrics.jsonl"), options: [])
+        let log = try MetricsLog(directory: directory, resumingAfter: 5)
+        try log.log(["step": 6, "loss": 1.0])
+        XCTAssertEqual(MetricsLog.read(log.url).compactMap { $0["step"] as? Int }, [1, 2, 6])
     }
 
     func testMetricsLogWritesNonFiniteValuesAsNull() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("loom-metrics-\(UUID())")
         defer { try? FileManager.default.removeItem(at: directory) }
         let log = try MetricsLog(directory: directory)
-        log.log(["step": 1, "loss": Double.nan, "kl": Float.infinity, "reward": 0.5])
-        log.log(["step": 2, "loss": 1.25])
+        try log.log(["step": 1, "loss": Double.nan, "kl": Float.infinity, "reward": 0.5])
+        try log.log(["step": 2, "loss": 1.25])
         let records = MetricsLog.read(log.url)
         XCTAssertEqual(records.count, 2)   // a NaN used to drop the whole record
         XCTAssertTrue(records[0]["loss"] is NSNull)
@@ -103,7 +205,7 @@ final class PretrainTests: XCTestCase {
     func testResumeWithoutCheckpointFailsClearly() {
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("loom-nothing-\(UUID())")
         XCTAssertThrowsError(try run(out, steps: 2, resume: true)) { error in
-            XCTAssertTrue("\(error)".contains("trainer_state.json"), "\(error)")
+            XCTAssertTrue("\(error)".contains("no checkpoint to resume from"), "\(error)")
         }
     }
 

@@ -224,7 +224,7 @@ final class RewardModelTests: XCTestCase {
         XCTAssertEqual(memcmp(a.parameters.values.pointer, b.parameters.values.pointer, a.parameters.count * 4), 0,
                        "weights after 8 straight steps differ from 4 + resume to 8")
         XCTAssertEqual(try RewardModel.readNormalization(straight), try RewardModel.readNormalization(resumed))
-        XCTAssertEqual(try Checkpoint.loadState(resumed).stage, "reward")
+        XCTAssertEqual(try Checkpoint.loadState(XCTUnwrap(CheckpointStore(runDirectory: resumed).latest())).stage, "reward")
     }
 
     func testMalformedLineNamesFileAndLine() throws {
