@@ -33,8 +33,12 @@ public struct DPOOptions {
     /// Weight α of an NLL term on the chosen responses (RPO, Pang et al. 2024; TRL's
     /// `rpo_alpha`): loss = DPO + α · mean token NLL of chosen. Plain DPO lets the chosen
     /// log-probs fall as long as the rejected ones fall faster; with a weak SFT model that
-    /// un-learns its correct answers, and the NLL term holds them up.
-    public var sftWeight: Float = 1
+    /// un-learns its correct answers, and the NLL term holds them up. 0 (the default) is plain
+    /// DPO; any other value is RPO and is labelled so in the log.
+    public var sftWeight: Float = 0
+
+    /// "DPO" for plain DPO, "RPO" when the loss adds the chosen responses' NLL.
+    public var methodName: String { sftWeight == 0 ? "DPO" : "RPO" }
     public var rankingPairs: RankingPairs = .all
     /// Pairs added to those of `data` (for example chosen = reference answer over the SFT
     /// model's own wrong answer, built by the command before training).
@@ -124,10 +128,10 @@ struct TokenizedPair {
 /// half-trained checkpoint. Each step puts the B chosen and B rejected responses into one
 /// padded batch of 2·B sequences, one forward and one backward.
 ///
-/// By default the loss adds the chosen responses' mean token NLL (`sftWeight` 1, RPO): on the
-/// tiny pipeline plain DPO drives the chosen log-probs down along with the rejected ones and
-/// loses held-out accuracy. Set `sftWeight = 0` for plain DPO (then the first step's loss is
-/// exactly log 2).
+/// By default the loss is plain DPO (the first step's loss is exactly log 2). `sftWeight` α > 0
+/// adds the chosen responses' mean token NLL (RPO): a weak SFT model trained with plain DPO can
+/// drive the chosen log-probs down along with the rejected ones, and the NLL term holds them up
+/// — at the price of also training on the chosen answers, so it is no longer DPO alone.
 public final class DPOTrainer {
     public let options: DPOOptions
     /// Measures the policy (e.g. held-out exact-match accuracy); called before training, at every
@@ -179,7 +183,7 @@ public final class DPOTrainer {
             TokenizedPair(prompt: encoder.prompt(pair.prompt), chosen: encoder.response(pair.chosen), rejected: encoder.response(pair.rejected))
         }
         var train = pairs.map(tokenize), heldout = heldoutPairs.map(tokenize)
-        logLine("DPO: \(train.count) training pairs, \(heldout.count) held-out pairs (\(skipped) lines skipped), \(settings.steps) steps × \(settings.batchSize), β \(options.beta), \(options.kind.rawValue) loss\(options.sftWeight != 0 ? " + \(options.sftWeight) × chosen NLL" : "")")
+        logLine("\(options.methodName): \(train.count) training pairs, \(heldout.count) held-out pairs (\(skipped) lines skipped), \(settings.steps) steps × \(settings.batchSize), β \(options.beta), \(options.kind.rawValue) loss\(options.sftWeight != 0 ? " + \(options.sftWeight) × chosen NLL" : "")")
 
         // The reference is the model as loaded: cache its log-probs before any update.
         let started = Date()

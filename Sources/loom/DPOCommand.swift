@@ -25,7 +25,7 @@ struct DPOCommand: ParsableCommand {
     @Option(help: "β: strength of the pull toward the reference.") var beta: Float?
     @Option(help: "Loss: sigmoid (DPO) or ipo.") var loss: String = "sigmoid"
     @Option(help: "Label smoothing ε of the sigmoid loss (conservative DPO).") var labelSmoothing: Float = 0
-    @Option(help: "Weight α of an NLL term on chosen responses (RPO; 0 = plain DPO).") var sftWeight: Float?
+    @Option(help: "Weight α of an NLL term on chosen responses: α > 0 is RPO (TRL's rpo_alpha), not plain DPO. Default 0: plain DPO.") var sftWeight: Float?
     @Option(help: "Pairs from a ranking: all or best-worst.") var rankingPairs: String = "all"
     @Option(help: "Prompts with answers for the model's own wrong answers as rejected responses (JSONL {prompt, answer}).")
     var selfRejected: String?

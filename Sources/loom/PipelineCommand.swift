@@ -28,7 +28,8 @@ struct PipelineCommand: ParsableCommand {
     @Option(help: "Training problems per task file but the SFT one: RL prompts, rankings, preference pairs.") var trainTasks: Int = 4000
     @Option(help: "SFT task demonstrations (prompt + written answer). Fewer than --train-tasks is RLHF's setting: demonstrations cost more than grades, so the RL stages see problems SFT never saw answered.")
     var demonstrations: Int = 1000
-    @Option(help: "Held-out problems for every accuracy figure (800: 200 per default kind, every one distinct).") var heldoutTasks: Int = 800
+    @Option(help: "Dev problems: every figure a setting of the recipe is chosen by (800: 200 per default kind).") var devTasks: Int = 800
+    @Option(help: "Test problems: the headline figures, evaluated once at the end of the run (800: 200 per default kind).") var testTasks: Int = 800
     @Option(help: "SFT answers per ranking prompt graded into the reward model's rankings (greedy + N − 1 sampled; 0 = constructed responses only).") var rankSamples: Int = 3
     @Option(help: "Question–answer worksheets of training problems mixed into pretraining (0 = none).") var pretrainTaskDocuments: Int = 2000
     @Option(help: "SFT steps (batches grouped by length).") var sftSteps: Int = 1000
@@ -50,7 +51,7 @@ struct PipelineCommand: ParsableCommand {
 
     func validate() throws {
         if resume && overwrite { throw ValidationError("--resume and --overwrite exclude each other: continue the run in --out, or replace it") }
-        guard heldoutTasks >= 1, trainTasks >= 1 else { throw ValidationError("--train-tasks and --heldout-tasks must be at least 1") }
+        guard devTasks >= 1, testTasks >= 1, trainTasks >= 1 else { throw ValidationError("--train-tasks, --dev-tasks and --test-tasks must be at least 1") }
         guard demonstrations >= 1 else { throw ValidationError("--demonstrations must be at least 1, got \(demonstrations)") }
         guard sampledAnswers >= 1 else { throw ValidationError("--sampled-answers must be at least 1, got \(sampledAnswers)") }
         guard rankSamples >= 0 else { throw ValidationError("--rank-samples must not be negative, got \(rankSamples)") }
@@ -86,13 +87,16 @@ struct PipelineCommand: ParsableCommand {
         }
         func stage(_ name: String) { logLine("\n== \(name)  [\(formatDuration(Date().timeIntervalSince(start))) elapsed]") }
 
-        // Instruction tasks: train and held-out problems are disjoint by construction.
+        // Instruction tasks: train, dev and test problems are disjoint up to each kind's symmetries.
         stage("tasks: \(taskKinds.map(\.rawValue).joined(separator: ", "))")
         let tasksDirectory = root.appendingPathComponent("tasks")
-        let summary = try InstructionTaskFiles.write(to: tasksDirectory, train: trainTasks, heldout: heldoutTasks, seed: seed, kinds: taskKinds,
-                                                     demonstrations: demonstrations)
+        let summary = try InstructionTaskFiles.write(to: tasksDirectory, train: trainTasks, dev: devTasks, test: testTasks, seed: seed,
+                                                     kinds: taskKinds, demonstrations: demonstrations)
         logLine(summary.description)
-        let heldout = try PromptDataset.load(tasksDirectory.appendingPathComponent(InstructionTaskFiles.promptsHeldout)).examples
+        // Dev for every figure a setting could be chosen by (and the stages' own evaluations);
+        // test evaluated once, at the end, for the headline table.
+        let dev = try PromptDataset.load(tasksDirectory.appendingPathComponent(InstructionTaskFiles.promptsDev)).examples
+        let test = try PromptDataset.load(tasksDirectory.appendingPathComponent(InstructionTaskFiles.promptsTest)).examples
         let trainPrompts = try PromptDataset.load(tasksDirectory.appendingPathComponent(InstructionTaskFiles.promptsTrain)).examples
         var pretrainInputs = data
         if pretrainTaskDocuments > 0 {
@@ -107,6 +111,13 @@ struct PipelineCommand: ParsableCommand {
         prepare.vocabSize = configuration.model.vocabularySize
         let prepared = try PreparePipeline.run(prepare)
         reportData(prepared.manifest, report)
+        // PPO-ptx's pretraining term samples text without the worksheets: no answers to task
+        // problems reach the RL stage through it. Same tokenizer, so the ids mean the same.
+        let ptxDirectory = root.appendingPathComponent("data-ptx")
+        var preparePTX = PrepareOptions(inputs: data, outputDirectory: ptxDirectory)
+        preparePTX.tokenizerPath = root.appendingPathComponent("data").appendingPathComponent("tokenizer.json").path
+        preparePTX.showProgress = false
+        _ = try PreparePipeline.run(preparePTX, log: { _ in })
 
         // 2. Pretraining.
         stage("pretrain: \(config)")
@@ -120,11 +131,12 @@ struct PipelineCommand: ParsableCommand {
         let (baseModel, tokenizer) = try loadModelAndTokenizer(baseDirectory.path)
         try reportSamples(baseModel, tokenizer, report)
         let shots = Array(trainPrompts.prefix(5))
-        let baseAccuracy = exactMatchAccuracy(model: baseModel, tokenizer: tokenizer, prompts: heldout, format: .fewShot(shots))
-        logLine(String(format: "base model, 5-shot: held-out exact match %.3f", baseAccuracy.accuracy))
-        let heldoutKinds = heldout.map { InstructionTask.kind(ofSource: $0.source)?.rawValue ?? "other" }
-        let kindNames = Array(Set(heldoutKinds)).sorted()
-        func accuracyByKind(_ r: ExactMatchResult) -> [String: Double] { r.accuracyByGroup(heldoutKinds) }
+        let testKinds = test.map { InstructionTask.kind(ofSource: $0.source)?.rawValue ?? "other" }
+        let kindNames = Array(Set(testKinds)).sorted()
+        func accuracyByKind(_ r: ExactMatchResult) -> [String: Double] { r.accuracyByGroup(testKinds) }
+        /// How a model is prompted: the base model 5-shot with plain Question/Answer text, the
+        /// others with one chat turn.
+        func format(_ key: String) -> PromptFormat { key == "base" ? .fewShot(shots) : .chat }
         // The alignment tax: every model's loss on the pretraining validation text (the same
         // windows for all), which fine-tuning on short answers raises and PPO-ptx pulls back.
         let validationText = try TokenDataset(directory: root.appendingPathComponent("data"), split: "val")
@@ -140,65 +152,29 @@ struct PipelineCommand: ParsableCommand {
                    sampled.map { String(format: "%.1f %%", $0.passAt($0.samplesPerPrompt) * 100) } ?? "–",
                    String(format: "%.3f", textLoss)]
         }
-        let baseText = pretrainingText(baseModel), baseTextLoss = baseText.loss
-        report.set("base", "pretraining_text_loss", baseTextLoss)
-        report.set("base", "heldout_accuracy", baseAccuracy.accuracy)
-        report.set("base", "heldout_accuracy_by_kind", accuracyByKind(baseAccuracy))
+        let baseTextTokens = pretrainingText(baseModel).tokens
         report.set("base", "format", "5-shot, plain Question/Answer text")
-        var accuracyRows: [[String]] = [accuracyRow("base (5-shot)", baseAccuracy, textLoss: baseTextLoss)]
-        var accuracyExamples: [String: ExactMatchResult] = ["base": baseAccuracy]
-        var differencesFromSFT: [String: PairedDifference] = [:]
-        func accuracySection() {
-            var body = "Exact match on \(heldout.count) held-out problems (\(taskKinds.map(\.rawValue).joined(separator: ", "))); train and held-out problems are disjoint by construction. Greedy decoding; the last columns grade \(sampledAnswers) answers per problem sampled at temperature 1 (what the RL stages' rollouts are): the share of right ones, and pass@\(sampledAnswers), the share of problems with at least one right. The last column is the model's loss (nats per token) on the pretraining validation text, the same \(baseText.tokens) tokens for every model: what fine-tuning costs the language model (the alignment tax PPO-ptx's pretraining term counters).\n\n"
-            body += markdownTable(["model", "held-out accuracy", "correct"] + kindNames + ["sampled, T = 1", "pass@\(sampledAnswers)", "pretraining text loss"], accuracyRows)
-            let compared = [("ppo", "PPO-ptx"), ("dpo", "DPO"), ("grpo", "GRPO")].compactMap { key, label in differencesFromSFT[key].map { (label, $0) } }
-            if !compared.isEmpty {
-                body += "\nEach RL model against SFT on the same problems (greedy exact match; paired bootstrap over the problems, 2,000 resamples; an interval that holds 0 does not tell the two apart):\n\n"
-                body += markdownTable(["model", "minus SFT", "95 % interval", "only SFT right", "only this model right"], compared.map { label, d in
-                    [label, String(format: "%+.1f points", d.difference * 100), String(format: "%+.1f … %+.1f", d.low * 100, d.high * 100), "\(d.onlyBaseline)", "\(d.onlyThis)"]
-                })
-            }
-            body += "\nSample answers of each model to the first held-out prompts:\n\n"
-            var rows: [[String]] = []
-            for p in heldout.prefix(6).indices {
-                var row = ["`\(heldout[p].prompt)`", "`\(heldout[p].answer ?? "")`"]
-                for name in ["base", "sft", "ppo", "dpo", "grpo"] {
-                    guard let r = accuracyExamples[name] else { row.append("–"); continue }
-                    row.append("\(r.samples[p].correct ? "✓" : "✗") `\(r.samples[p].response)`")
-                }
-                rows.append(row)
-            }
-            body += markdownTable(["prompt", "answer", "base", "SFT", "PPO", "DPO", "GRPO"], rows)
-            report.replaceSection("Held-out accuracy", body)
+
+        // Dev accuracy: what settings are chosen by. Every model as it is made.
+        var devRows: [[String]] = []
+        func recordDev(_ key: String, _ label: String, _ model: LlamaModel) {
+            let result = exactMatchAccuracy(model: model, tokenizer: tokenizer, prompts: dev, format: format(key))
+            logLine(String(format: "%@: dev exact match %.3f", label, result.accuracy))
+            report.set(key, "dev_accuracy", result.accuracy)
+            devRows.append([label, String(format: "%.1f %%", result.accuracy * 100), "\(result.correct)/\(result.total)"])
+            report.replaceSection("Dev accuracy", "Greedy exact match on \(dev.count) dev problems, the split every setting of this recipe is chosen on (never the test split). Measured after each stage.\n\n"
+                                  + markdownTable(["model", "dev accuracy", "correct"], devRows))
         }
-        accuracySection()
-        func evaluateChat(_ model: LlamaModel) -> ExactMatchResult {
-            exactMatchAccuracy(model: model, tokenizer: tokenizer, prompts: heldout, format: .chat)
+        recordDev("base", "base (5-shot)", baseModel)
+        func evaluateDev(_ model: LlamaModel) -> ExactMatchResult {
+            exactMatchAccuracy(model: model, tokenizer: tokenizer, prompts: dev, format: .chat)
         }
-        /// Held-out accuracy of the model in `directory`, into report.json and the table.
-        func recordAccuracy(_ key: String, _ label: String, _ directory: URL) throws -> ExactMatchResult {
-            let model = try LlamaModel.load(directory: directory)
-            let result = evaluateChat(model)
-            let sampled = sampledExactMatch(model: model, tokenizer: tokenizer, prompts: heldout, samples: sampledAnswers, seed: seed)
-            logLine(String(format: "%@: held-out exact match %.3f (sampled at T = 1: %.3f, pass@%d %.3f)", label, result.accuracy, sampled.accuracy,
-                           sampledAnswers, sampled.passAt(sampledAnswers)))
-            report.set(key, "heldout_accuracy", result.accuracy)
-            report.set(key, "heldout_accuracy_by_kind", accuracyByKind(result))
-            report.set(key, "heldout_sampled_accuracy", sampled.accuracy)
-            report.set(key, "heldout_pass_at_\(sampledAnswers)", sampled.passAt(sampledAnswers))
-            let textLoss = pretrainingText(model).loss
-            report.set(key, "pretraining_text_loss", textLoss)
-            accuracyRows.append(accuracyRow(label, result, textLoss: textLoss, sampled: sampled))
-            accuracyExamples[key] = result
-            if key != "sft", let sft = accuracyExamples["sft"] {
-                let d = result.difference(from: sft, seed: seed)
-                differencesFromSFT[key] = d
-                report.set(key, "heldout_accuracy_minus_sft", d.difference)
-                report.set(key, "heldout_accuracy_minus_sft_ci95", [d.low, d.high])
-            }
-            accuracySection()
-            return result
-        }
+        /// The models this run made, in order, for the final test evaluation.
+        var trained: [(key: String, label: String, directory: URL)] = [("base", "base (5-shot)", baseDirectory)]
+        var rewardDirectoryForTest: URL? = nil
+
+        /// Everything after pretraining; returns early after `--stop-after`'s stage.
+        func runStages() throws {
         if stopAfter == .pretrain { return }
 
         // 3. SFT on the task demonstrations plus real human-written Q&A.
@@ -224,7 +200,8 @@ struct PipelineCommand: ParsableCommand {
         sft.settings.logInterval = 100
         sft.settings.threads = threads
         let sftSummary = try SFTTrainer(options: sft).run()
-        _ = try recordAccuracy("sft", "SFT", sftDirectory)
+        recordDev("sft", "SFT", try LlamaModel.load(directory: sftDirectory))
+        trained.append(("sft", "SFT", sftDirectory))
         report.set("sft", "val_loss", sftSummary.validationLoss)
         report.set("sft", "examples", sftSummary.examples)
         report.set("sft", "steps", sftSummary.steps)
@@ -238,7 +215,8 @@ struct PipelineCommand: ParsableCommand {
             // The rankings' rule asks for the SFT model's own answers, graded by the verifier,
             // beside the constructed ones: the reward model then sees the mistakes PPO's policy makes.
             let started = Date()
-            let placed = try RankingsWithSamples.write(to: tasksDirectory, model: sftDirectory, train: trainTasks, heldout: heldoutTasks,
+            let placed = try RankingsWithSamples.write(to: tasksDirectory, model: sftDirectory,
+                                                       counts: [.train: trainTasks, .dev: devTasks, .test: testTasks],
                                                        seed: seed, kinds: taskKinds, samples: rankSamples)
             logLine(String(format: "rankings: %d SFT answers per prompt graded into them (%d rankings hold at least one) in %.0f s", rankSamples, placed, Date().timeIntervalSince(started)))
             report.set("reward", "rankings_with_sft_answers", placed)
@@ -246,16 +224,17 @@ struct PipelineCommand: ParsableCommand {
         let rewardDirectory = root.appendingPathComponent("reward")
         var reward = RewardOptions(model: sftDirectory, data: [tasksDirectory.appendingPathComponent(InstructionTaskFiles.rankingsTrain)], output: rewardDirectory)
         reward.mode = stageMode
-        reward.heldout = [tasksDirectory.appendingPathComponent(InstructionTaskFiles.rankingsHeldout)]
+        reward.heldout = [tasksDirectory.appendingPathComponent(InstructionTaskFiles.rankingsDev)]
         reward.settings.steps = rewardSteps
         reward.settings.threads = threads
         let rewardSummary = try RewardTrainer(options: reward).run()
-        report.set("reward", "heldout_pair_accuracy", rewardSummary.heldoutPairAccuracy)
-        report.set("reward", "heldout_mean_margin", rewardSummary.heldoutMeanMargin)
+        rewardDirectoryForTest = rewardDirectory
+        report.set("reward", "dev_pair_accuracy", rewardSummary.heldoutPairAccuracy)
+        report.set("reward", "dev_mean_margin", rewardSummary.heldoutMeanMargin)
         report.set("reward", "reward_mean_offset", rewardSummary.rewardMean)
         report.section("Reward model", """
-            Rankings are constructed by a stated rule (\(RankingBuilder.rule)), K = 4 answers per prompt, all C(4,2) pairs of a prompt in one batch element. \(rankSamples > 0 ? "The SFT model's own answers (greedy and \(rankSamples - 1) sampled at temperature 1), graded by the verifier, take the slot of their grade (train and held-out rankings); constructed responses fill the others." : "Constructed responses only.") In half the training rankings the constructed wrong answer is a decoy, the right answer of another problem of the same kind (so an answer such as "1" is not liked for its own sake); held-out rankings keep the plausible wrong answers (off by one, another digit of the number).
-            Held-out pair accuracy **\(String(format: "%.1f %%", rewardSummary.heldoutPairAccuracy * 100))**, mean margin \(String(format: "%.3f", rewardSummary.heldoutMeanMargin)); rewards shifted so the demonstrations average 0 (offset \(String(format: "%.3f", rewardSummary.rewardMean))).
+            Rankings are constructed by a stated rule (\(RankingBuilder.rule)), K = 4 answers per prompt, all C(4,2) pairs of a prompt in one batch element. \(rankSamples > 0 ? "The SFT model's own answers (greedy and \(rankSamples - 1) sampled at temperature 1), graded by the verifier, take the slot of their grade (train, dev and test rankings); constructed responses fill the others." : "Constructed responses only.") In half the training rankings the constructed wrong answer is a decoy, the right answer of another problem of the same kind (so an answer such as "1" is not liked for its own sake); dev and test rankings keep the plausible wrong answers (off by one, another digit of the number).
+            Dev pair accuracy \(String(format: "%.1f %%", rewardSummary.heldoutPairAccuracy * 100)), mean margin \(String(format: "%.3f", rewardSummary.heldoutMeanMargin)); rewards shifted so the demonstrations average 0 (offset \(String(format: "%.3f", rewardSummary.rewardMean))). Test accuracy, overall and on right-vs-wrong pairs alone, is in *Test results*.
             """)
         if stopAfter == .reward { return }
 
@@ -279,11 +258,12 @@ struct PipelineCommand: ParsableCommand {
         ppo.klCoefficient = 0.3
         ppo.criticWarmupIterations = ppoCriticWarmup
         ppo.settings.evalInterval = max(1, ppoSteps / 3)
-        ppo.ptxData = root.appendingPathComponent("data")
+        ppo.ptxData = ptxDirectory
         let ppoTrainer = PPOTrainer(options: ppo)
-        ppoTrainer.evaluate = { ["heldout_accuracy": evaluateChat($0).accuracy] }
+        ppoTrainer.evaluate = { ["dev_accuracy": evaluateDev($0).accuracy] }
         let ppoSummary = try ppoTrainer.run()
-        _ = try recordAccuracy("ppo", "PPO-ptx", ppoDirectory)
+        recordDev("ppo", "PPO-ptx", try LlamaModel.load(directory: ppoDirectory))
+        trained.append(("ppo", "PPO-ptx", ppoDirectory))
         report.set("ppo", "mean_reward", ppoSummary.meanReward)
         report.set("ppo", "first_mean_reward", ppoSummary.firstMeanReward)
         report.set("ppo", "kl", ppoSummary.kl)
@@ -298,14 +278,18 @@ struct PipelineCommand: ParsableCommand {
         dpo.mode = stageMode
         dpo.settings.steps = dpoSteps
         dpo.settings.threads = threads
-        // From the pipeline's SFT (68.1 %): 100 steps 72.9 %, 200 steps 72.8 %.
+        // Plain DPO (no NLL term on the chosen answers: that would be RPO, which also trains on
+        // the ~1,600 written answers of the pairs).
+        dpo.sftWeight = 0
         dpo.settings.learningRate = 1e-4
         dpo.settings.minLearningRate = 1e-5
         let dpoSummary = try DPOTrainer(options: dpo).run()
-        _ = try recordAccuracy("dpo", "DPO", dpoDirectory)
-        report.set("dpo", "heldout_preference_accuracy", dpoSummary.heldout.accuracy)
-        report.set("dpo", "heldout_reward_margin", dpoSummary.heldout.margin)
-        report.section("DPO", "β = \(dpo.beta), \(dpoSummary.trainPairs) constructed pairs (reference answer over a wrong or off-format one), reference log-probabilities computed once. Held-out preference accuracy \(String(format: "%.1f %%", dpoSummary.heldout.accuracy * 100)), reward margin \(String(format: "%.3f", dpoSummary.heldout.margin)).")
+        recordDev("dpo", "DPO", try LlamaModel.load(directory: dpoDirectory))
+        trained.append(("dpo", "DPO", dpoDirectory))
+        report.set("dpo", "method", dpo.methodName)
+        report.set("dpo", "validation_preference_accuracy", dpoSummary.heldout.accuracy)
+        report.set("dpo", "validation_reward_margin", dpoSummary.heldout.margin)
+        report.section("DPO", "Plain DPO (α = 0: no NLL term on the chosen answers), β = \(dpo.beta), \(dpoSummary.trainPairs) constructed pairs (reference answer over a wrong or off-format one), reference log-probabilities computed once. Preference accuracy on pairs of held-back training prompts \(String(format: "%.1f %%", dpoSummary.heldout.accuracy * 100)), reward margin \(String(format: "%.3f", dpoSummary.heldout.margin)).")
         if stopAfter == .dpo { return }
 
         // 7. GRPO from the same SFT model, rewarded by the verifier.
@@ -328,11 +312,108 @@ struct PipelineCommand: ParsableCommand {
         grpo.settings.minLearningRate = 1e-4
         grpo.klBeta = 0.05
         let grpoSummary = try GRPOTrainer(options: grpo).run()
-        _ = try recordAccuracy("grpo", "GRPO", grpoDirectory)
+        recordDev("grpo", "GRPO", try LlamaModel.load(directory: grpoDirectory))
+        trained.append(("grpo", "GRPO", grpoDirectory))
         report.set("grpo", "train_reward_first", grpoSummary.firstMeanReward)
         report.set("grpo", "train_reward_last", grpoSummary.meanReward)
         report.set("grpo", "kl", grpoSummary.kl)
         report.section("GRPO", "Group size \(grpo.groupSize), verifier reward (exact answer), KL β \(grpo.klBeta) to the SFT model, dynamic sampling (groups whose answers all score alike are replaced by fresh prompts, at most \(grpo.maxSamplingRounds) rounds). Mean training reward (verifier, answers sampled at T = 1) \(String(format: "%.3f → %.3f", grpoSummary.firstMeanReward, grpoSummary.meanReward)) over the first and the last \(min(10, grpoSummary.steps)) steps.")
+        }
+
+        /// The test split, evaluated once for every model this run made: the headline table.
+        func evaluateTest() throws {
+            stage("test: \(test.count) problems, every model once")
+            var rows: [[String]] = [], results: [String: ExactMatchResult] = [:], differences: [(String, PairedDifference)] = []
+            for (key, label, directory) in trained {
+                let model = key == "base" ? baseModel : try LlamaModel.load(directory: directory)
+                let result = exactMatchAccuracy(model: model, tokenizer: tokenizer, prompts: test, format: format(key))
+                let sampled = key == "base" ? nil : sampledExactMatch(model: model, tokenizer: tokenizer, prompts: test, samples: sampledAnswers, seed: seed)
+                let textLoss = pretrainingText(model).loss
+                logLine(String(format: "%@: test exact match %.3f", label, result.accuracy))
+                report.set(key, "test_accuracy", result.accuracy)
+                report.set(key, "test_accuracy_by_kind", accuracyByKind(result))
+                if let sampled {
+                    report.set(key, "test_sampled_accuracy", sampled.accuracy)
+                    report.set(key, "test_pass_at_\(sampledAnswers)", sampled.passAt(sampledAnswers))
+                }
+                report.set(key, "pretraining_text_loss", textLoss)
+                let byKind = accuracyByKind(result)
+                rows.append([label, String(format: "%.1f %%", result.accuracy * 100), "\(result.correct)/\(result.total)"]
+                            + kindNames.map { String(format: "%.1f %%", (byKind[$0] ?? .nan) * 100) }
+                            + [sampled.map { String(format: "%.1f %%", $0.accuracy * 100) } ?? "–",
+                               sampled.map { String(format: "%.1f %%", $0.passAt($0.samplesPerPrompt) * 100) } ?? "–",
+                               String(format: "%.3f", textLoss)])
+                results[key] = result
+                if key != "base" && key != "sft", let sft = results["sft"] {
+                    let d = result.difference(from: sft, seed: seed)
+                    differences.append((label, d))
+                    report.set(key, "test_accuracy_minus_sft", d.difference)
+                    report.set(key, "test_accuracy_minus_sft_ci95", [d.low, d.high])
+                }
+            }
+            var body = "Exact match on \(test.count) test problems (\(taskKinds.map(\.rawValue).joined(separator: ", "))), evaluated once at the end of the run; no setting of the recipe was chosen on them (see *Dev accuracy*). Train, dev and test problems are disjoint up to each kind's symmetries. Greedy decoding; the sampled columns grade \(sampledAnswers) answers per problem at temperature 1 (what the RL stages' rollouts are): the share of right ones, and pass@\(sampledAnswers). The last column is the model's loss (nats per token) on the pretraining validation text, the same \(baseTextTokens) tokens for every model: the alignment tax.\n\n"
+            body += markdownTable(["model", "test accuracy", "correct"] + kindNames + ["sampled, T = 1", "pass@\(sampledAnswers)", "pretraining text loss"], rows)
+            if !differences.isEmpty {
+                body += "\nEach RL model against SFT on the same test problems (paired bootstrap over the problems, 2,000 resamples; an interval that holds 0 does not tell the two apart):\n\n"
+                body += markdownTable(["model", "minus SFT", "95 % interval", "only SFT right", "only this model right"], differences.map { label, d in
+                    [label, String(format: "%+.1f points", d.difference * 100), String(format: "%+.1f … %+.1f", d.low * 100, d.high * 100), "\(d.onlyBaseline)", "\(d.onlyThis)"]
+                })
+            }
+            body += "\nSample answers to the first test prompts:\n\n"
+            var samples: [[String]] = []
+            for p in test.prefix(6).indices {
+                var row = ["`\(test[p].prompt)`", "`\(test[p].answer ?? "")`"]
+                for name in ["base", "sft", "ppo", "dpo", "grpo"] {
+                    guard let r = results[name] else { row.append("–"); continue }
+                    row.append("\(r.samples[p].correct ? "✓" : "✗") `\(r.samples[p].response)`")
+                }
+                samples.append(row)
+            }
+            body += markdownTable(["prompt", "answer", "base", "SFT", "PPO", "DPO", "GRPO"], samples)
+            if let rewardDirectory = rewardDirectoryForTest {
+                let tasks = InstructionTaskFiles.tasks(for: .rankings, count: testTasks, split: .test, seed: seed, kinds: taskKinds)
+                let rankings = PreferenceDataset.separate(try PreferenceDataset.load(tasksDirectory.appendingPathComponent(InstructionTaskFiles.rankingsTest)).records).rankings
+                let accuracy = try rewardRankingAccuracy(rewardDirectory: rewardDirectory, rankings: rankings, answers: tasks.map(\.answer))
+                report.set("reward", "test_pair_accuracy", accuracy.all)
+                report.set("reward", "test_right_vs_wrong_accuracy", accuracy.rightVersusWrong)
+                body += "\n\nReward model on the \(rankings.count) test rankings: pair accuracy **\(String(format: "%.1f %%", accuracy.all * 100))** over all \(accuracy.pairs) ordered pairs (most contrast format or length), **\(String(format: "%.1f %%", accuracy.rightVersusWrong * 100))** on the \(accuracy.rightVersusWrongPairs) pairs of a right and a wrong answer alone (does it tell a right answer from a wrong one?)."
+            }
+            report.replaceSection("Test results", body)
+        }
+        try runStages()
+        try evaluateTest()
+    }
+
+    /// Pair accuracy of the reward model in `rewardDirectory` on `rankings` (every ordered pair
+    /// of each ranking: the better one should score higher), and on the pairs of a right and a
+    /// wrong answer alone (`answers[i]` is the right answer of ranking i; right is
+    /// `InstructionTasks.verify`).
+    func rewardRankingAccuracy(rewardDirectory: URL, rankings: [RankedResponses], answers: [String]) throws
+        -> (all: Double, pairs: Int, rightVersusWrong: Double, rightVersusWrongPairs: Int) {
+        precondition(rankings.count == answers.count, "one answer per ranking")
+        let scorer = try RewardModel.load(directory: rewardDirectory)
+        let tokenizer = try ByteLevelBPETokenizer(contentsOf: rewardDirectory.appendingPathComponent("tokenizer.json"))
+        let encoder = ChatEncoder(tokenizer: tokenizer)
+        var prompts: [[Int32]] = [], responses: [[Int32]] = []
+        for ranking in rankings {
+            for response in ranking.responses { prompts.append(encoder.prompt(ranking.prompt)); responses.append(encoder.response(response)) }
+        }
+        let scores = scorer.rawScores(prompts: prompts, responses: responses, padID: Int32(tokenizer.padID ?? tokenizer.endOfTextID),
+                                      maxLength: scorer.model.configuration.maxPositionEmbeddings)
+        var offset = 0, right = 0, total = 0, rwRight = 0, rwTotal = 0
+        for (ranking, answer) in zip(rankings, answers) {
+            for (a, better) in ranking.ranking.enumerated() {
+                for worse in ranking.ranking[(a + 1)...] {
+                    let won = scores[offset + better] > scores[offset + worse]
+                    total += 1; if won { right += 1 }
+                    let betterRight = InstructionTasks.verify(response: ranking.responses[better], answer: answer)
+                    let worseRight = InstructionTasks.verify(response: ranking.responses[worse], answer: answer)
+                    if betterRight && !worseRight { rwTotal += 1; if won { rwRight += 1 } }
+                }
+            }
+            offset += ranking.responses.count
+        }
+        return (Double(right) / Double(max(total, 1)), total, Double(rwRight) / Double(max(rwTotal, 1)), rwTotal)
     }
 
     /// Pretraining text made of training problems as plain question–answer worksheets (ten

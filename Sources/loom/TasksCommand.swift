@@ -9,12 +9,13 @@ struct TasksCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tasks",
         abstract: "Write seeded instruction tasks (arithmetic, reversing, sorting, counting, records, uppercase, sequences) for SFT, reward model, PPO/GRPO and DPO.",
-        discussion: "Writes sft_train.jsonl, prompts_train.jsonl, prompts_heldout.jsonl, rankings_train.jsonl, rankings_heldout.jsonl and preferences_train.jsonl. Train and held-out problems are disjoint by construction; every line carries \"source\": \"constructed: …\"."
+        discussion: "Writes sft_train.jsonl, prompts_{train,dev,test}.jsonl, rankings_{train,dev,test}.jsonl and preferences_train.jsonl. Train, dev and test problems are disjoint by construction, up to each kind's symmetries (operand order, larger/smaller, anagrams …); choose settings on dev, report test. Every line carries \"source\": \"constructed: …\"."
     )
 
     @Option(help: "Output folder (created if needed).") var out: String
     @Option(help: "Lines in each training file.") var train: Int = 2000
-    @Option(help: "Lines in each held-out file.") var heldout: Int = 200
+    @Option(help: "Lines in each dev file (for choosing settings).") var dev: Int = 200
+    @Option(help: "Lines in each test file (for the reported figures).") var test: Int = 200
     @Option(help: "Lines in sft_train.jsonl (default: --train). Fewer demonstrations than RL prompts is RLHF's setting: the RL stages then see problems SFT never saw an answer to.")
     var demonstrations: Int?
     @Option(help: "Seed: the same seed writes the same files.") var seed: UInt64 = 0
@@ -26,7 +27,7 @@ struct TasksCommand: ParsableCommand {
     var rankSamples: Int = 3
 
     func validate() throws {
-        guard train >= 0, heldout >= 0 else { throw ValidationError("--train and --heldout must not be negative") }
+        guard train >= 0, dev >= 0, test >= 0 else { throw ValidationError("--train, --dev and --test must not be negative") }
         if let demonstrations, demonstrations < 0 { throw ValidationError("--demonstrations must not be negative, got \(demonstrations)") }
         _ = try parsedKinds()
         guard rankSamples >= 1 else { throw ValidationError("--rank-samples must be at least 1, got \(rankSamples)") }
@@ -46,7 +47,7 @@ struct TasksCommand: ParsableCommand {
 
     func run() throws {
         let directory = URL(fileURLWithPath: out)
-        let summary = try InstructionTaskFiles.write(to: directory, train: train, heldout: heldout, seed: seed, kinds: try parsedKinds(),
+        let summary = try InstructionTaskFiles.write(to: directory, train: train, dev: dev, test: test, seed: seed, kinds: try parsedKinds(),
                                                      demonstrations: demonstrations)
         print("wrote \(directory.path) (seed \(seed)):")
         for (file, count) in summary.lines {
@@ -54,7 +55,7 @@ struct TasksCommand: ParsableCommand {
         }
         if let rankSamplesFrom {
             let started = Date()
-            let used = try RankingsWithSamples.write(to: directory, model: URL(fileURLWithPath: rankSamplesFrom), train: train, heldout: heldout,
+            let used = try RankingsWithSamples.write(to: directory, model: URL(fileURLWithPath: rankSamplesFrom), counts: [.train: train, .dev: dev, .test: test],
                                                      seed: seed, kinds: try parsedKinds(), samples: rankSamples)
             print(String(format: "  rankings rewritten with %d answers per prompt of %@ (%d rankings hold at least one) in %.0f s", rankSamples, rankSamplesFrom, used, Date().timeIntervalSince(started)))
         }
@@ -64,19 +65,22 @@ struct TasksCommand: ParsableCommand {
 /// Rankings that hold a model's own answers, graded by the verifier, as the alignment data's
 /// rule asks: for each ranking prompt, the model's greedy answer and samples at temperature 1
 /// take the slots of their grades (correct-and-clean, correct-but-rambling, wrong, off-format),
-/// constructed responses fill the rest. Rewrites `rankings_train.jsonl` and
-/// `rankings_heldout.jsonl` in `directory` (the tasks are the ones `InstructionTaskFiles.write`
-/// drew with the same arguments). Returns how many rankings hold at least one model answer.
+/// constructed responses fill the rest. Rewrites the rankings file of each split in `counts`
+/// (`rankings_train.jsonl`, `rankings_dev.jsonl`, `rankings_test.jsonl`) in `directory` (the
+/// tasks are the ones `InstructionTaskFiles.write` drew with the same arguments). Returns how
+/// many rankings hold at least one model answer.
 enum RankingsWithSamples {
-    static func write(to directory: URL, model: URL, train: Int, heldout: Int, seed: UInt64, kinds: [InstructionTaskKind],
+    static func write(to directory: URL, model: URL, counts: [TaskSplit: Int], seed: UInt64, kinds: [InstructionTaskKind],
                       samples: Int) throws -> Int {
         let policy = try LlamaModel.load(directory: model, heads: .languageModel)
         let tokenizer = try ByteLevelBPETokenizer(contentsOf: model.appendingPathComponent("tokenizer.json"))
         var placed = 0
-        for (file, count, split) in [(InstructionTaskFiles.rankingsTrain, train, TaskSplit.train), (InstructionTaskFiles.rankingsHeldout, heldout, .heldout)] {
+        for split in TaskSplit.allCases {
+            guard let count = counts[split] else { continue }
+            let file = InstructionTaskFiles.rankings(split)
             let tasks = InstructionTaskFiles.tasks(for: .rankings, count: count, split: split, seed: seed, kinds: kinds)
             let answers = sampleAnswers(model: policy, tokenizer: tokenizer, prompts: tasks.map(\.prompt), samples: samples - 1,
-                                        seed: seed &+ (split == .train ? 11 : 13))
+                                        seed: seed &+ (split == .train ? 11 : split == .test ? 13 : 17))
             let rankings = InstructionTaskFiles.rankings(for: tasks, split: split, samples: answers, seed: seed)
             placed += rankings.filter(RankingBuilder.holdsModelSamples).count
             try PreferenceDataset.write(rankings, to: directory.appendingPathComponent(file))

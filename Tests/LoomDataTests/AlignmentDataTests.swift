@@ -192,43 +192,87 @@ final class AlignmentDataTests: XCTestCase {
 
     // MARK: - Instruction tasks
 
-    func testTrainAndHeldoutProblemsAreDisjoint() {
+    func testTrainDevAndTestProblemsAreDisjoint() {
         for kind in InstructionTaskKind.allCases {
-            var trainProblems = Set<String>(), trainPrompts = Set<String>()
+            var trainKeys = Set<String>(), trainPrompts = Set<String>()
             for seed: UInt64 in [1, 2] {
                 for task in InstructionTasks.generate(kind: kind, count: 1500, seed: seed, split: .train) {
                     XCTAssertEqual(task.split, .train)
-                    XCTAssertEqual(InstructionTasks.split(ofProblem: task.problem), .train)
-                    trainProblems.insert(task.problem)
+                    XCTAssertEqual(InstructionTasks.split(ofProblem: task.splitKey), .train)
+                    trainKeys.insert(task.splitKey)
                     trainPrompts.insert(task.prompt)
                 }
             }
-            let heldout = InstructionTasks.generate(kind: kind, count: 400, seed: 3, split: .heldout)
-            XCTAssertEqual(heldout.count, 400)
-            for task in heldout {
-                XCTAssertEqual(InstructionTasks.split(ofProblem: task.problem), .heldout)
-                XCTAssertFalse(trainProblems.contains(task.problem), "\(kind): held-out problem \(task.problem) generated for training")
-                XCTAssertFalse(trainPrompts.contains(task.prompt), "\(kind): held-out prompt \(task.prompt) generated for training")
+            var devKeys = Set<String>()
+            for split in [TaskSplit.dev, .test] {
+                let tasks = InstructionTasks.generate(kind: kind, count: 400, seed: 3, split: split)
+                XCTAssertEqual(tasks.count, 400)
+                for task in tasks {
+                    XCTAssertEqual(InstructionTasks.split(ofProblem: task.splitKey), split)
+                    XCTAssertFalse(trainKeys.contains(task.splitKey), "\(kind): \(split) problem \(task.problem) generated for training")
+                    XCTAssertFalse(trainPrompts.contains(task.prompt), "\(kind): \(split) prompt \(task.prompt) generated for training")
+                    if split == .dev { devKeys.insert(task.splitKey) } else { XCTAssertFalse(devKeys.contains(task.splitKey)) }
+                }
+                // Problems do not repeat while the space allows.
+                XCTAssertGreaterThan(Set(tasks.map(\.problem)).count, 40, "\(kind) \(split)")
             }
-            // Roughly one problem in five is held out, and held-out problems do not repeat while
-            // the space allows.
-            XCTAssertGreaterThan(Set(heldout.map(\.problem)).count, 40, "\(kind)")
         }
     }
 
-    func testHeldoutShareIsAboutOneInFive() {
+    /// A problem's twins — the same question up to the symmetries of its kind — share its split
+    /// key, so they can never land on two sides (compareNumbers used to split "max:31:83" and
+    /// "max:83:31" independently).
+    func testTwinsShareTheirSplit() {
+        var rng = TaskRandom(seed: 5, stream: "twins")
+        for _ in 0..<2000 {
+            let compare = InstructionTasks.compareNumbers(&rng)
+            let numbers = compare.canonical.split(separator: ":").dropFirst().compactMap { Int($0) }
+            XCTAssertEqual(compare.splitKey, "compare:\(numbers.min()!):\(numbers.max()!)", compare.canonical)
+            let arithmetic = InstructionTasks.arithmetic(&rng)
+            if arithmetic.canonical.hasPrefix("add:") {
+                let operands = arithmetic.canonical.split(separator: ":").dropFirst().compactMap { Int($0) }
+                XCTAssertEqual(arithmetic.splitKey, "add:\(operands.min()!):\(operands.max()!)")
+            }
+            let sort = InstructionTasks.sortLetters(&rng)
+            XCTAssertEqual(sort.splitKey, "sort:\(sort.answer)")   // anagrams: one key
+            let reverse = InstructionTasks.reverseWord(&rng)
+            let word = String(reverse.canonical.dropFirst("reverse:".count))
+            XCTAssertEqual(reverse.splitKey, "reverse:\(min(word, reverse.answer))")
+            let parity = InstructionTasks.parity(&rng), lastDigit = InstructionTasks.lastDigit(&rng)
+            XCTAssertEqual(parity.splitKey, "number:" + parity.canonical.dropFirst("parity:".count))
+            XCTAssertEqual(lastDigit.splitKey, "number:" + lastDigit.canonical.dropFirst("lastdigit:".count))
+        }
+        // The leak the old canonical form allowed, checked on the files: no test comparison has
+        // its pair of numbers in any training file, operands swapped or not, worksheets included.
+        let kinds: [InstructionTaskKind] = [.compareNumbers]
+        let contents = InstructionTaskFiles.make(train: 2000, dev: 200, test: 200, seed: 2026, kinds: kinds)
+        func pair(_ prompt: String) -> [Int] {
+            prompt.split(whereSeparator: { !$0.isNumber }).compactMap { Int($0) }.sorted()
+        }
+        let worksheets = InstructionTasks.generate(kinds: kinds, count: 20_000, seed: 2125, split: .train)
+        let trainingPairs = Set(contents.promptsTrain.map { pair($0.prompt) } + contents.sftTrain.map { pair($0.messages[0].content) }
+                                + contents.rankingsTrain.map { pair($0.prompt) } + contents.preferencesTrain.map { pair($0.prompt) }
+                                + worksheets.map { pair($0.prompt) })
+        for example in contents.promptsTest + contents.promptsDev {
+            XCTAssertFalse(trainingPairs.contains(pair(example.prompt)), "the numbers of \(example.prompt) are in a training file")
+        }
+    }
+
+    func testSplitSharesAreAboutOneInFiveForDevAndTest() {
         let problems = (0..<100).flatMap { a in (0..<100).map { b in "add:\(a):\(b)" } }
-        let heldout = problems.filter { InstructionTasks.split(ofProblem: $0) == .heldout }.count
-        XCTAssertEqual(Double(heldout) / Double(problems.count), 0.2, accuracy: 0.02)
+        for split in [TaskSplit.dev, .test] {
+            let share = Double(problems.filter { InstructionTasks.split(ofProblem: $0) == split }.count) / Double(problems.count)
+            XCTAssertEqual(share, 0.2, accuracy: 0.02, "\(split)")
+        }
     }
 
     func testGeneratorIsDeterministic() throws {
         XCTAssertEqual(InstructionTasks.generate(count: 300, seed: 42, split: .train), InstructionTasks.generate(count: 300, seed: 42, split: .train))
         XCTAssertNotEqual(InstructionTasks.generate(count: 300, seed: 42, split: .train), InstructionTasks.generate(count: 300, seed: 43, split: .train))
         let a = try temporaryDirectory(), b = try temporaryDirectory()
-        let summary = try InstructionTaskFiles.write(to: a, train: 120, heldout: 30, seed: 9)
-        try InstructionTaskFiles.write(to: b, train: 120, heldout: 30, seed: 9)
-        XCTAssertEqual(summary.lines.map(\.count), [120, 120, 30, 120, 30, 120])
+        let summary = try InstructionTaskFiles.write(to: a, train: 120, dev: 20, test: 30, seed: 9)
+        try InstructionTaskFiles.write(to: b, train: 120, dev: 20, test: 30, seed: 9)
+        XCTAssertEqual(summary.lines.map(\.count), [120, 120, 20, 30, 120, 20, 30, 120])
         for (name, _) in summary.lines {
             XCTAssertEqual(try Data(contentsOf: a.appendingPathComponent(name)), try Data(contentsOf: b.appendingPathComponent(name)), name)
         }
@@ -236,8 +280,8 @@ final class AlignmentDataTests: XCTestCase {
 
     func testFewerDemonstrationsAreASubsetAndLeaveTheOtherFilesAlone() throws {
         let kinds: [InstructionTaskKind] = [.parity, .compareNumbers, .lastDigit]
-        let all = InstructionTaskFiles.make(train: 90, heldout: 12, seed: 3, kinds: kinds)
-        let few = InstructionTaskFiles.make(train: 90, heldout: 12, seed: 3, kinds: kinds, demonstrations: 30)
+        let all = InstructionTaskFiles.make(train: 90, dev: 9, test: 12, seed: 3, kinds: kinds)
+        let few = InstructionTaskFiles.make(train: 90, dev: 9, test: 12, seed: 3, kinds: kinds, demonstrations: 30)
         XCTAssertEqual(few.sftTrain.count, 30)
         // Each kind's first ten demonstrations of the full set: fewer is a subset of more.
         let fullPrompts = Set(all.sftTrain.map { $0.messages[0].content })
@@ -247,12 +291,13 @@ final class AlignmentDataTests: XCTestCase {
         }
         // The RL prompts, rankings and preference pairs do not depend on the demonstrations.
         XCTAssertEqual(few.promptsTrain, all.promptsTrain)
-        XCTAssertEqual(few.promptsHeldout, all.promptsHeldout)
+        XCTAssertEqual(few.promptsTest, all.promptsTest)
+        XCTAssertEqual(few.promptsDev, all.promptsDev)
         XCTAssertEqual(few.rankingsTrain.map(\.prompt), all.rankingsTrain.map(\.prompt))
         XCTAssertEqual(few.preferencesTrain.map(\.prompt), all.preferencesTrain.map(\.prompt))
         let directory = try temporaryDirectory()
-        let summary = try InstructionTaskFiles.write(to: directory, train: 90, heldout: 12, seed: 3, kinds: kinds, demonstrations: 30)
-        XCTAssertEqual(summary.lines.map(\.count), [30, 90, 12, 90, 12, 90])
+        let summary = try InstructionTaskFiles.write(to: directory, train: 90, dev: 9, test: 12, seed: 3, kinds: kinds, demonstrations: 30)
+        XCTAssertEqual(summary.lines.map(\.count), [30, 90, 9, 12, 90, 9, 12, 90])
     }
 
     func testGeneratedAnswersAreRight() {
@@ -377,7 +422,7 @@ final class AlignmentDataTests: XCTestCase {
 
     func testTaskKindIsReadBackFromTheSource() {
         for kind in InstructionTaskKind.allCases {
-            let task = InstructionTasks.generate(kind: kind, count: 1, seed: 1, split: .heldout)[0]
+            let task = InstructionTasks.generate(kind: kind, count: 1, seed: 1, split: .test)[0]
             XCTAssertEqual(InstructionTask.kind(ofSource: task.promptExample.source), kind)
             XCTAssertEqual(InstructionTask.kind(ofSource: task.sftExample.source), kind)   // ": reference answer" appended
         }
@@ -388,7 +433,7 @@ final class AlignmentDataTests: XCTestCase {
 
     func testRankingsRebuiltWithModelSamplesKeepTheTasksOfTheFiles() throws {
         let kinds: [InstructionTaskKind] = [.parity, .countLetters]
-        let contents = InstructionTaskFiles.make(train: 30, heldout: 5, seed: 9, kinds: kinds)
+        let contents = InstructionTaskFiles.make(train: 30, dev: 5, test: 5, seed: 9, kinds: kinds)
         let tasks = InstructionTaskFiles.tasks(for: .rankings, count: 30, split: .train, seed: 9, kinds: kinds)
         XCTAssertEqual(tasks.map(\.prompt), contents.rankingsTrain.map(\.prompt))
         // The model's answers: right for even tasks, a wrong one for odd tasks.
@@ -424,7 +469,7 @@ final class AlignmentDataTests: XCTestCase {
         XCTAssertGreaterThan(decoyOnes, plainOnes + 10)
         // The files: decoys in training rankings only; held-out wrong answers are the task's own.
         let train = InstructionTaskFiles.rankings(for: tasks, split: .train, seed: 2)
-        let heldout = InstructionTaskFiles.rankings(for: tasks, split: .heldout, seed: 2)
+        let heldout = InstructionTaskFiles.rankings(for: tasks, split: .test, seed: 2)
         XCTAssertTrue(zip(tasks, heldout).allSatisfy { $0.distractors.contains($1.ordered[2]) })
         XCTAssertGreaterThan(zip(tasks, train).filter { !$0.distractors.contains($1.ordered[2]) }.count, tasks.count / 8)
         // A decoy is the answer of some problem of the same kind: a letter count.
@@ -438,9 +483,10 @@ final class AlignmentDataTests: XCTestCase {
 
     func testTaskFilesAreLabelledAndLoad() throws {
         let directory = try temporaryDirectory()
-        try InstructionTaskFiles.write(to: directory, train: 70, heldout: 21, seed: 4)
-        for name in [InstructionTaskFiles.sftTrain, InstructionTaskFiles.promptsTrain, InstructionTaskFiles.promptsHeldout,
-                     InstructionTaskFiles.rankingsTrain, InstructionTaskFiles.rankingsHeldout, InstructionTaskFiles.preferencesTrain] {
+        try InstructionTaskFiles.write(to: directory, train: 70, dev: 14, test: 21, seed: 4)
+        for name in [InstructionTaskFiles.sftTrain, InstructionTaskFiles.promptsTrain, InstructionTaskFiles.promptsDev, InstructionTaskFiles.promptsTest,
+                     InstructionTaskFiles.rankingsTrain, InstructionTaskFiles.rankingsDev, InstructionTaskFiles.rankingsTest,
+                     InstructionTaskFiles.preferencesTrain] {
             let text = try String(contentsOf: directory.appendingPathComponent(name), encoding: .utf8)
             for line in text.split(separator: "\n") {
                 let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
@@ -448,10 +494,11 @@ final class AlignmentDataTests: XCTestCase {
             }
         }
         XCTAssertEqual(try SFTDataset.load(directory.appendingPathComponent(InstructionTaskFiles.sftTrain)).examples.count, 70)
-        let heldout = try PromptDataset.load(directory.appendingPathComponent(InstructionTaskFiles.promptsHeldout)).examples
+        let heldout = try PromptDataset.load(directory.appendingPathComponent(InstructionTaskFiles.promptsTest)).examples
         XCTAssertEqual(heldout.count, 21)
         XCTAssertTrue(heldout.allSatisfy { $0.answer != nil })
-        let rankings = try PreferenceDataset.load(directory.appendingPathComponent(InstructionTaskFiles.rankingsHeldout)).records
+        XCTAssertEqual(try PromptDataset.load(directory.appendingPathComponent(InstructionTaskFiles.promptsDev)).examples.count, 14)
+        let rankings = try PreferenceDataset.load(directory.appendingPathComponent(InstructionTaskFiles.rankingsTest)).records
         XCTAssertEqual(PreferenceDataset.pairs(rankings).count, 21 * 6)
         XCTAssertEqual(try PreferenceDataset.load(directory.appendingPathComponent(InstructionTaskFiles.preferencesTrain)).records.count, 70)
     }

@@ -30,10 +30,13 @@ public enum InstructionTaskKind: String, CaseIterable, Codable, Sendable {
     case lastDigit
 }
 
-/// Which side of the train / held-out division a problem belongs to.
+/// Which of the three disjoint sets a problem belongs to: `train` for every training file
+/// (SFT, RL prompts, rankings, preference pairs, pretraining worksheets), `dev` for choosing
+/// settings, `test` for the figures a run reports, evaluated once.
 public enum TaskSplit: String, CaseIterable, Codable, Sendable {
     case train
-    case heldout
+    case dev
+    case test
 }
 
 /// One generated task: a prompt, its exact answer, and the problem behind the phrasing.
@@ -43,19 +46,26 @@ public struct InstructionTask: Equatable, Sendable {
     public var prompt: String
     /// The one correct answer; `InstructionTasks.verify` checks responses against it.
     public var answer: String
-    /// The problem independent of its phrasing (`"add:23:48"`); it alone decides the split.
+    /// The problem independent of its phrasing (`"add:23:48"`).
     public var problem: String
+    /// The problem up to every symmetry of its kind (`"add:23:48"` and `"add:48:23"` both give
+    /// `"add:23:48"`; "which is larger, 31 or 83?" and "which is smaller, 83 or 31?" both give
+    /// `"compare:31:83"`); it alone decides the split, so a problem and its twins are always on
+    /// the same side.
+    public var splitKey: String
     public var split: TaskSplit
     /// Plausible wrong answers (off by one, letters swapped, another field), none of which verifies.
     public var distractors: [String]
     /// "en" or "zh": the language of the phrasing.
     public var language: String
 
-    public init(kind: InstructionTaskKind, prompt: String, answer: String, problem: String, split: TaskSplit, distractors: [String], language: String) {
+    public init(kind: InstructionTaskKind, prompt: String, answer: String, problem: String, splitKey: String? = nil, split: TaskSplit,
+                distractors: [String], language: String) {
         self.kind = kind
         self.prompt = prompt
         self.answer = answer
         self.problem = problem
+        self.splitKey = splitKey ?? problem
         self.split = split
         self.distractors = distractors
         self.language = language
@@ -91,22 +101,29 @@ public struct InstructionTask: Equatable, Sendable {
 
 /// Seeded generation of instruction tasks, and the verifier that grades answers to them.
 ///
-/// Train and held-out problems are disjoint by construction: a problem's split is a fixed
-/// function of its canonical form (`"reverse:horse"`), one problem in five going to held-out,
-/// so no phrasing of a held-out problem can ever be generated for training.
+/// Train, dev and test problems are disjoint by construction: a problem's split is a fixed
+/// function of its split key — its canonical form up to the symmetries of its kind (operand
+/// order, larger/smaller of the same pair, anagrams, a word and its reversal, a number asked
+/// about by two kinds) — one key in five going to test, one in five to dev, so no phrasing of a
+/// test problem or of its twin can ever be generated for training or for dev.
 ///
 ///     let train = InstructionTasks.generate(kind: .arithmetic, count: 1000, seed: 1, split: .train)
-///     let test = InstructionTasks.generate(count: 200, seed: 1, split: .heldout)   // all kinds
+///     let test = InstructionTasks.generate(count: 200, seed: 1, split: .test)   // all kinds
 ///     InstructionTasks.verify(response: " 71.\n", answer: "71")   // true
 public enum InstructionTasks {
-    /// One problem in `heldoutModulus` is held out.
-    public static let heldoutModulus: UInt64 = 5
+    /// Split keys are hashed into `splitModulus` buckets: bucket 0 is test, bucket 1 dev, the
+    /// rest train.
+    public static let splitModulus: UInt64 = 5
     /// The share of prompts phrased in Chinese: one in `chineseModulus`.
     public static let chineseModulus = 6
 
-    /// The split of a problem, from a stable hash of its canonical form.
-    public static func split(ofProblem problem: String) -> TaskSplit {
-        TaskRandom.mix(TaskRandom.stableHash(problem)) % heldoutModulus == 0 ? .heldout : .train
+    /// The split of a problem, from a stable hash of its split key.
+    public static func split(ofProblem splitKey: String) -> TaskSplit {
+        switch TaskRandom.mix(TaskRandom.stableHash(splitKey)) % splitModulus {
+        case 0: return .test
+        case 1: return .dev
+        default: return .train
+        }
     }
 
     /// `count` tasks of one kind from one split. The same arguments give the same tasks. Problems
@@ -121,7 +138,7 @@ public enum InstructionTasks {
         var spaceExhausted = false
         while tasks.count < count {
             let problem = drawProblem(kind, &rng)
-            guard Self.split(ofProblem: problem.canonical) == split else { continue }
+            guard Self.split(ofProblem: problem.splitKey) == split else { continue }
             if !spaceExhausted && seen.contains(problem.canonical) {
                 // Many repeats in a row: (nearly) every problem of this split has been drawn.
                 repeatsInARow += 1
@@ -137,6 +154,7 @@ public enum InstructionTasks {
                 prompt: rng.pick(phrasings),
                 answer: problem.answer,
                 problem: problem.canonical,
+                splitKey: problem.splitKey,
                 split: split,
                 distractors: unique(problem.distractors.filter { !verify(response: $0, answer: problem.answer) }),
                 language: chinese ? "zh" : "en"
@@ -180,6 +198,13 @@ public enum InstructionTasks {
         var english: [String]
         var chinese: [String]
         var distractors: [String]
+        /// The canonical form up to the kind's symmetries (default: `canonical`).
+        var splitKey: String
+
+        init(canonical: String, answer: String, english: [String], chinese: [String], distractors: [String], splitKey: String? = nil) {
+            self.canonical = canonical; self.answer = answer; self.english = english; self.chinese = chinese
+            self.distractors = distractors; self.splitKey = splitKey ?? canonical
+        }
     }
 
     static func drawProblem(_ kind: InstructionTaskKind, _ rng: inout TaskRandom) -> Problem {
@@ -208,7 +233,8 @@ public enum InstructionTasks {
                 answer: "\(sum)",
                 english: ["What is \(a) + \(b)?", "Compute \(a) + \(b).", "Add \(a) and \(b).", "What is the sum of \(a) and \(b)?", "\(a) plus \(b) equals what?"],
                 chinese: ["\(a) 加 \(b) 等于多少？", "计算 \(a) + \(b)。"],
-                distractors: ["\(sum + 1)", "\(max(sum - 1, 0))", "\(sum + 10)", "\(abs(a - b))"]
+                distractors: ["\(sum + 1)", "\(max(sum - 1, 0))", "\(sum + 10)", "\(abs(a - b))"],
+                splitKey: "add:\(min(a, b)):\(max(a, b))"   // a + b = b + a
             )
         }
         if a < b { swap(&a, &b) }
@@ -235,7 +261,8 @@ public enum InstructionTasks {
             answer: reversed,
             english: ["Reverse the letters of the word \"\(word)\".", "Spell \"\(word)\" backwards.", "Write the word \(word) backwards.", "What is \"\(word)\" reversed?"],
             chinese: ["把单词 \(word) 的字母倒过来写。", "倒着拼写 \(word)。"],
-            distractors: [word, swapAdjacent(reversed, &rng), String(reversed.dropLast())]
+            distractors: [word, swapAdjacent(reversed, &rng), String(reversed.dropLast())],
+            splitKey: "reverse:\(min(word, reversed))"   // "stop" reversed is "pots" reversed's answer
         )
     }
 
@@ -247,7 +274,8 @@ public enum InstructionTasks {
             answer: sorted,
             english: ["Sort the letters of \"\(word)\" in alphabetical order.", "Arrange the letters of \(word) alphabetically.", "Put the letters of the word \"\(word)\" in alphabetical order."],
             chinese: ["把 \(word) 的字母按字母表顺序排列。"],
-            distractors: [word, swapAdjacent(sorted, &rng), String(sorted.reversed())]
+            distractors: [word, swapAdjacent(sorted, &rng), String(sorted.reversed())],
+            splitKey: "sort:\(sorted)"   // anagrams share the answer
         )
     }
 
@@ -299,7 +327,9 @@ public enum InstructionTasks {
                 "From the record \"\(english)\", what is the \(field)?",
             ],
             chinese: ["\(chinese)\(fieldChinese)是什么？", "根据记录“\(chinese)”，\(fieldChinese)是多少？"],
-            distractors: distractors
+            distractors: distractors,
+            // The same record with its fields in another order is the same question.
+            splitKey: "record:" + values.map { "\($0.0)=\($0.2)" }.joined(separator: ";") + ";ask=\(field)"
         )
     }
 
@@ -344,7 +374,9 @@ public enum InstructionTasks {
             answer: "\(answer)",
             english: ["Which is \(word), \(a) or \(b)?", "Of \(a) and \(b), which number is \(word)?", "Give the \(word) number: \(a) or \(b).", "Pick the \(word) of \(a) and \(b)."],
             chinese: ["\(a) 和 \(b) 哪个更\(larger ? "大" : "小")？"],
-            distractors: ["\(other)", "\(answer + 1)", "\(a + b)"]
+            distractors: ["\(other)", "\(answer + 1)", "\(a + b)"],
+            // Operand order and larger/smaller: one pair of numbers is one problem.
+            splitKey: "compare:\(min(a, b)):\(max(a, b))"
         )
     }
 
@@ -367,7 +399,8 @@ public enum InstructionTasks {
             answer: answer,
             english: ["Is \(n) even or odd?", "Is the number \(n) odd or even?", "Tell me whether \(n) is even or odd.", "\(n): even or odd?"],
             chinese: ["\(n) 是奇数还是偶数？回答 even 或 odd。"],
-            distractors: [n % 2 == 0 ? "odd" : "even", "\(n)"]
+            distractors: [n % 2 == 0 ? "odd" : "even", "\(n)"],
+            splitKey: "number:\(n)"   // shared with lastDigit: the last digit of n decides its parity
         )
     }
 
@@ -379,7 +412,8 @@ public enum InstructionTasks {
             answer: "\(digit)",
             english: ["What is the last digit of \(n)?", "Give the final digit of the number \(n).", "Which digit does \(n) end with?"],
             chinese: ["\(n) 的最后一位数字是几？"],
-            distractors: ["\((digit + 1) % 10)", "\(n / 10 % 10)", "\(n)"]
+            distractors: ["\((digit + 1) % 10)", "\(n / 10 % 10)", "\(n)"],
+            splitKey: "number:\(n)"
         )
     }
 
