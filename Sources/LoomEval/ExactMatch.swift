@@ -93,7 +93,6 @@ public struct PairedDifference: Equatable, Sendable {
 public func exactMatchAccuracy(model: LlamaModel, tokenizer: ByteLevelBPETokenizer, prompts: [PromptExample],
                                format: PromptFormat, maxTokens: Int = 16, batchSize: Int = 32) -> ExactMatchResult {
     let encoder = ChatEncoder(tokenizer: tokenizer)
-    var stops = encoder.stopTokens
     let inputs: [[Int32]] = prompts.map { p in
         switch format {
         case .chat:
@@ -103,7 +102,20 @@ public func exactMatchAccuracy(model: LlamaModel, tokenizer: ByteLevelBPETokeniz
             return tokenizer.encode(context + "Question: \(p.prompt)\nAnswer:", allowSpecialTokens: false).map(Int32.init)
         }
     }
-    if case .fewShot = format, let newline = tokenizer.encode("\n", allowSpecialTokens: false).first { stops.insert(Int32(newline)) }
+    var isFewShot = false
+    if case .fewShot = format { isFewShot = true }
+    return greedyExactMatch(model: model, tokenizer: tokenizer, inputs: inputs, prompts: prompts, firstLineOnly: isFewShot,
+                            maxTokens: maxTokens, batchSize: batchSize)
+}
+
+/// Greedy answers to already-encoded `inputs` (one per prompt), graded against each prompt's
+/// answer. `firstLineOnly` (plain-text prompting): generation also stops at a newline and the
+/// answer is the first line; else it stops at the end of the turn.
+func greedyExactMatch(model: LlamaModel, tokenizer: ByteLevelBPETokenizer, inputs: [[Int32]], prompts: [PromptExample],
+                      firstLineOnly: Bool, maxTokens: Int, batchSize: Int) -> ExactMatchResult {
+    let encoder = ChatEncoder(tokenizer: tokenizer)
+    var stops = encoder.stopTokens
+    if firstLineOnly, let newline = tokenizer.encode("\n", allowSpecialTokens: false).first { stops.insert(Int32(newline)) }
     let generator = Generator(model: model, stopTokens: stops)
     var result = ExactMatchResult(correct: 0, total: 0, samples: [])
     for start in stride(from: 0, to: prompts.count, by: batchSize) {
@@ -112,7 +124,7 @@ public func exactMatchAccuracy(model: LlamaModel, tokenizer: ByteLevelBPETokeniz
         for (i, output) in outputs.enumerated() {
             let p = prompts[start + i]
             var text = encoder.text(output.tokens)
-            if case .fewShot = format { text = String(text.split(separator: "\n", omittingEmptySubsequences: false).first ?? "") }
+            if firstLineOnly { text = String(text.split(separator: "\n", omittingEmptySubsequences: false).first ?? "") }
             let ok = InstructionTasks.verify(response: text, answer: p.answer ?? "")
             result.total += 1
             if ok { result.correct += 1 }

@@ -10,16 +10,19 @@ struct EvalCommand: ParsableCommand {
         commandName: "eval",
         abstract: "Evaluate a model: exact-match accuracy on prompts with answers, or perplexity and bits per byte on token shards.",
         discussion: """
-        loom eval --model runs/sft --task exact-match --prompts runs/tasks/prompts_heldout.jsonl
-        loom eval --model runs/base --task exact-match --prompts runs/tasks/prompts_heldout.jsonl --few-shot runs/tasks/prompts_train.jsonl
+        loom eval --model runs/sft --task exact-match --prompts runs/tasks/prompts_dev.jsonl
+        loom eval --model runs/base --task exact-match --prompts runs/tasks/prompts_dev.jsonl --few-shot runs/tasks/prompts_train.jsonl
+        loom eval --model runs/base --task in-context --prompts runs/tasks/prompts_dev.jsonl --few-shot runs/tasks/prompts_train.jsonl --shot-counts 0,1,5
         loom eval --model runs/base --task perplexity --data runs/data
         Prints one JSON object on stdout.
         """)
 
-    enum Task: String, ExpressibleByArgument, CaseIterable { case exactMatch = "exact-match", perplexity }
+    enum Task: String, ExpressibleByArgument, CaseIterable { case exactMatch = "exact-match", inContext = "in-context", perplexity }
 
     @Option(help: "Model directory.") var model: String
-    @Option(help: "exact-match or perplexity.") var task: Task
+    @Option(help: "exact-match, in-context (k-shot exact match and multiple choice for each k of --shot-counts) or perplexity.") var task: Task
+    @Option(help: "in-context: the numbers of in-context examples, drawn per prompt from --few-shot (comma-separated).") var shotCounts: String = "0,1,5"
+    @Option(help: "in-context: plain (Question/Answer text, base models) or chat (examples as earlier turns, chat models).") var format: String = "plain"
     @Option(help: "Prompts JSONL with answers (exact-match).") var prompts: String?
     @Option(help: "Prompts JSONL with answers to use as in-context examples (base models); chat format when unset.") var fewShot: String?
     @Option(help: "Number of in-context examples.") var shots: Int = 5
@@ -34,6 +37,18 @@ struct EvalCommand: ParsableCommand {
 
     func validate() throws {
         guard sampled >= 0 else { throw ValidationError("--sampled must not be negative, got \(sampled)") }
+        if task == .inContext {
+            _ = try parsedShotCounts()
+            guard InContextFormat(rawValue: format) != nil else { throw ValidationError("--format must be plain or chat, got \(format)") }
+        }
+    }
+
+    func parsedShotCounts() throws -> [Int] {
+        let counts = shotCounts.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !counts.isEmpty, counts.allSatisfy({ ($0 ?? -1) >= 0 }) else {
+            throw ValidationError("--shot-counts must be non-negative integers separated by commas, got \(shotCounts)")
+        }
+        return counts.map { $0! }
     }
 
     func run() throws {
@@ -62,6 +77,21 @@ struct EvalCommand: ParsableCommand {
                 line += ", \"sampled_accuracy\": \(graded.accuracy), \"samples_per_prompt\": \(sampled), \"pass_at_\(sampled)\": \(graded.passAt(sampled))"
             }
             print(line + "}")
+        case .inContext:
+            guard let prompts else { throw ValidationError("--task in-context needs --prompts FILE") }
+            guard let fewShot else { throw ValidationError("--task in-context needs --few-shot FILE (the examples, e.g. training prompts)") }
+            var examples = try PromptDataset.load(URL(fileURLWithPath: prompts)).examples.filter { $0.answer != nil }
+            if let limit { examples = Array(examples.prefix(limit)) }
+            let pool = try PromptDataset.load(URL(fileURLWithPath: fewShot)).examples.filter { $0.answer != nil }
+            let counts = try parsedShotCounts()
+            guard pool.count > counts.max()! else {
+                throw ValidationError("--few-shot \(fewShot) holds \(pool.count) examples with answers; --shot-counts asks for up to \(counts.max()!)")
+            }
+            let results = inContextEvaluation(model: model, tokenizer: tokenizer, prompts: examples, examples: pool, shots: counts,
+                                              format: InContextFormat(rawValue: format)!, seed: seed, maxTokens: maxTokens)
+            func number(_ x: Double?) -> String { x.map { "\($0)" } ?? "null" }
+            let rows = results.map { "{\"shots\": \($0.shots), \"exact_match\": \($0.exactMatch), \"multiple_choice\": \(number($0.multipleChoice)), \"multiple_choice_norm\": \(number($0.multipleChoiceNormalized)), \"prompts\": \($0.prompts)}" }
+            print("{\"task\": \"in-context\", \"format\": \"\(format)\", \"results\": [\(rows.joined(separator: ", "))]}")
         case .perplexity:
             guard let data else { throw ValidationError("--task perplexity needs --data DIR") }
             let dataset = try TokenDataset(directory: URL(fileURLWithPath: data), split: "val")

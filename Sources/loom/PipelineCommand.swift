@@ -38,7 +38,8 @@ struct PipelineCommand: ParsableCommand {
     @Option(help: "PPO iterations at the start that fit only the critic.") var ppoCriticWarmup: Int = 10
     @Option(help: "DPO steps.") var dpoSteps: Int = 100
     @Option(help: "GRPO steps.") var grpoSteps: Int = 300
-    @Option(help: "Answers sampled per held-out problem (temperature 1) for the sampled accuracy.") var sampledAnswers: Int = 4
+    @Option(help: "Answers sampled per test problem (temperature 1) for the sampled accuracy.") var sampledAnswers: Int = 4
+    @Option(help: "Test problems (the first N) of the in-context curve: k = 0, 1, 5 examples, exact match and multiple choice.") var inContextProblems: Int = 400
     @Option(help: "Stop after this stage.") var stopAfter: Stage?
     @Option(help: "Seed of the task data.") var seed: UInt64 = 2026
     @Option(help: "Threads.") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
@@ -53,6 +54,7 @@ struct PipelineCommand: ParsableCommand {
         if resume && overwrite { throw ValidationError("--resume and --overwrite exclude each other: continue the run in --out, or replace it") }
         guard devTasks >= 1, testTasks >= 1, trainTasks >= 1 else { throw ValidationError("--train-tasks, --dev-tasks and --test-tasks must be at least 1") }
         guard demonstrations >= 1 else { throw ValidationError("--demonstrations must be at least 1, got \(demonstrations)") }
+        guard inContextProblems >= 1 else { throw ValidationError("--in-context-problems must be at least 1, got \(inContextProblems)") }
         guard sampledAnswers >= 1 else { throw ValidationError("--sampled-answers must be at least 1, got \(sampledAnswers)") }
         guard rankSamples >= 0 else { throw ValidationError("--rank-samples must not be negative, got \(rankSamples)") }
         guard ppoCriticWarmup >= 0, ppoCriticWarmup < ppoSteps else {
@@ -324,6 +326,8 @@ struct PipelineCommand: ParsableCommand {
         func evaluateTest() throws {
             stage("test: \(test.count) problems, every model once")
             var rows: [[String]] = [], results: [String: ExactMatchResult] = [:], differences: [(String, PairedDifference)] = []
+            var curveRows: [[String]] = []
+            let shotCounts = [0, 1, 5], curveProblems = Array(test.prefix(inContextProblems))
             for (key, label, directory) in trained {
                 let model = key == "base" ? baseModel : try LlamaModel.load(directory: directory)
                 let result = exactMatchAccuracy(model: model, tokenizer: tokenizer, prompts: test, format: format(key))
@@ -344,6 +348,18 @@ struct PipelineCommand: ParsableCommand {
                                sampled.map { String(format: "%.1f %%", $0.passAt($0.samplesPerPrompt) * 100) } ?? "–",
                                String(format: "%.3f", textLoss)])
                 results[key] = result
+                // In-context learning: the same test problems with 0, 1 and 5 solved training
+                // problems first (plain text for the base model, earlier chat turns for the others).
+                let curve = inContextEvaluation(model: model, tokenizer: tokenizer, prompts: curveProblems, examples: trainPrompts,
+                                                shots: shotCounts, format: key == "base" ? .plain : .chat, seed: seed)
+                var curveReport: [String: Any] = [:]
+                for point in curve {
+                    curveReport["\(point.shots)"] = ["exact_match": point.exactMatch, "multiple_choice": point.multipleChoice ?? Double.nan,
+                                                     "multiple_choice_norm": point.multipleChoiceNormalized ?? Double.nan]
+                }
+                report.set(key, "test_in_context", curveReport)
+                func percent(_ x: Double?) -> String { x.map { String(format: "%.1f %%", $0 * 100) } ?? "–" }
+                curveRows.append([label] + curve.map { percent($0.exactMatch) } + curve.map { percent($0.multipleChoice) })
                 if key != "base" && key != "sft", let sft = results["sft"] {
                     let d = result.difference(from: sft, seed: seed)
                     differences.append((label, d))
@@ -378,6 +394,8 @@ struct PipelineCommand: ParsableCommand {
                 report.set("reward", "test_right_vs_wrong_accuracy", accuracy.rightVersusWrong)
                 body += "\n\nReward model on the \(rankings.count) test rankings: pair accuracy **\(String(format: "%.1f %%", accuracy.all * 100))** over all \(accuracy.pairs) ordered pairs (most contrast format or length), **\(String(format: "%.1f %%", accuracy.rightVersusWrong * 100))** on the \(accuracy.rightVersusWrongPairs) pairs of a right and a wrong answer alone (does it tell a right answer from a wrong one?)."
             }
+            body += "\n\nIn-context learning on the first \(curveProblems.count) test problems: k = \(shotCounts.map(String.init).joined(separator: ", ")) solved training problems shown first (drawn per problem, the same ones at every k; plain Question/Answer text for the base model, earlier chat turns for the others). Exact match is the greedy answer; multiple choice picks the candidate (the answer and the task's plausible wrong answers) with the highest log-likelihood, as the few-shot benchmarks of the GPT-3 paper and lm-evaluation-harness do. What pretraining alone gives is the base row; what each stage adds is the rows below it.\n\n"
+            body += markdownTable(["model"] + shotCounts.map { "exact match, k = \($0)" } + shotCounts.map { "multiple choice, k = \($0)" }, curveRows)
             report.replaceSection("Test results", body)
         }
         try runStages()

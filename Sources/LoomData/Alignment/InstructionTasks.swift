@@ -93,9 +93,10 @@ public struct InstructionTask: Equatable, Sendable {
         )
     }
 
-    /// The prompt with its answer, for PPO / GRPO rewards and exact-match evaluation.
+    /// The prompt with its answer, for PPO / GRPO rewards and exact-match evaluation; the
+    /// answer and the distractors are the choices of multiple-choice scoring (answer first).
     public var promptExample: PromptExample {
-        PromptExample(prompt: prompt, answer: answer, source: sourceLabel)
+        PromptExample(prompt: prompt, answer: answer, source: sourceLabel, choices: distractors.isEmpty ? nil : [answer] + distractors)
     }
 }
 
