@@ -22,6 +22,7 @@ let package = Package(
         .library(name: "LoomTrain", targets: ["LoomTrain"]),
         .library(name: "LoomInference", targets: ["LoomInference"]),
         .library(name: "LoomEval", targets: ["LoomEval"]),
+        .library(name: "LoomPipeline", targets: ["LoomPipeline"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -45,10 +46,11 @@ let package = Package(
         .target(name: "LoomInference", dependencies: ["LoomNN", "LoomTokenizer"], swiftSettings: fastFlags),
         .target(name: "LoomTrain", dependencies: ["LoomNN", "LoomData", "LoomTokenizer", "LoomInference"], swiftSettings: fastFlags),
         .target(name: "LoomEval", dependencies: ["LoomTensor", "LoomInference", "LoomData", "LoomTrain"], swiftSettings: fastFlags),
+        .target(name: "LoomPipeline", dependencies: ["LoomData", "LoomTrain", "LoomInference", "LoomEval", "LoomTokenizer"], swiftSettings: fastFlags),
         .executableTarget(
             name: "loom",
             dependencies: [
-                "LoomTensor", "LoomNN", "LoomTokenizer", "LoomData", "LoomTrain", "LoomInference", "LoomEval",
+                "LoomTensor", "LoomNN", "LoomTokenizer", "LoomData", "LoomTrain", "LoomInference", "LoomEval", "LoomPipeline",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: fastFlags
@@ -57,6 +59,7 @@ let package = Package(
         .testTarget(name: "LoomNNTests", dependencies: ["LoomNN"], resources: [.copy("Reference")]),
         .testTarget(name: "LoomTokenizerTests", dependencies: ["LoomTokenizer"], resources: [.copy("Reference")]),
         .testTarget(name: "LoomDataTests", dependencies: ["LoomData"]),
+        .testTarget(name: "LoomPipelineTests", dependencies: ["LoomPipeline", "LoomData", "LoomTrain"]),
         .testTarget(name: "LoomTrainTests", dependencies: ["LoomTrain", "LoomInference", "LoomEval"], exclude: ["Reference"]),
     ],
     swiftLanguageModes: [.v5]

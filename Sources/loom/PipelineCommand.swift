@@ -1,534 +1,86 @@
 import ArgumentParser
 import Foundation
-import LoomData
-import LoomEval
-import LoomInference
-import LoomTokenizer
+import LoomPipeline
 import LoomTrain
 
-/// The main job: every stage on the bundled data, each proving on held-out data that it did
-/// its job, ending in `report.md` (with charts) and `report.json`.
+extension PipelineStage: ExpressibleByArgument {}
+
+/// `loom pipeline`: parses flags into a `PipelineRecipe` (the recipe file, then any flag that
+/// overrides one of its values) and runs `Pipeline`.
 struct PipelineCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pipeline",
-        abstract: "The main job: prepare → pretrain → SFT → reward model → PPO-ptx, DPO and GRPO, with a report (report.md, report.json).",
+        abstract: "The main job: prepare → pretrain → SFT → reward model → PPO-ptx, DPO and GRPO, then the test split once, with a report (report.md, report.json).",
         discussion: """
-        Stages write into OUT: data/ (shards, tokenizer), tasks/ (instruction tasks), base/, sft/, reward/, ppo/, dpo/, \
-        grpo/ (model directories), and the report. --stop-after ends the run after a stage.
+        The recipe (configs/pipeline.json by default) holds every setting: tasks and their splits, the pretraining \
+        run, each stage, the evaluation; the flags below override single values. Stages write into OUT: tasks/, \
+        data/ and data-ptx/ (shards, tokenizer), base/, sft/, reward/, ppo/, dpo/, grpo/ (model directories), \
+        recipe.json (the recipe as run), and the report. --stop-after ends the run after a stage (the models made \
+        are still evaluated on the test split).
         """)
 
-    enum Stage: String, ExpressibleByArgument, CaseIterable { case pretrain, sft, reward, ppo, dpo, grpo }
-
     @Option(help: "Output directory.") var out: String = "runs/demo"
-    @Option(help: "Run configuration for pretraining.") var config: String = "configs/tiny.json"
-    @Option(help: "Bundled pretraining text (files or folders).") var data: [String] = ["data/pretrain"]
-    @Option(help: "Real human-written Q&A added to SFT (chat JSONL).") var sftExtra: [String] = ["data/alignment/faq_python.jsonl", "data/alignment/faq_debian_en.jsonl", "data/alignment/faq_debian_zh.jsonl"]
-    @Option(help: "Pretraining steps (default: the configuration's train.steps).") var pretrainSteps: Int?
-    @Option(help: "Instruction-task kinds (comma-separated; see `loom tasks --help`).") var kinds: String = "parity,lastDigit,countLetters,compareNumbers"
-    @Option(help: "Training problems per task file but the SFT one: RL prompts, rankings, preference pairs.") var trainTasks: Int = 4000
-    @Option(help: "SFT task demonstrations (prompt + written answer). Fewer than --train-tasks is RLHF's setting: demonstrations cost more than grades, so the RL stages see problems SFT never saw answered.")
-    var demonstrations: Int = 1000
-    @Option(help: "Dev problems: every figure a setting of the recipe is chosen by (800: 200 per default kind).") var devTasks: Int = 800
-    @Option(help: "Test problems: the headline figures, evaluated once at the end of the run (800: 200 per default kind).") var testTasks: Int = 800
-    @Option(help: "SFT answers per ranking prompt graded into the reward model's rankings (greedy + N − 1 sampled; 0 = constructed responses only).") var rankSamples: Int = 3
-    @Option(help: "Question–answer worksheets of training problems mixed into pretraining (0 = none).") var pretrainTaskDocuments: Int = 2000
-    @Option(help: "SFT steps (batches grouped by length).") var sftSteps: Int = 1000
-    @Option(help: "Reward-model steps.") var rewardSteps: Int = 150
-    @Option(help: "PPO iterations (the first --ppo-critic-warmup fit only the critic).") var ppoSteps: Int = 80
-    @Option(help: "PPO iterations at the start that fit only the critic.") var ppoCriticWarmup: Int = 10
-    @Option(help: "DPO steps.") var dpoSteps: Int = 100
-    @Option(help: "GRPO steps.") var grpoSteps: Int = 300
-    @Option(help: "Answers sampled per test problem (temperature 1) for the sampled accuracy.") var sampledAnswers: Int = 4
-    @Option(help: "Test problems (the first N) of the in-context curve: k = 0, 1, 5 examples, exact match and multiple choice.") var inContextProblems: Int = 400
-    @Option(help: "Stop after this stage.") var stopAfter: Stage?
-    @Option(help: "Seed of the task data.") var seed: UInt64 = 2026
+    @Option(help: "The recipe file (see configs/pipeline.json).") var recipe: String = "configs/pipeline.json"
+    @Option(help: "Run configuration for pretraining (recipe: pretrain.config).") var config: String?
+    @Option(help: "Pretraining text, files or folders (recipe: pretrain.data).") var data: [String] = []
+    @Option(help: "Pretraining steps (recipe: pretrain.steps).") var pretrainSteps: Int?
+    @Option(help: "Instruction-task kinds, comma-separated (recipe: tasks.kinds).") var kinds: String?
+    @Option(help: "Training problems per task file but the SFT one (recipe: tasks.train).") var trainTasks: Int?
+    @Option(help: "SFT task demonstrations (recipe: tasks.demonstrations).") var demonstrations: Int?
+    @Option(help: "Dev problems (recipe: tasks.dev).") var devTasks: Int?
+    @Option(help: "Test problems (recipe: tasks.test).") var testTasks: Int?
+    @Option(help: "SFT answers per ranking prompt graded into the rankings (recipe: tasks.rank_samples).") var rankSamples: Int?
+    @Option(help: "Worksheets of training problems mixed into pretraining (recipe: tasks.worksheets).") var pretrainTaskDocuments: Int?
+    @Option(help: "Seed of the task data (recipe: tasks.seed).") var seed: UInt64?
+    @Option(help: "SFT steps (recipe: sft.steps).") var sftSteps: Int?
+    @Option(help: "Reward-model steps (recipe: reward.steps).") var rewardSteps: Int?
+    @Option(help: "PPO iterations (recipe: ppo.steps).") var ppoSteps: Int?
+    @Option(help: "PPO iterations that fit only the critic (recipe: ppo.critic_warmup).") var ppoCriticWarmup: Int?
+    @Option(help: "DPO steps (recipe: dpo.steps).") var dpoSteps: Int?
+    @Option(help: "GRPO steps (recipe: grpo.steps).") var grpoSteps: Int?
+    @Option(help: "Answers sampled per test problem (recipe: evaluation.sampled_answers).") var sampledAnswers: Int?
+    @Option(help: "Test problems of the in-context curve (recipe: evaluation.in_context_problems).") var inContextProblems: Int?
+    @Option(help: "Seed of the RL stages (recipe: rl_seed); with --resume on a copy of a run, replicates its RL part (Benchmarks/replicate_rl.sh).") var rlSeed: UInt64?
+    @Option(help: "Stop after this stage.") var stopAfter: PipelineStage?
     @Option(help: "Threads.") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
     @Flag(help: "Continue a pipeline run in --out: finished stages are kept, an interrupted one resumes from its latest checkpoint.") var resume = false
     @Flag(help: "Replace the pipeline run already in --out.") var overwrite = false
 
-    /// How each stage treats its directory: `--resume` continues the stages that have a
-    /// checkpoint and starts the others.
-    var stageMode: RunMode { resume ? .resumeIfPresent : overwrite ? .overwrite : .fresh }
-
     func validate() throws {
         if resume && overwrite { throw ValidationError("--resume and --overwrite exclude each other: continue the run in --out, or replace it") }
-        guard devTasks >= 1, testTasks >= 1, trainTasks >= 1 else { throw ValidationError("--train-tasks, --dev-tasks and --test-tasks must be at least 1") }
-        guard demonstrations >= 1 else { throw ValidationError("--demonstrations must be at least 1, got \(demonstrations)") }
-        guard inContextProblems >= 1 else { throw ValidationError("--in-context-problems must be at least 1, got \(inContextProblems)") }
-        guard sampledAnswers >= 1 else { throw ValidationError("--sampled-answers must be at least 1, got \(sampledAnswers)") }
-        guard rankSamples >= 0 else { throw ValidationError("--rank-samples must not be negative, got \(rankSamples)") }
-        guard ppoCriticWarmup >= 0, ppoCriticWarmup < ppoSteps else {
-            throw ValidationError("--ppo-critic-warmup (\(ppoCriticWarmup)) must be at least 0 and below --ppo-steps (\(ppoSteps)), or PPO never updates the policy")
-        }
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
+        do { try makeRecipe().validate() } catch let error as RecipeError { throw ValidationError(error.message) }
+    }
+
+    /// The recipe file with the flags' overrides.
+    func makeRecipe() throws -> PipelineRecipe {
+        var r = try PipelineRecipe.load(URL(fileURLWithPath: recipe))
+        if let config { r.pretrain.config = config }
+        if !data.isEmpty { r.pretrain.data = data }
+        if let pretrainSteps { r.pretrain.steps = pretrainSteps }
+        if let kinds { r.tasks.kinds = kinds.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
+        if let trainTasks { r.tasks.train = trainTasks }
+        if let demonstrations { r.tasks.demonstrations = demonstrations }
+        if let devTasks { r.tasks.dev = devTasks }
+        if let testTasks { r.tasks.test = testTasks }
+        if let rankSamples { r.tasks.rankSamples = rankSamples }
+        if let pretrainTaskDocuments { r.tasks.worksheets = pretrainTaskDocuments }
+        if let seed { r.tasks.seed = seed }
+        if let sftSteps { r.sft.steps = sftSteps }
+        if let rewardSteps { r.reward.steps = rewardSteps }
+        if let ppoSteps { r.ppo.steps = ppoSteps }
+        if let ppoCriticWarmup { r.ppo.criticWarmup = ppoCriticWarmup }
+        if let dpoSteps { r.dpo.steps = dpoSteps }
+        if let grpoSteps { r.grpo.steps = grpoSteps }
+        if let sampledAnswers { r.evaluation.sampledAnswers = sampledAnswers }
+        if let inContextProblems { r.evaluation.inContextProblems = inContextProblems }
+        if let rlSeed { r.rlSeed = rlSeed }
+        return r
     }
 
     func run() throws {
-        let start = Date()
-        let root = URL(fileURLWithPath: out)
-        let stageDirectories = ["base", "sft", "reward", "ppo", "dpo", "grpo"].map { root.appendingPathComponent($0) }
-        if !resume && !overwrite {
-            let held = stageDirectories.filter { CheckpointStore(runDirectory: $0).holdsRun() }.map(\.lastPathComponent)
-            if !held.isEmpty || FileManager.default.fileExists(atPath: root.appendingPathComponent("report.json").path) {
-                throw ValidationError("\(root.path) already holds a pipeline run (\(held.isEmpty ? "report.json" : held.joined(separator: ", "))); pass --resume to continue it or --overwrite to replace it")
-            }
-        }
-        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
-        Threading.configure(threads: threads)
-        let report = PipelineReport(directory: root)
-        defer {
-            report.seconds = Date().timeIntervalSince(start)
-            try? report.write()
-            logLine("report: \(root.appendingPathComponent("report.md").path) (\(String(format: "%.0f", report.seconds)) s)")
-        }
-        let configuration = try TrainingConfiguration.load(URL(fileURLWithPath: config))
-        let taskKinds = try kinds.split(separator: ",").map { name -> InstructionTaskKind in
-            guard let kind = InstructionTaskKind(rawValue: String(name)) else {
-                throw ValidationError("--kinds: unknown task \"\(name)\"; known: \(InstructionTaskKind.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            return kind
-        }
-        func stage(_ name: String) { logLine("\n== \(name)  [\(formatDuration(Date().timeIntervalSince(start))) elapsed]") }
-
-        // Instruction tasks: train, dev and test problems are disjoint up to each kind's symmetries.
-        stage("tasks: \(taskKinds.map(\.rawValue).joined(separator: ", "))")
-        let tasksDirectory = root.appendingPathComponent("tasks")
-        let summary = try InstructionTaskFiles.write(to: tasksDirectory, train: trainTasks, dev: devTasks, test: testTasks, seed: seed,
-                                                     kinds: taskKinds, demonstrations: demonstrations)
-        logLine(summary.description)
-        // Dev for every figure a setting could be chosen by (and the stages' own evaluations);
-        // test evaluated once, at the end, for the headline table.
-        let dev = try PromptDataset.load(tasksDirectory.appendingPathComponent(InstructionTaskFiles.promptsDev)).examples
-        let test = try PromptDataset.load(tasksDirectory.appendingPathComponent(InstructionTaskFiles.promptsTest)).examples
-        let trainPrompts = try PromptDataset.load(tasksDirectory.appendingPathComponent(InstructionTaskFiles.promptsTrain)).examples
-        var pretrainInputs = data
-        if pretrainTaskDocuments > 0 {
-            let worksheet = tasksDirectory.appendingPathComponent("pretrain_worksheets.jsonl")
-            try writeWorksheets(to: worksheet, documents: pretrainTaskDocuments, kinds: taskKinds)
-            pretrainInputs.append(worksheet.path)
-        }
-
-        // 1. Data.
-        stage("prepare: \(pretrainInputs.joined(separator: ", "))")
-        var prepare = PrepareOptions(inputs: pretrainInputs, outputDirectory: root.appendingPathComponent("data"))
-        prepare.vocabSize = configuration.model.vocabularySize
-        let prepared = try PreparePipeline.run(prepare)
-        reportData(prepared.manifest, report)
-        // PPO-ptx's pretraining term samples text without the worksheets: no answers to task
-        // problems reach the RL stage through it. Same tokenizer, so the ids mean the same.
-        let ptxDirectory = root.appendingPathComponent("data-ptx")
-        var preparePTX = PrepareOptions(inputs: data, outputDirectory: ptxDirectory)
-        preparePTX.tokenizerPath = root.appendingPathComponent("data").appendingPathComponent("tokenizer.json").path
-        preparePTX.showProgress = false
-        _ = try PreparePipeline.run(preparePTX, log: { _ in })
-
-        // 2. Pretraining.
-        stage("pretrain: \(config)")
-        let baseDirectory = root.appendingPathComponent("base")
-        var pretrainOptions = PretrainOptions(
-            configuration: configuration, dataDirectory: root.appendingPathComponent("data"),
-            outputDirectory: baseDirectory, steps: pretrainSteps, threads: threads, logInterval: 25)
-        pretrainOptions.mode = stageMode
-        let pretrain = try Pretrainer(options: pretrainOptions).run()
-        try reportPretraining(pretrain, directory: baseDirectory, report)
-        let (baseModel, tokenizer) = try loadModelAndTokenizer(baseDirectory.path)
-        try reportSamples(baseModel, tokenizer, report)
-        let shots = Array(trainPrompts.prefix(5))
-        let testKinds = test.map { InstructionTask.kind(ofSource: $0.source)?.rawValue ?? "other" }
-        let kindNames = Array(Set(testKinds)).sorted()
-        func accuracyByKind(_ r: ExactMatchResult) -> [String: Double] { r.accuracyByGroup(testKinds) }
-        /// How a model is prompted: the base model 5-shot with plain Question/Answer text, the
-        /// others with one chat turn.
-        func format(_ key: String) -> PromptFormat { key == "base" ? .fewShot(shots) : .chat }
-        // The alignment tax: every model's loss on the pretraining validation text (the same
-        // windows for all), which fine-tuning on short answers raises and PPO-ptx pulls back.
-        let validationText = try TokenDataset(directory: root.appendingPathComponent("data"), split: "val")
-        func pretrainingText(_ model: LlamaModel) -> EvaluationResult {
-            evaluateLanguageModel(model: model, dataset: validationText, tokenizer: tokenizer, batch: 8,
-                                  context: min(256, model.configuration.maxPositionEmbeddings), batches: 32)
-        }
-        func accuracyRow(_ label: String, _ r: ExactMatchResult, textLoss: Double, sampled: SampledExactMatch? = nil) -> [String] {
-            let byKind = accuracyByKind(r)
-            return [label, String(format: "%.1f %%", r.accuracy * 100), "\(r.correct)/\(r.total)"]
-                + kindNames.map { String(format: "%.1f %%", (byKind[$0] ?? .nan) * 100) }
-                + [sampled.map { String(format: "%.1f %%", $0.accuracy * 100) } ?? "–",
-                   sampled.map { String(format: "%.1f %%", $0.passAt($0.samplesPerPrompt) * 100) } ?? "–",
-                   String(format: "%.3f", textLoss)]
-        }
-        let baseTextTokens = pretrainingText(baseModel).tokens
-        report.set("base", "format", "5-shot, plain Question/Answer text")
-
-        // Dev accuracy: what settings are chosen by. Every model as it is made.
-        var devRows: [[String]] = []
-        func recordDev(_ key: String, _ label: String, _ model: LlamaModel) {
-            let result = exactMatchAccuracy(model: model, tokenizer: tokenizer, prompts: dev, format: format(key))
-            logLine(String(format: "%@: dev exact match %.3f", label, result.accuracy))
-            report.set(key, "dev_accuracy", result.accuracy)
-            devRows.append([label, String(format: "%.1f %%", result.accuracy * 100), "\(result.correct)/\(result.total)"])
-            report.replaceSection("Dev accuracy", "Greedy exact match on \(dev.count) dev problems, the split every setting of this recipe is chosen on (never the test split). Measured after each stage.\n\n"
-                                  + markdownTable(["model", "dev accuracy", "correct"], devRows))
-        }
-        recordDev("base", "base (5-shot)", baseModel)
-        func evaluateDev(_ model: LlamaModel) -> ExactMatchResult {
-            exactMatchAccuracy(model: model, tokenizer: tokenizer, prompts: dev, format: .chat)
-        }
-        /// The models this run made, in order, for the final test evaluation.
-        var trained: [(key: String, label: String, directory: URL)] = [("base", "base (5-shot)", baseDirectory)]
-        var rewardDirectoryForTest: URL? = nil
-
-        /// Everything after pretraining; returns early after `--stop-after`'s stage.
-        func runStages() throws {
-        if stopAfter == .pretrain { return }
-
-        // 3. SFT on the task demonstrations plus real human-written Q&A.
-        stage("SFT")
-        let sftDirectory = root.appendingPathComponent("sft")
-        var sft = SFTOptions(model: baseDirectory, data: [tasksDirectory.appendingPathComponent(InstructionTaskFiles.sftTrain)] + sftExtra.map { URL(fileURLWithPath: $0) },
-                             output: sftDirectory)
-        sft.mode = stageMode
-        sft.settings.steps = sftSteps
-        // Batches of similar length: the few long FAQ answers no longer pad every batch to ~256
-        // tokens (4× faster steps, Benchmarks/sft_group_by_length.sh) nor outweigh the short task
-        // answers in each batch's token-mean loss. lr 3e-4 measured against 1e-3 and 1e-4 (4,000
-        // demonstrations, 1,500 steps): 81.1 % against 79.9 and 71.9 %, and 1e-3 costs the language
-        // model most (pretraining validation loss 4.20 → 7.89, at 3e-4 5.87). With 1,000
-        // demonstrations the validation loss is lowest between 500 and 1,000 steps (4.62) and
-        // rises by 1,500 (4.71): 1,000 steps.
-        sft.groupByLength = true
-        sft.settings.batchSize = 32
-        sft.settings.learningRate = 3e-4
-        sft.settings.minLearningRate = 3e-5
-        sft.settings.warmupSteps = 20
-        sft.settings.evalInterval = 250
-        sft.settings.logInterval = 100
-        sft.settings.threads = threads
-        let sftSummary = try SFTTrainer(options: sft).run()
-        recordDev("sft", "SFT", try LlamaModel.load(directory: sftDirectory))
-        trained.append(("sft", "SFT", sftDirectory))
-        report.set("sft", "val_loss", sftSummary.validationLoss)
-        report.set("sft", "examples", sftSummary.examples)
-        report.set("sft", "steps", sftSummary.steps)
-        report.set("sft", "demonstrations", demonstrations)
-        report.section("SFT", "\(sftSummary.examples) examples: \(demonstrations) task demonstrations (a written answer for \(String(format: "%.0f %%", 100 * Double(demonstrations) / Double(trainTasks))) as many problems as the RL stages get prompts for: demonstrations cost more than grades, as in InstructGPT) and the Python and Debian FAQs, \(sftSummary.steps) steps of \(sft.settings.batchSize) examples of similar length, loss on assistant tokens only. Validation loss \(String(format: "%.4f", sftSummary.validationLoss)).")
-        if stopAfter == .sft { return }
-
-        // 4. Reward model on the rankings: constructed responses and the SFT model's own graded answers.
-        stage("reward model")
-        if rankSamples > 0 {
-            // The rankings' rule asks for the SFT model's own answers, graded by the verifier,
-            // beside the constructed ones: the reward model then sees the mistakes PPO's policy makes.
-            let started = Date()
-            let placed = try RankingsWithSamples.write(to: tasksDirectory, model: sftDirectory,
-                                                       counts: [.train: trainTasks, .dev: devTasks, .test: testTasks],
-                                                       seed: seed, kinds: taskKinds, samples: rankSamples)
-            logLine(String(format: "rankings: %d SFT answers per prompt graded into them (%d rankings hold at least one) in %.0f s", rankSamples, placed, Date().timeIntervalSince(started)))
-            report.set("reward", "rankings_with_sft_answers", placed)
-        }
-        let rewardDirectory = root.appendingPathComponent("reward")
-        var reward = RewardOptions(model: sftDirectory, data: [tasksDirectory.appendingPathComponent(InstructionTaskFiles.rankingsTrain)], output: rewardDirectory)
-        reward.mode = stageMode
-        reward.heldout = [tasksDirectory.appendingPathComponent(InstructionTaskFiles.rankingsDev)]
-        reward.settings.steps = rewardSteps
-        reward.settings.threads = threads
-        let rewardSummary = try RewardTrainer(options: reward).run()
-        rewardDirectoryForTest = rewardDirectory
-        report.set("reward", "dev_pair_accuracy", rewardSummary.heldoutPairAccuracy)
-        report.set("reward", "dev_mean_margin", rewardSummary.heldoutMeanMargin)
-        report.set("reward", "reward_mean_offset", rewardSummary.rewardMean)
-        report.section("Reward model", """
-            Rankings are constructed by a stated rule (\(RankingBuilder.rule)), K = 4 answers per prompt, all C(4,2) pairs of a prompt in one batch element. \(rankSamples > 0 ? "The SFT model's own answers (greedy and \(rankSamples - 1) sampled at temperature 1), graded by the verifier, take the slot of their grade (train, dev and test rankings); constructed responses fill the others." : "Constructed responses only.") In half the training rankings the constructed wrong answer is a decoy, the right answer of another problem of the same kind (so an answer such as "1" is not liked for its own sake); dev and test rankings keep the plausible wrong answers (off by one, another digit of the number).
-            Dev pair accuracy \(String(format: "%.1f %%", rewardSummary.heldoutPairAccuracy * 100)), mean margin \(String(format: "%.3f", rewardSummary.heldoutMeanMargin)); rewards shifted so the demonstrations average 0 (offset \(String(format: "%.3f", rewardSummary.rewardMean))). Test accuracy, overall and on right-vs-wrong pairs alone, is in *Test results*.
-            """)
-        if stopAfter == .reward { return }
-
-        // 5. PPO-ptx.
-        stage("PPO-ptx")
-        let ppoDirectory = root.appendingPathComponent("ppo")
-        var ppo = PPOOptions(policy: sftDirectory, rewardModel: rewardDirectory,
-                             prompts: tasksDirectory.appendingPathComponent(InstructionTaskFiles.promptsTrain), output: ppoDirectory)
-        ppo.mode = stageMode
-        ppo.settings.steps = ppoSteps
-        ppo.settings.threads = threads
-        // Measured on this pipeline (1,000 held-out problems, SFT 71.5 %): lr 1e-4 with 32
-        // rollouts drifted (KL 2.4 nats) and lost 18 points; lr 2e-5 and β 0.1 lost 6 (the policy
-        // learns the reward model's mistakes, e.g. "1" as the last digit of 5225); lr 1e-5, β 0.3
-        // and 10 critic-only iterations lost 1.6, the least. With 1,000 demonstrations (SFT 68.1 %)
-        // and decoys in the reward model's rankings: 40 iterations +1.9 points, 80 +2.5 (lr 2e-5,
-        // β 0.2: +1.9; lr 3e-5, β 0.1: +1.0); without decoys 40 iterations +0.5.
-        ppo.settings.batchSize = 64
-        ppo.settings.learningRate = 1e-5
-        ppo.settings.minLearningRate = 1e-5
-        ppo.klCoefficient = 0.3
-        ppo.criticWarmupIterations = ppoCriticWarmup
-        ppo.settings.evalInterval = max(1, ppoSteps / 3)
-        ppo.ptxData = ptxDirectory
-        let ppoTrainer = PPOTrainer(options: ppo)
-        ppoTrainer.evaluate = { ["dev_accuracy": evaluateDev($0).accuracy] }
-        let ppoSummary = try ppoTrainer.run()
-        recordDev("ppo", "PPO-ptx", try LlamaModel.load(directory: ppoDirectory))
-        trained.append(("ppo", "PPO-ptx", ppoDirectory))
-        report.set("ppo", "mean_reward", ppoSummary.meanReward)
-        report.set("ppo", "first_mean_reward", ppoSummary.firstMeanReward)
-        report.set("ppo", "kl", ppoSummary.kl)
-        report.set("ppo", "iterations", ppoSummary.iterations)
-        try reportPPO(ppoSummary, directory: ppoDirectory, report)
-        if stopAfter == .ppo { return }
-
-        // 6. DPO from the same SFT model.
-        stage("DPO")
-        let dpoDirectory = root.appendingPathComponent("dpo")
-        var dpo = DPOOptions(model: sftDirectory, data: [tasksDirectory.appendingPathComponent(InstructionTaskFiles.preferencesTrain)], output: dpoDirectory)
-        dpo.mode = stageMode
-        dpo.settings.steps = dpoSteps
-        dpo.settings.threads = threads
-        // Plain DPO (no NLL term on the chosen answers: that would be RPO, which also trains on
-        // the ~1,600 written answers of the pairs).
-        dpo.sftWeight = 0
-        dpo.settings.learningRate = 1e-4
-        dpo.settings.minLearningRate = 1e-5
-        let dpoSummary = try DPOTrainer(options: dpo).run()
-        recordDev("dpo", "DPO", try LlamaModel.load(directory: dpoDirectory))
-        trained.append(("dpo", "DPO", dpoDirectory))
-        report.set("dpo", "method", dpo.methodName)
-        report.set("dpo", "validation_preference_accuracy", dpoSummary.heldout.accuracy)
-        report.set("dpo", "validation_reward_margin", dpoSummary.heldout.margin)
-        report.section("DPO", "Plain DPO (α = 0: no NLL term on the chosen answers), β = \(dpo.beta), \(dpoSummary.trainPairs) constructed pairs (reference answer over a wrong or off-format one), reference log-probabilities computed once. Preference accuracy on pairs of held-back training prompts \(String(format: "%.1f %%", dpoSummary.heldout.accuracy * 100)), reward margin \(String(format: "%.3f", dpoSummary.heldout.margin)).")
-        if stopAfter == .dpo { return }
-
-        // 7. GRPO from the same SFT model, rewarded by the verifier.
-        stage("GRPO")
-        let grpoDirectory = root.appendingPathComponent("grpo")
-        var grpo = GRPOOptions(model: sftDirectory, prompts: [tasksDirectory.appendingPathComponent(InstructionTaskFiles.promptsTrain)], output: grpoDirectory)
-        grpo.mode = stageMode
-        grpo.settings.steps = grpoSteps
-        grpo.settings.threads = threads
-        grpo.settings.batchSize = 16
-        grpo.groupSize = 8
-        // DAPO's dynamic sampling: groups whose 8 answers are all right (or all wrong) carry no
-        // advantage and are replaced by fresh prompts, so every update learns from problems the
-        // model gets right only sometimes. Measured from an SFT model on 1,000 demonstrations
-        // (69.8 %), 150 steps, lr 1e-4, β 0.05: 70.9 % without, 74.4 % with dynamic sampling.
-        // From the pipeline's SFT (68.1 %), held-out exact match every 50 steps: 72.5, 72.1, 74.8,
-        // 74.6, 77.9, 78.8 % (300 steps, 281 s with those evaluations).
-        grpo.dynamicSampling = true
-        grpo.settings.learningRate = 1e-4
-        grpo.settings.minLearningRate = 1e-4
-        grpo.klBeta = 0.05
-        let grpoSummary = try GRPOTrainer(options: grpo).run()
-        recordDev("grpo", "GRPO", try LlamaModel.load(directory: grpoDirectory))
-        trained.append(("grpo", "GRPO", grpoDirectory))
-        report.set("grpo", "train_reward_first", grpoSummary.firstMeanReward)
-        report.set("grpo", "train_reward_last", grpoSummary.meanReward)
-        report.set("grpo", "kl", grpoSummary.kl)
-        report.section("GRPO", "Group size \(grpo.groupSize), verifier reward (exact answer), KL β \(grpo.klBeta) to the SFT model, dynamic sampling (groups whose answers all score alike are replaced by fresh prompts, at most \(grpo.maxSamplingRounds) rounds). Mean training reward (verifier, answers sampled at T = 1) \(String(format: "%.3f → %.3f", grpoSummary.firstMeanReward, grpoSummary.meanReward)) over the first and the last \(min(10, grpoSummary.steps)) steps.")
-        }
-
-        /// The test split, evaluated once for every model this run made: the headline table.
-        func evaluateTest() throws {
-            stage("test: \(test.count) problems, every model once")
-            var rows: [[String]] = [], results: [String: ExactMatchResult] = [:], differences: [(String, PairedDifference)] = []
-            var curveRows: [[String]] = []
-            let shotCounts = [0, 1, 5], curveProblems = Array(test.prefix(inContextProblems))
-            for (key, label, directory) in trained {
-                let model = key == "base" ? baseModel : try LlamaModel.load(directory: directory)
-                let result = exactMatchAccuracy(model: model, tokenizer: tokenizer, prompts: test, format: format(key))
-                let sampled = key == "base" ? nil : sampledExactMatch(model: model, tokenizer: tokenizer, prompts: test, samples: sampledAnswers, seed: seed)
-                let textLoss = pretrainingText(model).loss
-                logLine(String(format: "%@: test exact match %.3f", label, result.accuracy))
-                report.set(key, "test_accuracy", result.accuracy)
-                report.set(key, "test_accuracy_by_kind", accuracyByKind(result))
-                if let sampled {
-                    report.set(key, "test_sampled_accuracy", sampled.accuracy)
-                    report.set(key, "test_pass_at_\(sampledAnswers)", sampled.passAt(sampledAnswers))
-                }
-                report.set(key, "pretraining_text_loss", textLoss)
-                let byKind = accuracyByKind(result)
-                rows.append([label, String(format: "%.1f %%", result.accuracy * 100), "\(result.correct)/\(result.total)"]
-                            + kindNames.map { String(format: "%.1f %%", (byKind[$0] ?? .nan) * 100) }
-                            + [sampled.map { String(format: "%.1f %%", $0.accuracy * 100) } ?? "–",
-                               sampled.map { String(format: "%.1f %%", $0.passAt($0.samplesPerPrompt) * 100) } ?? "–",
-                               String(format: "%.3f", textLoss)])
-                results[key] = result
-                // In-context learning: the same test problems with 0, 1 and 5 solved training
-                // problems first (plain text for the base model, earlier chat turns for the others).
-                let curve = inContextEvaluation(model: model, tokenizer: tokenizer, prompts: curveProblems, examples: trainPrompts,
-                                                shots: shotCounts, format: key == "base" ? .plain : .chat, seed: seed)
-                var curveReport: [String: Any] = [:]
-                for point in curve {
-                    curveReport["\(point.shots)"] = ["exact_match": point.exactMatch, "multiple_choice": point.multipleChoice ?? Double.nan,
-                                                     "multiple_choice_norm": point.multipleChoiceNormalized ?? Double.nan]
-                }
-                report.set(key, "test_in_context", curveReport)
-                func percent(_ x: Double?) -> String { x.map { String(format: "%.1f %%", $0 * 100) } ?? "–" }
-                curveRows.append([label] + curve.map { percent($0.exactMatch) } + curve.map { percent($0.multipleChoice) })
-                if key != "base" && key != "sft", let sft = results["sft"] {
-                    let d = result.difference(from: sft, seed: seed)
-                    differences.append((label, d))
-                    report.set(key, "test_accuracy_minus_sft", d.difference)
-                    report.set(key, "test_accuracy_minus_sft_ci95", [d.low, d.high])
-                }
-            }
-            var body = "Exact match on \(test.count) test problems (\(taskKinds.map(\.rawValue).joined(separator: ", "))), evaluated once at the end of the run; no setting of the recipe was chosen on them (see *Dev accuracy*). Train, dev and test problems are disjoint up to each kind's symmetries. Greedy decoding; the sampled columns grade \(sampledAnswers) answers per problem at temperature 1 (what the RL stages' rollouts are): the share of right ones, and pass@\(sampledAnswers). The last column is the model's loss (nats per token) on the pretraining validation text, the same \(baseTextTokens) tokens for every model: the alignment tax.\n\n"
-            body += markdownTable(["model", "test accuracy", "correct"] + kindNames + ["sampled, T = 1", "pass@\(sampledAnswers)", "pretraining text loss"], rows)
-            if !differences.isEmpty {
-                body += "\nEach RL model against SFT on the same test problems (paired bootstrap over the problems, 2,000 resamples; an interval that holds 0 does not tell the two apart):\n\n"
-                body += markdownTable(["model", "minus SFT", "95 % interval", "only SFT right", "only this model right"], differences.map { label, d in
-                    [label, String(format: "%+.1f points", d.difference * 100), String(format: "%+.1f … %+.1f", d.low * 100, d.high * 100), "\(d.onlyBaseline)", "\(d.onlyThis)"]
-                })
-            }
-            body += "\nSample answers to the first test prompts:\n\n"
-            var samples: [[String]] = []
-            for p in test.prefix(6).indices {
-                var row = ["`\(test[p].prompt)`", "`\(test[p].answer ?? "")`"]
-                for name in ["base", "sft", "ppo", "dpo", "grpo"] {
-                    guard let r = results[name] else { row.append("–"); continue }
-                    row.append("\(r.samples[p].correct ? "✓" : "✗") `\(r.samples[p].response)`")
-                }
-                samples.append(row)
-            }
-            body += markdownTable(["prompt", "answer", "base", "SFT", "PPO", "DPO", "GRPO"], samples)
-            if let rewardDirectory = rewardDirectoryForTest {
-                let tasks = InstructionTaskFiles.tasks(for: .rankings, count: testTasks, split: .test, seed: seed, kinds: taskKinds)
-                let rankings = PreferenceDataset.separate(try PreferenceDataset.load(tasksDirectory.appendingPathComponent(InstructionTaskFiles.rankingsTest)).records).rankings
-                let accuracy = try rewardRankingAccuracy(rewardDirectory: rewardDirectory, rankings: rankings, answers: tasks.map(\.answer))
-                report.set("reward", "test_pair_accuracy", accuracy.all)
-                report.set("reward", "test_right_vs_wrong_accuracy", accuracy.rightVersusWrong)
-                body += "\n\nReward model on the \(rankings.count) test rankings: pair accuracy **\(String(format: "%.1f %%", accuracy.all * 100))** over all \(accuracy.pairs) ordered pairs (most contrast format or length), **\(String(format: "%.1f %%", accuracy.rightVersusWrong * 100))** on the \(accuracy.rightVersusWrongPairs) pairs of a right and a wrong answer alone (does it tell a right answer from a wrong one?)."
-            }
-            body += "\n\nIn-context learning on the first \(curveProblems.count) test problems: k = \(shotCounts.map(String.init).joined(separator: ", ")) solved training problems shown first (drawn per problem, the same ones at every k; plain Question/Answer text for the base model, earlier chat turns for the others). Exact match is the greedy answer; multiple choice picks the candidate (the answer and the task's plausible wrong answers) with the highest log-likelihood, as the few-shot benchmarks of the GPT-3 paper and lm-evaluation-harness do. What pretraining alone gives is the base row; what each stage adds is the rows below it.\n\n"
-            body += markdownTable(["model"] + shotCounts.map { "exact match, k = \($0)" } + shotCounts.map { "multiple choice, k = \($0)" }, curveRows)
-            report.replaceSection("Test results", body)
-        }
-        try runStages()
-        try evaluateTest()
-    }
-
-    /// Pair accuracy of the reward model in `rewardDirectory` on `rankings` (every ordered pair
-    /// of each ranking: the better one should score higher), and on the pairs of a right and a
-    /// wrong answer alone (`answers[i]` is the right answer of ranking i; right is
-    /// `InstructionTasks.verify`).
-    func rewardRankingAccuracy(rewardDirectory: URL, rankings: [RankedResponses], answers: [String]) throws
-        -> (all: Double, pairs: Int, rightVersusWrong: Double, rightVersusWrongPairs: Int) {
-        precondition(rankings.count == answers.count, "one answer per ranking")
-        let scorer = try RewardModel.load(directory: rewardDirectory)
-        let tokenizer = try ByteLevelBPETokenizer(contentsOf: rewardDirectory.appendingPathComponent("tokenizer.json"))
-        let encoder = ChatEncoder(tokenizer: tokenizer)
-        var prompts: [[Int32]] = [], responses: [[Int32]] = []
-        for ranking in rankings {
-            for response in ranking.responses { prompts.append(encoder.prompt(ranking.prompt)); responses.append(encoder.response(response)) }
-        }
-        let scores = scorer.rawScores(prompts: prompts, responses: responses, padID: Int32(tokenizer.padID ?? tokenizer.endOfTextID),
-                                      maxLength: scorer.model.configuration.maxPositionEmbeddings)
-        var offset = 0, right = 0, total = 0, rwRight = 0, rwTotal = 0
-        for (ranking, answer) in zip(rankings, answers) {
-            for (a, better) in ranking.ranking.enumerated() {
-                for worse in ranking.ranking[(a + 1)...] {
-                    let won = scores[offset + better] > scores[offset + worse]
-                    total += 1; if won { right += 1 }
-                    let betterRight = InstructionTasks.verify(response: ranking.responses[better], answer: answer)
-                    let worseRight = InstructionTasks.verify(response: ranking.responses[worse], answer: answer)
-                    if betterRight && !worseRight { rwTotal += 1; if won { rwRight += 1 } }
-                }
-            }
-            offset += ranking.responses.count
-        }
-        return (Double(right) / Double(max(total, 1)), total, Double(rwRight) / Double(max(rwTotal, 1)), rwTotal)
-    }
-
-    /// Pretraining text made of training problems as plain question–answer worksheets (ten
-    /// per document), so the base model has seen the tasks' language before SFT. Held-out
-    /// problems never appear: the generator's split is decided by the problem itself.
-    func writeWorksheets(to url: URL, documents: Int, kinds: [InstructionTaskKind]) throws {
-        let tasks = InstructionTasks.generate(kinds: kinds, count: documents * 10, seed: seed &+ 99, split: .train)
-        var lines: [String] = []
-        for start in stride(from: 0, to: tasks.count, by: 10) {
-            let text = tasks[start..<min(start + 10, tasks.count)].map { "Question: \($0.prompt)\nAnswer: \($0.answer)\n" }.joined(separator: "\n")
-            let data = try JSONSerialization.data(withJSONObject: ["text": text, "source": "constructed: InstructionTasks worksheet (train split)"], options: [.sortedKeys])
-            lines.append(String(decoding: data, as: UTF8.self))
-        }
-        try writeAtomically(Data((lines.joined(separator: "\n") + "\n").utf8), to: url)
-    }
-
-    func reportData(_ m: Manifest, _ report: PipelineReport) {
-        report.set("data", "documents_read", m.documentsRead)
-        report.set("data", "documents_kept", m.documentsKept)
-        report.set("data", "removed", m.removed)
-        report.set("data", "train_tokens", m.splits["train"]?.tokens ?? 0)
-        report.set("data", "val_tokens", m.splits["val"]?.tokens ?? 0)
-        report.section("Data", markdownTable(["", "value"], [
-            ["sources", "\(m.sources.count) files"],
-            ["documents read / kept", "\(m.documentsRead) / \(m.documentsKept)"],
-            ["removed", m.removed.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")],
-            ["boilerplate lines removed", "\(m.cleaning.boilerplateLinesRemoved)"],
-            ["train tokens", "\(m.splits["train"]?.tokens ?? 0) (\(m.splits["train"]?.bytes ?? 0) bytes)"],
-            ["validation tokens", "\(m.splits["val"]?.tokens ?? 0) (\(m.splits["val"]?.bytes ?? 0) bytes)"],
-            ["tokenizer", "byte-level BPE, \(m.vocabSize) tokens"],
-        ]))
-    }
-
-    func reportPretraining(_ pretrain: PretrainSummary, directory: URL, _ report: PipelineReport) throws {
-        let metrics = MetricsLog.read(directory.appendingPathComponent("metrics.jsonl"))
-        let trainCurve = curve(metrics, "loss"), valCurve = curve(metrics, "val_loss")
-        let lossChart = try report.chart("pretrain_loss", LineChart(
-            title: "Pretraining loss", xLabel: "step", yLabel: "cross-entropy (nats)",
-            series: [.init(name: "train", points: trainCurve, color: "#1f77b4"), .init(name: "validation", points: valCurve, color: "#d62728")]))
-        report.set("pretrain", "steps", pretrain.steps)
-        report.set("pretrain", "parameters", pretrain.parameters)
-        report.set("pretrain", "train_loss", pretrain.finalTrainLoss)
-        report.set("pretrain", "val_loss", pretrain.validation?.loss ?? Double.nan)
-        report.set("pretrain", "val_bpb", pretrain.validation?.bitsPerByte ?? Double.nan)
-        report.set("pretrain", "tokens_per_second", pretrain.tokensPerSecond)
-        report.set("pretrain", "seconds", pretrain.seconds)
-        report.section("Pretraining", """
-            \(pretrain.parameters) parameters, \(pretrain.steps) steps, \(String(format: "%.0f", pretrain.tokensPerSecond)) tokens/s on \(threads) thread(s), \(String(format: "%.0f", pretrain.seconds)) s.
-
-            \(markdownTable(["final train loss", "validation loss", "validation bits/byte"],
-                            [[String(format: "%.4f", pretrain.finalTrainLoss), String(format: "%.4f", pretrain.validation?.loss ?? .nan),
-                              String(format: "%.4f", pretrain.validation?.bitsPerByte ?? .nan)]]))
-            Train loss: `\(sparkline(trainCurve.map(\.y)))`
-
-            \(lossChart)
-            """)
-    }
-
-    func reportSamples(_ model: LlamaModel, _ tokenizer: ByteLevelBPETokenizer, _ report: PipelineReport) throws {
-        let generator = Generator(model: model, stopTokens: [Int32(tokenizer.endOfTextID)])
-        var rows: [[String]] = [], samples: [[String: String]] = []
-        for (i, prompt) in ["ROMEO:", "And Jesus said unto them,", "The Python interpreter", "床前明月光，"].enumerated() {
-            let ids = tokenizer.encode(prompt).map(Int32.init)
-            let result = generator.generate(prompt: ids, maxTokens: 48, sampling: SamplingParameters(temperature: 0.8, topK: 50, topP: 0.95, seed: UInt64(i)))
-            let text = tokenizer.decode(result.tokens.map(Int.init))
-            rows.append(["`\(prompt)`", text])
-            samples.append(["prompt": prompt, "completion": text])
-            logLine("  \(prompt)\(text.replacingOccurrences(of: "\n", with: " ⏎ "))")
-        }
-        report.figures["pretrain", default: [:]]["samples"] = samples
-        report.section("Samples from the base model (temperature 0.8, top-k 50, top-p 0.95)", markdownTable(["prompt", "completion"], rows))
-    }
-
-    func reportPPO(_ summary: PPOSummary, directory: URL, _ report: PipelineReport) throws {
-        let metrics = MetricsLog.read(directory.appendingPathComponent("metrics.jsonl"))
-        let rewardChart = try report.chart("ppo_reward", LineChart(
-            title: "PPO: mean reward-model score of rollouts", xLabel: "iteration", yLabel: "reward",
-            series: [.init(name: "reward", points: curve(metrics, "reward"), color: "#2ca02c")]))
-        let klChart = try report.chart("ppo_kl", LineChart(
-            title: "PPO: KL(policy ‖ SFT) per answer", xLabel: "iteration", yLabel: "nats",
-            series: [.init(name: "KL", points: curve(metrics, "kl"), color: "#9467bd")]))
-        let last = metrics.last ?? [:]
-        func value(_ key: String) -> String { (last[key] as? Double).map { String(format: "%.3f", $0) } ?? "–" }
-        report.section("PPO-ptx", """
-            \(summary.iterations) iterations (the first \(ppoCriticWarmup) fit only the critic). Mean reward-model score of the rollouts \(String(format: "%.3f → %.3f", summary.firstMeanReward, summary.meanReward)) over the first and the last 10 iterations, KL to the SFT model \(String(format: "%.3f", summary.kl)) nats per answer.
-            Last iteration: entropy \(value("entropy")), response length \(value("response_length")), clip fraction \(value("clip_fraction")), value loss \(value("value_loss")), explained variance \(value("explained_variance")), SFT perplexity of the answers \(value("sft_perplexity")), pretraining loss \(value("ptx_loss")).
-
-            \(rewardChart)
-
-            \(klChart)
-            """)
-    }
-
-    func curve(_ metrics: [[String: Any]], _ key: String) -> [(x: Double, y: Double)] {
-        metrics.compactMap { r in
-            guard let s = r["step"] as? Int, let v = r[key] as? Double else { return nil }
-            return (Double(s), v)
-        }
+        let pipeline = Pipeline(recipe: try makeRecipe(), output: URL(fileURLWithPath: out),
+                                mode: resume ? .resumeIfPresent : overwrite ? .overwrite : .fresh, stopAfter: stopAfter, threads: threads)
+        try pipeline.run()
     }
 }
