@@ -5,6 +5,8 @@ import LoomEval
 import LoomTokenizer
 import LoomTrain
 
+extension InContextFormat: ExpressibleByArgument {}
+
 struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
@@ -22,7 +24,7 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Model directory.") var model: String
     @Option(help: "exact-match, in-context (k-shot exact match and multiple choice for each k of --shot-counts) or perplexity.") var task: Task
     @Option(help: "in-context: the numbers of in-context examples, drawn per prompt from --few-shot (comma-separated).") var shotCounts: String = "0,1,5"
-    @Option(help: "in-context: plain (Question/Answer text, base models) or chat (examples as earlier turns, chat models).") var format: String = "plain"
+    @Option(help: "in-context: plain (Question/Answer text, base models) or chat (examples as earlier turns, chat models).") var format: InContextFormat = .plain
     @Option(help: "Prompts JSONL with answers (exact-match).") var prompts: String?
     @Option(help: "Prompts JSONL with answers to use as in-context examples (base models); chat format when unset.") var fewShot: String?
     @Option(help: "Number of in-context examples.") var shots: Int = 5
@@ -39,7 +41,6 @@ struct EvalCommand: ParsableCommand {
         guard sampled >= 0 else { throw ValidationError("--sampled must not be negative, got \(sampled)") }
         if task == .inContext {
             _ = try parsedShotCounts()
-            guard InContextFormat(rawValue: format) != nil else { throw ValidationError("--format must be plain or chat, got \(format)") }
         }
     }
 
@@ -88,10 +89,10 @@ struct EvalCommand: ParsableCommand {
                 throw ValidationError("--few-shot \(fewShot) holds \(pool.count) examples with answers; --shot-counts asks for up to \(counts.max()!)")
             }
             let results = inContextEvaluation(model: model, tokenizer: tokenizer, prompts: examples, examples: pool, shots: counts,
-                                              format: InContextFormat(rawValue: format)!, seed: seed, maxTokens: maxTokens)
+                                              format: format, seed: seed, maxTokens: maxTokens)
             func number(_ x: Double?) -> String { x.map { "\($0)" } ?? "null" }
             let rows = results.map { "{\"shots\": \($0.shots), \"exact_match\": \($0.exactMatch), \"multiple_choice\": \(number($0.multipleChoice)), \"multiple_choice_norm\": \(number($0.multipleChoiceNormalized)), \"prompts\": \($0.prompts)}" }
-            print("{\"task\": \"in-context\", \"format\": \"\(format)\", \"results\": [\(rows.joined(separator: ", "))]}")
+            print("{\"task\": \"in-context\", \"format\": \"\(format.rawValue)\", \"results\": [\(rows.joined(separator: ", "))]}")
         case .perplexity:
             guard let data else { throw ValidationError("--task perplexity needs --data DIR") }
             let dataset = try TokenDataset(directory: URL(fileURLWithPath: data), split: "val")
