@@ -15,31 +15,6 @@ func loadModelAndTokenizer(_ directory: String) throws -> (LlamaModel, ByteLevel
     return (model, tokenizer)
 }
 
-/// Writes decoded text as tokens arrive, holding back bytes of an incomplete UTF-8 character.
-struct StreamingDecoder {
-    let tokenizer: ByteLevelBPETokenizer
-    var pending: [UInt8] = []
-
-    mutating func push(_ token: Int32) -> String {
-        pending += tokenizer.decodeBytes([Int(token)])
-        // Emit the longest prefix that is complete UTF-8.
-        var end = pending.count
-        while end > 0 {
-            if String(validating: pending[0..<end], as: UTF8.self) != nil { break }
-            end -= 1
-            if pending.count - end > 3 { end = pending.count; break }   // invalid bytes: emit as they are
-        }
-        let text = String(decoding: pending[0..<end], as: UTF8.self)
-        pending.removeFirst(end)
-        return text
-    }
-
-    mutating func flush() -> String {
-        defer { pending = [] }
-        return String(decoding: pending, as: UTF8.self)
-    }
-}
-
 struct SamplingOptions: ParsableArguments {
     @Option(help: "Maximum new tokens.") var maxTokens: Int = 128
     @Option(help: "Temperature; 0 = greedy.") var temperature: Float = 0.8
@@ -73,7 +48,7 @@ struct GenerateCommand: ParsableCommand {
         guard !ids.isEmpty else { throw ValidationError("--prompt is empty") }
         var stops: Set<Int32> = [Int32(tokenizer.endOfTextID)]
         if let end = tokenizer.tokenID("<|im_end|>") { stops.insert(Int32(end)) }
-        var decoder = StreamingDecoder(tokenizer: tokenizer)
+        var decoder = UTF8StreamDecoder(tokenizer: tokenizer)
         let result = Generator(model: model, stopTokens: stops).generate(prompt: ids, maxTokens: sampling.maxTokens, sampling: sampling.parameters) { token in
             FileHandle.standardOutput.write(Data(decoder.push(token).utf8))
             return true

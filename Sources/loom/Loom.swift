@@ -7,6 +7,7 @@ struct Loom: ParsableCommand {
         abstract: "Loom: a large language model pipeline in Swift, from raw text to an aligned chat model.",
         subcommands: [
             PipelineCommand.self,
+            ChatCommand.self,
             BenchCommand.self,
             PretrainCommand.self,
             SFTCommand.self,
