@@ -33,12 +33,13 @@ if (( swift_only )); then
     exit "$status"
 fi
 
-echo "== reference checks (PyTorch, transformers, tokenizers)"
+echo "== reference checks (PyTorch, transformers, tokenizers, gguf)"
 venv="${LOOM_REFERENCE_VENV:-.venv-ref}"
 scripts/setup_python.sh "$venv" >/dev/null
 py="$venv/bin/python"
 "$py" Tests/Reference/make_llama_reference.py --check
 "$py" Tests/Reference/make_loss_reference.py --check
+"$py" Tests/Reference/make_gguf_reference.py --check
 # The tokenizer script rewrites its references in place; any difference is a failure.
 "$py" scripts/make_tokenizer_reference.py "$py" >/dev/null
 if ! git diff --quiet -- Tests/LoomTokenizerTests/Reference; then
@@ -47,5 +48,5 @@ if ! git diff --quiet -- Tests/LoomTokenizerTests/Reference; then
     exit 1
 fi
 echo "reference checks passed"
-echo "tests: $(( passed + 3 )) passed, $failed failed"
+echo "tests: $(( passed + 4 )) passed, $failed failed"
 exit "$status"
