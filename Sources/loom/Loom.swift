@@ -19,6 +19,7 @@ struct Loom: ParsableCommand {
             TasksCommand.self,
             DPOCommand.self,
             GRPOCommand.self,
+            ImportCommand.self,
         ]
     )
 }
