@@ -40,6 +40,7 @@ py="$venv/bin/python"
 "$py" Tests/Reference/make_llama_reference.py --check
 "$py" Tests/Reference/make_loss_reference.py --check
 "$py" Tests/Reference/make_gguf_reference.py --check
+"$py" Tests/Reference/make_pretokenizer_reference.py --check
 # The tokenizer script rewrites its references in place; any difference is a failure.
 "$py" scripts/make_tokenizer_reference.py "$py" >/dev/null
 if ! git diff --quiet -- Tests/LoomTokenizerTests/Reference; then
@@ -52,5 +53,5 @@ echo "reference checks passed"
 # transformers loading the same file; skipped, with the reason, when it cannot be fetched.
 echo "== SmolLM2 GGUF import parity (transformers)"
 "$py" Tests/Reference/check_smollm2_parity.py --loom .build/debug/loom
-echo "tests: $(( passed + 5 )) passed, $failed failed"
+echo "tests: $(( passed + 6 )) passed, $failed failed"
 exit "$status"
