@@ -101,3 +101,33 @@ extension ByteLevelBPETokenizer {
         try self.init(parts: parts, file: file)
     }
 }
+
+extension ByteLevelBPETokenizer {
+    /// This tokenizer as GGUF metadata (the inverse of `init(gguf:file:)`): every id's token
+    /// (its tokenizer.json spelling, or an added token's text), control type for special added
+    /// tokens and user-defined for the others, the merges, the pre-tokenizer's name, the
+    /// special token ids and the chat template. GGUF cannot say "add a prefix space" or
+    /// "normalise to NFC", so a tokenizer that does either is refused (`file` names it).
+    public func ggufVocabulary(file: String) throws -> GGUFVocabulary {
+        if parts.addPrefixSpace || parts.normalizeNFC {
+            throw TokenizerError(file: file, "a tokenizer with add_prefix_space or an NFC normalizer cannot be written to GGUF metadata")
+        }
+        var tokens = [String](repeating: "", count: vocabularySize)
+        var types = [Int](repeating: 1, count: vocabularySize)
+        for (spelling, id) in parts.modelVocab { tokens[id] = spelling }
+        for token in parts.addedTokens {
+            tokens[token.id] = token.content
+            types[token.id] = token.special ? GGUFVocabulary.controlType : GGUFVocabulary.userDefinedType
+        }
+        var vocabulary = GGUFVocabulary(model: "gpt2", preTokenizer: parts.pattern.llamaCppName, tokens: tokens, tokenTypes: types,
+                                        merges: parts.merges.map { $0.left + " " + $0.right })
+        vocabulary.eosID = endOfTextID
+        vocabulary.bosID = parts.bosToken.flatMap { tokenIndex[$0] }
+        vocabulary.paddingID = padID
+        vocabulary.unknownID = parts.unknownToken.flatMap { tokenIndex[$0] }
+        vocabulary.addBOSToken = parts.addBOSToken
+        vocabulary.chatTemplate = chatTemplate.jinja
+        vocabulary.contextLength = modelMaxLength
+        return vocabulary
+    }
+}

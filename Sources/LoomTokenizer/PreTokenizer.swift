@@ -43,12 +43,25 @@ public enum PreTokenizerPattern: Sendable, Equatable {
         case "smollm": self = .smollm
         case "llama-bpe", "llama3", "llama-v3": self = .llama3
         case "qwen2": self = .qwen2
+        case "loom": self = .loom
         default: return nil
         }
     }
 
+    /// The name written to `tokenizer.ggml.pre` on export. "loom" is Loom's own: llama.cpp
+    /// and transformers do not know it (they would refuse it, or split text like GPT-2).
+    public var llamaCppName: String {
+        switch self {
+        case .gpt2: "gpt2"
+        case .smollm: "smollm"
+        case .llama3: "llama-bpe"
+        case .qwen2: "qwen2"
+        case .loom: "loom"
+        }
+    }
+
     /// The `tokenizer.ggml.pre` names Loom reads.
-    public static let llamaCppNames = ["default", "gpt2", "llama-bpe", "llama-v3", "llama3", "qwen2", "smollm"]
+    public static let llamaCppNames = ["default", "gpt2", "llama-bpe", "llama-v3", "llama3", "loom", "qwen2", "smollm"]
 
     /// Llama 3's pattern as Hugging Face writes it.
     public static let llama3Regex = #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#

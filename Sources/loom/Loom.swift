@@ -20,6 +20,7 @@ struct Loom: ParsableCommand {
             DPOCommand.self,
             GRPOCommand.self,
             ImportCommand.self,
+            ExportCommand.self,
         ]
     )
 }
