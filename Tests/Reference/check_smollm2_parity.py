@@ -9,7 +9,10 @@
 3. transformers loads the GGUF (`from_pretrained(dir, gguf_file=..., dtype=float32)`) and writes,
    into a temporary directory, the references: token ids of English, Chinese, code and emoji text,
    the logits of several prompts, and 64-token greedy continuations.
-4. `swift test --filter SmolLM2ParityTests` compares Loom against them: logits within 1e-3
+4. `loom export gguf --type q8_0` of the imported model: the gguf package reads back, bit for bit,
+   its own Q8_0 quantisation of the weights; transformers loads the file (same ids, logits within
+   the quantisation's error).
+5. `swift test --filter SmolLM2ParityTests` compares Loom against them: logits within 1e-3
    absolute, greedy tokens identical, token ids identical.
 
 Here, in Python, the imported directory must also load in transformers (`from_pretrained(DIR)`)
@@ -63,6 +66,72 @@ PROMPTS = [
 def run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
     print("$ " + " ".join(command), flush=True)
     return subprocess.run(command, check=True, **kwargs)
+
+
+def check_export(loom: Path, model_dir: Path, out: Path, gguf_tokenizer, imported) -> list[str]:
+    """`loom export gguf --type q8_0` of the imported model: the gguf package reads the tensors
+    back equal, bit for bit, to its own quantisation of the weights (query and key rows
+    interleaved as llama.cpp's converter does), and transformers loads the file with the same
+    token ids and the logits of the float32 model within the quantisation's error."""
+    import gguf
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    exported = out / "exported.q8_0.gguf"
+    run([str(loom), "export", "gguf", str(model_dir), "--out", str(exported), "--type", "q8_0"])
+    failures = []
+    reader = gguf.GGUFReader(str(exported))
+    weights = load_file(str(model_dir / "model.safetensors"))
+    config = json.loads((model_dir / "config.json").read_text())
+    names = {"token_embd.weight": "model.embed_tokens.weight", "output_norm.weight": "model.norm.weight"}
+    parts = {"attn_norm": "input_layernorm", "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
+             "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj", "ffn_norm": "post_attention_layernorm",
+             "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj"}
+
+    def interleave(w: np.ndarray, heads: int) -> np.ndarray:
+        return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+    # Every tensor's type and shape; the bytes of the embedding, the final norm and blocks 0 and 29
+    # (quantising all 135 M weights in NumPy would cost a minute of the test run).
+    for tensor in reader.tensors:
+        if not (tensor.name.startswith(("blk.0.", "blk.29.")) or not tensor.name.startswith("blk.")):
+            if tensor.tensor_type not in (gguf.GGMLQuantizationType.Q8_0, gguf.GGMLQuantizationType.F32):
+                failures.append(f"export: {tensor.name} is {tensor.tensor_type.name}")
+            continue
+        if tensor.name.startswith("blk."):
+            _, layer, part, _ = tensor.name.split(".")
+            hf = f"model.layers.{layer}.{parts[part]}.weight"
+        else:
+            hf = names[tensor.name]
+        original = weights[hf]
+        if "q_proj" in hf:
+            original = interleave(original, config["num_attention_heads"])
+        elif "k_proj" in hf:
+            original = interleave(original, config["num_key_value_heads"])
+        expected_type = gguf.GGMLQuantizationType.Q8_0 if original.ndim == 2 else gguf.GGMLQuantizationType.F32
+        if tensor.tensor_type != expected_type:
+            failures.append(f"export: {tensor.name} is {tensor.tensor_type.name}, expected {expected_type.name}")
+            continue
+        expected = gguf.quants.quantize(np.ascontiguousarray(original), expected_type)
+        if not np.array_equal(np.asarray(tensor.data).view(np.uint8).reshape(-1), expected.view(np.uint8).reshape(-1)):
+            failures.append(f"export: {tensor.name} differs from gguf.quants.quantize of {hf}")
+    if len(reader.tensors) != len(weights):
+        failures.append(f"export: {len(reader.tensors)} tensors in the GGUF, {len(weights)} in the model")
+
+    exported_tokenizer = AutoTokenizer.from_pretrained(exported.parent, gguf_file=exported.name)
+    for name, text in TEXTS.items():
+        if exported_tokenizer(text, add_special_tokens=False)["input_ids"] != gguf_tokenizer(text, add_special_tokens=False)["input_ids"]:
+            failures.append(f"export: transformers tokenizes the {name} text differently from the original GGUF")
+    model = AutoModelForCausalLM.from_pretrained(exported.parent, gguf_file=exported.name, dtype=torch.float32)
+    ids = gguf_tokenizer(PROMPTS[0], add_special_tokens=False, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        reference = imported(ids).logits[0]
+        difference = (model(ids).logits[0] - reference).abs().max().item()
+    scale = reference.abs().max().item()
+    print(f"exported Q8_0 GGUF in transformers: max |Δlogit| {difference:.3f} against the float32 model (logits up to {scale:.1f})")
+    if difference > 0.05 * scale:
+        failures.append(f"export: transformers' logits on the Q8_0 export differ by {difference} (logits up to {scale})")
+    return failures
 
 
 def main() -> int:
@@ -138,6 +207,11 @@ def main() -> int:
                                                         "logit_tolerance": LOGIT_TOLERANCE}, ensure_ascii=False, indent=1))
         if failures:
             print("SmolLM2 parity FAILED (Python side):\n  " + "\n  ".join(failures), file=sys.stderr)
+            return 1
+
+        failures += check_export(args.loom, model_dir, out, gguf_tokenizer, imported)
+        if failures:
+            print("SmolLM2 parity FAILED (export):\n  " + "\n  ".join(failures), file=sys.stderr)
             return 1
 
         env = dict(os.environ, LOOM_SMOLLM2_REFERENCE=str(out))
