@@ -12,7 +12,9 @@
 4. `loom export gguf --type q8_0` of the imported model: the gguf package reads back, bit for bit,
    its own Q8_0 quantisation of the weights; transformers loads the file (same ids, logits within
    the quantisation's error).
-5. `swift test --filter SmolLM2ParityTests` compares Loom against them: logits within 1e-3
+5. A copy shaped like Loom's aligned models (eos <|endoftext|>, turns ending in <|im_end|>) with the
+   generation_config.json Loom writes: transformers' greedy chat answers equal `loom generate --chat`'s.
+6. `swift test --filter SmolLM2ParityTests` compares Loom against them: logits within 1e-3
    absolute, greedy tokens identical, token ids identical.
 
 Here, in Python, the imported directory must also load in transformers (`from_pretrained(DIR)`)
@@ -134,6 +136,64 @@ def check_export(loom: Path, model_dir: Path, out: Path, gguf_tokenizer, importe
     return failures
 
 
+def check_chat_round_trip(loom: Path, model_dir: Path, out: Path) -> list[str]:
+    """A model directory shaped like Loom's aligned models — config.json's eos_token_id is
+    <|endoftext|> (pretraining's document separator) while chat turns end with <|im_end|> —
+    with the generation_config.json Loom's tokenizer writes (through `loom prepare`, which saves
+    the tokenizer it is given): transformers' greedy chat answers must equal `loom generate
+    --chat`'s, and without that file they must not (transformers then runs past <|im_end|>)."""
+    import shutil
+
+    aligned = out / "aligned"
+    aligned.mkdir(exist_ok=True)
+    for name in ("tokenizer.json", "config.json", "tokenizer_config.json"):
+        shutil.copy(model_dir / name, aligned / name)
+    if not (aligned / "model.safetensors").exists():
+        os.symlink(model_dir / "model.safetensors", aligned / "model.safetensors")
+    config = json.loads((aligned / "config.json").read_text())
+    config["eos_token_id"] = 0
+    (aligned / "config.json").write_text(json.dumps(config, indent=1))
+    tokenizer_config = json.loads((aligned / "tokenizer_config.json").read_text())
+    tokenizer_config["eos_token"] = "<|endoftext|>"
+    (aligned / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=1))
+    (out / "text.txt").write_text("A few words so that loom prepare has a document.\n" * 8)
+    run([str(loom), "prepare", "--input", str(out / "text.txt"), "--out", str(out / "prepared"),
+         "--tokenizer", str(aligned / "tokenizer.json"), "--quiet"], stdout=subprocess.DEVNULL)
+    generation_config = json.loads((out / "prepared" / "generation_config.json").read_text())
+    print(f"generation_config.json written by Loom: {generation_config}")
+
+    from transformers import GenerationConfig
+
+    # Loaded with the file in place, as a user would; "without" is the configuration
+    # transformers derives from config.json when the file is absent.
+    shutil.copy(out / "prepared" / "generation_config.json", aligned / "generation_config.json")
+    model = AutoModelForCausalLM.from_pretrained(aligned, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(aligned)
+    without_file = GenerationConfig.from_model_config(model.config)
+    without_file.max_new_tokens, without_file.do_sample = 48, False
+    failures = []
+    ran_past = 0
+    for question in ["What is the capital of France?"]:
+        loom_answer = run([str(loom), "generate", "--model", str(aligned), "--chat", "--prompt", question, "--temperature", "0",
+                           "--max-tokens", "48", "--threads", "2"], capture_output=True, text=True).stdout.rstrip("\n")
+        prompt = f"<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n"
+        ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        answers = {}
+        with torch.no_grad():
+            for with_file in (True, False):
+                options = {"max_new_tokens": 48, "do_sample": False} if with_file else {"generation_config": without_file}
+                generated = model.generate(ids, attention_mask=torch.ones_like(ids), **options)
+                answers[with_file] = tokenizer.decode(generated[0, ids.shape[1]:], skip_special_tokens=True)
+        print(f"chat {question!r}: loom {loom_answer!r}; transformers {answers[True]!r}; "
+              f"without generation_config.json {answers[False][:60]!r}…")
+        if answers[True] != loom_answer:
+            failures.append(f"chat: transformers answers {answers[True]!r}, loom generate {loom_answer!r}")
+        ran_past += answers[False] != loom_answer
+    if ran_past == 0:
+        failures.append("chat: without generation_config.json transformers should run past <|im_end|>, but it stopped")
+    return failures
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--loom", type=Path, default=REPO_ROOT / ".build" / "debug" / "loom", help="the loom binary")
@@ -209,6 +269,7 @@ def main() -> int:
             print("SmolLM2 parity FAILED (Python side):\n  " + "\n  ".join(failures), file=sys.stderr)
             return 1
 
+        failures += check_chat_round_trip(args.loom, model_dir, out)
         failures += check_export(args.loom, model_dir, out, gguf_tokenizer, imported)
         if failures:
             print("SmolLM2 parity FAILED (export):\n  " + "\n  ".join(failures), file=sys.stderr)
