@@ -84,7 +84,10 @@ def byte_ranges(pre_tokenizer, text: str) -> list[list[int]]:
 def build() -> str:
     texts = HAND_WRITTEN + random_strings()
     cases = [{"text": t, **{name: byte_ranges(p, t) for name, p in PATTERNS.items()}} for t in texts]
-    return json.dumps({"regexes": {"llama3": LLAMA3, "qwen2": QWEN2}, "cases": cases}, ensure_ascii=False, indent=1) + "\n"
+    # One case per line: small, and a diff shows which string changed.
+    regexes = json.dumps({"llama3": LLAMA3, "qwen2": QWEN2}, ensure_ascii=False)
+    lines = ",\n  ".join(json.dumps(case, ensure_ascii=False, separators=(",", ":")) for case in cases)
+    return '{"regexes": ' + regexes + ',\n "cases": [\n  ' + lines + "\n]}\n"
 
 
 def main() -> int:
