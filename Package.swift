@@ -60,6 +60,7 @@ let package = Package(
         .testTarget(name: "LoomTokenizerTests", dependencies: ["LoomTokenizer"], resources: [.copy("Reference")]),
         .testTarget(name: "LoomDataTests", dependencies: ["LoomData"]),
         .testTarget(name: "LoomPipelineTests", dependencies: ["LoomPipeline", "LoomData", "LoomTrain"]),
+        .testTarget(name: "LoomInferenceTests", dependencies: ["LoomInference", "LoomNN", "LoomTokenizer"]),
         .testTarget(name: "LoomTrainTests", dependencies: ["LoomTrain", "LoomInference", "LoomEval"], exclude: ["Reference"]),
     ],
     swiftLanguageModes: [.v5]

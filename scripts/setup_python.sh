@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Creates the Python environment for the reference side of Loom: PyTorch (CPU) and the
-# Hugging Face libraries that produce the parity references in Tests/Reference and run the
-# peer benchmark in Benchmarks/torch_train.py.
+# Hugging Face libraries (and llama.cpp's `gguf` package) that produce the parity references
+# in Tests/Reference and run the peer benchmark in Benchmarks/torch_train.py.
 #
 #   scripts/setup_python.sh            # venv in .venv-ref at the repository root
 #   scripts/setup_python.sh /tmp/venv  # venv elsewhere
@@ -55,7 +55,8 @@ else
 fi
 
 missing=()
-for pkg in transformers safetensors tokenizers numpy; do
+# accelerate: transformers needs it to load GGUF files.
+for pkg in transformers safetensors tokenizers numpy gguf accelerate; do
     have="$(installed_version "$pkg")"
     if [[ -n "$have" ]]; then
         echo "$pkg $have already installed"
@@ -70,8 +71,10 @@ if (( ${#missing[@]} > 0 )); then
 fi
 
 "$py" - <<'PY'
-import torch, transformers, safetensors, tokenizers, numpy
+import torch, transformers, safetensors, tokenizers, numpy, gguf
+from importlib import metadata
 print(f"torch {torch.__version__}, transformers {transformers.__version__}, "
-      f"safetensors {safetensors.__version__}, tokenizers {tokenizers.__version__}, numpy {numpy.__version__}")
+      f"safetensors {safetensors.__version__}, tokenizers {tokenizers.__version__}, numpy {numpy.__version__}, "
+      f"gguf {metadata.version('gguf')}")
 PY
 echo "python: $py"

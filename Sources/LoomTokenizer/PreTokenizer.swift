@@ -26,6 +26,47 @@ public enum PreTokenizerPattern: Sendable, Equatable {
     /// `(?i:…)`, because Oniguruma's case folding would also match `ſ` (U+017F) and Loom's
     /// matcher would then have to know Unicode case folding to agree.
     case loom
+    /// SmolLM's (and StarCoder's): every digit is its own word (`Digits(individual_digits)`),
+    /// then GPT-2's pattern within the text between digits. llama.cpp calls it `smollm`.
+    case smollm
+    /// Llama 3's (cl100k's) pattern, `llama3Regex`: case-insensitive contractions, letters
+    /// with one leading non-letter, numbers in groups of up to three. llama.cpp: `llama-bpe`.
+    case llama3
+    /// Qwen2's pattern, `qwen2Regex`: Llama 3's with single digits. llama.cpp: `qwen2`.
+    case qwen2
+
+    /// The pattern llama.cpp names in a GGUF's `tokenizer.ggml.pre`, or nil for one Loom does
+    /// not implement. "default" is what llama.cpp assumes for older files: GPT-2's.
+    public init?(llamaCppName name: String) {
+        switch name {
+        case "gpt2", "default": self = .gpt2
+        case "smollm": self = .smollm
+        case "llama-bpe", "llama3", "llama-v3": self = .llama3
+        case "qwen2": self = .qwen2
+        case "loom": self = .loom
+        default: return nil
+        }
+    }
+
+    /// The name written to `tokenizer.ggml.pre` on export. "loom" is Loom's own: llama.cpp
+    /// and transformers do not know it (they would refuse it, or split text like GPT-2).
+    public var llamaCppName: String {
+        switch self {
+        case .gpt2: "gpt2"
+        case .smollm: "smollm"
+        case .llama3: "llama-bpe"
+        case .qwen2: "qwen2"
+        case .loom: "loom"
+        }
+    }
+
+    /// The `tokenizer.ggml.pre` names Loom reads.
+    public static let llamaCppNames = ["default", "gpt2", "llama-bpe", "llama-v3", "llama3", "loom", "qwen2", "smollm"]
+
+    /// Llama 3's pattern as Hugging Face writes it.
+    public static let llama3Regex = #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
+    /// Qwen2's pattern as Hugging Face writes it.
+    public static let qwen2Regex = #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
 
     /// GPT-2's pattern as Hugging Face writes it.
     public static let gpt2Regex = #"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"#
@@ -118,6 +159,13 @@ struct PreTokenizer {
                     i += 1
                     continue
                 }
+                // U+017F (ſ) folds to "s" under Oniguruma's case-insensitive contractions.
+                if lead == 0xC5 && i + 1 < byteCount && text[i + 1] == 0xBF {
+                    scratch.classes.append(bmp[0x17F])
+                    scratch.ascii.append(PreTokenizer.longS)
+                    i += 2
+                    continue
+                }
                 // The input comes from a Swift String, so it is valid UTF-8.
                 var value: UInt32
                 var length: Int
@@ -145,6 +193,16 @@ struct PreTokenizer {
                         switch pattern {
                         case .gpt2: end = Self.matchGPT2(at: start, count: n, classes: classes, ascii: ascii)
                         case .loom: end = Self.matchLoom(at: start, count: n, classes: classes, ascii: ascii)
+                        case .llama3: end = Self.matchCL100K(at: start, count: n, classes: classes, ascii: ascii, digitsPerWord: 3)
+                        case .qwen2: end = Self.matchCL100K(at: start, count: n, classes: classes, ascii: ascii, digitsPerWord: 1)
+                        case .smollm:
+                            // Digits are words of their own; GPT-2's pattern runs on the text between them.
+                            if classes[start] & ScalarClass.number != 0 {
+                                end = start + 1
+                            } else {
+                                let segmentEnd = Self.run(from: start + 1, count: n, classes: classes) { $0 & ScalarClass.number == 0 }
+                                end = Self.matchGPT2(at: start, count: segmentEnd, classes: classes, ascii: ascii)
+                            }
                         }
                         body(Int(offsets[start]), Int(offsets[end]))
                         start = end
@@ -153,6 +211,9 @@ struct PreTokenizer {
             }
         }
     }
+
+    /// The `ascii` entry of U+017F (ſ), which case-insensitive patterns read as "s".
+    static let longS: UInt8 = 0x80
 
     @inline(__always) static func isOther(_ c: UInt8) -> Bool { c & (ScalarClass.letter | ScalarClass.number | ScalarClass.space) == 0 }
 
@@ -250,6 +311,52 @@ struct PreTokenizer {
             k -= 1
         }
         // \s+(?!\S)|\s+
+        if runEnd == n || runEnd - i == 1 { return runEnd }
+        return runEnd - 1
+    }
+
+    /// `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,k}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`,
+    /// alternative by alternative: Llama 3's with k = 3, Qwen2's with k = 1.
+    static func matchCL100K(at i: Int, count n: Int, classes: UnsafeBufferPointer<UInt8>, ascii: UnsafeBufferPointer<UInt8>,
+                            digitsPerWord: Int) -> Int {
+        let first = ascii[i]
+        if first == UInt8(ascii: "'") && i + 1 < n {
+            // ASCII lower-case; ſ counts as s (Oniguruma's case folding); other non-ASCII never matches.
+            let second = ascii[i + 1] == longS ? UInt8(ascii: "s") : ascii[i + 1] | 0x20
+            switch second {
+            case UInt8(ascii: "s"), UInt8(ascii: "d"), UInt8(ascii: "m"), UInt8(ascii: "t"):
+                return i + 2
+            case UInt8(ascii: "r"), UInt8(ascii: "v"):
+                if i + 2 < n && ascii[i + 2] | 0x20 == UInt8(ascii: "e") { return i + 3 }
+            case UInt8(ascii: "l"):
+                if i + 2 < n && ascii[i + 2] | 0x20 == UInt8(ascii: "l") { return i + 3 }
+            default: break
+            }
+        }
+        let c = classes[i]
+        let isLetter: (UInt8) -> Bool = { $0 & ScalarClass.letter != 0 }
+        if isLetter(c) { return run(from: i + 1, count: n, classes: classes, isLetter) }
+        let isNewline = first == 0x0A || first == 0x0D
+        if c & ScalarClass.number == 0 && !isNewline && i + 1 < n && isLetter(classes[i + 1]) {
+            return run(from: i + 2, count: n, classes: classes, isLetter)
+        }
+        if c & ScalarClass.number != 0 {
+            let end = run(from: i + 1, count: n, classes: classes) { $0 & ScalarClass.number != 0 }
+            return min(end, i + digitsPerWord)
+        }
+        var j = i
+        if first == UInt8(ascii: " ") && i + 1 < n && isOther(classes[i + 1]) { j = i + 1 }
+        if isOther(classes[j]) {
+            var end = run(from: j + 1, count: n, classes: classes) { isOther($0) }
+            while end < n && (ascii[end] == 0x0A || ascii[end] == 0x0D) { end += 1 }
+            return end
+        }
+        let runEnd = run(from: i + 1, count: n, classes: classes) { $0 & ScalarClass.space != 0 }
+        var k = runEnd - 1
+        while k >= i {
+            if ascii[k] == 0x0A || ascii[k] == 0x0D { return k + 1 }
+            k -= 1
+        }
         if runEnd == n || runEnd - i == 1 { return runEnd }
         return runEnd - 1
     }

@@ -39,16 +39,17 @@ extension ByteLevelBPETokenizer {
         }
     }
 
-    /// Writes `tokenizer.json` and `tokenizer_config.json` into `directory` (created if
-    /// needed). Each file is written to a temporary file and renamed into place, so a crash
-    /// never leaves a half-written tokenizer.
+    /// Writes `tokenizer.json`, `tokenizer_config.json` and `generation_config.json` into
+    /// `directory` (created if needed). Each file is written to a temporary file and renamed
+    /// into place, so a crash never leaves a half-written tokenizer.
     public func save(to directory: URL) throws {
         do {
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         } catch {
             throw TokenizerError(file: directory.path, "cannot create directory: \(error.localizedDescription)")
         }
-        let files = [("tokenizer.json", try tokenizerJSON()), ("tokenizer_config.json", try tokenizerConfigJSON())]
+        let files = [("tokenizer.json", try tokenizerJSON()), ("tokenizer_config.json", try tokenizerConfigJSON()),
+                     ("generation_config.json", generationConfigJSON())]
         for (name, data) in files {
             let url = directory.appendingPathComponent(name)
             do {
@@ -74,9 +75,16 @@ extension ByteLevelBPETokenizer {
         switch parts.pattern {
         case .gpt2:
             out += "  \"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": \(prefix), \"trim_offsets\": true, \"use_regex\": true},\n"
-        case .loom:
+        case .smollm:
+            // SmolLM's own tokenizer.json: single digits first, then GPT-2's ByteLevel regex.
             out += "  \"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": [\n"
-            out += "    {\"type\": \"Split\", \"pattern\": {\"Regex\": \(jsonQuote(PreTokenizerPattern.loomRegex))}, \"behavior\": \"Isolated\", \"invert\": false},\n"
+            out += "    {\"type\": \"Digits\", \"individual_digits\": true},\n"
+            out += "    {\"type\": \"ByteLevel\", \"add_prefix_space\": \(prefix), \"trim_offsets\": true, \"use_regex\": true}\n  ]},\n"
+        case .loom, .llama3, .qwen2:
+            let regex = parts.pattern == .loom ? PreTokenizerPattern.loomRegex
+                : parts.pattern == .llama3 ? PreTokenizerPattern.llama3Regex : PreTokenizerPattern.qwen2Regex
+            out += "  \"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": [\n"
+            out += "    {\"type\": \"Split\", \"pattern\": {\"Regex\": \(jsonQuote(regex))}, \"behavior\": \"Isolated\", \"invert\": false},\n"
             out += "    {\"type\": \"ByteLevel\", \"add_prefix_space\": \(prefix), \"trim_offsets\": false, \"use_regex\": false}\n  ]},\n"
         }
         out += "  \"post_processor\": {\"type\": \"ByteLevel\", \"add_prefix_space\": true, \"trim_offsets\": false, \"use_regex\": true},\n"
@@ -103,7 +111,7 @@ extension ByteLevelBPETokenizer {
     public func tokenizerConfigJSON() throws -> Data {
         let eos = tokenString(endOfTextID)
         let bos = parts.bosToken.flatMap { tokenIndex[$0] != nil ? $0 : nil } ?? eos
-        var out = "{\n  \"add_bos_token\": false,\n  \"add_eos_token\": false,\n  \"added_tokens_decoder\": {"
+        var out = "{\n  \"add_bos_token\": \(parts.addBOSToken),\n  \"add_eos_token\": false,\n  \"added_tokens_decoder\": {"
         for (i, token) in parts.addedTokens.sorted(by: { $0.id < $1.id }).enumerated() {
             out += i == 0 ? "\n" : ",\n"
             out += "    \"\(token.id)\": {\"content\": \(jsonQuote(token.content)), \"lstrip\": \(token.leftStrip), "
@@ -117,7 +125,31 @@ extension ByteLevelBPETokenizer {
         // 1e30 is transformers' own "no limit" value (VERY_LARGE_INTEGER).
         out += "  \"model_max_length\": \(modelMaxLength.map(String.init) ?? "1000000000000000019884624838656"),\n"
         if let padID { out += "  \"pad_token\": \(jsonQuote(tokenString(padID))),\n" }
-        out += "  \"tokenizer_class\": \"PreTrainedTokenizerFast\"\n}\n"
+        out += "  \"tokenizer_class\": \"PreTrainedTokenizerFast\""
+        if let unknown = parts.unknownToken { out += ",\n  \"unk_token\": \(jsonQuote(unknown))" }
+        out += "\n}\n"
+        return Data(out.utf8)
+    }
+
+    /// The ids that end a generation: the end-of-text token and, when the vocabulary has it,
+    /// `<|im_end|>`, which closes every chat turn — the stops `loom generate` and `loom chat` use.
+    public var stopTokenIDs: [Int] {
+        var ids = [endOfTextID]
+        if let end = addedTokenID("<|im_end|>"), end != endOfTextID { ids.append(end) }
+        return ids
+    }
+
+    /// The generation_config.json document, as Hugging Face chat models write it: `eos_token_id`
+    /// lists every stop token, so that `transformers`' `generate` ends a chat answer at
+    /// `<|im_end|>` as Loom does, instead of running on until `<|endoftext|>` (config.json's
+    /// `eos_token_id`, which pretraining uses between documents).
+    public func generationConfigJSON() -> Data {
+        var out = "{\n"
+        if let bos = parts.bosToken.flatMap({ tokenIndex[$0] }) { out += "  \"bos_token_id\": \(bos),\n" }
+        let stops = stopTokenIDs
+        out += "  \"eos_token_id\": " + (stops.count == 1 ? "\(stops[0])" : "[" + stops.map(String.init).joined(separator: ", ") + "]")
+        if let padID { out += ",\n  \"pad_token_id\": \(padID)" }
+        out += "\n}\n"
         return Data(out.utf8)
     }
 
@@ -233,10 +265,11 @@ enum TokenizerJSON {
         return parts
     }
 
-    /// Accepts `ByteLevel(use_regex: true)` (GPT-2), or a `Sequence` of a `Split` on one of the
-    /// two patterns Loom implements followed by `ByteLevel(use_regex: false)`.
+    /// Accepts `ByteLevel(use_regex: true)` (GPT-2), `Sequence[Digits(individual_digits),
+    /// ByteLevel(use_regex: true)]` (SmolLM), or a `Sequence` of a `Split` on one of the
+    /// patterns Loom implements followed by `ByteLevel(use_regex: false)`.
     static func parsePreTokenizer(_ raw: Any?, file: String) throws -> (PreTokenizerPattern, Bool) {
-        let unsupported = "unsupported pre_tokenizer: Loom reads byte-level BPE whose pre-tokenizer is ByteLevel (GPT-2 regex) or Sequence[Split(GPT-2 or Loom regex, Isolated), ByteLevel(use_regex: false)]"
+        let unsupported = "unsupported pre_tokenizer: Loom reads byte-level BPE whose pre-tokenizer is ByteLevel (GPT-2 regex), Sequence[Digits(individual_digits), ByteLevel] or Sequence[Split(GPT-2, Llama 3, Qwen2 or Loom regex, Isolated), ByteLevel(use_regex: false)]"
         guard let spec = raw as? [String: Any], let type = spec["type"] as? String else {
             throw TokenizerError(file: file, isNull(raw) ? "missing pre_tokenizer (not a byte-level BPE tokenizer)" : unsupported)
         }
@@ -246,6 +279,10 @@ enum TokenizerJSON {
         }
         guard type == "Sequence", let steps = spec["pretokenizers"] as? [[String: Any]] else { throw TokenizerError(file: file, unsupported) }
         if steps.count == 1, steps[0]["type"] as? String == "ByteLevel" { return try parsePreTokenizer(steps[0], file: file) }
+        if steps.count == 2, steps[0]["type"] as? String == "Digits", bool(steps[0]["individual_digits"], default: false),
+           steps[1]["type"] as? String == "ByteLevel", bool(steps[1]["use_regex"], default: true) {
+            return (.smollm, bool(steps[1]["add_prefix_space"], default: false))
+        }
         guard steps.count == 2, steps[0]["type"] as? String == "Split", steps[1]["type"] as? String == "ByteLevel",
               !bool(steps[1]["use_regex"], default: true),
               (steps[0]["behavior"] as? String) == "Isolated", !bool(steps[0]["invert"], default: false),
@@ -255,7 +292,9 @@ enum TokenizerJSON {
         switch regex {
         case PreTokenizerPattern.gpt2Regex: return (.gpt2, prefix)
         case PreTokenizerPattern.loomRegex: return (.loom, prefix)
-        default: throw TokenizerError(file: file, "unsupported pre_tokenizer Split regex \(regex.debugDescription) (Loom implements the GPT-2 and Loom patterns by hand)")
+        case PreTokenizerPattern.llama3Regex: return (.llama3, prefix)
+        case PreTokenizerPattern.qwen2Regex: return (.qwen2, prefix)
+        default: throw TokenizerError(file: file, "unsupported pre_tokenizer Split regex \(regex.debugDescription) (Loom implements the GPT-2, Llama 3, Qwen2 and Loom patterns by hand)")
         }
     }
 
@@ -270,6 +309,8 @@ enum TokenizerJSON {
         parts.eosToken = tokenField(root["eos_token"])
         parts.bosToken = tokenField(root["bos_token"])
         parts.padToken = tokenField(root["pad_token"])
+        parts.unknownToken = tokenField(root["unk_token"])
+        parts.addBOSToken = bool(root["add_bos_token"], default: false)
         parts.modelMaxLength = int(root["model_max_length"])
         if let template = root["chat_template"] as? String {
             parts.chatTemplateJinja = template

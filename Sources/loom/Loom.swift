@@ -20,6 +20,8 @@ struct Loom: ParsableCommand {
             TasksCommand.self,
             DPOCommand.self,
             GRPOCommand.self,
+            ImportCommand.self,
+            ExportCommand.self,
         ]
     )
 }

@@ -1,0 +1,104 @@
+import Foundation
+import LoomNN
+import LoomTokenizer
+
+/// Writes a Loom / Hugging Face model directory as a GGUF Llama file: `llama.*` metadata from
+/// config.json, the tokenizer as `tokenizer.ggml.*`, and the weights under llama.cpp's names,
+/// with the query and key rows interleaved as llama.cpp's converter does.
+///
+///     try GGUFExport.export(directory: modelDirectory, to: URL(fileURLWithPath: "model.gguf"), type: .q8_0)
+///
+/// Matrices are stored as `type`; vectors (the norms), and matrices whose rows are not a whole
+/// number of blocks, stay F32 as llama.cpp keeps them.
+public enum GGUFExport {
+    /// llama.cpp's name of each Hugging Face weight.
+    static func ggufName(_ name: String) -> String? {
+        switch name {
+        case "model.embed_tokens.weight": return "token_embd.weight"
+        case "model.norm.weight": return "output_norm.weight"
+        case "lm_head.weight": return "output.weight"
+        default: break
+        }
+        let prefix = "model.layers."
+        guard name.hasPrefix(prefix) else { return nil }
+        let rest = name.dropFirst(prefix.count)
+        guard let dot = rest.firstIndex(of: "."), let layer = Int(rest[..<dot]) else { return nil }
+        let suffixes = [
+            "input_layernorm.weight": "attn_norm.weight", "self_attn.q_proj.weight": "attn_q.weight",
+            "self_attn.k_proj.weight": "attn_k.weight", "self_attn.v_proj.weight": "attn_v.weight",
+            "self_attn.o_proj.weight": "attn_output.weight", "post_attention_layernorm.weight": "ffn_norm.weight",
+            "mlp.gate_proj.weight": "ffn_gate.weight", "mlp.up_proj.weight": "ffn_up.weight",
+            "mlp.down_proj.weight": "ffn_down.weight",
+        ]
+        return suffixes[String(rest[rest.index(after: dot)...])].map { "blk.\(layer).\($0)" }
+    }
+
+    /// The GGUF file type code llama.cpp records in `general.file_type` for each export type.
+    static func fileType(_ type: GGMLType) -> UInt32 {
+        switch type {
+        case .f32: 0
+        case .f16: 1
+        case .q4_0: 2
+        case .q8_0: 7
+        default: 0
+        }
+    }
+
+    public static func export(directory: URL, to url: URL, type: GGMLType) throws {
+        guard GGUFQuants.exportTypes.contains(type) else {
+            throw GGUFError(path: url.path, "cannot write tensors as \(type.name) (supported: \(GGUFQuants.exportTypes.map(\.name).joined(separator: ", ")))")
+        }
+        let model = try LlamaModel.load(directory: directory, heads: .languageModel)
+        let tokenizer = try ByteLevelBPETokenizer(contentsOf: directory)
+        let c = model.configuration
+        let vocabulary = try tokenizer.ggufVocabulary(file: directory.appendingPathComponent("tokenizer.json").path)
+        guard vocabulary.tokens.count <= c.vocabularySize else {
+            throw GGUFError(path: directory.path, "the tokenizer has \(vocabulary.tokens.count) tokens, more than vocab_size \(c.vocabularySize)")
+        }
+        var writer = GGUFWriter()
+        var metadata: [(String, GGUFValue)] = [
+            ("general.architecture", .string("llama")),
+            ("general.name", .string(directory.lastPathComponent)),
+            ("general.file_type", .uint32(fileType(type))),
+            ("general.quantization_version", .uint32(2)),
+            ("llama.vocab_size", .uint32(UInt32(c.vocabularySize))),
+            ("llama.context_length", .uint32(UInt32(c.maxPositionEmbeddings))),
+            ("llama.embedding_length", .uint32(UInt32(c.hiddenSize))),
+            ("llama.feed_forward_length", .uint32(UInt32(c.intermediateSize))),
+            ("llama.block_count", .uint32(UInt32(c.layerCount))),
+            ("llama.attention.head_count", .uint32(UInt32(c.headCount))),
+            ("llama.attention.head_count_kv", .uint32(UInt32(c.kvHeadCount))),
+            ("llama.rope.freq_base", .float32(Float(c.ropeTheta))),
+            ("llama.rope.dimension_count", .uint32(UInt32(c.headDim))),
+            ("llama.attention.layer_norm_rms_epsilon", .float32(c.rmsNormEps)),
+            ("tokenizer.ggml.model", .string(vocabulary.model)),
+            ("tokenizer.ggml.pre", .string(vocabulary.preTokenizer ?? "gpt2")),
+            ("tokenizer.ggml.tokens", .array(.string, vocabulary.tokens.map { .string($0) })),
+            ("tokenizer.ggml.token_type", .array(.int32, (vocabulary.tokenTypes ?? []).map { .int32(Int32($0)) })),
+            ("tokenizer.ggml.merges", .array(.string, vocabulary.merges.map { .string($0) })),
+            ("tokenizer.ggml.add_bos_token", .bool(vocabulary.addBOSToken ?? false)),
+        ]
+        let ids: [(String, Int?)] = [("bos_token_id", vocabulary.bosID), ("eos_token_id", vocabulary.eosID),
+                                     ("unknown_token_id", vocabulary.unknownID), ("padding_token_id", vocabulary.paddingID)]
+        for (key, id) in ids { if let id { metadata.append(("tokenizer.ggml." + key, .uint32(UInt32(id)))) } }
+        if let template = vocabulary.chatTemplate { metadata.append(("tokenizer.chat_template", .string(template))) }
+        writer.metadata = metadata
+
+        for entry in model.parameters.entries {
+            guard let name = ggufName(entry.name) else {
+                throw GGUFError(path: directory.path, tensor: entry.name, "has no llama.cpp name")
+            }
+            var tensor = entry.tensor
+            if entry.name.hasSuffix("q_proj.weight") {
+                tensor = GGUFLlama.permuteRotaryRows(tensor, heads: c.headCount)
+            } else if entry.name.hasSuffix("k_proj.weight") {
+                tensor = GGUFLlama.permuteRotaryRows(tensor, heads: c.kvHeadCount)
+            }
+            let isMatrix = tensor.shape.count == 2 && tensor.shape[1] % type.blockSize == 0
+            let stored: GGMLType = isMatrix ? type : .f32
+            writer.addTensor(name: name, dimensions: tensor.shape.reversed(), type: stored,
+                             bytes: GGUFQuants.quantize(stored, tensor.data, count: tensor.count))
+        }
+        try writer.write(to: url)
+    }
+}

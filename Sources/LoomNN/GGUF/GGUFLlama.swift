@@ -1,0 +1,152 @@
+import Foundation
+
+/// A GGUF Llama model as Hugging Face sees it: `config.json` fields from the `llama.*`
+/// metadata and float32 weights under Hugging Face names.
+///
+/// llama.cpp's converter interleaves the rows of the query and key projections: within each
+/// head, Hugging Face's rows (first half of the rotary pairs, then second half) become
+/// alternating pairs, because ggml's RoPE rotates adjacent elements while Hugging Face's
+/// rotates the two halves. Reading undoes that permutation, so the weights multiply exactly
+/// as in the original checkpoint.
+public enum GGUFLlama {
+    /// The architectures this reader converts.
+    public static let supportedArchitectures = ["llama"]
+
+    /// The configuration from the metadata, checked against the tensor shapes.
+    public static func configuration(_ file: GGUFFile) throws -> LlamaConfiguration {
+        let architecture = try file.string("general.architecture")
+        guard supportedArchitectures.contains(architecture) else {
+            throw GGUFError(path: file.path, key: "general.architecture",
+                            "architecture \"\(architecture)\" is not supported (Loom imports \(supportedArchitectures.joined(separator: ", ")))")
+        }
+        let p = architecture + "."
+        func positive(_ key: String) throws -> Int {
+            let value = try file.integer(p + key)
+            guard value > 0 && value <= Int(Int32.max) else { throw GGUFError(path: file.path, key: p + key, "must be positive, found \(value)") }
+            return value
+        }
+        let hidden = try positive("embedding_length")
+        let heads = try positive("attention.head_count")
+        let kvHeads = file.contains(p + "attention.head_count_kv") ? try positive("attention.head_count_kv") : heads
+        guard let embedding = file.info(named: "token_embd.weight") else {
+            throw GGUFError(path: file.path, tensor: "token_embd.weight", "missing tensor (the token embedding)")
+        }
+        let vocabulary = file.contains(p + "vocab_size") ? try positive("vocab_size") : embedding.shape[0]
+        var configuration = LlamaConfiguration(
+            vocabularySize: vocabulary, hiddenSize: hidden,
+            intermediateSize: try positive("feed_forward_length"), layerCount: try positive("block_count"),
+            headCount: heads, kvHeadCount: kvHeads,
+            maxPositionEmbeddings: file.contains(p + "context_length") ? try positive("context_length") : 2048,
+            rmsNormEps: Float(try file.number(p + "attention.layer_norm_rms_epsilon")),
+            ropeTheta: file.contains(p + "rope.freq_base") ? try file.number(p + "rope.freq_base") : 10000,
+            tieWordEmbeddings: file.info(named: "output.weight") == nil)
+        do { try configuration.validate() } catch let error as ConfigurationError {
+            throw GGUFError(path: file.path, "the llama.* metadata describe an invalid model: \(error.message)")
+        }
+        let headDim = configuration.headDim
+        for key in ["rope.dimension_count", "attention.key_length", "attention.value_length"] where file.contains(p + key) {
+            let value = try file.integer(p + key)
+            guard value == headDim else {
+                throw GGUFError(path: file.path, key: p + key, "is \(value), but Loom's Llama needs the head dimension \(headDim) (embedding_length / head_count)")
+            }
+        }
+        if let scaling = file[p + "rope.scaling.type"], scaling != .string("none") {
+            throw GGUFError(path: file.path, key: p + "rope.scaling.type", "RoPE scaling \(scaling) is not supported (only plain RoPE)")
+        }
+        if file.contains(p + "expert_count"), try file.integer(p + "expert_count") > 0 {
+            throw GGUFError(path: file.path, key: p + "expert_count", "mixture-of-experts Llama models are not supported")
+        }
+        if let bos = file["tokenizer.ggml.bos_token_id"]?.integer { configuration.bosTokenID = bos }
+        if let eos = file["tokenizer.ggml.eos_token_id"]?.integer { configuration.eosTokenID = eos }
+        if let pad = file["tokenizer.ggml.padding_token_id"]?.integer { configuration.padTokenID = pad }
+        return configuration
+    }
+
+    /// The Hugging Face name of a GGUF tensor, or nil if it is not one of Llama's.
+    static func huggingFaceName(_ name: String) -> String? {
+        switch name {
+        case "token_embd.weight": return "model.embed_tokens.weight"
+        case "output_norm.weight": return "model.norm.weight"
+        case "output.weight": return "lm_head.weight"
+        default: break
+        }
+        let parts = name.split(separator: ".", maxSplits: 2)
+        guard parts.count == 3, parts[0] == "blk", let layer = Int(parts[1]) else { return nil }
+        let suffixes = [
+            "attn_norm.weight": "input_layernorm.weight", "attn_q.weight": "self_attn.q_proj.weight",
+            "attn_k.weight": "self_attn.k_proj.weight", "attn_v.weight": "self_attn.v_proj.weight",
+            "attn_output.weight": "self_attn.o_proj.weight", "ffn_norm.weight": "post_attention_layernorm.weight",
+            "ffn_gate.weight": "mlp.gate_proj.weight", "ffn_up.weight": "mlp.up_proj.weight",
+            "ffn_down.weight": "mlp.down_proj.weight",
+        ]
+        return suffixes[String(parts[2])].map { "model.layers.\(layer).\($0)" }
+    }
+
+    /// Every weight, dequantised to float32, under its Hugging Face name, with the query and
+    /// key rows put back in Hugging Face order. Each tensor's shape is checked against what
+    /// `configuration` implies, and every tensor of the file must be used.
+    public static func weights(_ file: GGUFFile, configuration: LlamaConfiguration) throws -> [(name: String, tensor: Tensor)] {
+        var expected: [String: [Int]] = [:]
+        for (name, shape) in LlamaModel.parameterLayout(configuration, heads: .languageModel) { expected[name] = shape }
+        var result: [(name: String, tensor: Tensor)] = []
+        for info in file.tensors {
+            guard let name = huggingFaceName(info.name) else {
+                throw GGUFError(path: file.path, tensor: info.name, "is not a Llama weight Loom knows (such as blk.N.attn_q.weight)")
+            }
+            guard let shape = expected.removeValue(forKey: name) else {
+                throw GGUFError(path: file.path, tensor: info.name, "does not belong to a model with \(configuration.layerCount) blocks (llama.block_count)")
+            }
+            guard info.shape == shape else {
+                throw GGUFError(path: file.path, tensor: info.name,
+                                "has shape \(info.shape), but the llama.* metadata imply \(shape)")
+            }
+            var tensor = file.tensor(info)
+            if name.hasSuffix("q_proj.weight") {
+                tensor = unpermuteRotaryRows(tensor, heads: configuration.headCount)
+            } else if name.hasSuffix("k_proj.weight") {
+                tensor = unpermuteRotaryRows(tensor, heads: configuration.kvHeadCount)
+            }
+            tensor.name = name
+            result.append((name, tensor))
+        }
+        if let missing = expected.keys.sorted().first {
+            throw GGUFError(path: file.path, "missing the tensor for \(missing) (\(expected.count) weights missing)")
+        }
+        return result
+    }
+
+    /// Undoes llama.cpp's interleaving of rotary pairs: within each head of `dim` rows, GGUF
+    /// row 2j + s holds Hugging Face row s·dim/2 + j (s = 0, 1).
+    public static func unpermuteRotaryRows(_ weight: Tensor, heads: Int) -> Tensor {
+        let rows = weight.shape[0], columns = weight.count / rows
+        let dim = rows / heads, half = dim / 2
+        let result = Tensor(uninitialized: weight.shape)
+        for head in 0 ..< heads {
+            for j in 0 ..< half {
+                for s in 0 ..< 2 {
+                    let source = weight.data + (head * dim + 2 * j + s) * columns
+                    let destination = result.data + (head * dim + s * half + j) * columns
+                    destination.update(from: source, count: columns)
+                }
+            }
+        }
+        return result
+    }
+
+    /// The inverse of `unpermuteRotaryRows`: Hugging Face row order to GGUF's.
+    public static func permuteRotaryRows(_ weight: Tensor, heads: Int) -> Tensor {
+        let rows = weight.shape[0], columns = weight.count / rows
+        let dim = rows / heads, half = dim / 2
+        let result = Tensor(uninitialized: weight.shape)
+        for head in 0 ..< heads {
+            for j in 0 ..< half {
+                for s in 0 ..< 2 {
+                    let source = weight.data + (head * dim + s * half + j) * columns
+                    let destination = result.data + (head * dim + 2 * j + s) * columns
+                    destination.update(from: source, count: columns)
+                }
+            }
+        }
+        return result
+    }
+}

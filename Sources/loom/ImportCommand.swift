@@ -1,0 +1,47 @@
+import ArgumentParser
+import Foundation
+import LoomInference
+import LoomNN
+
+/// `loom import gguf FILE --out DIR`: a GGUF Llama model (llama.cpp's format) as a Loom /
+/// Hugging Face model directory.
+///
+/// ```
+/// loom import gguf SmolLM2-135M-Instruct.Q4_1.gguf --out models/smollm2
+/// loom generate --model models/smollm2 --chat --prompt "What is the capital of France?" --temperature 0
+/// ```
+struct ImportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "import",
+        abstract: "Import a model from another format into a Loom / Hugging Face model directory.",
+        subcommands: [ImportGGUFCommand.self])
+}
+
+struct ImportGGUFCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gguf",
+        abstract: "Import a GGUF Llama model: config.json, model.safetensors (float32, Hugging Face names), tokenizer files.")
+
+    @Argument(help: "The .gguf file.") var file: String
+    @Option(help: "The model directory to write.") var out: String
+    @Option(help: "Weight type of the written model; f32 (the only one for now: weights are dequantised).")
+    var dtype: String = "f32"
+
+    func validate() throws {
+        guard dtype == "f32" else { throw ValidationError("--dtype \(dtype) is not supported (supported: f32)") }
+    }
+
+    func run() throws {
+        let started = Date()
+        let summary = try GGUFImport.importModel(from: URL(fileURLWithPath: file), to: URL(fileURLWithPath: out))
+        let c = summary.configuration
+        let types = summary.tensorTypes.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
+        print("imported \(file) → \(out)")
+        print("  llama: \(c.layerCount) layers, hidden \(c.hiddenSize), \(c.headCount) heads (\(c.kvHeadCount) KV), "
+              + "intermediate \(c.intermediateSize), vocabulary \(c.vocabularySize), rope θ \(c.ropeTheta), "
+              + "\(c.tieWordEmbeddings ? "tied" : "untied") embeddings")
+        print("  tensors: \(types); \(summary.parameterCount) parameters written as float32")
+        print("  tokenizer: \(summary.vocabularySize) tokens, pre-tokenizer \(summary.preTokenizer)")
+        print(String(format: "  %.1f s", Date().timeIntervalSince(started)))
+    }
+}
