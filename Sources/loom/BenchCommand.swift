@@ -141,23 +141,38 @@ struct BenchGenerateCommand: ParsableCommand {
     @Option(help: "Prompt length.") var promptLength: Int = 32
     @Option(help: "Tokens to generate.") var tokens: Int = 128
     @Option(help: "Sequences decoded together.") var batch: Int = 1
+    @Option(help: "Timed runs; the fastest is reported.") var repeats: Int = 1
     @Flag(help: "Print one JSON object.") var json = false
 
     func run() throws {
         let configuration = try TrainingConfiguration.load(URL(fileURLWithPath: config))
+        guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1, got \(repeats)") }
         Threading.configure(threads: threads)
         let model = LlamaModel(configuration: configuration.model)
         model.initializeWeights(seed: 1)
         var rng = SeededRandom(seed: 3)
         let prompts = (0..<batch).map { _ in (0..<promptLength).map { _ in Int32(rng.nextInt(below: configuration.model.vocabularySize)) } }
         // Greedy decoding with no stop token, so every sequence produces exactly `tokens` tokens.
-        let results = Generator(model: model, stopTokens: []).generateBatch(prompts: prompts, maxTokens: tokens, sampling: .greedy)
-        let prefill = Double(batch * promptLength) / max(results[0].promptSeconds, 1e-9)
-        let decode = Double(results.map(\.tokens.count).reduce(0, +)) / max(results[0].decodeSeconds, 1e-9)
+        let generator = Generator(model: model, stopTokens: [])
+        var prefill = 0.0, decode = 0.0
+        for _ in 0..<repeats {
+            let results = generator.generateBatch(prompts: prompts, maxTokens: tokens, sampling: .greedy)
+            prefill = max(prefill, Double(batch * promptLength) / max(results[0].promptSeconds, 1e-9))
+            decode = max(decode, Double(results.map(\.tokens.count).reduce(0, +)) / max(results[0].decodeSeconds, 1e-9))
+        }
+        let cpu = CPUFeatures.current, blas = BLASLibrary.shared
         if json {
-            print("{\"framework\": \"loom\", \"prefill_tokens_per_second\": \(prefill), \"decode_tokens_per_second\": \(decode), \"batch\": \(batch), \"threads\": \(threads)}")
+            let object: [String: Any] = [
+                "framework": "loom", "config": config, "prefill_tokens_per_second": prefill,
+                "decode_tokens_per_second": decode, "batch": batch, "threads": threads, "tokens": tokens,
+                "prompt_length": promptLength, "cpu_model": cpu.modelName, "blas_core": blas.coreName,
+            ]
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
         } else {
-            print(String(format: "prefill %.0f tokens/s, decode %.0f tokens/s (batch %d, %d thread(s))", prefill, decode, batch, threads))
+            print("cpu: \(cpu.modelName); blas: \(blas.summary)")
+            print(String(format: "prefill %.0f tokens/s, decode %.0f tokens/s (batch %d, %d thread(s), best of %d)",
+                         prefill, decode, batch, threads, repeats))
         }
     }
 }
