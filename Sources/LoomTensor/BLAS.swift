@@ -14,6 +14,9 @@ import Foundation
 /// 2. `OPENBLAS_CORETYPE` set by the user: respected as it is, and reported.
 /// 3. Automatic: `preferredCoreType(for:)`.
 ///
+/// OpenBLAS 0.3.21 accepts a forced `SkylakeX` without checking the CPU (it would then stop
+/// on an illegal instruction), hence the check of `LOOM_BLAS_CORETYPE` against cpuid.
+///
 /// `LOOM_BLAS_LIBRARY` names the library file when it is not the system's `libopenblas.so.0`.
 public struct BLASLibrary: Sendable {
     /// How the core type was decided.
@@ -37,12 +40,12 @@ public struct BLASLibrary: Sendable {
     /// The library this process uses; loaded by the first access.
     public static let shared = BLASLibrary.load()
 
-    /// The fastest OpenBLAS 0.3.21 core type this CPU can run: `Cooperlake` with AVX512-BF16
-    /// (its fp32 kernels are `SkylakeX`'s), `SkylakeX` with AVX-512 (upstream OpenBLAS maps
-    /// Zen 4 there too), `Zen` or `Haswell` with AVX2+FMA, `Sandybridge` with AVX; nil
-    /// (OpenBLAS decides) on anything older or not x86.
+    /// The fastest OpenBLAS 0.3.21 core type this CPU can run for Loom's fp32 products:
+    /// `SkylakeX` with AVX-512 (also on AVX512-BF16 CPUs: `Cooperlake` adds only bf16 kernels,
+    /// which Debian's build does not export; upstream OpenBLAS maps Zen 4 to these too),
+    /// `Zen` or `Haswell` with AVX2+FMA, `Sandybridge` with AVX; nil (OpenBLAS decides) on
+    /// anything older or not x86.
     public static func preferredCoreType(for cpu: CPUFeatures) -> String? {
-        if cpu.hasAVX512BF16 { return "Cooperlake" }
         if cpu.hasAVX512 { return "SkylakeX" }
         if cpu.hasAVX2FMA { return cpu.isAMD ? "Zen" : "Haswell" }
         if cpu.avx { return "Sandybridge" }
@@ -53,8 +56,8 @@ public struct BLASLibrary: Sendable {
     /// measures to find the fastest sgemm available).
     public static func runnableCoreTypes(for cpu: CPUFeatures) -> [String] {
         var cores: [String] = []
-        if cpu.hasAVX512BF16 { cores.append("Cooperlake") }
         if cpu.hasAVX512 { cores.append("SkylakeX") }
+        if cpu.hasAVX512BF16 { cores.append("Cooperlake") }
         if cpu.hasAVX2FMA { cores += cpu.isAMD ? ["Zen", "Haswell"] : ["Haswell", "Zen"] }
         if cpu.avx { cores.append("Sandybridge") }
         cores.append("Prescott")
