@@ -121,10 +121,17 @@ public struct BLASLibrary: Sendable {
             var message = [CChar](repeating: 0, count: 512)
             if loom_openblas_open(candidate, &message, UInt(message.count)) == 0 {
                 let loaded = String(cString: loom_openblas_loaded_path())
+                let coreName = String(cString: loom_openblas_get_corename())
+                if let requested, requested.lowercased() != coreName.lowercased() {
+                    // OpenBLAS silently uses its own choice for a name it does not know or a
+                    // core the CPU lacks: say so, since the figures depend on it.
+                    FileHandle.standardError.write(Data(
+                        "loom: OpenBLAS was asked for core \(requested) (\(source.rawValue)) and chose \(coreName)\n".utf8))
+                }
                 return BLASLibrary(
                     path: URL(fileURLWithPath: loaded).resolvingSymlinksInPath().path,
                     configuration: String(cString: loom_openblas_get_config()).trimmingCharacters(in: .whitespaces),
-                    coreName: String(cString: loom_openblas_get_corename()),
+                    coreName: coreName,
                     requestedCore: requested, coreSource: source)
             }
             errors.append(String(cString: message))
