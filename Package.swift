@@ -29,15 +29,13 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-numerics", from: "1.1.1"),
     ],
     targets: [
-        .systemLibrary(
-            name: "COpenBLAS",
-            path: "Sources/COpenBLAS",
-            pkgConfig: "openblas",
-            providers: [.apt(["libopenblas-dev"])]
-        ),
+        // cpuid/xgetbv (CPUFeatures.swift) and OpenBLAS opened at run time (BLAS.swift): OpenBLAS
+        // is not linked at build time, so that Loom can choose its kernels before it initialises.
+        .target(name: "CLoomCPU", path: "Sources/CLoomCPU"),
+        .target(name: "COpenBLAS", path: "Sources/COpenBLAS", linkerSettings: [.linkedLibrary("dl")]),
         .target(
             name: "LoomTensor",
-            dependencies: ["COpenBLAS", .product(name: "Numerics", package: "swift-numerics")],
+            dependencies: ["CLoomCPU", "COpenBLAS", .product(name: "Numerics", package: "swift-numerics")],
             swiftSettings: kernelFlags
         ),
         .target(name: "LoomNN", dependencies: ["LoomTensor"], swiftSettings: fastFlags),

@@ -16,6 +16,11 @@ py="${PYTHON:-.venv-ref/bin/python}"
 [[ -x "$py" ]] || scripts/setup_python.sh .venv-ref >/dev/null
 
 field() { "$py" -c "import json,sys; d=json.loads(sys.stdin.read().strip().splitlines()[-1]); print(d.get('$1', 'nan'))"; }
+# What the figures stand on: CPU, BLAS core (chosen by Loom unless LOOM_BLAS_CORETYPE or
+# OPENBLAS_CORETYPE is set), sgemm rate, and how busy the machine was.
+echo "cpu: $(lscpu | sed -n 's/^Model name: *//p')"
+"$loom" bench sgemm
+echo "LOOM_BLAS_CORETYPE=${LOOM_BLAS_CORETYPE:-unset} OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 printf "%-20s %7s %12s %12s %12s %8s %10s %10s\n" config threads loom_tok/s torch_tok/s compile_tok/s "MFU" "vs eager" "vs compile"
 for config in "${configs[@]}"; do
   for t in $threads; do
@@ -37,3 +42,4 @@ print(f"{config:<20} {t:>7} {loom:>12.0f} {eager:>12.0f} {comp:>12.0f} {mfu*100:
 PY
   done
 done
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

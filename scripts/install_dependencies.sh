@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Installs the system packages Loom needs on Debian 12 (OpenBLAS for matrix products;
-# python3 + venv for the reference checks). Safe to run again.
+# Installs the system packages Loom needs on Debian 12 (OpenBLAS for matrix products: Loom
+# opens libopenblas.so.0 at run time, see Sources/LoomTensor/BLAS.swift; python3 + venv for
+# the reference checks). Safe to run again.
 set -euo pipefail
 need=()
-[[ -e /usr/include/x86_64-linux-gnu/cblas.h || -e /usr/include/cblas.h || -e /usr/include/aarch64-linux-gnu/cblas.h ]] || need+=(libopenblas-dev)
+ls /usr/lib/*/libopenblas.so.0 /usr/lib/libopenblas.so.0 >/dev/null 2>&1 || need+=(libopenblas-dev)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 if [[ "${1:-}" == "--python" ]]; then
     command -v python3 >/dev/null 2>&1 || need+=(python3)

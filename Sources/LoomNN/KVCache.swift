@@ -51,7 +51,7 @@ extension LlamaModel {
         precondition(rows > 0, "forward: no new tokens")
         let scale = 1 / Float(D).squareRoot()
         return withoutGradients {
-            var x = embedding(embedTokens, ids: tokens)
+            let x = embedding(embedTokens, ids: tokens)
             for (l, layer) in layers.enumerated() {
                 let h = rmsNorm(x, weight: layer.inputNorm, eps: c.rmsNormEps)
                 let q = rope(linear(h, layer.q), table: rotary, positions: positions)
@@ -70,18 +70,22 @@ extension LlamaModel {
                     let n = newTokens[b].count, past = cache.lengths[b], total = past + n
                     let keyBase = cache.keys[l].pointer + b * cache.capacity * width + (head / group) * D
                     let valueBase = cache.values[l].pointer + b * cache.capacity * width + (head / group) * D
-                    let scores = Storage(uninitializedCount: n * total)
-                    sgemm(transposeA: false, transposeB: true, m: n, n: total, k: D, alpha: scale,
-                          a: q.data + rowStart[b] * H * D + head * D, lda: H * D, b: keyBase, ldb: width,
-                          beta: 0, c: scores.pointer, ldc: total)
-                    for r in 0..<n { softmaxCausalRow(scores.pointer + r * total, valid: past + r + 1, width: total) }
-                    sgemm(transposeA: false, transposeB: false, m: n, n: D, k: total,
-                          a: scores.pointer, lda: total, b: valueBase, ldb: width,
-                          beta: 0, c: attended.data + rowStart[b] * H * D + head * D, ldc: H * D)
+                    // Scratch on the stack for a decoding step's few rows; the heap for a long prefill.
+                    withUnsafeTemporaryAllocation(of: Float.self, capacity: n * total) { scratch in
+                        let scores = scratch.baseAddress!
+                        sgemm(transposeA: false, transposeB: true, m: n, n: total, k: D, alpha: scale,
+                              a: q.data + rowStart[b] * H * D + head * D, lda: H * D, b: keyBase, ldb: width,
+                              beta: 0, c: scores, ldc: total)
+                        for r in 0..<n { softmaxCausalRow(scores + r * total, valid: past + r + 1, width: total) }
+                        sgemm(transposeA: false, transposeB: false, m: n, n: D, k: total,
+                              a: scores, lda: total, b: valueBase, ldb: width,
+                              beta: 0, c: attended.data + rowStart[b] * H * D + head * D, ldc: H * D)
+                    }
                 }
-                x = x + linear(attended, layer.o)
+                // Residual connections: the projections add straight into the stream.
+                linearAccumulate(attended, layer.o, into: x)
                 let h2 = rmsNorm(x, weight: layer.postNorm, eps: c.rmsNormEps)
-                x = x + linear(swiglu(gate: linear(h2, layer.gate), up: linear(h2, layer.up)), layer.down)
+                linearAccumulate(swiglu(gate: linear(h2, layer.gate), up: linear(h2, layer.up)), layer.down, into: x)
             }
             for (b, seq) in newTokens.enumerated() { cache.advance(b, by: seq.count) }
             let hidden = rmsNorm(x, weight: finalNorm, eps: c.rmsNormEps)

@@ -10,7 +10,8 @@ public enum Threading {
     /// Sets Loom's thread count (1 per MPI rank is typical) and pins OpenBLAS to one thread.
     public static func configure(threads: Int) {
         threadCount = Swift.max(1, threads)
-        openblas_set_num_threads(1)
+        _ = BLASLibrary.shared
+        loom_openblas_set_num_threads(1)
         keepFreedMemory()
     }
 

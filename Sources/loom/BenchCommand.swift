@@ -7,25 +7,40 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Throughput benchmarks (training, generation, tokenizer).",
-        subcommands: [BenchTrainCommand.self, BenchGenerateCommand.self, BenchTokenizeCommand.self]
+        subcommands: [BenchTrainCommand.self, BenchGenerateCommand.self, BenchTokenizeCommand.self, BenchSgemmCommand.self]
     )
 }
 
-/// Measures sgemm throughput on Loom's threads, so MFU is relative to what BLAS reaches here.
-func measureSgemmGFLOPs(threads: Int, size: Int = 1024, repeats: Int = 5) -> Double {
-    Threading.configure(threads: threads)
-    let a = Storage(count: size * size), b = Storage(count: size * size), c = Storage(count: size * size)
-    for i in 0..<(size * size) { a.pointer[i] = Float(i % 7) * 0.01; b.pointer[i] = Float(i % 5) * 0.01 }
-    parallelSgemm(transposeA: false, transposeB: true, m: size, n: size, k: size, a: a.pointer, lda: size,
-                  b: b.pointer, ldb: size, beta: 0, c: c.pointer, ldc: size)
-    var best = Double.infinity
-    for _ in 0..<repeats {
-        let start = DispatchTime.now().uptimeNanoseconds
-        parallelSgemm(transposeA: false, transposeB: true, m: size, n: size, k: size, a: a.pointer, lda: size,
-                      b: b.pointer, ldb: size, beta: 0, c: c.pointer, ldc: size)
-        best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
+/// One process's sgemm rate with the kernels it loaded: what `MachineReport` runs in a child
+/// process for each OpenBLAS core type (`LOOM_BLAS_CORETYPE=SkylakeX loom bench sgemm`).
+struct BenchSgemmCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sgemm",
+        abstract: "sgemm GFLOP/s (1024³) with the BLAS kernels this process chose, and what it chose.")
+
+    @Option(help: "Threads for Loom's kernels.") var threads: Int = 1
+    @Option(help: "Matrix size.") var size: Int = 1024
+    @Flag(help: "Print one JSON object.") var json = false
+
+    func validate() throws {
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
+        guard size >= 1 else { throw ValidationError("--size must be at least 1, got \(size)") }
     }
-    return 2 * Double(size * size * size) / best / 1e9
+
+    func run() throws {
+        Threading.configure(threads: threads)
+        let rate = measureSgemmGFLOPs(size: size)
+        let blas = BLASLibrary.shared
+        if json {
+            let object: [String: Any] = ["core": blas.coreName, "core_source": blas.coreSource.rawValue,
+                                         "config": blas.configuration, "threads": threads, "size": size, "sgemm_gflops": rate]
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            print("blas: \(blas.summary)")
+            print(String(format: "sgemm %d³ on %d thread(s): %.1f GFLOP/s", size, threads, rate))
+        }
+    }
 }
 
 struct BenchTrainCommand: ParsableCommand {
@@ -38,6 +53,9 @@ struct BenchTrainCommand: ParsableCommand {
     @Option(help: "Measured optimizer steps.") var steps: Int = 5
     @Option(help: "Untimed warm-up steps.") var warmup: Int = 1
     @Option(help: "Override the batch size.") var batchSize: Int?
+    @Flag(inversion: .prefixedNo,
+          help: "Measure sgemm with every OpenBLAS core type this CPU can run (in child processes), so MFU is against the fastest.")
+    var sweepCores = true
     @Flag(help: "Print one JSON object.") var json = false
 
     func run() throws {
@@ -45,8 +63,7 @@ struct BenchTrainCommand: ParsableCommand {
         let c = configuration.model
         var train = configuration.train
         if let batchSize { train.batchSize = batchSize }
-        let sgemmRate = measureSgemmGFLOPs(threads: threads)
-        Threading.configure(threads: threads)
+        let machine = MachineReport(threads: threads, sweepCores: sweepCores)
         let model = LlamaModel(configuration: c)
         model.initializeWeights(seed: train.seed)
         let optimizer = AdamW(parameters: model.parameters, hyperparameters: train.adamHyperparameters)
@@ -74,24 +91,36 @@ struct BenchTrainCommand: ParsableCommand {
         let tokensPerSecond = Double(B * T * steps) / seconds
         let flopsPerToken = trainingFLOPsPerToken(c, contextLength: T)
         let gflops = tokensPerSecond * flopsPerToken / 1e9
-        let mfu = gflops / sgemmRate
+        let mfu = gflops / machine.best.gflops
         let breakdown = Profiler.report()
         if json {
             var ops: [String: Double] = [:]
             for op in breakdown { ops[op.name] = op.seconds / Double(steps) * 1000 }
-            let object: [String: Any] = [
+            var object: [String: Any] = [
                 "framework": "loom", "config": config, "threads": threads, "batch_size": B, "context_length": T,
                 "parameters": model.parameters.count, "tokens_per_second": tokensPerSecond,
-                "ms_per_step": seconds / Double(steps) * 1000, "gflops": gflops, "sgemm_gflops": sgemmRate,
-                "mfu": mfu, "flops_per_token": flopsPerToken, "loss": lastLoss, "op_ms_per_step": ops,
+                "ms_per_step": seconds / Double(steps) * 1000, "gflops": gflops,
+                "mfu": mfu, "mfu_basis": "model GFLOP/s ÷ best_sgemm_gflops (the fastest OpenBLAS core on this machine)",
+                "mfu_of_loaded_sgemm": gflops / machine.sgemmGFLOPs,
+                "flops_per_token": flopsPerToken, "flops_convention": trainingFLOPsConvention,
+                "flops_per_token_full_attention": trainingFLOPsPerTokenFullAttention(c, contextLength: T),
+                "loss": lastLoss, "op_ms_per_step": ops,
             ]
+            object.merge(machine.jsonObject) { current, _ in current }
+            if let peak = machine.estimatedPeakGFLOPs { object["mfu_of_fma_peak_estimate"] = gflops / peak }
             let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
         } else {
+            for line in machine.lines { print(line) }
             print("config \(config): \(model.parameters.count) parameters, batch \(B) × \(T), \(threads) thread(s)")
-            print(String(format: "tokens/s %.0f   ms/step %.1f   GFLOP/s %.1f   sgemm GFLOP/s %.1f   MFU %.1f%% of sgemm",
-                         tokensPerSecond, seconds / Double(steps) * 1000, gflops, sgemmRate, mfu * 100))
-            print("flops/token = 6·N + 12·L·d·T = \(Int(flopsPerToken))   loss \(lastLoss)")
+            let best = machine.best
+            print(String(format: "tokens/s %.0f   ms/step %.1f   GFLOP/s %.1f   MFU %.1f%% of the fastest sgemm (%@, %.1f GFLOP/s)",
+                         tokensPerSecond, seconds / Double(steps) * 1000, gflops, mfu * 100, best.core, best.gflops))
+            if let peak = machine.estimatedPeakGFLOPs {
+                print(String(format: "  %.1f%% of the loaded sgemm (%@), %.1f%% of the estimated FMA peak",
+                             gflops / machine.sgemmGFLOPs * 100, machine.blas.coreName, gflops / peak * 100))
+            }
+            print("flops/token \(Int(flopsPerToken)) = \(trainingFLOPsConvention)   loss \(lastLoss)")
             let total = breakdown.reduce(0) { $0 + $1.seconds }
             print("per-op time per step:")
             for op in breakdown {
@@ -112,23 +141,38 @@ struct BenchGenerateCommand: ParsableCommand {
     @Option(help: "Prompt length.") var promptLength: Int = 32
     @Option(help: "Tokens to generate.") var tokens: Int = 128
     @Option(help: "Sequences decoded together.") var batch: Int = 1
+    @Option(help: "Timed runs; the fastest is reported.") var repeats: Int = 1
     @Flag(help: "Print one JSON object.") var json = false
 
     func run() throws {
         let configuration = try TrainingConfiguration.load(URL(fileURLWithPath: config))
+        guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1, got \(repeats)") }
         Threading.configure(threads: threads)
         let model = LlamaModel(configuration: configuration.model)
         model.initializeWeights(seed: 1)
         var rng = SeededRandom(seed: 3)
         let prompts = (0..<batch).map { _ in (0..<promptLength).map { _ in Int32(rng.nextInt(below: configuration.model.vocabularySize)) } }
         // Greedy decoding with no stop token, so every sequence produces exactly `tokens` tokens.
-        let results = Generator(model: model, stopTokens: []).generateBatch(prompts: prompts, maxTokens: tokens, sampling: .greedy)
-        let prefill = Double(batch * promptLength) / max(results[0].promptSeconds, 1e-9)
-        let decode = Double(results.map(\.tokens.count).reduce(0, +)) / max(results[0].decodeSeconds, 1e-9)
+        let generator = Generator(model: model, stopTokens: [])
+        var prefill = 0.0, decode = 0.0
+        for _ in 0..<repeats {
+            let results = generator.generateBatch(prompts: prompts, maxTokens: tokens, sampling: .greedy)
+            prefill = max(prefill, Double(batch * promptLength) / max(results[0].promptSeconds, 1e-9))
+            decode = max(decode, Double(results.map(\.tokens.count).reduce(0, +)) / max(results[0].decodeSeconds, 1e-9))
+        }
+        let cpu = CPUFeatures.current, blas = BLASLibrary.shared
         if json {
-            print("{\"framework\": \"loom\", \"prefill_tokens_per_second\": \(prefill), \"decode_tokens_per_second\": \(decode), \"batch\": \(batch), \"threads\": \(threads)}")
+            let object: [String: Any] = [
+                "framework": "loom", "config": config, "prefill_tokens_per_second": prefill,
+                "decode_tokens_per_second": decode, "batch": batch, "threads": threads, "tokens": tokens,
+                "prompt_length": promptLength, "cpu_model": cpu.modelName, "blas_core": blas.coreName,
+            ]
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
         } else {
-            print(String(format: "prefill %.0f tokens/s, decode %.0f tokens/s (batch %d, %d thread(s))", prefill, decode, batch, threads))
+            print("cpu: \(cpu.modelName); blas: \(blas.summary)")
+            print(String(format: "prefill %.0f tokens/s, decode %.0f tokens/s (batch %d, %d thread(s), best of %d)",
+                         prefill, decode, batch, threads, repeats))
         }
     }
 }

@@ -18,6 +18,21 @@ public struct AttentionShape: Sendable, Equatable {
 /// block's last row, which saves about 40 % of the score and value products at T = 256.
 private let attentionRowBlock = 64
 
+/// Keys each query row of `causalAttention` multiplies with, on average, for a sequence of
+/// `sequence` positions: the kernel computes whole row blocks up to each block's last row,
+/// so this lies between (sequence + 1) / 2 (an exact causal count) and sequence (no skipping).
+/// 160 of 256 at T = 256. FLOP counts use it to count the work the kernel does.
+public func causalAttentionKeysPerRow(sequence: Int) -> Double {
+    guard sequence > 0 else { return 0 }
+    var computed = 0, start = 0
+    while start < sequence {
+        let end = Swift.min(start + attentionRowBlock, sequence)
+        computed += (end - start) * end
+        start = end
+    }
+    return Double(computed) / Double(sequence)
+}
+
 /// Fused causal self-attention with grouped-query heads.
 ///
 /// `q` is `[batch·sequence, heads·headDim]`, `k` and `v` are `[batch·sequence, kvHeads·headDim]`

@@ -87,3 +87,17 @@ public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transpose
     }
     return c
 }
+
+/// `y += x · weightᵀ` in place, without recording a backward: the residual connections of
+/// decoding, where adding the projection straight into the stream saves a tensor and a pass.
+public func linearAccumulate(_ x: Tensor, _ weight: Tensor, into y: Tensor) {
+    precondition(weight.rank == 2 && x.lastDimension == weight.shape[1] && y.lastDimension == weight.shape[0]
+                 && x.rows == y.rows, "linearAccumulate: \(x.shape) · \(weight.shape)ᵀ does not fit \(y.shape)")
+    precondition(Tape.current == nil || !(x.requiresGrad || weight.requiresGrad || y.requiresGrad),
+                 "linearAccumulate records no backward: use y + linear(x, weight) while recording gradients")
+    let outFeatures = weight.shape[0], inFeatures = weight.shape[1]
+    Profiler.time("linear", phase: .forward) {
+        parallelSgemm(transposeA: false, transposeB: true, m: x.rows, n: outFeatures, k: inFeatures,
+                      a: x.data, lda: inFeatures, b: weight.data, ldb: inFeatures, beta: 1, c: y.data, ldc: outFeatures)
+    }
+}

@@ -1,0 +1,117 @@
+import CLoomCPU
+import Foundation
+
+/// The processor Loom runs on, read once from cpuid and xgetbv: vendor, family and model,
+/// the model name, and the vector extensions that both the CPU has and the operating system
+/// saves the registers of (an instruction is usable only when both hold).
+///
+///     let cpu = CPUFeatures.current
+///     print(cpu.modelName, cpu.featureNames)   // "AMD EPYC 7B13 …" ["avx", "avx2", "fma", "f16c"]
+public struct CPUFeatures: Sendable, Equatable {
+    public var vendor: String
+    public var modelName: String
+    public var family: Int
+    public var model: Int
+    public var stepping: Int
+    public var avx: Bool
+    public var avx2: Bool
+    public var fma: Bool
+    public var f16c: Bool
+    public var avx512f: Bool
+    public var avx512dq: Bool
+    public var avx512cd: Bool
+    public var avx512bw: Bool
+    public var avx512vl: Bool
+    public var avx512vnni: Bool
+    public var avx512bf16: Bool
+    public var avx512fp16: Bool
+    public var avxVnni: Bool
+    public var amxTile: Bool
+    public var amxBF16: Bool
+    public var amxInt8: Bool
+
+    /// The processor this process runs on.
+    public static let current = CPUFeatures(detecting: ())
+
+    init(detecting: Void) {
+        var info = LoomCPUInfo()
+        loom_cpu_detect(&info)
+        func string<T>(_ tuple: T) -> String {
+            withUnsafeBytes(of: tuple) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+        }
+        let ymm = info.osSavesAVX, zmm = info.osSavesAVX && info.osSavesAVX512
+        vendor = string(info.vendor)
+        modelName = string(info.modelName)
+        family = Int(info.family)
+        model = Int(info.model)
+        stepping = Int(info.stepping)
+        avx = info.avx && ymm
+        avx2 = info.avx2 && ymm
+        fma = info.fma && ymm
+        f16c = info.f16c && ymm
+        avx512f = info.avx512f && zmm
+        avx512dq = info.avx512dq && zmm
+        avx512cd = info.avx512cd && zmm
+        avx512bw = info.avx512bw && zmm
+        avx512vl = info.avx512vl && zmm
+        avx512vnni = info.avx512vnni && zmm
+        avx512bf16 = info.avx512bf16 && zmm
+        avx512fp16 = info.avx512fp16 && zmm
+        avxVnni = info.avxVnni && ymm
+        amxTile = info.amxTile && info.osSavesAMX
+        amxBF16 = info.amxBF16 && info.osSavesAMX
+        amxInt8 = info.amxInt8 && info.osSavesAMX
+    }
+
+    /// AVX2 with FMA: what Loom's kernels are compiled for (`-mavx2 -mfma`).
+    public var hasAVX2FMA: Bool { avx2 && fma }
+    /// The AVX-512 subset of Skylake-SP and later (F, DQ, CD, BW, VL), usable by this process.
+    public var hasAVX512: Bool { avx512f && avx512dq && avx512cd && avx512bw && avx512vl }
+    /// AVX-512 with the bf16 dot product (`vdpbf16ps`): Cooper Lake, Sapphire Rapids, Zen 4.
+    public var hasAVX512BF16: Bool { hasAVX512 && avx512bf16 }
+    public var isAMD: Bool { vendor == "AuthenticAMD" || vendor == "HygonGenuine" }
+    public var isIntel: Bool { vendor == "GenuineIntel" }
+
+    /// The usable extensions, in Linux's /proc/cpuinfo spelling.
+    public var featureNames: [String] {
+        let all: [(String, Bool)] = [
+            ("avx", avx), ("avx2", avx2), ("fma", fma), ("f16c", f16c),
+            ("avx512f", avx512f), ("avx512dq", avx512dq), ("avx512cd", avx512cd), ("avx512bw", avx512bw),
+            ("avx512vl", avx512vl), ("avx512_vnni", avx512vnni), ("avx512_bf16", avx512bf16),
+            ("avx512_fp16", avx512fp16), ("avx_vnni", avxVnni),
+            ("amx_tile", amxTile), ("amx_bf16", amxBF16), ("amx_int8", amxInt8),
+        ]
+        return all.filter(\.1).map(\.0)
+    }
+
+    /// Single-precision FLOPs one core can issue per cycle with fused multiply-adds:
+    /// 2 (multiply + add) × vector lanes × FMA units. An estimate from the vector width and
+    /// the usual unit count: two 512-bit FMA units on Intel AVX-512 servers (some parts
+    /// have one), two 256-bit units on Haswell and later and on Zen (Zen 4 runs AVX-512 on
+    /// them in two halves), mul and add on separate units before FMA.
+    public var estimatedFMAFLOPsPerCycle: Double {
+        if hasAVX512 && isIntel { return 2 * 16 * 2 }
+        if hasAVX2FMA || hasAVX512 { return 2 * 8 * 2 }
+        if avx { return 8 * 2 }
+        return 4 * 2
+    }
+
+    /// The clock in GHz that /proc/cpuinfo reports for the first core (Linux; nil elsewhere).
+    /// Under a hypervisor this is often the nominal clock, not the boost clock.
+    public static func reportedClockGHz() -> Double? {
+        guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return nil }
+        for line in text.split(separator: "\n") where line.hasPrefix("cpu MHz") {
+            if let value = line.split(separator: ":").last.flatMap({ Double($0.trimmingCharacters(in: .whitespaces)) }) {
+                return value / 1000
+            }
+        }
+        return nil
+    }
+
+    /// The estimated FMA peak of one core in GFLOP/s (FLOPs per cycle × the reported clock).
+    public var estimatedPeakGFLOPsPerCore: Double? {
+        CPUFeatures.reportedClockGHz().map { $0 * estimatedFMAFLOPsPerCycle }
+    }
+}
