@@ -66,7 +66,7 @@ public enum PreparePipeline {
         _ options: PrepareOptions,
         trainTokenizer: TrainTokenizer,
         loadTokenizer: LoadTokenizer,
-        log: (String) -> Void = { FileHandle.standardError.write(($0 + "\n").data(using: .utf8)!) }
+        log: (String) -> Void = { StandardError.writeLine($0) }
     ) throws -> PrepareResult {
         try options.validate()
         var timings: [(step: String, seconds: Double)] = []

@@ -1,5 +1,6 @@
 import Foundation
 import LoomData
+import LoomInference
 import LoomTokenizer
 
 /// How a K-wise ranking line of the preference data becomes DPO pairs.
@@ -136,9 +137,13 @@ public final class DPOTrainer {
     @discardableResult
     public func run() throws -> DPOSummary {
         let settings = options.settings
+        try settings.validate(stage: "dpo")
+        guard options.validationFraction.isFinite, options.validationFraction >= 0, options.validationFraction < 1 else {
+            throw TrainingError("dpo: --val-fraction must be in [0, 1), got \(options.validationFraction)")
+        }
+        guard options.beta.isFinite, options.beta > 0 else { throw TrainingError("dpo: --beta must be a positive number, got \(options.beta)") }
         Threading.configure(threads: settings.threads)
-        let model = try LlamaModel.load(directory: options.model, heads: .languageModel)
-        let tokenizer = try ByteLevelBPETokenizer(contentsOf: options.model.appendingPathComponent("tokenizer.json"))
+        let (model, tokenizer) = try ModelDirectory.load(options.model, heads: .languageModel)
         let encoder = ChatEncoder(tokenizer: tokenizer)
         let padID = Int32(tokenizer.padID ?? tokenizer.endOfTextID)
         let maxLength = min(options.maxLength ?? model.configuration.maxPositionEmbeddings, model.configuration.maxPositionEmbeddings)
@@ -184,7 +189,7 @@ public final class DPOTrainer {
         if let evaluate, !options.resume || run.state.step == 0 {
             initialEvaluation = try evaluate(model)
             logLine("DPO: before training " + describe(initialEvaluation))
-            run.metrics.log(initialEvaluation.merging(["step": 0]) { $1 })
+            try run.metrics.log(initialEvaluation.merging(["step": 0]) { $1 })
         }
 
         func batchIndices(step: Int) -> [Int] {
@@ -224,7 +229,7 @@ public final class DPOTrainer {
                     show += finalEvaluation.keys.sorted().filter { !$0.contains("/") }
                 }
             }
-            run.log(record, show: show, force: run.shouldEvaluate)
+            try run.log(record, show: show, force: run.shouldEvaluate)
             try run.checkpointIfDue()
         }
         if heldoutMetrics == nil {

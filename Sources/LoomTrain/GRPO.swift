@@ -138,14 +138,14 @@ public final class GRPOTrainer {
     public func run() throws -> GRPOSummary {
         let o = options
         let settings = o.settings
+        try settings.validate(stage: "grpo")
         guard o.groupSize >= 2 else { throw TrainingError("GRPO needs --group-size ≥ 2, got \(o.groupSize)") }
         guard o.updatesPerBatch >= 1 else { throw TrainingError("GRPO needs --updates-per-batch ≥ 1, got \(o.updatesPerBatch)") }
         guard o.maxNewTokens >= 1 else { throw TrainingError("GRPO needs --max-new-tokens ≥ 1, got \(o.maxNewTokens)") }
         guard o.maxSamplingRounds >= 1 else { throw TrainingError("GRPO needs --max-sampling-rounds ≥ 1, got \(o.maxSamplingRounds)") }
         try SamplingParameters(temperature: o.temperature, topP: o.topP).validate()
         Threading.configure(threads: settings.threads)
-        let model = try LlamaModel.load(directory: o.model, heads: .languageModel)
-        let tokenizer = try ByteLevelBPETokenizer(contentsOf: o.model.appendingPathComponent("tokenizer.json"))
+        let (model, tokenizer) = try ModelDirectory.load(o.model, heads: .languageModel)
         let encoder = ChatEncoder(tokenizer: tokenizer)
         let padID = Int32(tokenizer.padID ?? tokenizer.endOfTextID)
         let maxLength = min(o.maxLength ?? model.configuration.maxPositionEmbeddings, model.configuration.maxPositionEmbeddings)
@@ -173,7 +173,7 @@ public final class GRPOTrainer {
         if let evaluate, run.state.step == 0 {
             initialEvaluation = try evaluate(model)
             logLine("GRPO: before training " + describe(initialEvaluation))
-            run.metrics.log(initialEvaluation.merging(["step": 0]) { $1 })
+            try run.metrics.log(initialEvaluation.merging(["step": 0]) { $1 })
         }
         func promptIndices(step: Int) -> [Int] {
             epochBatchIndices(step: step, count: prompts.count, batchSize: settings.batchSize, seed: settings.seed)
@@ -267,7 +267,7 @@ public final class GRPOTrainer {
                 for (k, v) in finalEvaluation { record[k] = v }
                 show += finalEvaluation.keys.sorted().filter { !$0.contains("/") }
             }
-            run.log(record, show: show, force: run.shouldEvaluate && evaluate != nil)
+            try run.log(record, show: show, force: run.shouldEvaluate && evaluate != nil)
             try run.checkpointIfDue()
         }
         if let evaluate, finalEvaluation.isEmpty { finalEvaluation = try evaluate(model) }

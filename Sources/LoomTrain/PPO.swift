@@ -101,12 +101,20 @@ public final class PPOTrainer {
     public func run() throws -> PPOSummary {
         let o = options
         let settings = o.settings
+        try settings.validate(stage: "ppo")
+        guard o.ppoEpochs >= 1 else { throw TrainingError("ppo: --ppo-epochs must be at least 1, got \(o.ppoEpochs)") }
+        guard o.minibatches >= 1 && o.minibatches <= settings.batchSize else {
+            throw TrainingError("ppo: --minibatches must be in 1...\(settings.batchSize) (the --batch-size), got \(o.minibatches)")
+        }
+        if let target = o.targetKL, !(target.isFinite && target > 0) { throw TrainingError("ppo: --target-kl must be a positive number, got \(target)") }
         Threading.configure(threads: settings.threads)
-        let policy = try LlamaModel.load(directory: o.policy, heads: .languageModel)
+        let (policy, tokenizer) = try ModelDirectory.load(o.policy, heads: .languageModel)
         let reference = policy.copy(requiresGrad: false)
-        let tokenizer = try ByteLevelBPETokenizer(contentsOf: o.policy.appendingPathComponent("tokenizer.json"))
         let rewardModel = try RewardModel.load(directory: o.rewardModel)
         let critic = try LlamaModel.load(directory: o.rewardModel, heads: .score)
+        let rewardTokenizer = try ModelDirectory.loadTokenizer(o.rewardModel)
+        try ModelDirectory.checkTokenizer(rewardTokenizer, fits: critic.configuration, directory: o.rewardModel)
+        try ModelDirectory.checkSameTokenizer(tokenizer, of: o.policy, rewardTokenizer, of: o.rewardModel)
         let encoder = ChatEncoder(tokenizer: tokenizer)
         let padID = Int32(tokenizer.padID ?? tokenizer.endOfTextID)
         let maxLength = policy.configuration.maxPositionEmbeddings
@@ -117,7 +125,9 @@ public final class PPOTrainer {
 
         var ptxSampler: WindowSampler? = nil
         if let ptx = o.ptxData {
-            ptxSampler = try WindowSampler(dataset: TokenDataset(directory: ptx, split: "train"), batch: o.ptxBatchSize,
+            let ptxDataset = try TokenDataset(directory: ptx, split: "train")
+            try ptxDataset.checkTokens(below: policy.configuration.vocabularySize)
+            ptxSampler = try WindowSampler(dataset: ptxDataset, batch: o.ptxBatchSize,
                                            context: min(o.ptxContext, maxLength))
         }
 
@@ -154,7 +164,7 @@ public final class PPOTrainer {
         var evaluations: [String: Double] = [:]
         if run.state.step == 0, let evaluate {
             evaluations = evaluate(policy)
-            run.log(evaluations.mapValues { $0 as Any }, show: Array(evaluations.keys).sorted(), force: true)
+            try run.log(evaluations.mapValues { $0 as Any }, show: Array(evaluations.keys).sorted(), force: true)
         }
         while !run.isFinished {
             // 1. Rollouts.
@@ -294,7 +304,7 @@ public final class PPOTrainer {
                 evaluations = evaluate(policy)
                 for (k, v) in evaluations { record[k] = v }
             }
-            run.log(record, show: ["reward", "kl", "entropy", "response_length", "clip_fraction", "value_loss", "explained_variance"] + evaluations.keys.sorted(),
+            try run.log(record, show: ["reward", "kl", "entropy", "response_length", "clip_fraction", "value_loss", "explained_variance"] + evaluations.keys.sorted(),
                     force: run.shouldEvaluate)
             if settings.checkpointInterval > 0 && run.state.step % settings.checkpointInterval == 0 && !run.isFinished { try checkpoint() }
         }

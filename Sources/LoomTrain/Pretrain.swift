@@ -130,6 +130,8 @@ public final class Pretrainer {
         guard tokenizer.vocabularySize <= config.model.vocabularySize else {
             throw ConfigurationError("the tokenizer in \(options.dataDirectory.path) has \(tokenizer.vocabularySize) tokens but model.vocab_size is \(config.model.vocabularySize)")
         }
+        try config.train.validate(model: config.model)
+        try config.model.checkFitsInMemory(bytesPerParameter: 16, purpose: "training (weights, gradients and two AdamW moments)")
         var modelConfig = config.model
         modelConfig.eosTokenID = tokenizer.endOfTextID
         modelConfig.bosTokenID = tokenizer.endOfTextID
@@ -148,6 +150,8 @@ public final class Pretrainer {
             model = LlamaModel(configuration: modelConfig)
             model.initializeWeights(seed: train.seed)
         }
+        try trainData.checkTokens(below: model.configuration.vocabularySize)
+        try validationData?.checkTokens(below: model.configuration.vocabularySize)
         let optimizer = AdamW(parameters: model.parameters, hyperparameters: train.adamHyperparameters)
         let schedule = train.schedule(totalSteps: options.scheduleSteps ?? train.steps)
         let sampler = try WindowSampler(dataset: trainData, batch: train.batchSize, context: train.contextLength)
@@ -215,7 +219,7 @@ public final class Pretrainer {
                 record["val_loss"] = v.loss
                 record["val_bpb"] = v.bitsPerByte
             }
-            metrics.log(record)
+            try metrics.log(record)
             if state.step % max(1, options.logInterval) == 0 || isLast || record["val_loss"] != nil {
                 let eta = Double(totalSteps - state.step) * Double(tokensPerStep) / max(tokensPerSecond, 1e-9)
                 let bar = progressBar(fraction: Double(state.step) / Double(totalSteps))

@@ -1,5 +1,6 @@
 import Foundation
 import LoomData
+import LoomInference
 import LoomTokenizer
 
 // MARK: - Scoring
@@ -311,9 +312,10 @@ public final class RewardTrainer {
     @discardableResult
     public func run() throws -> RewardSummary {
         let settings = options.settings
+        try settings.validate(stage: "reward")
+        if options.heldout.isEmpty { try checkValidationFraction(options.validationFraction, stage: "reward") }
         Threading.configure(threads: settings.threads)
-        let model = try LlamaModel.load(directory: options.model, heads: .score)
-        let tokenizer = try ByteLevelBPETokenizer(contentsOf: options.model.appendingPathComponent("tokenizer.json"))
+        let (model, tokenizer) = try ModelDirectory.load(options.model, heads: .score)
         let encoder = ChatEncoder(tokenizer: tokenizer)
         let padID = Int32(tokenizer.padID ?? tokenizer.endOfTextID)
         let maxLength = min(options.maxLength ?? model.configuration.maxPositionEmbeddings, model.configuration.maxPositionEmbeddings)
@@ -381,7 +383,7 @@ public final class RewardTrainer {
                 record["val_accuracy"] = e.accuracy
                 record["val_margin"] = e.margin
             }
-            run.log(record, show: ["loss", "accuracy", "val_accuracy", "val_margin", "lr", "grad_norm"], force: record["val_accuracy"] != nil)
+            try run.log(record, show: ["loss", "accuracy", "val_accuracy", "val_margin", "lr", "grad_norm"], force: record["val_accuracy"] != nil)
             try run.checkpointIfDue()
         }
         let evaluation = lastEval ?? Self.evaluate(scorer, groups: heldout, padID: padID, maxLength: maxLength)
@@ -403,7 +405,7 @@ public final class RewardTrainer {
         let raw = scorer.rawScores(prompts: references.prompts, responses: references.responses, padID: padID, maxLength: maxLength)
         let mu = Float(raw.reduce(0.0) { $0 + Double($1) } / Double(max(raw.count, 1)))
         try RewardModel.writeNormalization(.init(rewardMean: mu, references: raw.count, referenceSource: references.source), to: options.output)
-        run.log(["val_accuracy": evaluation.accuracy, "val_margin": evaluation.margin, "reward_mean": Double(mu), "final": true],
+        try run.log(["val_accuracy": evaluation.accuracy, "val_margin": evaluation.margin, "reward_mean": Double(mu), "final": true],
                 show: ["val_accuracy", "val_margin", "reward_mean"], force: true)
         return RewardSummary(trainPrompts: train.count, heldoutPrompts: heldout.count, skippedLines: skipped, trainLoss: lastLoss,
                              heldoutPairAccuracy: evaluation.accuracy, heldoutMeanMargin: evaluation.margin, rewardMean: Double(mu),

@@ -90,11 +90,11 @@ public final class StageRun {
 
     /// Logs `fields` (plus step) to metrics.jsonl and, every `logInterval` steps or when
     /// `force`, a progress line with the listed keys.
-    public func log(_ fields: [String: Any], show keys: [String], force: Bool = false) {
+    public func log(_ fields: [String: Any], show keys: [String], force: Bool = false) throws {
         var record = fields
         record["step"] = state.step
         record["elapsed"] = Date().timeIntervalSince(started)
-        metrics.log(record)
+        try metrics.log(record)
         if force || state.step % max(1, settings.logInterval) == 0 || state.step == settings.steps {
             let done = state.step - firstStep
             let rate = Double(done) / max(Date().timeIntervalSince(started), 1e-9)

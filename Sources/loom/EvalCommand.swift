@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import LoomData
 import LoomEval
+import LoomInference
 import LoomTokenizer
 import LoomTrain
 
@@ -33,6 +34,7 @@ struct EvalCommand: ParsableCommand {
     @Flag(help: "Print every prompt, answer and response to stderr.") var verbose = false
 
     func validate() throws {
+        try checkNumericFlags()
         guard sampled >= 0 else { throw ValidationError("--sampled must not be negative, got \(sampled)") }
     }
 
@@ -61,13 +63,14 @@ struct EvalCommand: ParsableCommand {
                 }
                 line += ", \"sampled_accuracy\": \(graded.accuracy), \"samples_per_prompt\": \(sampled), \"pass_at_\(sampled)\": \(graded.passAt(sampled))"
             }
-            print(line + "}")
+            try StandardOutput.writeLine(line + "}")
         case .perplexity:
             guard let data else { throw ValidationError("--task perplexity needs --data DIR") }
             let dataset = try TokenDataset(directory: URL(fileURLWithPath: data), split: "val")
+            try dataset.checkTokens(below: model.configuration.vocabularySize)
             let ctx = min(context, model.configuration.maxPositionEmbeddings)
             let r = evaluateLanguageModel(model: model, dataset: dataset, tokenizer: tokenizer, batch: 8, context: ctx, batches: 8)
-            print("{\"task\": \"perplexity\", \"loss\": \(r.loss), \"perplexity\": \(Foundation.exp(r.loss)), \"bits_per_byte\": \(r.bitsPerByte), \"tokens\": \(r.tokens)}")
+            try StandardOutput.writeLine("{\"task\": \"perplexity\", \"loss\": \(r.loss), \"perplexity\": \(Foundation.exp(r.loss)), \"bits_per_byte\": \(r.bitsPerByte), \"tokens\": \(r.tokens)}")
         }
     }
 }

@@ -43,6 +43,7 @@ struct PipelineCommand: ParsableCommand {
     @Option(help: "Threads.") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
     func validate() throws {
+        try checkNumericFlags()
         guard heldoutTasks >= 1, trainTasks >= 1 else { throw ValidationError("--train-tasks and --heldout-tasks must be at least 1") }
         guard demonstrations >= 1 else { throw ValidationError("--demonstrations must be at least 1, got \(demonstrations)") }
         guard sampledAnswers >= 1 else { throw ValidationError("--sampled-answers must be at least 1, got \(sampledAnswers)") }

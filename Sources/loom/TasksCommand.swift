@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import LoomData
 import LoomEval
+import LoomInference
 import LoomTokenizer
 
 /// `loom tasks`: writes the constructed instruction-task data of the alignment stages.
@@ -48,15 +49,15 @@ struct TasksCommand: ParsableCommand {
         let directory = URL(fileURLWithPath: out)
         let summary = try InstructionTaskFiles.write(to: directory, train: train, heldout: heldout, seed: seed, kinds: try parsedKinds(),
                                                      demonstrations: demonstrations)
-        print("wrote \(directory.path) (seed \(seed)):")
+        try StandardOutput.writeLine("wrote \(directory.path) (seed \(seed)):")
         for (file, count) in summary.lines {
-            print("  \(file): \(count) lines")
+            try StandardOutput.writeLine("  \(file): \(count) lines")
         }
         if let rankSamplesFrom {
             let started = Date()
             let used = try RankingsWithSamples.write(to: directory, model: URL(fileURLWithPath: rankSamplesFrom), train: train, heldout: heldout,
                                                      seed: seed, kinds: try parsedKinds(), samples: rankSamples)
-            print(String(format: "  rankings rewritten with %d answers per prompt of %@ (%d rankings hold at least one) in %.0f s", rankSamples, rankSamplesFrom, used, Date().timeIntervalSince(started)))
+            try StandardOutput.writeLine(String(format: "  rankings rewritten with %d answers per prompt of %@ (%d rankings hold at least one) in %.0f s", rankSamples, rankSamplesFrom, used, Date().timeIntervalSince(started)))
         }
     }
 }
@@ -70,8 +71,7 @@ struct TasksCommand: ParsableCommand {
 enum RankingsWithSamples {
     static func write(to directory: URL, model: URL, train: Int, heldout: Int, seed: UInt64, kinds: [InstructionTaskKind],
                       samples: Int) throws -> Int {
-        let policy = try LlamaModel.load(directory: model, heads: .languageModel)
-        let tokenizer = try ByteLevelBPETokenizer(contentsOf: model.appendingPathComponent("tokenizer.json"))
+        let (policy, tokenizer) = try ModelDirectory.load(model, heads: .languageModel)
         var placed = 0
         for (file, count, split) in [(InstructionTaskFiles.rankingsTrain, train, TaskSplit.train), (InstructionTaskFiles.rankingsHeldout, heldout, .heldout)] {
             let tasks = InstructionTaskFiles.tasks(for: .rankings, count: count, split: split, seed: seed, kinds: kinds)

@@ -81,8 +81,8 @@ final class PretrainTests: XCTestCase {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("loom-metrics-\(UUID())")
         defer { try? FileManager.default.removeItem(at: directory) }
         let log = try MetricsLog(directory: directory)
-        log.log(["step": 1, "loss": Double.nan, "kl": Float.infinity, "reward": 0.5])
-        log.log(["step": 2, "loss": 1.25])
+        try log.log(["step": 1, "loss": Double.nan, "kl": Float.infinity, "reward": 0.5])
+        try log.log(["step": 2, "loss": 1.25])
         let records = MetricsLog.read(log.url)
         XCTAssertEqual(records.count, 2)   // a NaN used to drop the whole record
         XCTAssertTrue(records[0]["loss"] is NSNull)
