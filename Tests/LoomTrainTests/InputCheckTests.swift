@@ -91,17 +91,19 @@ final class InputCheckTests: XCTestCase {
 
     func testPPORefusesARewardModelWithAnotherTokenizer() throws {
         let policy = try AlignmentTestModel.make()
-        let reward = try AlignmentTestModel.make(seed: 9)
+        let reward = temporary("ppo-reward")
+        try LlamaModel.load(directory: policy, heads: .score).save(directory: reward)
         let prompts = try AlignmentTestModel.write((0..<4).map { PromptDataset.jsonLine(PromptExample(prompt: "question \($0)?", answer: "yes")) }, "prompts")
         let out = temporary("ppo-tokenizers")
         defer { for u in [policy, reward, prompts, out] { try? FileManager.default.removeItem(at: u) } }
-        let other = ByteLevelBPETokenizer.train(texts: AlignmentTestModel.texts.map { $0.uppercased() }, vocabSize: 300)
+        // Another tokenizer that still fits the reward model's embedding: only the comparison catches it.
+        let other = ByteLevelBPETokenizer.train(texts: AlignmentTestModel.texts.map { $0.uppercased() }, vocabSize: 290)
         try other.save(to: reward)
         var options = PPOOptions(policy: policy, rewardModel: reward, prompts: prompts, output: out)
         options.settings.steps = 1
         options.settings.batchSize = 2
         options.minibatches = 1
-        assertThrows(try PPOTrainer(options: options).run(), containing: "tokenizer", reward.path)
+        assertThrows(try PPOTrainer(options: options).run(), containing: "tokenizers of", policy.path, reward.path, "vocabulary sizes")
     }
 
     // MARK: Weights
