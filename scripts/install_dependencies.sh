@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs the system packages Loom needs on Debian 12 (OpenBLAS for matrix products;
-# python3 + venv for the reference checks). Safe to run again.
+# python3 for the fuzz harness; python3-venv for the reference checks). Safe to run again.
 set -euo pipefail
 need=()
 [[ -e /usr/include/x86_64-linux-gnu/cblas.h || -e /usr/include/cblas.h || -e /usr/include/aarch64-linux-gnu/cblas.h ]] || need+=(libopenblas-dev)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
 if [[ "${1:-}" == "--python" ]]; then
-    command -v python3 >/dev/null 2>&1 || need+=(python3)
     python3 -c "import venv, ensurepip" >/dev/null 2>&1 || need+=(python3-venv)
 fi
 if (( ${#need[@]} )); then
