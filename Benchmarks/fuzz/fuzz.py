@@ -87,13 +87,18 @@ def build_world(loom, root, timeout):
         outcome = run_loom(loom, args, timeout * 4, root)
         if outcome.code != 0:
             raise SystemExit(f"fuzz: setting up ({what}) failed with {outcome.code}:\n{outcome.stderr[-2000:]}")
-    with open(os.path.join(root, "corpus.txt"), "w") as f:
-        f.write(CORPUS)
+    # Twenty documents, so that the validation split holds some.
+    os.makedirs(os.path.join(root, "corpus"))
+    for d in range(20):
+        with open(os.path.join(root, "corpus", f"doc{d}.txt"), "w") as f:
+            f.write("\n".join(f"Document {d}. " + line for line in CORPUS.splitlines()[d * 20:(d + 1) * 20]))
     write_json(os.path.join(root, "tiny.json"), TINY_CONFIG)
-    must(["prepare", "--input", "corpus.txt", "--out", "data", "--vocab-size", "300", "--val-fraction", "0.1",
+    must(["prepare", "--input", "corpus", "--out", "data", "--vocab-size", "300", "--val-fraction", "0.2",
           "--shard-tokens", "4000", "--quiet", "--min-chars", "1"], "prepare")
     must(["pretrain", "--config", "tiny.json", "--data", "data", "--out", "base", "--threads", "1", "--log-interval", "100"], "pretrain")
     must(["tasks", "--out", "tasks", "--train", "24", "--heldout", "8", "--seed", "3"], "tasks")
+    must(["reward", "--model", "base", "--data", "tasks/rankings_train.jsonl", "--out", "rm", "--steps", "1", "--batch-size", "2",
+          "--threads", "1"], "reward")
 
 
 def write_json(path, value):
@@ -101,10 +106,10 @@ def write_json(path, value):
         json.dump(value, f)
 
 
-def copy_model(root, name):
+def copy_model(root, name, source="base"):
     target = os.path.join(root, name)
     shutil.rmtree(target, ignore_errors=True)
-    shutil.copytree(os.path.join(root, "base"), target)
+    shutil.copytree(os.path.join(root, source), target)
     return target
 
 
@@ -131,7 +136,7 @@ def grpo_args(prompts="tasks/prompts_train.jsonl", extra=()):
             "--group-size", "2", "--max-new-tokens", "4", "--threads", "1", "--log-interval", "100"] + list(extra)
 
 
-def ppo_args(prompts="tasks/prompts_train.jsonl", reward="base", extra=()):
+def ppo_args(prompts="tasks/prompts_train.jsonl", reward="rm", extra=()):
     return ["ppo", "--policy", "base", "--reward", reward, "--prompts", prompts, "--out", "out/ppo", "--steps", "1",
             "--batch-size", "2", "--minibatches", "1", "--max-new-tokens", "4", "--threads", "1", "--log-interval", "100"] + list(extra)
 
@@ -208,8 +213,8 @@ def model_with_nan(root, name):
 
 
 def model_with_other_tokenizer(root, name):
-    """The base model with a tokenizer trained on other text (same size, other tokens)."""
-    target = copy_model(root, name)
+    """The reward model with a tokenizer trained on other text (same size, other tokens)."""
+    target = copy_model(root, name, source="rm")
     other = os.path.join(root, "other.txt")
     with open(other, "w") as f:
         f.write("\n".join(f"zyx {i} wvu tsr qpo {i * 3} nml kji" for i in range(300)))
@@ -228,6 +233,12 @@ def fixed_cases(root):
     def add(name, args, expect, stdout=None, stderr=None, must_fail=True):
         cases.append((name, args, expect, stdout, stderr, must_fail))
 
+    # Controls: the valid inputs every mutation starts from are accepted, so the mutated cases
+    # reach past argument parsing into loading and training.
+    for name, args in [("sft", sft_args()), ("reward", reward_args()), ("dpo", dpo_args()), ("grpo", grpo_args()),
+                       ("ppo", ppo_args()), ("eval", eval_args()), ("generate", generate_args()), ("pretrain", pretrain_args()),
+                       ("tokenize", ["tokenize", "--tokenizer", "base", "--text", "Line 7: the lazy dog"])]:
+        add(f"valid {name}", args, None, must_fail=False)
     # Flags out of range.
     add("dpo --beta 0", dpo_args(extra=["--beta", "0"]), "--beta")
     add("ppo --target-kl 0", ppo_args(extra=["--target-kl", "0"]), "--target-kl")
@@ -245,7 +256,7 @@ def fixed_cases(root):
     add("grpo --top-p 0", grpo_args(extra=["--top-p", "0"]), "--top-p")
     add("generate --top-p 2", generate_args(extra=["--top-p", "2"]), "--top-p")
     add("pretrain --threads 0", pretrain_args(extra=["--threads", "0"]), "--threads")
-    add("prepare --vocab-size 10^12", ["prepare", "--input", "corpus.txt", "--out", "out/p", "--vocab-size", "1000000000000"], "--vocab-size")
+    add("prepare --vocab-size 10^12", ["prepare", "--input", "corpus", "--out", "out/p", "--vocab-size", "1000000000000"], "--vocab-size")
     # Configuration files.
     add("config vocab_size 10^12", pretrain_args(config=config_with(root, "c-vocab.json", "model", "vocab_size", 10 ** 12)), "vocab_size")
     add("config hidden_size 10^9", pretrain_args(config=config_with(root, "c-hidden.json", "model", "hidden_size", 10 ** 9)), "hidden_size")
@@ -259,6 +270,7 @@ def fixed_cases(root):
     add("shard id 70000 (uint32), pretrain", pretrain_args(data=dataset_with(root, "d-70000", [5, 6, 70000] * 40, dtype=4)), "70000")
     add("shard id 0xFFFFFFFF (uint32), eval", eval_args(data=dataset_with(root, "d-ffff", [5, 6, 0xFFFFFFFF] * 40, dtype=4)), "4294967295")
     add("shard id 60000 (uint16), eval", eval_args(data=dataset_with(root, "d-60000", [5, 6, 60000] * 40)), "60000")
+    add("empty validation split, eval", eval_args(data=dataset_with(root, "d-empty", [])), "holds 0 tokens")
     add("shard id = vocab size (uint16), pretrain", pretrain_args(data=dataset_with(root, "d-320", [5, 320] * 60)), "320")
     # Weights and tokenizers.
     nan_model, nan_tensor = model_with_nan(root, "m-nan")
@@ -268,7 +280,7 @@ def fixed_cases(root):
     # Output streams.
     add("tokenize >/dev/full", ["tokenize", "--tokenizer", "base", "--text", "hello"], "standard output", stdout="/dev/full")
     add("generate >/dev/full", generate_args(), "standard output", stdout="/dev/full")
-    add("prepare 2>/dev/full (progress lost, run succeeds)", ["prepare", "--input", "corpus.txt", "--out", "out/full",
+    add("prepare 2>/dev/full (progress lost, run succeeds)", ["prepare", "--input", "corpus", "--out", "out/full",
                                                              "--vocab-size", "300", "--min-chars", "1"], None, stderr="/dev/full", must_fail=False)
     add("sft 2>/dev/full (progress lost, run succeeds)", sft_args(), None, stderr="/dev/full", must_fail=False)
     return cases
@@ -501,9 +513,12 @@ def main():
     failures, counts, rejected, accepted = [], {}, 0, 0
     slowest = (0.0, "")
 
-    def judge(name, arguments, outcome, must_fail, expect, files):
+    def judge(name, arguments, outcome, must_fail, expect, files, fixed_case=False):
         nonlocal rejected, accepted, slowest
-        counts[name.split(" ")[0] if not name.startswith("flag") else "flag"] = counts.get(name.split(" ")[0] if not name.startswith("flag") else "flag", 0) + 1
+        kind = "fixed" if fixed_case else name.split(" ")[0]
+        tally = counts.setdefault(kind, [0, 0])
+        tally[0] += 1
+        tally[1] += outcome.code != 0
         if outcome.seconds > slowest[0]:
             slowest = (outcome.seconds, name)
         problem = None
@@ -513,8 +528,8 @@ def main():
             problem = f"crash (exit {outcome.code})"
         elif outcome.code == 0 and must_fail:
             problem = "exit 0 for an input that must be rejected"
-        elif outcome.code != 0 and not must_fail and expect is None and name.startswith(("prepare 2>", "sft 2>")):
-            problem = f"failed with {outcome.code} although only a diagnostic stream was full"
+        elif outcome.code != 0 and not must_fail and expect is None and name.startswith(("prepare 2>", "sft 2>", "valid ")):
+            problem = f"a valid input failed with {outcome.code}"
         elif outcome.code != 0 and not outcome.stderr.strip() and "2>/dev/full" not in name:
             problem = f"exit {outcome.code} without a message"
         elif outcome.code != 0 and expect is not None and expect not in outcome.stderr:
@@ -539,7 +554,7 @@ def main():
         fixed = fixed_cases(root)
         for name, arguments, expect, stdout, stderr, must_fail in fixed:
             outcome = run_loom(LOOM, arguments, args.timeout, root, stdout_path=stdout, stderr_path=stderr)
-            judge(name, arguments, outcome, must_fail, expect, [])
+            judge(name, arguments, outcome, must_fail, expect, [], fixed_case=True)
         for index in range(args.cases):
             case = mutated_case(root, rng, index)
             outcome = run_loom(LOOM, case.args, args.timeout, root)
@@ -554,6 +569,7 @@ def main():
     line = (f"fuzz: {total} cases ({len(fixed)} fixed, {args.cases} mutated, seed {args.seed}) in {seconds:.0f} s: "
             f"{rejected} rejected, {accepted} accepted, {len(failures)} failed; slowest {slowest[0]:.1f} s ({slowest[1]})")
     print(line)
+    print("  " + ", ".join(f"{kind} {tally[1]}/{tally[0]} rejected" for kind, tally in sorted(counts.items())))
     if args.summary:
         os.makedirs(os.path.dirname(os.path.abspath(args.summary)), exist_ok=True)
         with open(args.summary, "w") as f:
@@ -561,9 +577,9 @@ def main():
             f.write(f"`python3 Benchmarks/fuzz/fuzz.py --loom .build/release/loom --cases {args.cases} --seed {args.seed} "
                     f"--summary {args.summary}`\n\n")
             f.write(line.replace("fuzz: ", "") + "\n\n")
-            f.write("| input | cases |\n|---|---|\n")
+            f.write("| input | cases | rejected with a message | accepted |\n|---|---|---|---|\n")
             for kind in sorted(counts):
-                f.write(f"| {kind} | {counts[kind]} |\n")
+                f.write(f"| {kind} | {counts[kind][0]} | {counts[kind][1]} | {counts[kind][0] - counts[kind][1]} |\n")
             f.write("\nFailures:\n\n" if failures else "\nNo crash, hang, wrongly accepted input or silent rejection.\n")
             for failure in failures:
                 f.write(f"- {failure['case']}: {failure['problem']} — `loom {' '.join(failure['args'])}`\n")

@@ -8,12 +8,12 @@ import LoomTokenizer
 ///     let (model, tokenizer) = try ModelDirectory.load(URL(fileURLWithPath: "runs/sft"), heads: .languageModel)
 public enum ModelDirectory {
     /// Loads `config.json`, `model.safetensors` and `tokenizer.json` from `directory` and
-    /// checks that the tokenizer fits the model (`checkTokenizer`).
+    /// checks that the tokenizer fits the model (`checkTokenizer`), before the weights are read.
     public static func load(_ directory: URL, heads: LlamaModel.Heads? = nil) throws -> (model: LlamaModel, tokenizer: ByteLevelBPETokenizer) {
-        let model = try LlamaModel.load(directory: directory, heads: heads)
+        let configuration = try LlamaConfiguration.load(directory.appendingPathComponent("config.json"))
         let tokenizer = try loadTokenizer(directory)
-        try checkTokenizer(tokenizer, fits: model.configuration, directory: directory)
-        return (model, tokenizer)
+        try checkTokenizer(tokenizer, fits: configuration, directory: directory)
+        return (try LlamaModel.load(directory: directory, heads: heads), tokenizer)
     }
 
     /// The tokenizer of a model directory.

@@ -69,6 +69,9 @@ struct EvalCommand: ParsableCommand {
             let dataset = try TokenDataset(directory: URL(fileURLWithPath: data), split: "val")
             try dataset.checkTokens(below: model.configuration.vocabularySize)
             let ctx = min(context, model.configuration.maxPositionEmbeddings)
+            guard dataset.count > ctx + 1 else {
+                throw TrainingError("\(data): the val split holds \(dataset.count) tokens; perplexity with a context of \(ctx) needs more than \(ctx + 1)")
+            }
             let r = evaluateLanguageModel(model: model, dataset: dataset, tokenizer: tokenizer, batch: 8, context: ctx, batches: 8)
             try StandardOutput.writeLine("{\"task\": \"perplexity\", \"loss\": \(r.loss), \"perplexity\": \(Foundation.exp(r.loss)), \"bits_per_byte\": \(r.bitsPerByte), \"tokens\": \(r.tokens)}")
         }
