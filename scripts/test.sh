@@ -31,10 +31,10 @@ passed=$(( executed - failed ))
 
 # The command line against mutated inputs: no crash, no hang, nothing invalid accepted.
 # Counted as one test; a failing case's inputs are kept in .build/fuzz-failures.
-echo "== fuzz (release build, fixed cases + 150 mutated inputs)"
+echo "== fuzz (release build, fixed cases + 300 mutated inputs)"
 swift build -c release --product loom
 rm -rf .build/fuzz-failures
-if python3 Benchmarks/fuzz/fuzz.py --loom "$(swift build -c release --show-bin-path)/loom" --cases 150 --seed 1 \
+if python3 Benchmarks/fuzz/fuzz.py --loom "$(swift build -c release --show-bin-path)/loom" --cases 300 --seed 1 \
         --keep .build/fuzz-failures; then
     passed=$(( passed + 1 ))
 else

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Fuzzes the `loom` command line with inputs mutated from valid ones.
 
-    Benchmarks/fuzz/fuzz.py --loom .build/release/loom --cases 150            # the short run (scripts/test.sh)
-    Benchmarks/fuzz/fuzz.py --loom .build/release/loom --cases 1500 --summary Benchmarks/results/fuzz/summary.md
+    Benchmarks/fuzz/fuzz.py --loom .build/release/loom --cases 300 --seed 1   # the short run (scripts/test.sh)
+    Benchmarks/fuzz/fuzz.py --loom .build/release/loom --cases 3000 --seed 2026 --summary Benchmarks/results/fuzz/summary.md
 
 First it builds a tiny valid world in a temporary folder (a prepared corpus, a 2-layer model
 pretrained for 2 steps, instruction-task JSONL files), then runs
@@ -48,7 +48,13 @@ class Outcome:
 
 def run_loom(loom, args, timeout, cwd, stdout_path=None, stderr_path=None):
     started = time.time()
-    stdout = open(stdout_path, "wb") if stdout_path else subprocess.DEVNULL
+    if stdout_path == "closed-pipe":
+        # A pipe whose reader has gone (`loom generate | head -c 0`): writes fail with EPIPE.
+        read_end, write_end = os.pipe()
+        os.close(read_end)
+        stdout = os.fdopen(write_end, "wb")
+    else:
+        stdout = open(stdout_path, "wb") if stdout_path else subprocess.DEVNULL
     err_target = open(stderr_path, "wb") if stderr_path else subprocess.PIPE
     try:
         process = subprocess.run([loom] + args, cwd=cwd, stdout=stdout, stderr=err_target, timeout=timeout,
@@ -280,6 +286,8 @@ def fixed_cases(root):
     # Output streams.
     add("tokenize >/dev/full", ["tokenize", "--tokenizer", "base", "--text", "hello"], "standard output", stdout="/dev/full")
     add("generate >/dev/full", generate_args(), "standard output", stdout="/dev/full")
+    add("generate | (closed pipe)", generate_args(), "standard output", stdout="closed-pipe")
+    add("eval >/dev/full", eval_args(), "standard output", stdout="/dev/full")
     add("prepare 2>/dev/full (progress lost, run succeeds)", ["prepare", "--input", "corpus", "--out", "out/full",
                                                              "--vocab-size", "300", "--min-chars", "1"], None, stderr="/dev/full", must_fail=False)
     add("sft 2>/dev/full (progress lost, run succeeds)", sft_args(), None, stderr="/dev/full", must_fail=False)
@@ -381,14 +389,16 @@ def mutated_case(root, rng, index):
             f.write(mutate_jsonl(text, rng))
         return path(name)
 
+    # Half of the runs skip malformed lines, so that the lines that still parse reach training.
+    skip = ["--skip-bad-lines"] if rng.random() < 0.5 else []
     if kind == "sft-jsonl":
-        return Mutated(kind, sft_args(data=mutated_file("tasks/sft_train.jsonl", "sft.jsonl")), False, [path("sft.jsonl")])
+        return Mutated(kind, sft_args(data=mutated_file("tasks/sft_train.jsonl", "sft.jsonl"), extra=skip), False, [path("sft.jsonl")])
     if kind == "reward-jsonl":
-        return Mutated(kind, reward_args(data=mutated_file("tasks/rankings_train.jsonl", "r.jsonl")), False, [path("r.jsonl")])
+        return Mutated(kind, reward_args(data=mutated_file("tasks/rankings_train.jsonl", "r.jsonl"), extra=skip), False, [path("r.jsonl")])
     if kind == "dpo-jsonl":
-        return Mutated(kind, dpo_args(data=mutated_file("tasks/preferences_train.jsonl", "p.jsonl")), False, [path("p.jsonl")])
+        return Mutated(kind, dpo_args(data=mutated_file("tasks/preferences_train.jsonl", "p.jsonl"), extra=skip), False, [path("p.jsonl")])
     if kind == "grpo-prompts":
-        return Mutated(kind, grpo_args(prompts=mutated_file("tasks/prompts_train.jsonl", "g.jsonl")), False, [path("g.jsonl")])
+        return Mutated(kind, grpo_args(prompts=mutated_file("tasks/prompts_train.jsonl", "g.jsonl"), extra=skip), False, [path("g.jsonl")])
     if kind == "ppo-prompts":
         return Mutated(kind, ppo_args(prompts=mutated_file("tasks/prompts_train.jsonl", "q.jsonl")), False, [path("q.jsonl")])
     if kind == "config":
