@@ -146,6 +146,8 @@ public final class GRPOTrainer {
         try SamplingParameters(temperature: o.temperature, topP: o.topP).validate()
         Threading.configure(threads: settings.threads)
         let (model, tokenizer) = try ModelDirectory.load(o.model, heads: .languageModel)
+        try checkMaxLength(o.maxLength, contextLength: model.configuration.maxPositionEmbeddings,
+                           templateTokens: chatTemplateTokens(tokenizer), stage: "grpo")
         let encoder = ChatEncoder(tokenizer: tokenizer)
         let padID = Int32(tokenizer.padID ?? tokenizer.endOfTextID)
         let maxLength = min(o.maxLength ?? model.configuration.maxPositionEmbeddings, model.configuration.maxPositionEmbeddings)

@@ -316,6 +316,8 @@ public final class RewardTrainer {
         if options.heldout.isEmpty { try checkValidationFraction(options.validationFraction, stage: "reward") }
         Threading.configure(threads: settings.threads)
         let (model, tokenizer) = try ModelDirectory.load(options.model, heads: .score)
+        try checkMaxLength(options.maxLength, contextLength: model.configuration.maxPositionEmbeddings,
+                           templateTokens: chatTemplateTokens(tokenizer), stage: "reward")
         let encoder = ChatEncoder(tokenizer: tokenizer)
         let padID = Int32(tokenizer.padID ?? tokenizer.endOfTextID)
         let maxLength = min(options.maxLength ?? model.configuration.maxPositionEmbeddings, model.configuration.maxPositionEmbeddings)

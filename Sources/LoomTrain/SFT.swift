@@ -68,9 +68,8 @@ public final class SFTTrainer {
             skipped += loaded.skipped
         }
         guard examples.count >= 2 else { throw TrainingError("SFT needs at least 2 examples; \(options.data.map(\.path)) hold \(examples.count)") }
-        let templateTokens = tokenizer.chatTemplate.encodeForTraining(
-            [ChatMessage(role: "user", content: ""), ChatMessage(role: "assistant", content: "")], tokenizer: tokenizer).ids.count
-        try checkMaxLength(options.maxLength, contextLength: model.configuration.maxPositionEmbeddings, templateTokens: templateTokens, stage: "sft")
+        try checkMaxLength(options.maxLength, contextLength: model.configuration.maxPositionEmbeddings,
+                           templateTokens: chatTemplateTokens(tokenizer), stage: "sft")
         let maxLength = min(options.maxLength ?? model.configuration.maxPositionEmbeddings, model.configuration.maxPositionEmbeddings)
         var tokenized = examples.map { tokenizeChat($0, tokenizer: tokenizer, maxLength: maxLength) }
             .filter { $0.assistantMask.dropFirst().contains(true) }

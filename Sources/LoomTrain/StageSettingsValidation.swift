@@ -1,4 +1,5 @@
 import Foundation
+import LoomTokenizer
 
 extension StageSettings {
     /// Throws unless every setting is in range and the settings agree with each other, naming
@@ -31,6 +32,13 @@ func checkValidationFraction(_ fraction: Double, stage: String) throws {
     guard fraction.isFinite, fraction > 0, fraction < 1 else {
         throw TrainingError("\(stage): --val-fraction must be between 0 and 1 (exclusive), got \(fraction)")
     }
+}
+
+/// Tokens the chat template adds around an empty user turn and an empty answer: the least an
+/// example of any stage takes before its text.
+func chatTemplateTokens(_ tokenizer: ByteLevelBPETokenizer) -> Int {
+    tokenizer.chatTemplate.encodeForTraining([ChatMessage(role: "user", content: ""), ChatMessage(role: "assistant", content: "")],
+                                             tokenizer: tokenizer).ids.count
 }
 
 /// Throws unless `maxLength` leaves room for an answer after the chat template's own tokens

@@ -237,6 +237,13 @@ final class InputCheckTests: XCTestCase {
         assertThrows(try SFTTrainer(options: options).run(), containing: "--max-length 3", "chat template")
         options.maxLength = 1000
         assertThrows(try SFTTrainer(options: options).run(), containing: "--max-length 1000", "context of 64")
+        // The stages on prompt + response pairs take the same rule.
+        var dpo = DPOOptions(model: model, data: [data], output: temporary("never"))
+        dpo.maxLength = 3
+        assertThrows(try DPOTrainer(options: dpo).run(), containing: "dpo: --max-length 3", "chat template")
+        var reward = RewardOptions(model: model, data: [data], output: temporary("never"))
+        reward.maxLength = 2
+        assertThrows(try RewardTrainer(options: reward).run(), containing: "reward: --max-length 2", "chat template")
     }
 
     // MARK: I/O errors
