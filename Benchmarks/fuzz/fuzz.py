@@ -504,6 +504,15 @@ def mutated_case(root, rng, index):
 LOOM = None
 
 
+def dirty():
+    """Whether the working tree differs from its commit (the summary says so)."""
+    try:
+        return subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
+                              cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() != ""
+    except OSError:
+        return False
+
+
 def main():
     global LOOM
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -587,6 +596,13 @@ def main():
             f.write(f"`python3 Benchmarks/fuzz/fuzz.py --loom .build/release/loom --cases {args.cases} --seed {args.seed} "
                     f"--summary {args.summary}`\n\n")
             f.write(line.replace("fuzz: ", "") + "\n\n")
+            try:
+                commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                        cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
+            except OSError:
+                commit = ""
+            f.write(f"Built from commit {commit or '(unknown)'}{' with local changes' if commit and dirty() else ''}. "
+                    "A case is one `loom` run; \"rejected\" means a non-zero exit with an error message.\n\n")
             f.write("| input | cases | rejected with a message | accepted |\n|---|---|---|---|\n")
             for kind in sorted(counts):
                 f.write(f"| {kind} | {counts[kind][0]} | {counts[kind][1]} | {counts[kind][0] - counts[kind][1]} |\n")
