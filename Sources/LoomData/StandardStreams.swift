@@ -30,7 +30,7 @@ public enum StandardOutput {
         do {
             try FileHandle.standardOutput.write(contentsOf: Data(text.utf8))
         } catch {
-            throw StandardOutputError(reason: (error as NSError).localizedDescription)
+            throw StandardOutputError(reason: describeIOError(error))
         }
     }
 
@@ -44,4 +44,15 @@ public enum StandardOutput {
 public struct StandardOutputError: Error, CustomStringConvertible {
     public let reason: String
     public var description: String { "cannot write to standard output: \(reason)" }
+}
+
+/// The system's words for an I/O error ("No space left on device", "Broken pipe"): Foundation's
+/// `localizedDescription` of a POSIX error says only "The operation could not be completed".
+public func describeIOError(_ error: Error) -> String {
+    let nsError = error as NSError
+    if nsError.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(nsError.code))) }
+    if let underlying = nsError.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
+        return String(cString: strerror(Int32(underlying.code)))
+    }
+    return nsError.localizedDescription
 }

@@ -42,7 +42,7 @@ public final class MetricsLog {
         do {
             try handle.write(contentsOf: data + [0x0A])
         } catch {
-            throw MetricsWriteError(path: url.path, reason: (error as NSError).localizedDescription)
+            throw MetricsWriteError(path: url.path, reason: describeIOError(error))
         }
     }
 

@@ -256,6 +256,6 @@ final class InputCheckTests: XCTestCase {
         // A log file on a full device: /dev/full accepts the open and fails every write with ENOSPC.
         try FileManager.default.createSymbolicLink(atPath: url.path, withDestinationPath: "/dev/full")
         let log = try MetricsLog(directory: directory)
-        assertThrows(try log.log(["step": 1, "loss": 2.5]), containing: url.path, "space")
+        assertThrows(try log.log(["step": 1, "loss": 2.5]), containing: url.path, "No space left on device")
     }
 }
