@@ -591,17 +591,18 @@ def main():
     print("  " + ", ".join(f"{kind} {tally[1]}/{tally[0]} rejected" for kind, tally in sorted(counts.items())))
     if args.summary:
         os.makedirs(os.path.dirname(os.path.abspath(args.summary)), exist_ok=True)
+        try:
+            commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                    cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
+        except OSError:
+            commit = ""
+        changed = dirty()  # before the summary itself is rewritten
         with open(args.summary, "w") as f:
             f.write("# Fuzzing the loom command line\n\n")
             f.write(f"`python3 Benchmarks/fuzz/fuzz.py --loom .build/release/loom --cases {args.cases} --seed {args.seed} "
                     f"--summary {args.summary}`\n\n")
             f.write(line.replace("fuzz: ", "") + "\n\n")
-            try:
-                commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                        cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
-            except OSError:
-                commit = ""
-            f.write(f"Built from commit {commit or '(unknown)'}{' with local changes' if commit and dirty() else ''}. "
+            f.write(f"Built from commit {commit or '(unknown)'}{' with local changes' if commit and changed else ''}. "
                     "A case is one `loom` run; \"rejected\" means a non-zero exit with an error message.\n\n")
             f.write("| input | cases | rejected with a message | accepted |\n|---|---|---|---|\n")
             for kind in sorted(counts):
