@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Installs the system packages Loom needs on Debian 12 (OpenBLAS for matrix products: Loom
-# opens libopenblas.so.0 at run time, see Sources/LoomTensor/BLAS.swift; python3 + venv for
-# the reference checks). Safe to run again.
+# opens libopenblas.so.0 at run time, see Sources/LoomTensor/BLAS.swift; python3 for the fuzz
+# harness; python3-venv for the reference checks). Safe to run again.
 set -euo pipefail
 need=()
 ls /usr/lib/*/libopenblas.so.0 /usr/lib/libopenblas.so.0 >/dev/null 2>&1 || need+=(libopenblas-dev)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
 if [[ "${1:-}" == "--python" ]]; then
-    command -v python3 >/dev/null 2>&1 || need+=(python3)
     python3 -c "import venv, ensurepip" >/dev/null 2>&1 || need+=(python3-venv)
 fi
 if (( ${#need[@]} )); then

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The test suite: installs what it needs, runs `swift test`, then regenerates the
-# reference files with PyTorch / transformers / tokenizers and checks that they still equal
-# the committed ones (so the parity tests compare against live references, not stale files).
+# The test suite: installs what it needs, runs `swift test`, fuzzes the release `loom` with
+# mutated inputs (a short run of Benchmarks/fuzz/fuzz.py), then regenerates the reference
+# files with PyTorch / transformers / tokenizers and checks that they still equal the
+# committed ones (so the parity tests compare against live references, not stale files).
 #
 #   scripts/test.sh                # everything
 #   scripts/test.sh --swift-only   # skip the Python reference checks
@@ -27,6 +28,18 @@ failed=$(sed -E 's/.*with ([0-9]+) failures?.*/\1/' <<<"$summary")
 executed=${executed:-0}; failed=${failed:-0}
 if (( status != 0 && failed == 0 )); then failed=1; fi
 passed=$(( executed - failed ))
+
+# The command line against mutated inputs: no crash, no hang, nothing invalid accepted.
+# Counted as one test; a failing case's inputs are kept in .build/fuzz-failures.
+echo "== fuzz (release build, fixed cases + 300 mutated inputs)"
+swift build -c release --product loom
+rm -rf .build/fuzz-failures
+if python3 Benchmarks/fuzz/fuzz.py --loom "$(swift build -c release --show-bin-path)/loom" --cases 300 --seed 1 \
+        --keep .build/fuzz-failures; then
+    passed=$(( passed + 1 ))
+else
+    failed=$(( failed + 1 )); status=1
+fi
 
 if (( swift_only )); then
     echo "tests: $passed passed, $failed failed"

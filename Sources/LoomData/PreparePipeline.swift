@@ -40,6 +40,8 @@ public struct PrepareOptions: Sendable {
     public func validate() throws {
         guard !inputs.isEmpty else { throw DataError.invalidOption("give at least one --input file or folder") }
         guard vocabSize >= 256 + 1 else { throw DataError.invalidOption("--vocab-size must be at least 257 (256 bytes + <|endoftext|>), got \(vocabSize)") }
+        // ByteLevelBPETokenizer.maxVocabularySize: a tokenizer file may not declare more ids.
+        guard vocabSize <= 1 << 24 else { throw DataError.invalidOption("--vocab-size \(vocabSize) exceeds the limit of \(1 << 24) tokens") }
         guard valFraction >= 0 && valFraction < 1 else { throw DataError.invalidOption("--val-fraction must be in [0, 1), got \(valFraction)") }
         guard dedup.threshold > 0 && dedup.threshold <= 1 else { throw DataError.invalidOption("--near-dup-threshold must be in (0, 1], got \(dedup.threshold)") }
         guard dedup.bands > 0 && dedup.rows > 0 else { throw DataError.invalidOption("LSH bands and rows must be positive") }
@@ -66,7 +68,7 @@ public enum PreparePipeline {
         _ options: PrepareOptions,
         trainTokenizer: TrainTokenizer,
         loadTokenizer: LoadTokenizer,
-        log: (String) -> Void = { FileHandle.standardError.write(($0 + "\n").data(using: .utf8)!) }
+        log: (String) -> Void = { StandardError.writeLine($0) }
     ) throws -> PrepareResult {
         try options.validate()
         var timings: [(step: String, seconds: Double)] = []

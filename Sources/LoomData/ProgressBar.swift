@@ -102,7 +102,7 @@ public final class ProgressBar: @unchecked Sendable {
             line += "  ETA " + Self.formatDuration(remaining)
         }
         let text = isTerminal ? "\r\u{1B}[K" + line + (final ? "\n" : "") : line + "\n"
-        FileHandle.standardError.write(text.data(using: .utf8)!)
+        StandardError.write(text)
     }
 
     private func format(_ value: Int) -> String {

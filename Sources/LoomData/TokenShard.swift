@@ -236,6 +236,34 @@ public final class TokenShard: @unchecked Sendable {
         }
     }
 
+    /// The first token whose id is `limit` or more, with its index, or nil when every id is
+    /// below `limit`. One pass over the file.
+    public func firstToken(atLeast limit: Int) -> (index: Int, token: Int)? {
+        guard count > 0 else { return nil }
+        switch dtype {
+        case .uint16:
+            guard limit <= Int(UInt16.max) else { return nil }
+            let source = tokens.assumingMemoryBound(to: UInt16.self)
+            let bound = UInt16(limit)
+            for i in 0..<count where UInt16(littleEndian: source[i]) >= bound { return (i, Int(UInt16(littleEndian: source[i]))) }
+        case .uint32:
+            guard limit <= Int(UInt32.max) else { return nil }
+            let source = tokens.assumingMemoryBound(to: UInt32.self)
+            let bound = UInt32(limit)
+            for i in 0..<count where UInt32(littleEndian: source[i]) >= bound { return (i, Int(UInt32(littleEndian: source[i]))) }
+        }
+        return nil
+    }
+
+    /// Throws unless every token id is below `vocabularySize`, naming the file, the position
+    /// and the id. Ids index the embedding table in kernels built without bounds checks, so a
+    /// shard is checked once when it is opened for a model, not per read.
+    public func checkTokens(below vocabularySize: Int) throws {
+        if let (index, token) = firstToken(atLeast: vocabularySize) {
+            throw DataError.badShard(path: url.path, reason: "token \(index) has id \(token), outside the model's vocabulary of \(vocabularySize) ids (0...\(vocabularySize - 1))")
+        }
+    }
+
     /// The tokens in `start..<start+count` as an array (convenience for tests and tools).
     public func tokens(from start: Int, count n: Int) -> [Int32] {
         [Int32](unsafeUninitializedCapacity: n) { buffer, initialized in
@@ -290,6 +318,12 @@ public final class TokenDataset: @unchecked Sendable {
         if let manifest, let expected = manifest.splits[split]?.tokens, expected != count {
             throw DataError.badManifest(path: manifestURL.path, reason: "split \"\(split)\" lists \(expected) tokens but its shards hold \(count)")
         }
+    }
+
+    /// Throws unless every token id of every shard is below `vocabularySize`
+    /// (`TokenShard.checkTokens`). Call it before the tokens reach a model.
+    public func checkTokens(below vocabularySize: Int) throws {
+        for shard in shards { try shard.checkTokens(below: vocabularySize) }
     }
 
     /// The shard holding global index `index`, and the index within it.

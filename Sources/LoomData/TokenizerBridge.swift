@@ -9,7 +9,7 @@ extension PreparePipeline {
     /// loaded from `options.tokenizerPath`.
     public static func run(
         _ options: PrepareOptions,
-        log: (String) -> Void = { FileHandle.standardError.write(($0 + "\n").data(using: .utf8)!) }
+        log: (String) -> Void = { StandardError.writeLine($0) }
     ) throws -> PrepareResult {
         try run(
             options,

@@ -17,7 +17,7 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
     public var eosTokenID: Int?
     public var padTokenID: Int?
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case vocabularySize = "vocab_size"
         case hiddenSize = "hidden_size"
         case intermediateSize = "intermediate_size"
@@ -54,6 +54,9 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
     }
 
     public var headDim: Int { hiddenSize / headCount }
+
+    /// The `config.json` field names Loom reads (for unknown-key checks of configuration files).
+    public static var fieldNames: [String] { CodingKeys.allCases.map(\.rawValue) }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -112,16 +115,78 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
         try c.encodeIfPresent(padTokenID, forKey: .padTokenID)
     }
 
+    /// Upper bounds on the sizes a configuration may declare, each far above any model Loom can
+    /// train or run, so that a corrupt or mistyped value (`vocab_size` 10^12) is an error that
+    /// names the field instead of an allocation that fails or overflows.
+    public enum Limits {
+        public static let vocabularySize = 1 << 24
+        public static let hiddenSize = 1 << 16
+        public static let intermediateSize = 1 << 18
+        public static let layerCount = 1 << 10
+        public static let maxPositionEmbeddings = 1 << 20
+        /// 2^36 parameters (256 GiB of float32).
+        public static let parameterCount = 1 << 36
+    }
+
     public func validate() throws {
         func check(_ ok: Bool, _ message: String) throws { if !ok { throw ConfigurationError(message) } }
-        try check(vocabularySize > 0, "vocab_size must be positive")
+        func bounded(_ value: Int, _ field: String, _ limit: Int) throws {
+            try check(value > 0, "\(field) must be positive, got \(value)")
+            try check(value <= limit, "\(field) \(value) exceeds Loom's limit of \(limit)")
+        }
+        try bounded(vocabularySize, "vocab_size", Limits.vocabularySize)
+        try bounded(hiddenSize, "hidden_size", Limits.hiddenSize)
+        try bounded(intermediateSize, "intermediate_size", Limits.intermediateSize)
+        try bounded(layerCount, "num_hidden_layers", Limits.layerCount)
+        try bounded(maxPositionEmbeddings, "max_position_embeddings", Limits.maxPositionEmbeddings)
+        try bounded(headCount, "num_attention_heads", hiddenSize)
+        try bounded(kvHeadCount, "num_key_value_heads", headCount)
+        try check(rmsNormEps.isFinite && rmsNormEps > 0, "rms_norm_eps must be a positive number, got \(rmsNormEps)")
+        try check(ropeTheta.isFinite && ropeTheta > 0, "rope_theta must be a positive number, got \(ropeTheta)")
         try check(hiddenSize > 0 && headCount > 0 && hiddenSize % headCount == 0,
                   "hidden_size (\(hiddenSize)) must be a positive multiple of num_attention_heads (\(headCount))")
         try check(kvHeadCount > 0 && headCount % kvHeadCount == 0,
                   "num_attention_heads (\(headCount)) must be a multiple of num_key_value_heads (\(kvHeadCount))")
         try check(headDim % 2 == 0, "head dimension \(headDim) must be even for rotary embeddings")
-        try check(layerCount > 0 && intermediateSize > 0 && maxPositionEmbeddings > 0,
-                  "num_hidden_layers, intermediate_size and max_position_embeddings must be positive")
+        let count = try parameterCount()
+        try check(count <= Limits.parameterCount, "the configuration describes \(count) parameters, over Loom's limit of \(Limits.parameterCount)")
+    }
+
+    /// Every parameter of the model with a language-model head (embedding, layers, final
+    /// norm, untied output), computed with overflow checks: a configuration whose sizes
+    /// multiply past `Int.max` is an error, never a wrapped count.
+    public func parameterCount() throws -> Int {
+        func product(_ factors: Int...) throws -> Int {
+            try factors.reduce(1) { total, factor in
+                let (result, overflow) = total.multipliedReportingOverflow(by: factor)
+                if overflow { throw ConfigurationError("the model sizes overflow: \(factors.map(String.init).joined(separator: " × ")) does not fit in 64 bits") }
+                return result
+            }
+        }
+        func sum(_ terms: Int...) throws -> Int {
+            try terms.reduce(0) { total, term in
+                let (result, overflow) = total.addingReportingOverflow(term)
+                if overflow { throw ConfigurationError("the model sizes overflow: the parameter count does not fit in 64 bits") }
+                return result
+            }
+        }
+        let kvDim = try product(kvHeadCount, hiddenSize / max(headCount, 1))
+        let perLayer = try sum(product(2, hiddenSize, hiddenSize), product(2, hiddenSize, kvDim),
+                               product(3, hiddenSize, intermediateSize), product(2, hiddenSize))
+        let embedding = try product(vocabularySize, hiddenSize)
+        return try sum(product(layerCount, perLayer), embedding, tieWordEmbeddings ? 0 : embedding, hiddenSize)
+    }
+
+    /// Throws when the model's parameters, at `bytesPerParameter` bytes each (4 for float32
+    /// weights; 16 to train: weights, gradients and two AdamW moments), would not fit in this
+    /// machine's memory — said before anything is allocated.
+    public func checkFitsInMemory(bytesPerParameter: Int = 4, purpose: String = "the weights") throws {
+        let count = try parameterCount()
+        let (bytes, overflow) = count.multipliedReportingOverflow(by: bytesPerParameter)
+        let available = ProcessInfo.processInfo.physicalMemory
+        guard !overflow, UInt64(bytes) <= available else {
+            throw ConfigurationError("the model has \(count) parameters; \(purpose) need \(overflow ? "more than 2^63" : String(bytes)) bytes, more than this machine's \(available) bytes of memory")
+        }
     }
 
     /// Reads `config.json`; errors name the file.
@@ -169,6 +234,46 @@ public func describeDecodingError(_ error: Error) -> String {
     default:
         return "\(error)"
     }
+}
+
+/// Throws when `object` has a key outside `known`, naming the key, where it is, and the
+/// known key it is most likely a misspelling of ("did you mean"): a mistyped setting
+/// (`learning_rte`) must not silently leave the default in place.
+public func rejectUnknownKeys(_ object: [String: Any], known: [String], in section: String) throws {
+    for key in object.keys.sorted() where !known.contains(key) {
+        var message = "unknown field \"\(section.isEmpty ? "" : section + ".")\(key)\""
+        if let suggestion = closestName(to: key, among: known) { message += "; did you mean \"\(suggestion)\"?" }
+        else { message += " (known: \(known.sorted().joined(separator: ", ")))" }
+        throw ConfigurationError(message)
+    }
+}
+
+/// The name in `names` nearest to `word` by edit distance, when it is near enough to be a
+/// plausible misspelling (at most a third of the word's length, and at least 1, changed).
+public func closestName(to word: String, among names: [String]) -> String? {
+    let target = Array(word.lowercased())
+    var best: (name: String, distance: Int)?
+    for name in names {
+        let d = editDistance(target, Array(name.lowercased()))
+        if d < (best?.distance ?? Int.max) { best = (name, d) }
+    }
+    guard let best, best.distance <= max(1, target.count / 3) else { return nil }
+    return best.name
+}
+
+/// Levenshtein distance (insertions, deletions and substitutions of characters).
+func editDistance(_ a: [Character], _ b: [Character]) -> Int {
+    if a.isEmpty { return b.count }
+    var previous = Array(0...b.count)
+    var current = previous
+    for i in 1...a.count {
+        current[0] = i
+        for j in stride(from: 1, through: b.count, by: 1) {
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+        }
+        swap(&previous, &current)
+    }
+    return previous[b.count]
 }
 
 /// Writes to a temporary file in the same folder, then renames it over `url`, so a reader

@@ -15,6 +15,8 @@ extension LlamaModel {
     /// an SFT checkpoint.
     public static func load(directory: URL, heads requested: Heads? = nil) throws -> LlamaModel {
         let configuration = try LlamaConfiguration.load(directory.appendingPathComponent("config.json"))
+        do { try configuration.checkFitsInMemory() }
+        catch let error as ConfigurationError { throw ConfigurationError("\(directory.appendingPathComponent("config.json").path): \(error.message)") }
         let weightsURL = directory.appendingPathComponent("model.safetensors")
         guard FileManager.default.fileExists(atPath: weightsURL.path) else {
             throw SafeTensorsError(path: weightsURL.path, "file not found (a model directory needs config.json and model.safetensors)")
@@ -38,6 +40,10 @@ extension LlamaModel {
                 throw SafeTensorsError(path: weightsURL.path, tensor: entry.name,
                                        "has shape \(source.shape), config.json implies \(entry.shape)")
             }
+            if let bad = firstNonFinite(source.data, count: source.count) {
+                throw SafeTensorsError(path: weightsURL.path, tensor: entry.name,
+                                       "holds \(source.data[bad]) at element \(bad): a model with non-finite weights cannot be used")
+            }
             entry.tensor.data.update(from: source.data, count: source.count)
         }
         let known = Set(model.parameters.names).union(["lm_head.weight", "score.weight"])
@@ -45,6 +51,16 @@ extension LlamaModel {
             throw SafeTensorsError(path: weightsURL.path, tensor: unknown, "is not a Llama parameter Loom knows")
         }
         return model
+    }
+
+    /// The index of the first NaN or infinity among `count` values, or nil.
+    static func firstNonFinite(_ values: UnsafePointer<Float>, count: Int) -> Int? {
+        // Any NaN or infinity makes the sum of |x| · 0 NaN: one vectorisable pass in the
+        // common, all-finite case; the element is located only when there is one.
+        var probe: Float = 0
+        for i in 0..<count { probe += values[i] * 0 }
+        if probe == 0 { return nil }
+        return (0..<count).first { !values[$0].isFinite }
     }
 
     /// Writes `config.json` and `model.safetensors` (float32) into `directory`, each atomically.

@@ -79,11 +79,26 @@ public final class ByteLevelBPETokenizer: @unchecked Sendable {
     /// The cache is emptied when it grows past this many words, bounding memory.
     static let maxCachedWords = 200_000
 
+    /// The largest vocabulary a tokenizer file may declare (ids up to 2^24 − 1; the largest
+    /// published vocabularies hold about 2^18). A bigger id is a corrupt file, refused before
+    /// the per-id tables are allocated.
+    public static let maxVocabularySize = 1 << 24
+
     init(parts: TokenizerParts, file: String) throws {
         self.parts = parts
         var size = 0
-        for (_, id) in parts.modelVocab { size = max(size, id + 1) }
-        for token in parts.addedTokens { size = max(size, token.id + 1) }
+        for (spelling, id) in parts.modelVocab {
+            guard id < Self.maxVocabularySize else {
+                throw TokenizerError(file: file, "id \(id) of vocabulary entry \(spelling.debugDescription) exceeds the limit of \(Self.maxVocabularySize) tokens")
+            }
+            size = max(size, id + 1)
+        }
+        for token in parts.addedTokens {
+            guard token.id < Self.maxVocabularySize else {
+                throw TokenizerError(file: file, "id \(token.id) of added token \(token.content.debugDescription) exceeds the limit of \(Self.maxVocabularySize) tokens")
+            }
+            size = max(size, token.id + 1)
+        }
         vocabularySize = size
 
         // Bytes of each id: added tokens are literal text, model tokens are byte-level spelled.
@@ -276,4 +291,23 @@ public final class ByteLevelBPETokenizer: @unchecked Sendable {
 
     /// Whether `id` is a special added token (e.g. to stop generation or skip in display).
     public func isSpecialToken(_ id: Int) -> Bool { specialIDs.contains(id) }
+
+    /// How this tokenizer's ids differ from `other`'s (vocabulary, merges, added tokens,
+    /// pre-tokenizer, end of text), or nil when both turn every text into the same ids. Models
+    /// that exchange token ids (a PPO policy and its reward model) must agree.
+    public func idDifference(from other: ByteLevelBPETokenizer) -> String? {
+        if vocabularySize != other.vocabularySize { return "vocabulary sizes \(vocabularySize) and \(other.vocabularySize)" }
+        if parts.pattern != other.parts.pattern || parts.addPrefixSpace != other.parts.addPrefixSpace
+            || parts.normalizeNFC != other.parts.normalizeNFC || parts.ignoreMerges != other.parts.ignoreMerges {
+            return "pre-tokenizer or normalizer settings"
+        }
+        if parts.addedTokens != other.parts.addedTokens { return "added (special) tokens \(specialTokens) and \(other.specialTokens)" }
+        if endOfTextID != other.endOfTextID { return "end-of-text ids \(endOfTextID) and \(other.endOfTextID)" }
+        if parts.modelVocab != other.parts.modelVocab { return "vocabulary entries (same size \(vocabularySize), different tokens)" }
+        if parts.merges.count != other.parts.merges.count
+            || zip(parts.merges, other.parts.merges).contains(where: { $0.left != $1.left || $0.right != $1.right }) {
+            return "merges"
+        }
+        return nil
+    }
 }

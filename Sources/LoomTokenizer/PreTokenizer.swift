@@ -137,7 +137,31 @@ struct PreTokenizer {
         var ascii: [UInt8] = []
     }
 
-    /// Calls `body(start, end)` with the byte range of each pre-token of `text`, in order.
+    /// The longest pre-token, in bytes, that BPE sees whole. A longer match of the pattern (a
+    /// 50 MB "word" with no space, a run of one character) is cut into pieces of at most this
+    /// many bytes, at scalar boundaries, before BPE — in training and in encoding alike — so
+    /// its cost is linear in its length and no learned token grows longer than this. (Hugging
+    /// Face's trainer offers the same bound as `max_token_length`.) Text the pattern already
+    /// cuts finer encodes exactly as in `tokenizers`; only pre-tokens above the cap differ.
+    static let maxPreTokenBytes = 1024
+
+    /// Emits scalars `start..<end` as consecutive pieces of at most `maxPreTokenBytes` bytes
+    /// (a single scalar is at most 4 bytes, so every piece holds at least one).
+    static func cutLongPreToken(from start: Int, to end: Int, offsets: UnsafeBufferPointer<Int32>, _ body: (Int, Int) -> Void) {
+        var pieceStart = start
+        var scalar = start
+        while scalar < end {
+            if Int(offsets[scalar + 1] - offsets[pieceStart]) > maxPreTokenBytes {
+                body(Int(offsets[pieceStart]), Int(offsets[scalar]))
+                pieceStart = scalar
+            }
+            scalar += 1
+        }
+        body(Int(offsets[pieceStart]), Int(offsets[end]))
+    }
+
+    /// Calls `body(start, end)` with the byte range of each pre-token of `text`, in order;
+    /// pre-tokens longer than `maxPreTokenBytes` come in pieces.
     func split(_ text: UnsafeBufferPointer<UInt8>, scratch: Scratch, _ body: (Int, Int) -> Void) {
         let byteCount = text.count
         if byteCount == 0 { return }
@@ -204,7 +228,11 @@ struct PreTokenizer {
                                 end = Self.matchGPT2(at: start, count: segmentEnd, classes: classes, ascii: ascii)
                             }
                         }
-                        body(Int(offsets[start]), Int(offsets[end]))
+                        if Int(offsets[end] - offsets[start]) <= Self.maxPreTokenBytes {
+                            body(Int(offsets[start]), Int(offsets[end]))
+                        } else {
+                            Self.cutLongPreToken(from: start, to: end, offsets: offsets, body)
+                        }
                         start = end
                     }
                 }

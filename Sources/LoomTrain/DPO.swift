@@ -1,5 +1,6 @@
 import Foundation
 import LoomData
+import LoomInference
 import LoomTokenizer
 
 /// How a K-wise ranking line of the preference data becomes DPO pairs.
@@ -148,9 +149,15 @@ public final class DPOTrainer {
     @discardableResult
     public func run() throws -> DPOSummary {
         let settings = options.settings
+        try settings.validate(stage: "dpo")
+        guard options.validationFraction.isFinite, options.validationFraction >= 0, options.validationFraction < 1 else {
+            throw TrainingError("dpo: --val-fraction must be in [0, 1), got \(options.validationFraction)")
+        }
+        guard options.beta.isFinite, options.beta > 0 else { throw TrainingError("dpo: --beta must be a positive number, got \(options.beta)") }
         Threading.configure(threads: settings.threads)
-        let model = try LlamaModel.load(directory: options.model, heads: .languageModel)
-        let tokenizer = try ByteLevelBPETokenizer(contentsOf: options.model.appendingPathComponent("tokenizer.json"))
+        let (model, tokenizer) = try ModelDirectory.load(options.model, heads: .languageModel)
+        try checkMaxLength(options.maxLength, contextLength: model.configuration.maxPositionEmbeddings,
+                           templateTokens: chatTemplateTokens(tokenizer), stage: "dpo")
         let encoder = ChatEncoder(tokenizer: tokenizer)
         let padID = Int32(tokenizer.padID ?? tokenizer.endOfTextID)
         let maxLength = min(options.maxLength ?? model.configuration.maxPositionEmbeddings, model.configuration.maxPositionEmbeddings)

@@ -146,14 +146,16 @@ public final class GRPOTrainer {
     public func run() throws -> GRPOSummary {
         let o = options
         let settings = o.settings
+        try settings.validate(stage: "grpo")
         guard o.groupSize >= 2 else { throw TrainingError("GRPO needs --group-size ≥ 2, got \(o.groupSize)") }
         guard o.updatesPerBatch >= 1 else { throw TrainingError("GRPO needs --updates-per-batch ≥ 1, got \(o.updatesPerBatch)") }
         guard o.maxNewTokens >= 1 else { throw TrainingError("GRPO needs --max-new-tokens ≥ 1, got \(o.maxNewTokens)") }
         guard o.maxSamplingRounds >= 1 else { throw TrainingError("GRPO needs --max-sampling-rounds ≥ 1, got \(o.maxSamplingRounds)") }
         try SamplingParameters(temperature: o.temperature, topP: o.topP).validate()
         Threading.configure(threads: settings.threads)
-        let model = try LlamaModel.load(directory: o.model, heads: .languageModel)
-        let tokenizer = try ByteLevelBPETokenizer(contentsOf: o.model.appendingPathComponent("tokenizer.json"))
+        let (model, tokenizer) = try ModelDirectory.load(o.model, heads: .languageModel)
+        try checkMaxLength(o.maxLength, contextLength: model.configuration.maxPositionEmbeddings,
+                           templateTokens: chatTemplateTokens(tokenizer), stage: "grpo")
         let encoder = ChatEncoder(tokenizer: tokenizer)
         let padID = Int32(tokenizer.padID ?? tokenizer.endOfTextID)
         let maxLength = min(o.maxLength ?? model.configuration.maxPositionEmbeddings, model.configuration.maxPositionEmbeddings)

@@ -1,4 +1,5 @@
 import Foundation
+import LoomData
 
 /// Appends one JSON object per line to `metrics.jsonl` in a run directory.
 public final class MetricsLog {
@@ -23,12 +24,12 @@ public final class MetricsLog {
         }
         if !FileManager.default.fileExists(atPath: url.path) { try Data().write(to: url) }
         handle = try FileHandle(forWritingTo: url)
-        handle.seekToEndOfFile()
+        try handle.seekToEnd()
     }
 
     /// Writes one record. JSON has no NaN or infinity: such values are written as `null`
-    /// (JSONSerialization would otherwise refuse the whole record). Throws when the file
-    /// cannot be written (a full disk), naming it.
+    /// (JSONSerialization would otherwise refuse the whole record). Throws when the line cannot
+    /// be written (a full disk): a run whose metrics are lost stops, keeping its last checkpoint.
     public func log(_ fields: [String: Any]) throws {
         let finite = fields.mapValues { value -> Any in
             if let d = value as? Double, !d.isFinite { return NSNull() }
@@ -39,8 +40,11 @@ public final class MetricsLog {
             logLine("metrics: could not encode a record with keys \(fields.keys.sorted().joined(separator: ", ")); not written to \(url.path)")
             return
         }
-        do { try handle.write(contentsOf: data + Data([0x0A])) }
-        catch { throw TrainingError("cannot write \(url.path): \(error.localizedDescription)") }
+        do {
+            try handle.write(contentsOf: data + [0x0A])
+        } catch {
+            throw MetricsWriteError(path: url.path, reason: describeIOError(error))
+        }
     }
 
     deinit { try? handle.close() }
@@ -49,6 +53,15 @@ public final class MetricsLog {
     public static func read(_ url: URL) -> [[String: Any]] {
         guard let text = try? String(contentsOf: url, encoding: .utf8) else { return [] }
         return text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+    }
+}
+
+/// A metrics line that could not be written.
+public struct MetricsWriteError: Error, CustomStringConvertible {
+    public let path: String
+    public let reason: String
+    public var description: String {
+        "cannot write \(path): \(reason); stopping (checkpoints already written are kept)"
     }
 }
 
@@ -71,6 +84,7 @@ public func formatDuration(_ seconds: Double) -> String {
 }
 
 /// Writes a line to standard error (progress and logs; standard output stays for results).
+/// A failed write (closed or full stream) is ignored: see `StandardError`.
 public func logLine(_ text: String) {
-    FileHandle.standardError.write(Data((text + "\n").utf8))
+    StandardError.writeLine(text)
 }

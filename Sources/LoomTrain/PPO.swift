@@ -109,12 +109,20 @@ public final class PPOTrainer {
     public func run() throws -> PPOSummary {
         let o = options
         let settings = o.settings
+        try settings.validate(stage: "ppo")
+        guard o.ppoEpochs >= 1 else { throw TrainingError("ppo: --ppo-epochs must be at least 1, got \(o.ppoEpochs)") }
+        guard o.minibatches >= 1 && o.minibatches <= settings.batchSize else {
+            throw TrainingError("ppo: --minibatches must be in 1...\(settings.batchSize) (the --batch-size), got \(o.minibatches)")
+        }
+        if let target = o.targetKL, !(target.isFinite && target > 0) { throw TrainingError("ppo: --target-kl must be a positive number, got \(target)") }
         Threading.configure(threads: settings.threads)
-        let policy = try LlamaModel.load(directory: o.policy, heads: .languageModel)
+        let (policy, tokenizer) = try ModelDirectory.load(o.policy, heads: .languageModel)
         let reference = policy.copy(requiresGrad: false)
-        let tokenizer = try ByteLevelBPETokenizer(contentsOf: o.policy.appendingPathComponent("tokenizer.json"))
         let rewardModel = try RewardModel.load(directory: o.rewardModel)
         let critic = try LlamaModel.load(directory: o.rewardModel, heads: .score)
+        let rewardTokenizer = try ModelDirectory.loadTokenizer(o.rewardModel)
+        try ModelDirectory.checkTokenizer(rewardTokenizer, fits: critic.configuration, directory: o.rewardModel)
+        try ModelDirectory.checkSameTokenizer(tokenizer, of: o.policy, rewardTokenizer, of: o.rewardModel)
         let encoder = ChatEncoder(tokenizer: tokenizer)
         let padID = Int32(tokenizer.padID ?? tokenizer.endOfTextID)
         let maxLength = policy.configuration.maxPositionEmbeddings
@@ -125,7 +133,9 @@ public final class PPOTrainer {
 
         var ptxSampler: WindowSampler? = nil
         if let ptx = o.ptxData {
-            ptxSampler = try WindowSampler(dataset: TokenDataset(directory: ptx, split: "train"), batch: o.ptxBatchSize,
+            let ptxDataset = try TokenDataset(directory: ptx, split: "train")
+            try ptxDataset.checkTokens(below: policy.configuration.vocabularySize)
+            ptxSampler = try WindowSampler(dataset: ptxDataset, batch: o.ptxBatchSize,
                                            context: min(o.ptxContext, maxLength))
         }
 

@@ -143,6 +143,8 @@ public final class Pretrainer {
         guard tokenizer.vocabularySize <= config.model.vocabularySize else {
             throw ConfigurationError("the tokenizer in \(options.dataDirectory.path) has \(tokenizer.vocabularySize) tokens but model.vocab_size is \(config.model.vocabularySize)")
         }
+        try config.train.validate(model: config.model)
+        try config.model.checkFitsInMemory(bytesPerParameter: 16, purpose: "training (weights, gradients and two AdamW moments)")
         var modelConfig = config.model
         modelConfig.eosTokenID = tokenizer.endOfTextID
         modelConfig.bosTokenID = tokenizer.endOfTextID
@@ -161,6 +163,8 @@ public final class Pretrainer {
             model = LlamaModel(configuration: modelConfig)
             model.initializeWeights(seed: train.seed)
         }
+        try trainData.checkTokens(below: model.configuration.vocabularySize)
+        try validationData?.checkTokens(below: model.configuration.vocabularySize)
         let optimizer = AdamW(parameters: model.parameters, hyperparameters: train.adamHyperparameters)
         let schedule = train.schedule(totalSteps: options.scheduleSteps ?? train.steps)
         let sampler = try WindowSampler(dataset: trainData, batch: train.batchSize, context: train.contextLength)

@@ -1,5 +1,6 @@
 import Foundation
 import LoomData
+import LoomInference
 import LoomTokenizer
 
 // MARK: - Scoring
@@ -319,9 +320,12 @@ public final class RewardTrainer {
     @discardableResult
     public func run() throws -> RewardSummary {
         let settings = options.settings
+        try settings.validate(stage: "reward")
+        if options.heldout.isEmpty { try checkValidationFraction(options.validationFraction, stage: "reward") }
         Threading.configure(threads: settings.threads)
-        let model = try LlamaModel.load(directory: options.model, heads: .score)
-        let tokenizer = try ByteLevelBPETokenizer(contentsOf: options.model.appendingPathComponent("tokenizer.json"))
+        let (model, tokenizer) = try ModelDirectory.load(options.model, heads: .score)
+        try checkMaxLength(options.maxLength, contextLength: model.configuration.maxPositionEmbeddings,
+                           templateTokens: chatTemplateTokens(tokenizer), stage: "reward")
         let encoder = ChatEncoder(tokenizer: tokenizer)
         let padID = Int32(tokenizer.padID ?? tokenizer.endOfTextID)
         let maxLength = min(options.maxLength ?? model.configuration.maxPositionEmbeddings, model.configuration.maxPositionEmbeddings)

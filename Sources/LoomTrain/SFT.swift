@@ -1,5 +1,6 @@
 import Foundation
 import LoomData
+import LoomInference
 import LoomTokenizer
 
 /// Options of `loom sft`.
@@ -64,9 +65,10 @@ public final class SFTTrainer {
     @discardableResult
     public func run() throws -> SFTSummary {
         let settings = options.settings
+        try settings.validate(stage: "sft")
+        try checkValidationFraction(options.validationFraction, stage: "sft")
         Threading.configure(threads: settings.threads)
-        let model = try LlamaModel.load(directory: options.model, heads: .languageModel)
-        let tokenizer = try ByteLevelBPETokenizer(contentsOf: options.model.appendingPathComponent("tokenizer.json"))
+        let (model, tokenizer) = try ModelDirectory.load(options.model, heads: .languageModel)
         var examples: [SFTExample] = [], skipped = 0
         for url in options.data {
             let loaded = try SFTDataset.load(url, skipBadLines: options.skipBadLines) { logLine("skipped: \($0)") }
@@ -74,14 +76,22 @@ public final class SFTTrainer {
             skipped += loaded.skipped
         }
         guard examples.count >= 2 else { throw TrainingError("SFT needs at least 2 examples; \(options.data.map(\.path)) hold \(examples.count)") }
+        try checkMaxLength(options.maxLength, contextLength: model.configuration.maxPositionEmbeddings,
+                           templateTokens: chatTemplateTokens(tokenizer), stage: "sft")
         let maxLength = min(options.maxLength ?? model.configuration.maxPositionEmbeddings, model.configuration.maxPositionEmbeddings)
         var tokenized = examples.map { tokenizeChat($0, tokenizer: tokenizer, maxLength: maxLength) }
             .filter { $0.assistantMask.dropFirst().contains(true) }
+        guard tokenized.count >= 2 else {
+            throw TrainingError("SFT: only \(tokenized.count) of \(examples.count) examples keep an assistant token within \(maxLength) tokens; need at least 2 (one is held out)")
+        }
         // Seeded split into train and validation.
         var splitRNG = SeededRandom(seed: settings.seed ^ 0x5F7)
         tokenized.shuffle(using: &splitRNG)
         let validationCount = max(1, Int(Double(tokenized.count) * options.validationFraction))
         let validation = Array(tokenized.prefix(validationCount)), train = Array(tokenized.dropFirst(validationCount))
+        guard !train.isEmpty else {
+            throw TrainingError("SFT: --val-fraction \(options.validationFraction) holds out all \(tokenized.count) examples; nothing is left to train on")
+        }
         let padID = Int32(tokenizer.padID ?? tokenizer.endOfTextID)
         logLine("SFT: \(train.count) training and \(validation.count) validation examples (\(skipped) lines skipped), \(settings.steps) steps × \(settings.batchSize)")
 

@@ -16,12 +16,25 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
             throw ConfigurationError("cannot read configuration \(url.path): \(error.localizedDescription)")
         }
         let config: TrainingConfiguration
-        do { config = try JSONDecoder().decode(TrainingConfiguration.self, from: data) }
+        do {
+            try rejectUnknownFields(in: data)
+            config = try JSONDecoder().decode(TrainingConfiguration.self, from: data)
+        }
         catch let e as ConfigurationError { throw ConfigurationError("\(url.path): \(e.message)") }
         catch { throw ConfigurationError("\(url.path): \(describeDecodingError(error))") }
         do { try config.train.validate(model: config.model) }
         catch let e as ConfigurationError { throw ConfigurationError("\(url.path): \(e.message)") }
         return config
+    }
+
+    /// Every key of the file must be one Loom reads: `model` and `train` at the top, the
+    /// `config.json` fields under `model`, the `TrainSettings` fields under `train`.
+    static func rejectUnknownFields(in data: Data) throws {
+        // Malformed JSON is left to the decoder, whose message says where.
+        guard let top = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return }
+        try rejectUnknownKeys(top, known: ["model", "train"], in: "")
+        if let model = top["model"] as? [String: Any] { try rejectUnknownKeys(model, known: LlamaConfiguration.fieldNames, in: "model") }
+        if let train = top["train"] as? [String: Any] { try rejectUnknownKeys(train, known: TrainSettings.fieldNames, in: "train") }
     }
 }
 
@@ -43,7 +56,13 @@ public struct TrainSettings: Codable, Equatable, Sendable {
     public var checkpointInterval: Int
     public var seed: UInt64
 
-    enum CodingKeys: String, CodingKey {
+    /// The field names of the `train` section.
+    public static var fieldNames: [String] { CodingKeys.allCases.map(\.rawValue) }
+
+    /// The largest batch (sequences per optimizer step, before accumulation) a configuration may ask for.
+    public static let maxBatchSize = 1 << 20
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case batchSize = "batch_size", contextLength = "context_length", steps
         case learningRate = "learning_rate", minLearningRate = "min_learning_rate", warmupSteps = "warmup_steps"
         case weightDecay = "weight_decay", beta1, beta2, eps, gradClip = "grad_clip"
@@ -87,14 +106,34 @@ public struct TrainSettings: Codable, Equatable, Sendable {
         func check(_ ok: Bool, _ field: String, _ message: String) throws {
             if !ok { throw ConfigurationError("train.\(field): \(message)") }
         }
-        try check(batchSize > 0, "batch_size", "must be positive")
-        try check(contextLength > 1, "context_length", "must be at least 2")
+        try check(batchSize > 0, "batch_size", "must be positive, got \(batchSize)")
+        try check(batchSize <= Self.maxBatchSize, "batch_size", "\(batchSize) exceeds Loom's limit of \(Self.maxBatchSize)")
+        try check(contextLength > 1, "context_length", "must be at least 2, got \(contextLength)")
         try check(contextLength <= model.maxPositionEmbeddings, "context_length",
                   "\(contextLength) exceeds model.max_position_embeddings \(model.maxPositionEmbeddings)")
-        try check(steps >= 0, "steps", "must be non-negative")
-        try check(learningRate > 0, "learning_rate", "must be positive")
-        try check(gradientAccumulation >= 1, "gradient_accumulation", "must be at least 1")
+        try check(steps >= 0, "steps", "must be non-negative, got \(steps)")
+        try check(learningRate.isFinite && learningRate > 0, "learning_rate", "must be a positive number, got \(learningRate)")
+        try check(minLearningRate.isFinite && minLearningRate >= 0, "min_learning_rate", "must be a non-negative number, got \(minLearningRate)")
+        try check(minLearningRate <= learningRate, "min_learning_rate",
+                  "\(minLearningRate) is above learning_rate \(learningRate) (the schedule decays from learning_rate down to it)")
+        try check(warmupSteps >= 0, "warmup_steps", "must be non-negative, got \(warmupSteps)")
+        try check(weightDecay.isFinite && weightDecay >= 0, "weight_decay", "must be a non-negative number, got \(weightDecay)")
+        try check(eps.isFinite && eps > 0, "eps", "must be a positive number, got \(eps)")
+        try check(gradClip.isFinite && gradClip >= 0, "grad_clip", "must be a non-negative number (0 = off), got \(gradClip)")
+        try check(gradientAccumulation >= 1, "gradient_accumulation", "must be at least 1, got \(gradientAccumulation)")
+        try check(gradientAccumulation <= Self.maxBatchSize, "gradient_accumulation", "\(gradientAccumulation) exceeds Loom's limit of \(Self.maxBatchSize)")
         try check(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1, "beta1/beta2", "must be in [0, 1)")
+        try check(evalInterval >= 0, "eval_interval", "must be non-negative (0 = no evaluation), got \(evalInterval)")
+        try check(evalBatches >= 1, "eval_batches", "must be at least 1 (a validation loss over no batches is meaningless), got \(evalBatches)")
+        try check(checkpointInterval >= 0, "checkpoint_interval", "must be non-negative (0 = only the final checkpoint), got \(checkpointInterval)")
+        // The largest buffers of a step are the logits: batch × context × vocab floats.
+        let (positions, o1) = batchSize.multipliedReportingOverflow(by: contextLength)
+        let (logits, o2) = positions.multipliedReportingOverflow(by: model.vocabularySize)
+        let (bytes, o3) = logits.multipliedReportingOverflow(by: MemoryLayout<Float>.size)
+        let memory = ProcessInfo.processInfo.physicalMemory
+        try check(!o1 && !o2 && !o3 && UInt64(bytes) <= memory, "batch_size",
+                  "\(batchSize) × context_length \(contextLength) × vocab_size \(model.vocabularySize) logits need "
+                  + "\(o1 || o2 || o3 ? "more than 2^63" : String(bytes)) bytes, more than this machine's \(memory) bytes of memory")
     }
 
     public var adamHyperparameters: AdamW.Hyperparameters {

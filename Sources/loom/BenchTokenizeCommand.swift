@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LoomData
 import LoomTokenizer
 
 /// `loom bench tokenize`: training time and encoding throughput of the byte-level BPE, on one
@@ -76,9 +77,9 @@ struct BenchTokenizeCommand: ParsableCommand {
             ]
         }
         if json {
-            print("{" + results.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}")
+            try StandardOutput.writeLine("{" + results.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}")
         } else {
-            for (key, value) in results { print("\(key): \(value)") }
+            for (key, value) in results { try StandardOutput.writeLine("\(key): \(value)") }
         }
     }
 

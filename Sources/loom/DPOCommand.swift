@@ -41,6 +41,7 @@ struct DPOCommand: ParsableCommand {
     @OptionGroup var stage: StageFlags
 
     func validate() throws {
+        try checkNumericFlags()
         guard DPOKind(rawValue: loss) != nil else { throw ValidationError("--loss must be sigmoid or ipo, got '\(loss)'") }
         guard RankingPairs(rawValue: rankingPairs) != nil else { throw ValidationError("--ranking-pairs must be all or best-worst, got '\(rankingPairs)'") }
         guard !data.isEmpty || selfRejected != nil else { throw ValidationError("give --data and/or --self-rejected") }
@@ -108,8 +109,7 @@ func selfRejectedPairs(model directory: URL, prompts url: URL, samples: Int, lim
                        skipBadLines: Bool = false, maxTokens: Int = 16, batchSize: Int = 64) throws -> [PreferencePair] {
     var prompts = try PromptDataset.load(url, skipBadLines: skipBadLines).examples.filter { $0.answer != nil }
     if let limit { prompts = Array(prompts.prefix(limit)) }
-    let model = try LlamaModel.load(directory: directory, heads: .languageModel)
-    let tokenizer = try ByteLevelBPETokenizer(contentsOf: directory.appendingPathComponent("tokenizer.json"))
+    let (model, tokenizer) = try ModelDirectory.load(directory, heads: .languageModel)
     let answers = sampleAnswers(model: model, tokenizer: tokenizer, prompts: prompts.map(\.prompt), samples: samples, seed: seed,
                                 maxTokens: maxTokens, batchSize: batchSize)
     var pairs: [PreferencePair] = []

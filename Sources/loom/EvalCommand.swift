@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import LoomData
 import LoomEval
+import LoomInference
 import LoomTokenizer
 import LoomTrain
 
@@ -38,6 +39,7 @@ struct EvalCommand: ParsableCommand {
     @Flag(help: "Print every prompt, answer and response to stderr.") var verbose = false
 
     func validate() throws {
+        try checkNumericFlags()
         guard sampled >= 0 else { throw ValidationError("--sampled must not be negative, got \(sampled)") }
         if task == .inContext {
             _ = try parsedShotCounts()
@@ -77,7 +79,7 @@ struct EvalCommand: ParsableCommand {
                 }
                 line += ", \"sampled_accuracy\": \(graded.accuracy), \"samples_per_prompt\": \(sampled), \"pass_at_\(sampled)\": \(graded.passAt(sampled))"
             }
-            print(line + "}")
+            try StandardOutput.writeLine(line + "}")
         case .inContext:
             guard let prompts else { throw ValidationError("--task in-context needs --prompts FILE") }
             guard let fewShot else { throw ValidationError("--task in-context needs --few-shot FILE (the examples, e.g. training prompts)") }
@@ -92,13 +94,17 @@ struct EvalCommand: ParsableCommand {
                                               format: format, seed: seed, maxTokens: maxTokens)
             func number(_ x: Double?) -> String { x.map { "\($0)" } ?? "null" }
             let rows = results.map { "{\"shots\": \($0.shots), \"exact_match\": \($0.exactMatch), \"multiple_choice\": \(number($0.multipleChoice)), \"multiple_choice_norm\": \(number($0.multipleChoiceNormalized)), \"prompts\": \($0.prompts)}" }
-            print("{\"task\": \"in-context\", \"format\": \"\(format.rawValue)\", \"results\": [\(rows.joined(separator: ", "))]}")
+            try StandardOutput.writeLine("{\"task\": \"in-context\", \"format\": \"\(format.rawValue)\", \"results\": [\(rows.joined(separator: ", "))]}")
         case .perplexity:
             guard let data else { throw ValidationError("--task perplexity needs --data DIR") }
             let dataset = try TokenDataset(directory: URL(fileURLWithPath: data), split: "val")
+            try dataset.checkTokens(below: model.configuration.vocabularySize)
             let ctx = min(context, model.configuration.maxPositionEmbeddings)
+            guard dataset.count > ctx + 1 else {
+                throw TrainingError("\(data): the val split holds \(dataset.count) tokens; perplexity with a context of \(ctx) needs more than \(ctx + 1)")
+            }
             let r = evaluateLanguageModel(model: model, dataset: dataset, tokenizer: tokenizer, batch: 8, context: ctx, batches: 8)
-            print("{\"task\": \"perplexity\", \"loss\": \(r.loss), \"perplexity\": \(Foundation.exp(r.loss)), \"bits_per_byte\": \(r.bitsPerByte), \"tokens\": \(r.tokens)}")
+            try StandardOutput.writeLine("{\"task\": \"perplexity\", \"loss\": \(r.loss), \"perplexity\": \(Foundation.exp(r.loss)), \"bits_per_byte\": \(r.bitsPerByte), \"tokens\": \(r.tokens)}")
         }
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import LoomData
+import LoomInference
 import LoomTokenizer
 import LoomTrain
 
@@ -41,6 +42,7 @@ struct GRPOCommand: ParsableCommand {
     @OptionGroup var stage: StageFlags
 
     func validate() throws {
+        try checkNumericFlags()
         guard let source = GRPORewardSource(rawValue: reward) else { throw ValidationError("--reward must be verifier or model, got '\(reward)'") }
         if source == .model && rewardModel == nil { throw ValidationError("--reward model needs --reward-model DIR") }
         if let maxSamplingRounds, maxSamplingRounds < 1 { throw ValidationError("--max-sampling-rounds must be at least 1, got \(maxSamplingRounds)") }
@@ -77,7 +79,7 @@ struct GRPOCommand: ParsableCommand {
         options.allowChanges = stage.allowChanges
         let trainer = GRPOTrainer(options: options, evaluate: try heldoutExactMatch(model: options.model, heldout: heldout))
         if options.reward == .model, let directory = options.rewardModel {
-            trainer.scoreResponses = try rewardModelScorer(directory: directory, maxLength: maxLength)
+            trainer.scoreResponses = try rewardModelScorer(directory: directory, policy: options.model, maxLength: maxLength)
         }
         let summary = try trainer.run()
         var line = String(format: "GRPO done: %d steps in %.0f s; mean reward %.3f → %.3f, accuracy %.3f → %.3f (first → last 10 steps)",
@@ -91,9 +93,11 @@ struct GRPOCommand: ParsableCommand {
 
 /// Scores (prompt, response) token pairs with the reward model in `directory`
 /// (`RewardModel.score`: normalised by the offset saved with it).
-func rewardModelScorer(directory: URL, maxLength: Int?) throws -> ([[Int32]], [[Int32]]) throws -> [Float] {
+func rewardModelScorer(directory: URL, policy: URL, maxLength: Int?) throws -> ([[Int32]], [[Int32]]) throws -> [Float] {
     let rewardModel = try RewardModel.load(directory: directory)
-    let tokenizer = try ByteLevelBPETokenizer(contentsOf: directory.appendingPathComponent("tokenizer.json"))
+    let tokenizer = try ModelDirectory.loadTokenizer(directory)
+    try ModelDirectory.checkTokenizer(tokenizer, fits: rewardModel.model.configuration, directory: directory)
+    try ModelDirectory.checkSameTokenizer(try ModelDirectory.loadTokenizer(policy), of: policy, tokenizer, of: directory)
     let padID = Int32(tokenizer.padID ?? tokenizer.endOfTextID)
     let limit = maxLength ?? rewardModel.model.configuration.maxPositionEmbeddings
     return { prompts, responses in rewardModel.score(prompts: prompts, responses: responses, padID: padID, maxLength: limit) }

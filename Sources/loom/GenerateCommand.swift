@@ -1,18 +1,14 @@
 import ArgumentParser
 import Foundation
+import LoomData
 import LoomInference
 import LoomTokenizer
 import LoomTrain
 
 /// A model directory's model and tokenizer.
 func loadModelAndTokenizer(_ directory: String) throws -> (LlamaModel, ByteLevelBPETokenizer) {
-    let url = URL(fileURLWithPath: directory)
-    let model = try LlamaModel.load(directory: url)
-    let tokenizer = try ByteLevelBPETokenizer(contentsOf: url.appendingPathComponent("tokenizer.json"))
-    guard tokenizer.vocabularySize <= model.configuration.vocabularySize else {
-        throw ValidationError("\(directory): tokenizer has \(tokenizer.vocabularySize) tokens, model vocab_size is \(model.configuration.vocabularySize)")
-    }
-    return (model, tokenizer)
+    let loaded = try ModelDirectory.load(URL(fileURLWithPath: directory))
+    return (loaded.model, loaded.tokenizer)
 }
 
 struct SamplingOptions: ParsableArguments {
@@ -46,14 +42,22 @@ struct GenerateCommand: ParsableCommand {
         let text = chat ? tokenizer.chatTemplate.render([ChatMessage(role: "user", content: prompt)], addGenerationPrompt: true) : prompt
         let ids = tokenizer.encode(text).map(Int32.init)
         guard !ids.isEmpty else { throw ValidationError("--prompt is empty") }
+        let window = model.configuration.maxPositionEmbeddings
+        if ids.count > window - 1 {
+            // The rule of `Generator`: the most recent tokens are kept (documented in the README).
+            logLine("warning: the prompt has \(ids.count) tokens but the model's context is \(window); "
+                    + "keeping its last \(window - 1) tokens (cut from the left)")
+        }
         var stops: Set<Int32> = [Int32(tokenizer.endOfTextID)]
         if let end = tokenizer.tokenID("<|im_end|>") { stops.insert(Int32(end)) }
         var decoder = UTF8StreamDecoder(tokenizer: tokenizer)
+        var writeError: Error?
         let result = Generator(model: model, stopTokens: stops).generate(prompt: ids, maxTokens: sampling.maxTokens, sampling: sampling.parameters) { token in
-            FileHandle.standardOutput.write(Data(decoder.push(token).utf8))
-            return true
+            // Stop generating as soon as the text has nowhere to go.
+            do { try StandardOutput.write(decoder.push(token)); return true } catch { writeError = error; return false }
         }
-        FileHandle.standardOutput.write(Data((decoder.flush() + "\n").utf8))
+        if let writeError { throw writeError }
+        try StandardOutput.write(decoder.flush() + "\n")
         logLine(String(format: "[%d prompt tokens at %.0f tok/s, %d generated at %.1f tok/s, finish: %@]",
                        result.promptTokens, result.promptTokensPerSecond, result.tokens.count,
                        result.decodeTokensPerSecond, result.finishReason.rawValue))

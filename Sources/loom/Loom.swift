@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 
 @main
 struct Loom: ParsableCommand {
@@ -24,4 +25,16 @@ struct Loom: ParsableCommand {
             ExportCommand.self,
         ]
     )
+
+    /// Runs the command with `SIGPIPE` ignored, so writing to a closed pipe is an `EPIPE`
+    /// error the command reports (results) or drops (progress lines), not a silent kill.
+    static func main() {
+        signal(SIGPIPE, SIG_IGN)
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            exit(withError: error)
+        }
+    }
 }

@@ -48,6 +48,7 @@ struct PipelineCommand: ParsableCommand {
 
     func validate() throws {
         if resume && overwrite { throw ValidationError("--resume and --overwrite exclude each other: continue the run in --out, or replace it") }
+        try checkNumericFlags()
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
         do { try makeRecipe().validate() } catch let error as RecipeError { throw ValidationError(error.message) }
     }

@@ -100,10 +100,10 @@ struct PrepareCommand: ParsableCommand {
             result = try PreparePipeline.run(options)
         } catch let error as DataError {
             // A data problem is not a usage problem: say what and where, without the usage text.
-            FileHandle.standardError.write(Data("error: \(error.description)\n".utf8))
+            StandardError.writeLine("error: \(error.description)")
             throw ExitCode.failure
         }
-        print(Self.summary(result, seconds: Date().timeIntervalSince(start)))
+        try StandardOutput.writeLine(Self.summary(result, seconds: Date().timeIntervalSince(start)))
     }
 
     static func summary(_ result: PrepareResult, seconds: Double) -> String {

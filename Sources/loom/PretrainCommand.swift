@@ -27,10 +27,6 @@ struct PretrainCommand: ParsableCommand {
     @Option(help: "Print a progress line every N steps.") var logInterval: Int = 10
     @Option(help: "Start from this model directory instead of random weights.") var initFrom: String?
 
-    func validate() throws {
-        try validateRunFlags(resume: resume, overwrite: overwrite, allowChanges: allowChanges, keepCheckpoints: keepCheckpoints)
-    }
-
     func run() throws {
         let configuration = try TrainingConfiguration.load(URL(fileURLWithPath: config))
         var options = PretrainOptions(configuration: configuration, dataDirectory: URL(fileURLWithPath: data),

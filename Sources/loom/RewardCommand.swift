@@ -29,6 +29,7 @@ struct RewardCommand: ParsableCommand {
     @OptionGroup var stage: StageFlags
 
     func validate() throws {
+        try checkNumericFlags()
         guard valFraction > 0, valFraction < 1 else { throw ValidationError("--val-fraction must be between 0 and 1") }
         guard centerCoef >= 0 else { throw ValidationError("--center-coef must not be negative") }
     }

@@ -23,10 +23,6 @@ struct StageFlags: ParsableArguments {
 
     var mode: RunMode { RunMode(resume: resume, overwrite: overwrite) }
 
-    func validate() throws {
-        try validateRunFlags(resume: resume, overwrite: overwrite, allowChanges: allowChanges, keepCheckpoints: keepCheckpoints)
-    }
-
     func apply(to settings: inout StageSettings) {
         if let steps { settings.steps = steps }
         if let batchSize { settings.batchSize = batchSize }

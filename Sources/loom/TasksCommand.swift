@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import LoomData
 import LoomEval
+import LoomInference
 import LoomTokenizer
 
 /// `loom tasks`: writes the constructed instruction-task data of the alignment stages.
@@ -49,15 +50,15 @@ struct TasksCommand: ParsableCommand {
         let directory = URL(fileURLWithPath: out)
         let summary = try InstructionTaskFiles.write(to: directory, train: train, dev: dev, test: test, seed: seed, kinds: try parsedKinds(),
                                                      demonstrations: demonstrations)
-        print("wrote \(directory.path) (seed \(seed)):")
+        try StandardOutput.writeLine("wrote \(directory.path) (seed \(seed)):")
         for (file, count) in summary.lines {
-            print("  \(file): \(count) lines")
+            try StandardOutput.writeLine("  \(file): \(count) lines")
         }
         if let rankSamplesFrom {
             let started = Date()
             let used = try RankingsWithSamples.write(to: directory, model: URL(fileURLWithPath: rankSamplesFrom), counts: [.train: train, .dev: dev, .test: test],
                                                      seed: seed, kinds: try parsedKinds(), samples: rankSamples)
-            print(String(format: "  rankings rewritten with %d answers per prompt of %@ (%d rankings hold at least one) in %.0f s", rankSamples, rankSamplesFrom, used, Date().timeIntervalSince(started)))
+            try StandardOutput.writeLine(String(format: "  rankings rewritten with %d answers per prompt of %@ (%d rankings hold at least one) in %.0f s", rankSamples, rankSamplesFrom, used, Date().timeIntervalSince(started)))
         }
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LoomData
 import LoomTokenizer
 
 /// `loom tokenize`: encode text to ids (a JSON array) or, with `--decode`, ids back to text.
@@ -57,10 +58,10 @@ struct TokenizeCommand: ParsableCommand {
                 ids.append(id)
             }
             let decoded = tokenizer.decode(ids)
-            print(decoded, terminator: decoded.hasSuffix("\n") ? "" : "\n")
+            try StandardOutput.write(decoded.hasSuffix("\n") ? decoded : decoded + "\n")
         } else {
             let ids = tokenizer.encode(input, allowSpecialTokens: !noSpecialTokens)
-            print("[" + ids.map(String.init).joined(separator: ", ") + "]")
+            try StandardOutput.writeLine("[" + ids.map(String.init).joined(separator: ", ") + "]")
         }
     }
 }

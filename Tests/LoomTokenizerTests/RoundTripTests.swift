@@ -83,3 +83,53 @@ final class RoundTripTests: XCTestCase {
         XCTAssertTrue(results.allSatisfy { $0 })
     }
 }
+
+/// A pathological "word" (megabytes without a space) costs linear time: pre-tokens longer
+/// than `PreTokenizer.maxPreTokenBytes` reach BPE in pieces, in training and in encoding.
+final class LongPreTokenTests: XCTestCase {
+    func testLongPreTokensAreCutAtScalarBoundariesIntoBoundedPieces() {
+        let word = String(repeating: "é", count: 3_000) + String(repeating: "a", count: 1_500) + "😀"   // 7,504 bytes, one pre-token
+        var pieces: [[UInt8]] = []
+        var bytes = Array(word.utf8)
+        bytes.withUnsafeMutableBufferPointer { buffer in
+            PreTokenizer(pattern: .loom).split(UnsafeBufferPointer(buffer), scratch: PreTokenizer.Scratch()) { start, end in
+                pieces.append(Array(buffer[start..<end]))
+            }
+        }
+        XCTAssertEqual(pieces.flatMap { $0 }, Array(word.utf8))
+        XCTAssertEqual(pieces.count, 9)   // 7,500 bytes of letters in 8 pieces, then the emoji
+        for piece in pieces {
+            XCTAssertLessThanOrEqual(piece.count, PreTokenizer.maxPreTokenBytes)
+            XCTAssertNotNil(String(validating: piece, as: UTF8.self), "a piece ends inside a character")
+        }
+        // Below the cap nothing changes: "hello" and " world" stay two pre-tokens.
+        var short = Array("hello world".utf8)
+        var cuts: [Int] = []
+        short.withUnsafeMutableBufferPointer { buffer in
+            PreTokenizer(pattern: .loom).split(UnsafeBufferPointer(buffer), scratch: PreTokenizer.Scratch()) { _, end in cuts.append(end) }
+        }
+        XCTAssertEqual(cuts, [5, 11])
+    }
+
+    func testAMegabyteWordTrainsAndRoundTripsWithBoundedTokens() throws {
+        // 2 MB of seeded random letters with no space: one pre-token to the pattern.
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        let letters = Array("abcdefghij".utf8)
+        let word = String(decoding: (0..<2_000_000).map { _ -> UInt8 in
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return letters[Int(state >> 33) % letters.count]
+        }, as: UTF8.self)
+        let tokenizer = ByteLevelBPETokenizer.train(texts: [word, "a few ordinary words, to be sure."], vocabSize: 400)
+        XCTAssertEqual(tokenizer.vocabularySize, 400)
+        let longest = (0..<tokenizer.vocabularySize).map { tokenizer.decodeBytes([$0]).count }.max()!
+        XCTAssertLessThanOrEqual(longest, PreTokenizer.maxPreTokenBytes)
+        let ids = tokenizer.encode(word)
+        XCTAssertLessThan(ids.count, word.utf8.count * 6 / 10, "merges were learned and used")
+        XCTAssertEqual(tokenizer.decode(ids), word)
+        // The written tokenizer.json stays small (the unbounded trainer wrote hundreds of MB).
+        XCTAssertLessThan(try tokenizer.tokenizerJSON().count, 1_000_000)
+        // A run of one character, the worst case for merges of merges.
+        let run = String(repeating: "z", count: 1_000_000)
+        XCTAssertEqual(tokenizer.decode(tokenizer.encode(run)), run)
+    }
+}

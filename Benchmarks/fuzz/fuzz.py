@@ -1,0 +1,617 @@
+#!/usr/bin/env python3
+"""Fuzzes the `loom` command line with inputs mutated from valid ones.
+
+    Benchmarks/fuzz/fuzz.py --loom .build/release/loom --cases 300 --seed 1   # the short run (scripts/test.sh)
+    Benchmarks/fuzz/fuzz.py --loom .build/release/loom --cases 3000 --seed 2026 --summary Benchmarks/results/fuzz/summary.md
+
+First it builds a tiny valid world in a temporary folder (a prepared corpus, a 2-layer model
+pretrained for 2 steps, instruction-task JSONL files), then runs
+
+* the fixed cases: every input the issue found crashing, hanging or accepted (flags out of range,
+  sizes of 10^12, misspelt keys, out-of-vocabulary token ids, NaN weights, full output streams),
+  each of which must be rejected with a message;
+* `--cases` mutated inputs: JSONL lines, configuration JSON, token shards, safetensors headers,
+  config.json, tokenizer.json and numeric flags, derived from the valid ones by seeded mutations.
+  Mutations known to make an input invalid (an id past the vocabulary, a NaN weight, a flag out
+  of range) must be rejected; the others may be accepted or rejected.
+
+A case fails on a crash (killed by a signal, or Swift's "Fatal error"), a hang (no exit within
+--timeout seconds), an exit 0 for an input that must be rejected, or a rejection without a
+message. Failing inputs are kept under --keep for reproduction. The exit status is 1 when any
+case failed. Only the Python standard library is used.
+"""
+import argparse
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+# ----------------------------------------------------------------------------------------------
+# Running loom
+
+
+class Outcome:
+    def __init__(self, code, stderr, seconds, timed_out):
+        self.code, self.stderr, self.seconds, self.timed_out = code, stderr, seconds, timed_out
+
+    @property
+    def crashed(self):
+        return (self.code is not None and self.code < 0 and self.code != -signal.SIGPIPE) or "Fatal error" in self.stderr
+
+
+def run_loom(loom, args, timeout, cwd, stdout_path=None, stderr_path=None):
+    started = time.time()
+    if stdout_path == "closed-pipe":
+        # A pipe whose reader has gone (`loom generate | head -c 0`): writes fail with EPIPE.
+        read_end, write_end = os.pipe()
+        os.close(read_end)
+        stdout = os.fdopen(write_end, "wb")
+    else:
+        stdout = open(stdout_path, "wb") if stdout_path else subprocess.DEVNULL
+    err_target = open(stderr_path, "wb") if stderr_path else subprocess.PIPE
+    try:
+        process = subprocess.run([loom] + args, cwd=cwd, stdout=stdout, stderr=err_target, timeout=timeout,
+                                 stdin=subprocess.DEVNULL)
+        stderr = process.stderr.decode("utf-8", "replace") if process.stderr is not None else ""
+        return Outcome(process.returncode, stderr, time.time() - started, False)
+    except subprocess.TimeoutExpired as expired:
+        stderr = (expired.stderr or b"").decode("utf-8", "replace") if not stderr_path else ""
+        return Outcome(None, stderr, time.time() - started, True)
+    finally:
+        if stdout_path:
+            stdout.close()
+        if stderr_path:
+            err_target.close()
+
+
+# ----------------------------------------------------------------------------------------------
+# The valid world
+
+CORPUS = "\n".join(
+    f"Line {i}: the quick brown fox jumps over the lazy dog; {i * 7} sheep, café, 数字 {i % 10}." for i in range(400))
+
+TINY_CONFIG = {
+    "model": {"vocab_size": 320, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+              "num_attention_heads": 2, "num_key_value_heads": 1, "max_position_embeddings": 64,
+              "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": True},
+    "train": {"batch_size": 2, "context_length": 32, "steps": 2, "learning_rate": 0.003, "min_learning_rate": 0.0003,
+              "warmup_steps": 1, "weight_decay": 0.1, "beta1": 0.9, "beta2": 0.95, "eps": 1e-8, "grad_clip": 1.0,
+              "gradient_accumulation": 1, "eval_interval": 1, "eval_batches": 1, "checkpoint_interval": 2, "seed": 1},
+}
+
+
+def build_world(loom, root, timeout):
+    """Valid inputs every case starts from; raises if loom cannot produce them."""
+    def must(args, what):
+        outcome = run_loom(loom, args, timeout * 4, root)
+        if outcome.code != 0:
+            raise SystemExit(f"fuzz: setting up ({what}) failed with {outcome.code}:\n{outcome.stderr[-2000:]}")
+    # Twenty documents, so that the validation split holds some.
+    os.makedirs(os.path.join(root, "corpus"))
+    for d in range(20):
+        with open(os.path.join(root, "corpus", f"doc{d}.txt"), "w") as f:
+            f.write("\n".join(f"Document {d}. " + line for line in CORPUS.splitlines()[d * 20:(d + 1) * 20]))
+    write_json(os.path.join(root, "tiny.json"), TINY_CONFIG)
+    must(["prepare", "--input", "corpus", "--out", "data", "--vocab-size", "300", "--val-fraction", "0.2",
+          "--shard-tokens", "4000", "--quiet", "--min-chars", "1"], "prepare")
+    must(["pretrain", "--config", "tiny.json", "--data", "data", "--out", "base", "--threads", "1", "--log-interval", "100"], "pretrain")
+    must(["tasks", "--out", "tasks", "--train", "24", "--heldout", "8", "--seed", "3"], "tasks")
+    must(["reward", "--model", "base", "--data", "tasks/rankings_train.jsonl", "--out", "rm", "--steps", "1", "--batch-size", "2",
+          "--threads", "1"], "reward")
+
+
+def write_json(path, value):
+    with open(path, "w") as f:
+        json.dump(value, f)
+
+
+def copy_model(root, name, source="base"):
+    target = os.path.join(root, name)
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(os.path.join(root, source), target)
+    return target
+
+
+# ----------------------------------------------------------------------------------------------
+# Commands on a (possibly mutated) input. Each returns loom arguments; paths are relative to root.
+
+def sft_args(data="tasks/sft_train.jsonl", model="base", extra=()):
+    return ["sft", "--model", model, "--data", data, "--out", "out/sft", "--steps", "1", "--batch-size", "2",
+            "--threads", "1", "--log-interval", "100"] + list(extra)
+
+
+def reward_args(data="tasks/rankings_train.jsonl", extra=()):
+    return ["reward", "--model", "base", "--data", data, "--out", "out/reward", "--steps", "1", "--batch-size", "2",
+            "--threads", "1", "--log-interval", "100"] + list(extra)
+
+
+def dpo_args(data="tasks/preferences_train.jsonl", extra=()):
+    return ["dpo", "--model", "base", "--data", data, "--out", "out/dpo", "--steps", "1", "--batch-size", "2",
+            "--threads", "1", "--log-interval", "100"] + list(extra)
+
+
+def grpo_args(prompts="tasks/prompts_train.jsonl", extra=()):
+    return ["grpo", "--model", "base", "--prompts", prompts, "--out", "out/grpo", "--steps", "1", "--batch-size", "2",
+            "--group-size", "2", "--max-new-tokens", "4", "--threads", "1", "--log-interval", "100"] + list(extra)
+
+
+def ppo_args(prompts="tasks/prompts_train.jsonl", reward="rm", extra=()):
+    return ["ppo", "--policy", "base", "--reward", reward, "--prompts", prompts, "--out", "out/ppo", "--steps", "1",
+            "--batch-size", "2", "--minibatches", "1", "--max-new-tokens", "4", "--threads", "1", "--log-interval", "100"] + list(extra)
+
+
+def eval_args(model="base", data="data", extra=()):
+    return ["eval", "--model", model, "--task", "perplexity", "--data", data, "--context", "32", "--threads", "1"] + list(extra)
+
+
+def generate_args(model="base", extra=()):
+    return ["generate", "--model", model, "--prompt", "Line 3: the", "--max-tokens", "4", "--threads", "1"] + list(extra)
+
+
+def pretrain_args(config="tiny.json", data="data", extra=()):
+    return ["pretrain", "--config", config, "--data", data, "--out", "out/pretrain", "--steps", "1", "--threads", "1",
+            "--log-interval", "100"] + list(extra)
+
+
+# ----------------------------------------------------------------------------------------------
+# Fixed cases: (name, setup(root) -> args, expected fragment of the error message or None, stdout/stderr redirect)
+
+def shard_bytes(tokens, dtype=2):
+    header = b"LOOMTOK1" + struct.pack("<IIQ", 1, dtype, len(tokens))
+    return header + b"".join(struct.pack("<H" if dtype == 2 else "<I", t) for t in tokens)
+
+
+def dataset_with(root, name, tokens, dtype=2):
+    """A copy of the prepared data whose every shard is replaced by `tokens`."""
+    target = os.path.join(root, name)
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(os.path.join(root, "data"), target)
+    manifest_path = os.path.join(target, "manifest.json")
+    manifest = json.load(open(manifest_path))
+    for split in manifest["splits"].values():
+        for shard in split["shards"]:
+            with open(os.path.join(target, shard["file"]), "wb") as f:
+                f.write(shard_bytes(tokens, dtype))
+            shard["tokens"] = len(tokens)
+        split["tokens"] = len(tokens) * len(split["shards"])
+    if "dtype" in manifest:
+        manifest["dtype"] = "uint16" if dtype == 2 else "uint32"
+    write_json(manifest_path, manifest)
+    return name
+
+
+def config_with(root, name, section, key, value, remove=None):
+    config = json.loads(json.dumps(TINY_CONFIG))
+    config[section][key] = value
+    if remove:
+        del config[section][remove]
+    write_json(os.path.join(root, name), config)
+    return name
+
+
+def model_with_config(root, name, key, value):
+    target = copy_model(root, name)
+    path = os.path.join(target, "config.json")
+    config = json.load(open(path))
+    config[key] = value
+    write_json(path, config)
+    return name
+
+
+def model_with_nan(root, name):
+    target = copy_model(root, name)
+    path = os.path.join(target, "model.safetensors")
+    data = bytearray(open(path, "rb").read())
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    tensor = sorted(k for k in header if k != "__metadata__")[0]
+    begin = 8 + n + header[tensor]["data_offsets"][0]
+    data[begin:begin + 4] = struct.pack("<f", float("nan"))
+    open(path, "wb").write(bytes(data))
+    return name, tensor
+
+
+def model_with_other_tokenizer(root, name):
+    """The reward model with a tokenizer trained on other text (same size, other tokens)."""
+    target = copy_model(root, name, source="rm")
+    other = os.path.join(root, "other.txt")
+    with open(other, "w") as f:
+        f.write("\n".join(f"zyx {i} wvu tsr qpo {i * 3} nml kji" for i in range(300)))
+    outcome = run_loom(LOOM, ["prepare", "--input", "other.txt", "--out", "other-data", "--vocab-size", "300", "--quiet",
+                              "--min-chars", "1"], 120, root)
+    assert outcome.code == 0, outcome.stderr
+    for file in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(os.path.join(root, "other-data", file), os.path.join(target, file))
+    return name
+
+
+def fixed_cases(root):
+    """(name, args, expected message fragment, stdout path or None, stderr path or None, must_fail)."""
+    cases = []
+
+    def add(name, args, expect, stdout=None, stderr=None, must_fail=True):
+        cases.append((name, args, expect, stdout, stderr, must_fail))
+
+    # Controls: the valid inputs every mutation starts from are accepted, so the mutated cases
+    # reach past argument parsing into loading and training.
+    for name, args in [("sft", sft_args()), ("reward", reward_args()), ("dpo", dpo_args()), ("grpo", grpo_args()),
+                       ("ppo", ppo_args()), ("eval", eval_args()), ("generate", generate_args()), ("pretrain", pretrain_args()),
+                       ("tokenize", ["tokenize", "--tokenizer", "base", "--text", "Line 7: the lazy dog"])]:
+        add(f"valid {name}", args, None, must_fail=False)
+    # Flags out of range.
+    add("dpo --beta 0", dpo_args(extra=["--beta", "0"]), "--beta")
+    add("ppo --target-kl 0", ppo_args(extra=["--target-kl", "0"]), "--target-kl")
+    add("ppo --minibatches 0", ppo_args(extra=["--minibatches", "0"]), "--minibatches")
+    add("sft --batch-size 0", sft_args(extra=["--batch-size", "0"]), "--batch-size")
+    add("generate --max-tokens=-1", generate_args(extra=["--max-tokens=-1"]), "--max-tokens")
+    add("eval --limit=-1", ["eval", "--model", "base", "--task", "exact-match", "--prompts", "tasks/prompts_heldout.jsonl", "--limit=-1"], "--limit")
+    add("eval --context 0", eval_args(extra=["--context", "0"]), "--context")
+    add("sft --val-fraction 1.5", sft_args(extra=["--val-fraction", "1.5"]), "--val-fraction")
+    add("sft --max-length 1", sft_args(extra=["--max-length", "1"]), "--max-length")
+    add("sft --max-length 3 (below the chat template)", sft_args(extra=["--max-length", "3"]), "--max-length")
+    add("sft --learning-rate nan", sft_args(extra=["--learning-rate", "nan"]), "--learning-rate")
+    add("sft --min-learning-rate above --learning-rate", sft_args(extra=["--learning-rate", "0.001", "--min-learning-rate", "0.1"]), "--min-learning-rate")
+    add("grpo --group-size 1", grpo_args(extra=["--group-size", "1"]), "--group-size")
+    add("grpo --top-p 0", grpo_args(extra=["--top-p", "0"]), "--top-p")
+    add("generate --top-p 2", generate_args(extra=["--top-p", "2"]), "--top-p")
+    add("pretrain --threads 0", pretrain_args(extra=["--threads", "0"]), "--threads")
+    add("prepare --vocab-size 10^12", ["prepare", "--input", "corpus", "--out", "out/p", "--vocab-size", "1000000000000"], "--vocab-size")
+    # Configuration files.
+    add("config vocab_size 10^12", pretrain_args(config=config_with(root, "c-vocab.json", "model", "vocab_size", 10 ** 12)), "vocab_size")
+    add("config hidden_size 10^9", pretrain_args(config=config_with(root, "c-hidden.json", "model", "hidden_size", 10 ** 9)), "hidden_size")
+    add("config batch_size 10^15", pretrain_args(config=config_with(root, "c-batch.json", "train", "batch_size", 10 ** 15)), "batch_size")
+    add("config learning_rte", pretrain_args(config=config_with(root, "c-typo.json", "train", "learning_rte", 0.01, remove="learning_rate")), "did you mean \"learning_rate\"")
+    add("config min_learning_rate above learning_rate", pretrain_args(config=config_with(root, "c-minlr.json", "train", "min_learning_rate", 10)), "min_learning_rate")
+    add("config eval_batches 0", pretrain_args(config=config_with(root, "c-eval.json", "train", "eval_batches", 0)), "eval_batches")
+    add("config.json vocab_size 10^12", generate_args(model=model_with_config(root, "m-vocab", "vocab_size", 10 ** 12)), "vocab_size")
+    add("config.json vocab_size below the tokenizer", generate_args(model=model_with_config(root, "m-small-vocab", "vocab_size", 100)), "vocab_size")
+    # Token ids.
+    add("shard id 70000 (uint32), pretrain", pretrain_args(data=dataset_with(root, "d-70000", [5, 6, 70000] * 40, dtype=4)), "70000")
+    add("shard id 0xFFFFFFFF (uint32), eval", eval_args(data=dataset_with(root, "d-ffff", [5, 6, 0xFFFFFFFF] * 40, dtype=4)), "4294967295")
+    add("shard id 60000 (uint16), eval", eval_args(data=dataset_with(root, "d-60000", [5, 6, 60000] * 40)), "60000")
+    add("empty validation split, eval", eval_args(data=dataset_with(root, "d-empty", [])), "holds 0 tokens")
+    add("shard id = vocab size (uint16), pretrain", pretrain_args(data=dataset_with(root, "d-320", [5, 320] * 60)), "320")
+    # Weights and tokenizers.
+    nan_model, nan_tensor = model_with_nan(root, "m-nan")
+    add("NaN weight", generate_args(model=nan_model), nan_tensor)
+    other = model_with_other_tokenizer(root, "m-other-tokenizer")
+    add("ppo with a reward model of another tokenizer", ppo_args(reward=other), "tokenizer")
+    # Output streams.
+    add("tokenize >/dev/full", ["tokenize", "--tokenizer", "base", "--text", "hello"], "standard output", stdout="/dev/full")
+    add("generate >/dev/full", generate_args(), "standard output", stdout="/dev/full")
+    add("generate | (closed pipe)", generate_args(), "standard output", stdout="closed-pipe")
+    add("eval >/dev/full", eval_args(), "standard output", stdout="/dev/full")
+    add("prepare 2>/dev/full (progress lost, run succeeds)", ["prepare", "--input", "corpus", "--out", "out/full",
+                                                             "--vocab-size", "300", "--min-chars", "1"], None, stderr="/dev/full", must_fail=False)
+    add("sft 2>/dev/full (progress lost, run succeeds)", sft_args(), None, stderr="/dev/full", must_fail=False)
+    return cases
+
+
+# ----------------------------------------------------------------------------------------------
+# Mutations
+
+INTERESTING_NUMBERS = [0, -1, 1, 2, -(2 ** 31), 2 ** 31, 2 ** 32, 2 ** 53, 2 ** 63 - 1, 10 ** 12, 10 ** 30, 1e-45, 0.5, 1.5,
+                       -0.0, 1e308, 65535, 65536, 320, 319]
+INTERESTING_JSON = INTERESTING_NUMBERS + [None, True, "", "x" * 10000, [], {}, [1, 2], {"a": 1}, "\u0000", "<|endoftext|>",
+                                          "<|im_start|>assistant\n", "\ud7ff" * 50]
+
+
+def mutate_bytes(data, rng):
+    data = bytearray(data)
+    for _ in range(rng.randint(1, 4)):
+        choice = rng.randrange(5)
+        if not data:
+            data += bytes([rng.randrange(256)])
+        elif choice == 0:
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        elif choice == 1:
+            del data[rng.randrange(len(data)):]
+        elif choice == 2:
+            i = rng.randrange(len(data))
+            data[i:i] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
+        elif choice == 3:
+            i = rng.randrange(len(data))
+            del data[i:i + rng.randint(1, 16)]
+        else:
+            i = rng.randrange(len(data))
+            data[i:i] = rng.choice([b'"', b"{", b"}", b"[", b"]", b",", b":", b"\\", b"\n", b"\xff", b"\xc3", b"null", b"1e999"])
+    return bytes(data)
+
+
+def mutate_json_value(value, rng, depth=0):
+    """A structurally mutated copy: replace, delete or add a field somewhere."""
+    if isinstance(value, dict) and value and depth < 4 and rng.random() < 0.8:
+        value = dict(value)
+        key = rng.choice(sorted(value))
+        action = rng.randrange(4)
+        if action == 0:
+            del value[key]
+        elif action == 1:
+            value[key + rng.choice(["_", "x", ""]) if rng.random() < 0.5 else key[:-1]] = value.pop(key)
+        else:
+            value[key] = mutate_json_value(value[key], rng, depth + 1)
+        return value
+    if isinstance(value, list) and value and depth < 4 and rng.random() < 0.8:
+        value = list(value)
+        i = rng.randrange(len(value))
+        action = rng.randrange(3)
+        if action == 0:
+            del value[i]
+        elif action == 1:
+            value.insert(i, rng.choice(INTERESTING_JSON))
+        else:
+            value[i] = mutate_json_value(value[i], rng, depth + 1)
+        return value
+    if isinstance(value, str) and rng.random() < 0.5:
+        return value * rng.choice([0, 2, 1000]) + rng.choice(["", "\u00e9", "\U0001F600", "<|im_end|>", "\x00"])
+    return rng.choice(INTERESTING_JSON)
+
+
+def mutate_jsonl(text, rng):
+    lines = text.splitlines()
+    lines = lines[: rng.randint(2, min(len(lines), 30))]
+    for _ in range(rng.randint(1, 3)):
+        i = rng.randrange(len(lines))
+        if rng.random() < 0.5:
+            try:
+                lines[i] = json.dumps(mutate_json_value(json.loads(lines[i]), rng), ensure_ascii=rng.random() < 0.5)
+                continue
+            except ValueError:
+                pass
+        lines[i] = mutate_bytes(lines[i].encode(), rng).decode("utf-8", "replace")
+    return "\n".join(lines) + rng.choice(["\n", "", "\n\n"])
+
+
+class Mutated:
+    """One mutated case: the arguments, whether the input must be rejected, and its files."""
+
+    def __init__(self, kind, args, must_fail, files):
+        self.kind, self.args, self.must_fail, self.files = kind, args, must_fail, files
+
+
+def mutated_case(root, rng, index):
+    kind = rng.choice(["sft-jsonl", "reward-jsonl", "dpo-jsonl", "grpo-prompts", "ppo-prompts", "config", "shard",
+                       "shard-ids", "safetensors", "config.json", "tokenizer.json", "weights", "flag", "flag", "flag"])
+    case_dir = f"case{index}"
+    os.makedirs(os.path.join(root, case_dir), exist_ok=True)
+    path = lambda name: os.path.join(case_dir, name)
+
+    def mutated_file(source, name):
+        text = open(os.path.join(root, source)).read()
+        with open(os.path.join(root, path(name)), "w") as f:
+            f.write(mutate_jsonl(text, rng))
+        return path(name)
+
+    # Half of the runs skip malformed lines, so that the lines that still parse reach training.
+    skip = ["--skip-bad-lines"] if rng.random() < 0.5 else []
+    if kind == "sft-jsonl":
+        return Mutated(kind, sft_args(data=mutated_file("tasks/sft_train.jsonl", "sft.jsonl"), extra=skip), False, [path("sft.jsonl")])
+    if kind == "reward-jsonl":
+        return Mutated(kind, reward_args(data=mutated_file("tasks/rankings_train.jsonl", "r.jsonl"), extra=skip), False, [path("r.jsonl")])
+    if kind == "dpo-jsonl":
+        return Mutated(kind, dpo_args(data=mutated_file("tasks/preferences_train.jsonl", "p.jsonl"), extra=skip), False, [path("p.jsonl")])
+    if kind == "grpo-prompts":
+        return Mutated(kind, grpo_args(prompts=mutated_file("tasks/prompts_train.jsonl", "g.jsonl"), extra=skip), False, [path("g.jsonl")])
+    if kind == "ppo-prompts":
+        return Mutated(kind, ppo_args(prompts=mutated_file("tasks/prompts_train.jsonl", "q.jsonl")), False, [path("q.jsonl")])
+    if kind == "config":
+        config = mutate_json_value(json.loads(json.dumps(TINY_CONFIG)), rng)
+        text = json.dumps(config)
+        if rng.random() < 0.3:
+            text = mutate_bytes(text.encode(), rng).decode("utf-8", "replace")
+        with open(os.path.join(root, path("config.json")), "w") as f:
+            f.write(text)
+        return Mutated(kind, pretrain_args(config=path("config.json")), False, [path("config.json")])
+    if kind in ("shard", "shard-ids"):
+        data = os.path.join(root, path("data"))
+        shutil.copytree(os.path.join(root, "data"), data)
+        shard = os.path.join(data, rng.choice(sorted(f for f in os.listdir(data) if f.endswith(".bin"))))
+        raw = open(shard, "rb").read()
+        must_fail = False
+        if kind == "shard":
+            raw = mutate_bytes(raw[:24], rng) + raw[24:] if rng.random() < 0.6 else mutate_bytes(raw, rng)
+        else:
+            # Valid header, one id at or past the vocabulary of 320: must be rejected.
+            count = (len(raw) - 24) // 2
+            position = 24 + 2 * rng.randrange(count)
+            raw = raw[:position] + struct.pack("<H", rng.choice([320, 321, 4096, 60000, 65535])) + raw[position + 2:]
+            must_fail = True
+        open(shard, "wb").write(raw)
+        args = pretrain_args(data=path("data")) if rng.random() < 0.5 else eval_args(data=path("data"))
+        if must_fail and args[0] == "eval" and os.path.basename(shard).startswith("train"):
+            must_fail = False  # eval reads only the validation split
+        return Mutated(kind, args, must_fail, [path("data")])
+    if kind in ("safetensors", "config.json", "tokenizer.json", "weights"):
+        model = path("model")
+        shutil.copytree(os.path.join(root, "base"), os.path.join(root, model))
+        must_fail = False
+        if kind == "safetensors":
+            file = os.path.join(root, model, "model.safetensors")
+            raw = open(file, "rb").read()
+            n = struct.unpack("<Q", raw[:8])[0]
+            if rng.random() < 0.5:
+                header = json.loads(raw[8:8 + n])
+                header = mutate_json_value(header, rng)
+                blob = json.dumps(header).encode()
+                blob += b" " * ((8 - len(blob) % 8) % 8)
+                raw = struct.pack("<Q", len(blob)) + blob + raw[8 + n:]
+            else:
+                raw = mutate_bytes(raw[:8 + n + 16], rng) + raw[8 + n + 16:]
+            open(file, "wb").write(raw)
+        elif kind == "weights":
+            file = os.path.join(root, model, "model.safetensors")
+            raw = bytearray(open(file, "rb").read())
+            n = struct.unpack("<Q", raw[:8])[0]
+            position = 8 + n + 4 * rng.randrange((len(raw) - 8 - n) // 4)
+            raw[position:position + 4] = struct.pack("<f", rng.choice([float("nan"), float("inf"), float("-inf")]))
+            open(file, "wb").write(bytes(raw))
+            must_fail = True
+        else:
+            file = os.path.join(root, model, kind)
+            text = open(file).read()
+            if rng.random() < 0.6:
+                text = json.dumps(mutate_json_value(json.loads(text), rng))
+            else:
+                text = mutate_bytes(text.encode(), rng).decode("utf-8", "replace")
+            open(file, "w").write(text)
+        command = rng.choice(["generate", "eval", "tokenize"] if kind == "tokenizer.json" else ["generate", "eval"])
+        if command == "generate":
+            args = generate_args(model=model)
+        elif command == "eval":
+            args = eval_args(model=model)
+        else:
+            args = ["tokenize", "--tokenizer", model, "--text", "Line 7: the lazy dog, café 数字"]
+        return Mutated(kind, args, must_fail, [model])
+    # A numeric flag set to an out-of-range or odd value. Values outside the flag's range must be rejected.
+    flags = [
+        (sft_args, "--batch-size", lambda v: v < 1), (sft_args, "--steps", lambda v: v < 1),
+        (sft_args, "--val-fraction", lambda v: not (0 < v < 1)), (sft_args, "--max-length", lambda v: v < 2),
+        (sft_args, "--learning-rate", lambda v: not (v > 0) or math.isinf(v)), (sft_args, "--warmup-steps", lambda v: v < 0),
+        (sft_args, "--grad-clip", lambda v: not (v >= 0) or math.isinf(v)), (sft_args, "--threads", lambda v: not (1 <= v <= 4096)),
+        (sft_args, "--log-interval", lambda v: v < 1), (sft_args, "--eval-interval", lambda v: v < 0),
+        (dpo_args, "--beta", lambda v: not (v > 0) or math.isinf(v)), (dpo_args, "--label-smoothing", lambda v: not (0 <= v < 0.5)),
+        (ppo_args, "--minibatches", lambda v: v < 1 or v > 2), (ppo_args, "--target-kl", lambda v: not (v > 0) or math.isinf(v)),
+        (ppo_args, "--ppo-epochs", lambda v: v < 1), (ppo_args, "--gamma", lambda v: not (0 <= v <= 1)),
+        (grpo_args, "--group-size", lambda v: not (2 <= v <= 65536)), (grpo_args, "--top-p", lambda v: not (0 < v <= 1)),
+        (grpo_args, "--temperature", lambda v: not (v > 0) or math.isinf(v)),
+        (generate_args, "--max-tokens", lambda v: not (1 <= v <= 2 ** 20)), (generate_args, "--top-k", lambda v: v < 0),
+        (generate_args, "--temperature", lambda v: not (v >= 0) or math.isinf(v)),
+        (eval_args, "--context", lambda v: not (2 <= v <= 2 ** 20)), (eval_args, "--threads", lambda v: not (1 <= v <= 4096)),
+        (pretrain_args, "--steps", lambda v: v < 1),
+    ]
+    builder, flag, invalid = rng.choice(flags)
+    integer = flag in ("--batch-size", "--steps", "--max-length", "--warmup-steps", "--threads", "--log-interval", "--eval-interval",
+                       "--minibatches", "--ppo-epochs", "--group-size", "--max-tokens", "--top-k", "--context")
+    value = rng.choice([-1, 0, 1, 2, 3, 2 ** 31, 2 ** 62, -(2 ** 40)] if integer else [-1.0, 0.0, 1e-45, 0.3, 1.0, 1.5, 1e30, float("nan"), float("inf")])
+    text = str(value) if integer else ("nan" if math.isnan(value) else "inf" if math.isinf(value) else repr(value))
+    must_fail = invalid(value)
+    # Sizes the machine cannot hold in a few seconds are not a fair test of the checks.
+    if not must_fail and integer and value >= 2 ** 31 and flag in ("--steps", "--max-length", "--max-tokens", "--context", "--warmup-steps",
+                                                                   "--log-interval", "--eval-interval", "--ppo-epochs", "--top-k"):
+        value, text = 3, "3"
+    return Mutated("flag " + builder.__name__.replace("_args", "") + " " + flag, builder(extra=[f"{flag}={text}"]), must_fail, [])
+
+
+# ----------------------------------------------------------------------------------------------
+
+LOOM = None
+
+
+def dirty():
+    """Whether the working tree differs from its commit (the summary says so)."""
+    try:
+        return subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
+                              cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() != ""
+    except OSError:
+        return False
+
+
+def main():
+    global LOOM
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--loom", default=".build/release/loom")
+    parser.add_argument("--cases", type=int, default=150, help="mutated cases (besides the fixed ones)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--timeout", type=float, default=60, help="seconds before a case counts as a hang")
+    parser.add_argument("--keep", default=None, help="folder for the inputs of failing cases")
+    parser.add_argument("--summary", default=None, help="write a Markdown summary here")
+    args = parser.parse_args()
+    LOOM = os.path.abspath(args.loom)
+    if not os.access(LOOM, os.X_OK):
+        raise SystemExit(f"fuzz: {LOOM} is not an executable; build it with `swift build -c release --product loom`")
+    rng = random.Random(args.seed)
+    started = time.time()
+    root = tempfile.mkdtemp(prefix="loom-fuzz-")
+    failures, counts, rejected, accepted = [], {}, 0, 0
+    slowest = (0.0, "")
+
+    def judge(name, arguments, outcome, must_fail, expect, files, fixed_case=False):
+        nonlocal rejected, accepted, slowest
+        kind = "fixed" if fixed_case else name.split(" ")[0]
+        tally = counts.setdefault(kind, [0, 0])
+        tally[0] += 1
+        tally[1] += outcome.code != 0
+        if outcome.seconds > slowest[0]:
+            slowest = (outcome.seconds, name)
+        problem = None
+        if outcome.timed_out:
+            problem = f"hang (no exit within {args.timeout:.0f} s)"
+        elif outcome.crashed:
+            problem = f"crash (exit {outcome.code})"
+        elif outcome.code == 0 and must_fail:
+            problem = "exit 0 for an input that must be rejected"
+        elif outcome.code != 0 and not must_fail and expect is None and name.startswith(("prepare 2>", "sft 2>", "valid ")):
+            problem = f"a valid input failed with {outcome.code}"
+        elif outcome.code != 0 and not outcome.stderr.strip() and "2>/dev/full" not in name:
+            problem = f"exit {outcome.code} without a message"
+        elif outcome.code != 0 and expect is not None and expect not in outcome.stderr:
+            problem = f"message does not mention {expect!r}"
+        if outcome.code == 0:
+            accepted += 1
+        else:
+            rejected += 1
+        if problem:
+            failures.append({"case": name, "problem": problem, "args": arguments, "stderr": outcome.stderr[-600:]})
+            print(f"FAIL {name}: {problem}\n  loom {' '.join(arguments)}\n  {outcome.stderr.strip()[-400:]}", file=sys.stderr)
+            if args.keep:
+                target = os.path.join(args.keep, f"failure{len(failures)}")
+                os.makedirs(target, exist_ok=True)
+                write_json(os.path.join(target, "case.json"), failures[-1])
+                for file in files:
+                    source = os.path.join(root, file)
+                    (shutil.copytree if os.path.isdir(source) else shutil.copy)(source, os.path.join(target, os.path.basename(file)))
+
+    try:
+        build_world(LOOM, root, args.timeout)
+        fixed = fixed_cases(root)
+        for name, arguments, expect, stdout, stderr, must_fail in fixed:
+            outcome = run_loom(LOOM, arguments, args.timeout, root, stdout_path=stdout, stderr_path=stderr)
+            judge(name, arguments, outcome, must_fail, expect, [], fixed_case=True)
+        for index in range(args.cases):
+            case = mutated_case(root, rng, index)
+            outcome = run_loom(LOOM, case.args, args.timeout, root)
+            judge(case.kind, case.args, outcome, case.must_fail, None, case.files)
+            shutil.rmtree(os.path.join(root, f"case{index}"), ignore_errors=True)
+            shutil.rmtree(os.path.join(root, "out"), ignore_errors=True)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+    seconds = time.time() - started
+    total = len(fixed) + args.cases
+    line = (f"fuzz: {total} cases ({len(fixed)} fixed, {args.cases} mutated, seed {args.seed}) in {seconds:.0f} s: "
+            f"{rejected} rejected, {accepted} accepted, {len(failures)} failed; slowest {slowest[0]:.1f} s ({slowest[1]})")
+    print(line)
+    print("  " + ", ".join(f"{kind} {tally[1]}/{tally[0]} rejected" for kind, tally in sorted(counts.items())))
+    if args.summary:
+        os.makedirs(os.path.dirname(os.path.abspath(args.summary)), exist_ok=True)
+        try:
+            commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                    cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
+        except OSError:
+            commit = ""
+        changed = dirty()  # before the summary itself is rewritten
+        with open(args.summary, "w") as f:
+            f.write("# Fuzzing the loom command line\n\n")
+            f.write(f"`python3 Benchmarks/fuzz/fuzz.py --loom .build/release/loom --cases {args.cases} --seed {args.seed} "
+                    f"--summary {args.summary}`\n\n")
+            f.write(line.replace("fuzz: ", "") + "\n\n")
+            f.write(f"Built from commit {commit or '(unknown)'}{' with local changes' if commit and changed else ''}. "
+                    "A case is one `loom` run; \"rejected\" means a non-zero exit with an error message.\n\n")
+            f.write("| input | cases | rejected with a message | accepted |\n|---|---|---|---|\n")
+            for kind in sorted(counts):
+                f.write(f"| {kind} | {counts[kind][0]} | {counts[kind][1]} | {counts[kind][0] - counts[kind][1]} |\n")
+            f.write("\nFailures:\n\n" if failures else "\nNo crash, hang, wrongly accepted input or silent rejection.\n")
+            for failure in failures:
+                f.write(f"- {failure['case']}: {failure['problem']} — `loom {' '.join(failure['args'])}`\n")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
