@@ -102,7 +102,7 @@ def build_world(loom, root, timeout):
     must(["prepare", "--input", "corpus", "--out", "data", "--vocab-size", "300", "--val-fraction", "0.2",
           "--shard-tokens", "4000", "--quiet", "--min-chars", "1"], "prepare")
     must(["pretrain", "--config", "tiny.json", "--data", "data", "--out", "base", "--threads", "1", "--log-interval", "100"], "pretrain")
-    must(["tasks", "--out", "tasks", "--train", "24", "--heldout", "8", "--seed", "3"], "tasks")
+    must(["tasks", "--out", "tasks", "--train", "24", "--dev", "8", "--test", "8", "--seed", "3"], "tasks")
     must(["reward", "--model", "base", "--data", "tasks/rankings_train.jsonl", "--out", "rm", "--steps", "1", "--batch-size", "2",
           "--threads", "1"], "reward")
 
@@ -251,7 +251,7 @@ def fixed_cases(root):
     add("ppo --minibatches 0", ppo_args(extra=["--minibatches", "0"]), "--minibatches")
     add("sft --batch-size 0", sft_args(extra=["--batch-size", "0"]), "--batch-size")
     add("generate --max-tokens=-1", generate_args(extra=["--max-tokens=-1"]), "--max-tokens")
-    add("eval --limit=-1", ["eval", "--model", "base", "--task", "exact-match", "--prompts", "tasks/prompts_heldout.jsonl", "--limit=-1"], "--limit")
+    add("eval --limit=-1", ["eval", "--model", "base", "--task", "exact-match", "--prompts", "tasks/prompts_dev.jsonl", "--limit=-1"], "--limit")
     add("eval --context 0", eval_args(extra=["--context", "0"]), "--context")
     add("sft --val-fraction 1.5", sft_args(extra=["--val-fraction", "1.5"]), "--val-fraction")
     add("sft --max-length 1", sft_args(extra=["--max-length", "1"]), "--max-length")
@@ -572,6 +572,9 @@ def main():
         build_world(LOOM, root, args.timeout)
         fixed = fixed_cases(root)
         for name, arguments, expect, stdout, stderr, must_fail in fixed:
+            # Each case writes into a fresh out/: training commands refuse a directory that
+            # already holds a run (without --resume or --overwrite).
+            shutil.rmtree(os.path.join(root, "out"), ignore_errors=True)
             outcome = run_loom(LOOM, arguments, args.timeout, root, stdout_path=stdout, stderr_path=stderr)
             judge(name, arguments, outcome, must_fail, expect, [], fixed_case=True)
         for index in range(args.cases):
