@@ -43,7 +43,7 @@ ppo() {
 # Uninterrupted references (and the reward model PPO needs).
 pretrain "$work/pretrain-ref" 2>/dev/null
 sft "$work/sft-ref" 2>/dev/null
-"$loom" tasks --out "$work/tasks" --train 200 --heldout 20 --seed 1 >/dev/null 2>&1
+"$loom" tasks --out "$work/tasks" --train 200 --dev 20 --test 20 --seed 1 >/dev/null 2>&1
 "$loom" reward --model "$work/sft-ref" --data "$work/tasks/rankings_train.jsonl" --out "$work/reward" --steps 20 --threads 1 >/dev/null 2>&1
 ppo "$work/ppo-ref" 2>/dev/null
 

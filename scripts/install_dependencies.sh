@@ -4,7 +4,8 @@
 # harness; python3-venv for the reference checks). Safe to run again.
 set -euo pipefail
 need=()
-ls /usr/lib/*/libopenblas.so.0 /usr/lib/libopenblas.so.0 >/dev/null 2>&1 || need+=(libopenblas-dev)
+# (`ls A B` fails when either is missing: test each place on its own.)
+compgen -G '/usr/lib/*/libopenblas.so.0' >/dev/null || [[ -e /usr/lib/libopenblas.so.0 ]] || need+=(libopenblas-dev)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 if [[ "${1:-}" == "--python" ]]; then
