@@ -71,7 +71,8 @@ storm() {
         "$stage" "$out" "${mode[@]}" 2>>"$out.log" &
         local pid=$!
         sleep "$((RANDOM % 2)).$(printf '%03d' $((100 + RANDOM % 900)))"
-        kill -9 "$pid" 2>/dev/null || true
+        # $pid is the subshell running the stage function: kill the loom process it started.
+        pkill -9 -P "$pid" 2>/dev/null || true
         set +e; wait "$pid"; status=$?; set -e
         launched=$((launched + 1))
         if (( status == 137 )); then random_kills=$((random_kills + 1))

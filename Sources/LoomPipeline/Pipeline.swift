@@ -48,7 +48,8 @@ public final class Pipeline {
             }
         }
         try recipe.validate()
-        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        let lock = try RunLock(directory: root)
+        defer { lock.release() }
         try recipe.jsonData().write(to: root.appendingPathComponent("recipe.json"), options: .atomic)
         Threading.configure(threads: threads)
         let report = PipelineReport(directory: root)

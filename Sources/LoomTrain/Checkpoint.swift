@@ -332,15 +332,53 @@ extension Checkpoint {
     }
 }
 
+/// An exclusive lock on a run directory (`flock` on `DIR/.loom.lock`), held by the process
+/// writing the run: a second `loom` started on the same directory stops at once instead of
+/// interleaving its checkpoints with the first one's. The system releases it when the process
+/// ends, however it ends (a SIGKILL included), so it never goes stale.
+public final class RunLock {
+    public let url: URL
+    private var descriptor: Int32
+
+    public static let fileName = ".loom.lock"
+
+    public init(directory: URL) throws {
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        url = directory.appendingPathComponent(Self.fileName)
+        descriptor = open(url.path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else { throw CheckpointError("cannot open \(url.path): \(String(cString: strerror(errno)))") }
+        guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
+            let holder = (try? String(contentsOf: url, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+            close(descriptor)
+            throw CheckpointError("\(directory.path) is in use by another loom process\(holder.isEmpty ? "" : " (pid \(holder))"); wait for it to end or write to another --out")
+        }
+        let pid = Data("\(getpid())\n".utf8)
+        _ = ftruncate(descriptor, 0)
+        _ = pid.withUnsafeBytes { pwrite(descriptor, $0.baseAddress, $0.count, 0) }
+    }
+
+    public func release() {
+        guard descriptor >= 0 else { return }
+        flock(descriptor, LOCK_UN)
+        close(descriptor)
+        descriptor = -1
+    }
+
+    deinit { release() }
+}
+
 /// Checks that a run directory may be used as a stage's output, before anything is written.
 public enum RunDirectoryGuard {
-    /// Refuses an output directory that is one of the stage's inputs, and one that holds a run
-    /// when the mode is `.fresh`; with `.overwrite`, removes the old run's files.
-    public static func prepare(_ store: CheckpointStore, mode: RunMode, inputs: [URL], extraRunFiles: [String] = []) throws {
+    /// Refuses an output directory that is one of the stage's inputs, takes the directory's
+    /// `RunLock` (another process writing there is an error), then refuses one that holds a run
+    /// when the mode is `.fresh` or, with `.overwrite`, removes the old run's files. Returns the
+    /// lock, to be held for the whole run.
+    public static func prepare(_ store: CheckpointStore, mode: RunMode, inputs: [URL], extraRunFiles: [String] = []) throws -> RunLock {
         let output = canonical(store.runDirectory)
         for input in inputs where canonical(input) == output {
             throw CheckpointError("--out \(store.runDirectory.path) is also an input (\(input.path)); write the run to another directory")
         }
+        let lock = try RunLock(directory: store.runDirectory)
         switch mode {
         case .fresh:
             if store.holdsRun() {
@@ -353,6 +391,7 @@ public enum RunDirectoryGuard {
             break
         }
         store.removeStaleFiles()
+        return lock
     }
 
     static func canonical(_ url: URL) -> String {

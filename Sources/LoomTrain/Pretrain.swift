@@ -135,7 +135,8 @@ public final class Pretrainer {
         Threading.configure(threads: options.threads)
         guard options.keepCheckpoints >= 1 else { throw TrainingError("--keep-checkpoints must be at least 1, got \(options.keepCheckpoints)") }
         let store = CheckpointStore(runDirectory: out, keep: options.keepCheckpoints)
-        try RunDirectoryGuard.prepare(store, mode: options.mode, inputs: [options.dataDirectory] + (options.initialModel.map { [$0] } ?? []))
+        let lock = try RunDirectoryGuard.prepare(store, mode: options.mode, inputs: [options.dataDirectory] + (options.initialModel.map { [$0] } ?? []))
+        defer { lock.release() }
 
         let trainData = try TokenDataset(directory: options.dataDirectory, split: "train")
         let validationData = try? TokenDataset(directory: options.dataDirectory, split: "val")

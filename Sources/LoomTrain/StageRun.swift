@@ -44,6 +44,8 @@ public final class StageRun {
     public var state: TrainerState
     public let metrics: MetricsLog
     public let store: CheckpointStore
+    /// Held for the life of the run: no other process writes to `output` meanwhile.
+    public let lock: RunLock
     /// The checkpoint the run resumed from (nil for a new run).
     public let resumedFrom: URL?
     /// Files of a checkpoint besides the model directory and the optimizer state (PPO's
@@ -70,7 +72,7 @@ public final class StageRun {
             throw TrainingError("--keep-checkpoints must be at least 1, got \(settings.keepCheckpoints)")
         }
         store = CheckpointStore(runDirectory: output, keep: settings.keepCheckpoints)
-        try RunDirectoryGuard.prepare(store, mode: mode, inputs: inputs, extraRunFiles: extraStateFiles)
+        lock = try RunDirectoryGuard.prepare(store, mode: mode, inputs: inputs, extraRunFiles: extraStateFiles)
         optimizer = AdamW(parameters: model.parameters, hyperparameters: settings.adam)
         let fullSignature = signature.isEmpty ? RunSignature.of(settings) : signature
         state = TrainerState(step: 0, rng: SeededRandom(seed: settings.seed), tokensSeen: 0, stage: stage, totalSteps: settings.steps,

@@ -132,6 +132,20 @@ final class PretrainTests: XCTestCase {
         }
     }
 
+    func testASecondProcessOnTheSameRunIsRefused() throws {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("loom-locked-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: out) }
+        // The lock is per open file: a second holder in this process stands for another process.
+        let other = try RunLock(directory: out)
+        XCTAssertThrowsError(try run(out, steps: 2, resume: false)) { error in
+            XCTAssertTrue("\(error)".contains("in use by another loom process (pid \(getpid()))"), "\(error)")
+        }
+        other.release()
+        XCTAssertEqual(try run(out, steps: 2, resume: false).steps, 2)
+        // Released at the end of the run: the next one may start.
+        XCTAssertEqual(try run(out, steps: 3, resume: true).steps, 3)
+    }
+
     func testResumeRefusesChangedSettingsUnlessAllowed() throws {
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("loom-changed-\(UUID())")
         defer { try? FileManager.default.removeItem(at: out) }
