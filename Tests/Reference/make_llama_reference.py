@@ -37,6 +37,8 @@ from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO_ROOT / "Tests" / "LoomNNTests" / "Reference"
 CHECK_TOLERANCE = 1e-6
+# Parameters after two AdamW steps (lr 0.01): see compare().
+ADAM_TOLERANCE = 1e-5
 
 SEED = 1234
 BATCH = 2
@@ -201,8 +203,13 @@ def compare(fresh_root: Path, committed_root: Path, tolerance: float = CHECK_TOL
                     ok = False
                     continue
                 diff = (a.double() - b.double()).abs().max().item() if a.numel() else 0.0
-                status = "ok  " if diff <= tolerance else "FAIL"
-                ok &= diff <= tolerance
+                # Weights after two AdamW steps amplify rounding: an element whose second moment
+                # is tiny moves by about lr · m / sqrt(v), so a 1e-8 change in its gradient (another
+                # transformers release, another summation order) can move it by 1e-6. These get
+                # ADAM_TOLERANCE; logits, losses and gradients keep `tolerance`.
+                limit = max(tolerance, ADAM_TOLERANCE) if key.startswith("adam2.") else tolerance
+                status = "ok  " if diff <= limit else "FAIL"
+                ok &= diff <= limit
                 print(f"{status} {name}/{fname} {key}: max abs diff {diff:.3g}")
         for fname in ("config.json", "reference.json"):
             fresh_json = json.loads((fresh_root / name / fname).read_text())
