@@ -25,19 +25,19 @@ log() { echo "$*" | tee -a "$work/summary.txt"; }
 cat > "$work/config.json" <<'JSON'
 {"model": {"vocab_size": 512, "hidden_size": 64, "intermediate_size": 176, "num_hidden_layers": 2,
            "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 128, "tie_word_embeddings": true},
- "train": {"batch_size": 8, "context_length": 128, "steps": 120, "learning_rate": 0.003, "min_learning_rate": 0.0003,
-           "warmup_steps": 10, "eval_interval": 20, "eval_batches": 2, "checkpoint_interval": 5, "seed": 7}}
+ "train": {"batch_size": 8, "context_length": 128, "steps": 2000, "learning_rate": 0.003, "min_learning_rate": 0.0003,
+           "warmup_steps": 10, "eval_interval": 100, "eval_batches": 2, "checkpoint_interval": 10, "seed": 7}}
 JSON
 
 # The runs being compared, as functions of their output directory.
 pretrain() { "$loom" pretrain --config "$work/config.json" --data "$work/data" --out "$1" --threads 1 "${@:2}"; }
 sft() {
-    "$loom" sft --model "$work/pretrain-ref" --data data/alignment/faq_python.jsonl --out "$1" --steps 60 --batch-size 8 \
-        --checkpoint-interval 3 --eval-interval 20 --threads 1 "${@:2}"
+    "$loom" sft --model "$work/pretrain-ref" --data data/alignment/faq_python.jsonl --out "$1" --steps 1500 --batch-size 8 \
+        --checkpoint-interval 5 --eval-interval 50 --threads 1 "${@:2}"
 }
 ppo() {
     "$loom" ppo --policy "$work/sft-ref" --reward "$work/reward" --prompts "$work/tasks/prompts_train.jsonl" --out "$1" \
-        --steps 24 --batch-size 8 --checkpoint-interval 2 --eval-interval 0 --max-new-tokens 8 --threads 1 "${@:2}"
+        --steps 400 --batch-size 8 --checkpoint-interval 3 --eval-interval 0 --max-new-tokens 8 --threads 1 "${@:2}"
 }
 
 # Uninterrupted references (and the reward model PPO needs).
