@@ -323,9 +323,15 @@ struct PreTokenizer {
         }
         // \p{N}
         if c & ScalarClass.number != 0 { return i + 1 }
+        return matchPunctuationOrSpace(at: i, count: n, classes: classes, ascii: ascii)
+    }
+
+    /// The alternatives both pattern families end with, matched at `i`:
+    /// ` ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`.
+    static func matchPunctuationOrSpace(at i: Int, count n: Int, classes: UnsafeBufferPointer<UInt8>, ascii: UnsafeBufferPointer<UInt8>) -> Int {
         //  ?[^\s\p{L}\p{N}]+[\r\n]*
         var j = i
-        if first == UInt8(ascii: " ") && i + 1 < n && isOther(classes[i + 1]) { j = i + 1 }
+        if ascii[i] == UInt8(ascii: " ") && i + 1 < n && isOther(classes[i + 1]) { j = i + 1 }
         if isOther(classes[j]) {
             var end = run(from: j + 1, count: n, classes: classes) { isOther($0) }
             while end < n && (ascii[end] == 0x0A || ascii[end] == 0x0D) { end += 1 }
@@ -372,20 +378,6 @@ struct PreTokenizer {
             let end = run(from: i + 1, count: n, classes: classes) { $0 & ScalarClass.number != 0 }
             return min(end, i + digitsPerWord)
         }
-        var j = i
-        if first == UInt8(ascii: " ") && i + 1 < n && isOther(classes[i + 1]) { j = i + 1 }
-        if isOther(classes[j]) {
-            var end = run(from: j + 1, count: n, classes: classes) { isOther($0) }
-            while end < n && (ascii[end] == 0x0A || ascii[end] == 0x0D) { end += 1 }
-            return end
-        }
-        let runEnd = run(from: i + 1, count: n, classes: classes) { $0 & ScalarClass.space != 0 }
-        var k = runEnd - 1
-        while k >= i {
-            if ascii[k] == 0x0A || ascii[k] == 0x0D { return k + 1 }
-            k -= 1
-        }
-        if runEnd == n || runEnd - i == 1 { return runEnd }
-        return runEnd - 1
+        return matchPunctuationOrSpace(at: i, count: n, classes: classes, ascii: ascii)
     }
 }
