@@ -21,13 +21,15 @@ set +e
 swift test --skip-build 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
-# XCTest's last summary line counts every test of the run.
-summary=$(grep -E "Executed [0-9]+ tests?, with [0-9]+ failures?" "$log" | tail -n 1)
-executed=$(sed -E 's/.*Executed ([0-9]+) tests?.*/\1/' <<<"$summary")
-failed=$(sed -E 's/.*with ([0-9]+) failures?.*/\1/' <<<"$summary")
-executed=${executed:-0}; failed=${failed:-0}
+# XCTest's last summary line counts every test of the run:
+# "Executed N tests, with F failures" or "Executed N tests, with S tests skipped and F failures".
+summary=$(grep -E "Executed [0-9]+ tests?, with " "$log" | tail -n 1)
+executed=$(sed -nE 's/.*Executed ([0-9]+) tests?.*/\1/p' <<<"$summary")
+failed=$(sed -nE 's/.* ([0-9]+) failures?.*/\1/p' <<<"$summary")
+skipped=$(sed -nE 's/.*with ([0-9]+) tests? skipped.*/\1/p' <<<"$summary")
+executed=${executed:-0}; failed=${failed:-0}; skipped=${skipped:-0}
 if (( status != 0 && failed == 0 )); then failed=1; fi
-passed=$(( executed - failed ))
+passed=$(( executed - failed - skipped ))
 
 # The command line against mutated inputs: no crash, no hang, nothing invalid accepted.
 # Counted as one test; a failing case's inputs are kept in .build/fuzz-failures.
@@ -42,7 +44,7 @@ else
 fi
 
 if (( swift_only )); then
-    echo "tests: $passed passed, $failed failed"
+    echo "tests: $passed passed, $failed failed, $skipped skipped"
     exit "$status"
 fi
 
@@ -66,5 +68,5 @@ echo "reference checks passed"
 # transformers loading the same file; skipped, with the reason, when it cannot be fetched.
 echo "== SmolLM2 GGUF import parity (transformers)"
 "$py" Tests/Reference/check_smollm2_parity.py --loom .build/debug/loom
-echo "tests: $(( passed + 6 )) passed, $failed failed"
+echo "tests: $(( passed + 6 )) passed, $failed failed, $skipped skipped"
 exit "$status"
