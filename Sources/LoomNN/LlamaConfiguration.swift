@@ -276,16 +276,30 @@ func editDistance(_ a: [Character], _ b: [Character]) -> Int {
     return previous[b.count]
 }
 
-/// Writes to a temporary file in the same folder, then renames it over `url`, so a reader
-/// (or a crash) never sees a half-written file.
-public func writeAtomically(_ data: Data, to url: URL) throws {
+/// Writes `data` to a temporary file beside `url` and renames it into place, so a reader
+/// never sees half a file. With `durable`, the temporary file is fsync'd before the rename and
+/// the directory after it, so the new file also survives a power loss (the checkpoint pointer).
+public func writeAtomically(_ data: Data, to url: URL, durable: Bool = false) throws {
     let directory = url.deletingLastPathComponent()
     try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     let temporary = directory.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
     try data.write(to: temporary)
+    if durable { try fsyncPath(temporary.path, directory: false) }
     if rename(temporary.path, url.path) != 0 {
         let reason = String(cString: strerror(errno))
         try? FileManager.default.removeItem(at: temporary)
         throw ConfigurationError("cannot move \(temporary.path) to \(url.path): \(reason)")
+    }
+    if durable { try fsyncPath(directory.path, directory: true) }
+}
+
+/// fsync of a file or a directory, with an error naming it. Some file systems refuse fsync on a
+/// directory (EINVAL); there it is not needed.
+public func fsyncPath(_ path: String, directory: Bool) throws {
+    let fd = open(path, directory ? O_RDONLY | O_DIRECTORY : O_RDONLY)
+    guard fd >= 0 else { throw ConfigurationError("cannot open \(path) to sync it: \(String(cString: strerror(errno)))") }
+    defer { close(fd) }
+    guard fsync(fd) == 0 || (directory && errno == EINVAL) else {
+        throw ConfigurationError("cannot sync \(path) to disk: \(String(cString: strerror(errno)))")
     }
 }

@@ -382,7 +382,8 @@ public final class Pipeline {
         let encoder = ChatEncoder(tokenizer: tokenizer)
         var prompts: [[Int32]] = [], responses: [[Int32]] = []
         for ranking in rankings {
-            for response in ranking.responses { prompts.append(encoder.prompt(ranking.prompt)); responses.append(encoder.response(response)) }
+            let prompt = encoder.prompt(ranking.prompt)   // once per ranking, shared by its K responses
+            for response in ranking.responses { prompts.append(prompt); responses.append(encoder.response(response)) }
         }
         let scores = scorer.rawScores(prompts: prompts, responses: responses, padID: Int32(tokenizer.padID ?? tokenizer.endOfTextID),
                                       maxLength: scorer.model.configuration.maxPositionEmbeddings)

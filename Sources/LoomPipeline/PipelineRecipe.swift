@@ -199,17 +199,13 @@ public struct PipelineRecipe: Codable, Equatable, Sendable {
         return try encoder.encode(self)
     }
 
-    /// Unknown keys, found by comparing with the keys the defaults encode to.
+    /// Unknown keys: the known ones are the snake_case names of `reference`'s stored
+    /// properties (optional ones included, which an encoded default would leave out).
     static func checkKeys(_ object: [String: Any], against reference: Any, path: String, file: String) throws {
-        let encoder = JSONEncoder()
-        encoder.keyEncodingStrategy = .convertToSnakeCase
-        guard let known = try? JSONSerialization.jsonObject(with: encoder.encode(AnyEncodable(reference))) as? [String: Any] else { return }
-        var knownKeys = Set(known.keys)
-        if path.isEmpty { knownKeys.insert("rl_seed") }
-        if path == "pretrain." { knownKeys.insert("steps") }
-        for (key, value) in object {
+        let knownKeys = Mirror(reflecting: reference).children.compactMap { $0.label.map(snakeCase) }
+        for (key, value) in object.sorted(by: { $0.key < $1.key }) {
             guard knownKeys.contains(key) else {
-                let suggestion = knownKeys.min { editDistance(key, $0) < editDistance(key, $1) }
+                let suggestion = closestName(to: key, among: knownKeys)
                 throw RecipeError("\(file): unknown key \"\(path)\(key)\"" + (suggestion.map { "; did you mean \"\(path)\($0)\"?" } ?? ""))
             }
             if let inner = value as? [String: Any], let innerReference = child(of: reference, snakeKey: key) {
@@ -228,29 +224,6 @@ public struct PipelineRecipe: Codable, Equatable, Sendable {
             if character.isUppercase { result += "_" + character.lowercased() } else { result.append(character) }
         }
         return result
-    }
-
-    static func editDistance(_ a: String, _ b: String) -> Int {
-        let a = Array(a), b = Array(b)
-        var previous = Array(0...b.count)
-        for i in 1...max(a.count, 1) where !a.isEmpty {
-            var current = [i] + Array(repeating: 0, count: b.count)
-            for j in stride(from: 1, through: b.count, by: 1) {
-                current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
-            }
-            previous = current
-        }
-        return previous[b.count]
-    }
-}
-
-/// Encodes any `Encodable` held as `Any`.
-private struct AnyEncodable: Encodable {
-    let value: Any
-    init(_ value: Any) { self.value = value }
-    func encode(to encoder: Encoder) throws {
-        guard let encodable = value as? Encodable else { return }
-        try encodable.encode(to: encoder)
     }
 }
 

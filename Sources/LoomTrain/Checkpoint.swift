@@ -196,7 +196,7 @@ public struct CheckpointStore {
         }
         try DurableFiles.syncDirectory(directory)
         CheckpointFaults.fileWritten()
-        try DurableFiles.writeAtomically(Data((Self.stepDirectoryName(step) + "\n").utf8), to: directory.appendingPathComponent(Self.latestFile))
+        try writeAtomically(Data((Self.stepDirectoryName(step) + "\n").utf8), to: directory.appendingPathComponent(Self.latestFile), durable: true)
         CheckpointFaults.fileWritten()
         rotate(keeping: final.lastPathComponent)
         return final
@@ -473,24 +473,12 @@ public enum RunSignature {
     }
 }
 
-/// fsync and rename with errors that name the file.
+/// The durable file operations of a checkpoint save (fsync: `fsyncPath`, shared with
+/// `writeAtomically(_:to:durable:)`).
 enum DurableFiles {
-    static func syncFile(_ url: URL) throws {
-        let fd = open(url.path, O_RDONLY)
-        guard fd >= 0 else { throw CheckpointError("cannot open \(url.path) to sync it: \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        guard fsync(fd) == 0 else { throw CheckpointError("cannot sync \(url.path) to disk: \(String(cString: strerror(errno)))") }
-    }
+    static func syncFile(_ url: URL) throws { try fsyncPath(url.path, directory: false) }
 
-    static func syncDirectory(_ url: URL) throws {
-        let fd = open(url.path, O_RDONLY | O_DIRECTORY)
-        guard fd >= 0 else { throw CheckpointError("cannot open directory \(url.path) to sync it: \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        // Some file systems refuse fsync on a directory (EINVAL); there it is not needed.
-        guard fsync(fd) == 0 || errno == EINVAL else {
-            throw CheckpointError("cannot sync directory \(url.path) to disk: \(String(cString: strerror(errno)))")
-        }
-    }
+    static func syncDirectory(_ url: URL) throws { try fsyncPath(url.path, directory: true) }
 
     /// Syncs every file under `root`, then every directory, deepest first.
     static func syncTree(_ root: URL) throws {
@@ -509,17 +497,6 @@ enum DurableFiles {
         guard Glibc.rename(from.path, to.path) == 0 else {
             throw CheckpointError("cannot move \(from.path) to \(to.path): \(String(cString: strerror(errno)))")
         }
-    }
-
-    /// Writes, syncs, renames into place and syncs the directory.
-    static func writeAtomically(_ data: Data, to url: URL) throws {
-        let directory = url.deletingLastPathComponent()
-        let temporary = directory.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
-        do { try data.write(to: temporary) }
-        catch { throw CheckpointError("cannot write \(temporary.path): \(error.localizedDescription)") }
-        try syncFile(temporary)
-        try rename(temporary, to: url)
-        try syncDirectory(directory)
     }
 }
 
