@@ -109,6 +109,17 @@ public enum Checkpoint {
         optimizer.restore(step: adamStep)
         return state
     }
+
+    /// `restore` for a run being resumed: the checkpoint must come from `stage`, and the settings
+    /// it was written with must equal `signature` (else the changes are listed, unless
+    /// `allowChanges`) — checked before anything is copied.
+    public static func resumeRun(stage: String, signature: [String: String], allowChanges: Bool,
+                                 model: LlamaModel, optimizer: AdamW, from directory: URL) throws -> TrainerState {
+        let saved = try loadState(directory)
+        guard saved.stage == stage else { throw CheckpointError("\(directory.path) holds a \(saved.stage) checkpoint, not \(stage)") }
+        try RunSignature.check(saved: saved.signature, current: signature, allowChanges: allowChanges, checkpoint: directory)
+        return try restore(model: model, optimizer: optimizer, from: directory)
+    }
 }
 
 /// How a stage treats its output directory.

@@ -180,10 +180,8 @@ public final class Pretrainer {
         var savedStep: Int? = nil
         if resuming {
             let (restored, checkpoint) = try store.resume { directory -> TrainerState in
-                let saved = try Checkpoint.loadState(directory)
-                guard saved.stage == "pretrain" else { throw CheckpointError("\(directory.path) holds a \(saved.stage) checkpoint, not pretraining") }
-                try RunSignature.check(saved: saved.signature, current: signature, allowChanges: options.allowChanges, checkpoint: directory)
-                return try Checkpoint.restore(model: model, optimizer: optimizer, from: directory)
+                try Checkpoint.resumeRun(stage: "pretrain", signature: signature, allowChanges: options.allowChanges,
+                                         model: model, optimizer: optimizer, from: directory)
             }
             state = restored
             logLine("resuming from step \(state.step) in \(checkpoint.path)")

@@ -80,10 +80,8 @@ public final class StageRun {
         let resuming = mode == .resume || (mode == .resumeIfPresent && !store.candidates().isEmpty)
         if resuming {
             let (restored, checkpoint) = try store.resume { [model, optimizer] directory -> TrainerState in
-                let saved = try Checkpoint.loadState(directory)
-                guard saved.stage == stage else { throw CheckpointError("\(directory.path) holds a \(saved.stage) checkpoint, not \(stage)") }
-                try RunSignature.check(saved: saved.signature, current: fullSignature, allowChanges: allowChanges, checkpoint: directory)
-                let state = try Checkpoint.restore(model: model, optimizer: optimizer, from: directory)
+                let state = try Checkpoint.resumeRun(stage: stage, signature: fullSignature, allowChanges: allowChanges,
+                                                     model: model, optimizer: optimizer, from: directory)
                 try restoreExtra?(directory)
                 return state
             }
