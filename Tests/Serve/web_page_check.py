@@ -14,9 +14,9 @@ Steps, each printed:
  3. a second turn: the page's answer equals the server's answer to the whole conversation
     (first question, first answer, second question), and its prompt is longer by at least the
     first turn; the markup typed in it is shown as text, no element is created;
- 4. the stop button ends a long answer, which keeps its text and says it was stopped;
- 5. a bad setting (max tokens 0) shows the server's error message;
- 6. a screenshot to --screenshot.
+ 4. a screenshot of the conversation to --screenshot;
+ 5. the stop button ends a long answer, which keeps its text and says it was stopped;
+ 6. a bad setting (max tokens 0) shows the server's error message.
 
 Needs Debian's `chromium` and `chromium-driver` and PyPI's `selenium`. The last line is
 `web page: N passed, F failed`; the exit status is 1 when a step failed.
@@ -258,13 +258,12 @@ def run_steps(page: Page, api: Api, screenshot: Path, with_key: bool) -> tuple[i
 
     def take_screenshot():
         screenshot.parent.mkdir(parents=True, exist_ok=True)
-        page.driver.execute_script("document.getElementById('conversation').scrollTop = 0")
         expect(page.driver.save_screenshot(str(screenshot)), "save_screenshot failed")
         return str(screenshot)
 
     for name, function in (("page loads, key, model name", load), ("first question streams in", first_turn),
-                           ("second turn carries the first", second_turn), ("stop button", stop_button),
-                           ("error message from the server", error_shown), ("screenshot", take_screenshot)):
+                           ("second turn carries the first", second_turn), ("screenshot", take_screenshot),
+                           ("stop button", stop_button), ("error message from the server", error_shown)):
         if not step(name, function) and name in ("page loads, key, model name", "first question streams in"):
             failed += 1
             print("FAIL the remaining steps need the first ones", flush=True)
