@@ -17,7 +17,7 @@ requests that repeat exactly, `stop` strings cut and not returned, `logprobs`/`t
 the 4xx error types and OpenAI error bodies for bad requests (malformed JSON, missing messages,
 unknown role, empty messages, wrongly typed field, max_tokens 0 and past the context, a prompt past
 the context, an oversized body), that the server still serves after them and after a client
-disconnects mid-stream, the prompt cache (a conversation's second turn reports
+disconnects mid-stream, /metrics, /tokenize and /detokenize, the prompt cache (a conversation's second turn reports
 usage.prompt_tokens_details.cached_tokens > 0) and batch invariance (the same seeded request alone
 and among 7 concurrent others gives the same tokens).
 
@@ -589,6 +589,28 @@ def check_metrics(context: Context):
     return f"{len(samples)} samples"
 
 
+def check_tokenize(context: Context):
+    """POST /tokenize and /detokenize round trip; a chat's token count equals the prompt_tokens it is billed."""
+    text = "Hello, world! Ünïcode 机器学习 🚀 and digits 2024."
+    status, body = context.raw("POST", "/tokenize", json.dumps({"prompt": text}).encode())
+    expect_equal(status, 200, f"POST /tokenize: {body[:200]!r}")
+    tokenized = json.loads(body)
+    tokens = tokenized["tokens"]
+    expect(tokens and all(isinstance(token, int) for token in tokens), f"tokens {tokens}")
+    expect_equal(tokenized.get("count"), len(tokens), "count")
+    status, body = context.raw("POST", "/detokenize", json.dumps({"tokens": tokens}).encode())
+    expect_equal(status, 200, f"POST /detokenize: {body[:200]!r}")
+    expect_equal(json.loads(body).get("prompt"), text, "detokenized text")
+    messages = [{"role": "user", "content": QUESTION}]
+    status, body = context.raw("POST", "/tokenize", json.dumps({"messages": messages}).encode())
+    expect_equal(status, 200, f"POST /tokenize with messages: {body[:200]!r}")
+    usage = context.chat(messages=messages, max_tokens=1, temperature=0).usage
+    expect_equal(json.loads(body)["count"], usage.prompt_tokens, "chat tokens counted by /tokenize against usage")
+    status, body = context.raw("POST", "/detokenize", b'{"tokens": [-1]}')
+    expect_raw_error(context, status, body, "detokenize of -1")
+    return f"{len(tokens)} tokens"
+
+
 CHECKS = [
     ("GET /health", check_health),
     ("GET /v1/models", check_models),
@@ -609,6 +631,7 @@ CHECKS = [
     ("still serving after the bad requests", check_still_serving),
     ("client disconnecting mid-stream", check_disconnect),
     ("GET /metrics", check_metrics),
+    ("POST /tokenize and /detokenize", check_tokenize),
 ]
 
 
