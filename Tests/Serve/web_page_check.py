@@ -37,6 +37,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
+from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.support.ui import WebDriverWait
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -125,8 +126,9 @@ class Page:
     def wait(self, condition, what: str, timeout: float | None = None):
         try:
             return WebDriverWait(self.driver, timeout or self.timeout, poll_frequency=0.1).until(lambda _: condition())
-        except Exception:
-            raise StepFailed(f"timed out waiting for {what}") from None
+        except TimeoutException:
+            errors = [element.text for element in self.all("#messages .message.error .content")]
+            raise StepFailed(f"timed out waiting for {what}" + (f"; the page shows the error {errors[-1]!r}" if errors else "")) from None
 
     def set_field(self, selector: str, value: str) -> None:
         field = self.find(selector)
@@ -230,7 +232,7 @@ def run_steps(page: Page, api: Api, screenshot: Path, with_key: bool) -> tuple[i
                 f"({answer.get_attribute('data-cached-tokens')} cached); markup shown as text")
 
     def stop_button():
-        page.set_field("#max-tokens", "2000")
+        page.set_field("#max-tokens", "1000")  # with the prompt, within a 2048-token context
         page.set_field("#temperature", "0.8")
         page.ask("Write a long story about a lighthouse keeper and a storm.")
         page.wait(lambda: len(page.answers()) >= 3 and len(page.answers()[2].text) > 20, "the third answer to start")
