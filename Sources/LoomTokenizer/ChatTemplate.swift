@@ -21,8 +21,15 @@ public struct ChatMessage: Codable, Equatable, Sendable {
 public struct ChatTemplate: Sendable {
     public var messageStart: String
     public var messageEnd: String
-    /// The Jinja text stored as `chat_template`.
-    public var jinja: String
+    /// The Jinja text stored as `chat_template`. Setting it also reads the default system
+    /// prompt that some ChatML templates insert (see `defaultSystem`).
+    public var jinja: String {
+        didSet { defaultSystem = Self.defaultSystemPrompt(in: jinja) }
+    }
+    /// The system message a template inserts when a conversation does not start with one
+    /// (SmolLM2's: "You are a helpful AI assistant named SmolLM, trained by Hugging Face"), as
+    /// Hugging Face's `apply_chat_template` renders it; nil for Loom's own template.
+    public private(set) var defaultSystem: String?
 
     public static let chatML = ChatTemplate(
         messageStart: "<|im_start|>",
@@ -35,13 +42,31 @@ public struct ChatTemplate: Sendable {
         self.messageStart = messageStart
         self.messageEnd = messageEnd
         self.jinja = jinja
+        defaultSystem = Self.defaultSystemPrompt(in: jinja)
+    }
+
+    /// The default system prompt of a ChatML template of the form
+    /// `{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nTEXT<|im_end|>\n' }}{% endif %}`.
+    static func defaultSystemPrompt(in jinja: String) -> String? {
+        guard jinja.contains("messages[0]['role'] != 'system'") || jinja.contains("messages[0][\"role\"] != \"system\""),
+              let start = jinja.range(of: "<|im_start|>system\n"),
+              let end = jinja.range(of: "<|im_end|>", range: start.upperBound..<jinja.endIndex) else { return nil }
+        let text = String(jinja[start.upperBound..<end.lowerBound])
+        // A literal, not an expression (`' + message['content'] + '`).
+        return text.contains("'") || text.contains("{") ? nil : text
+    }
+
+    /// `messages` with the template's default system message in front when they need it.
+    public func withDefaultSystem(_ messages: [ChatMessage]) -> [ChatMessage] {
+        guard let defaultSystem, messages.first?.role != "system" else { return messages }
+        return [ChatMessage(role: "system", content: defaultSystem)] + messages
     }
 
     /// "<|im_start|>{role}\n{content}<|im_end|>\n" per message, then "<|im_start|>assistant\n"
     /// when `addGenerationPrompt`.
     public func render(_ messages: [ChatMessage], addGenerationPrompt: Bool) -> String {
         var text = ""
-        for message in messages {
+        for message in withDefaultSystem(messages) {
             text += messageStart + message.role + "\n" + message.content + messageEnd + "\n"
         }
         if addGenerationPrompt { text += messageStart + "assistant\n" }
@@ -70,7 +95,7 @@ public struct ChatTemplate: Sendable {
             ids += tokens
             mask += repeatElement(trained, count: tokens.count)
         }
-        for message in messages {
+        for message in withDefaultSystem(messages) {
             let isAssistant = message.role == "assistant"
             append(marker(messageStart, tokenizer), false)
             append(tokenizer.encode(message.role, allowSpecialTokens: false) + newline, false)

@@ -18,6 +18,23 @@ final class ChatTemplateTests: XCTestCase {
         XCTAssertEqual(ChatTemplate.chatML.render([], addGenerationPrompt: false), "")
     }
 
+    /// SmolLM2's template (as its GGUF carries it) inserts a default system message when the
+    /// conversation has none, exactly as Hugging Face's apply_chat_template renders it.
+    func testDefaultSystemPromptOfATemplate() {
+        let smolLM2 = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+        var template = ChatTemplate.chatML
+        XCTAssertNil(template.defaultSystem)
+        template.jinja = smolLM2
+        XCTAssertEqual(template.defaultSystem, "You are a helpful AI assistant named SmolLM, trained by Hugging Face")
+        XCTAssertEqual(template.render([ChatMessage(role: "user", content: "Hi")], addGenerationPrompt: true),
+                       "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
+        XCTAssertEqual(template.render(Array(conversation.prefix(2)), addGenerationPrompt: false),
+                       ChatTemplate.chatML.render(Array(conversation.prefix(2)), addGenerationPrompt: false))
+        let tokenizer = Reference.trainTiny()
+        let ids = template.encodePrompt([ChatMessage(role: "user", content: "Hi")], tokenizer: tokenizer)
+        XCTAssertEqual(tokenizer.decode(ids), template.render([ChatMessage(role: "user", content: "Hi")], addGenerationPrompt: true))
+    }
+
     func testAssistantMaskCoversExactlyAssistantContentAndImEnd() {
         let tokenizer = Reference.trainTiny()
         let template = tokenizer.chatTemplate
