@@ -55,8 +55,8 @@ else
 fi
 
 missing=()
-# accelerate: transformers needs it to load GGUF files.
-for pkg in transformers safetensors tokenizers numpy gguf accelerate; do
+# accelerate: transformers needs it to load GGUF files. peft: the LoRA adapter parity check.
+for pkg in transformers safetensors tokenizers numpy gguf accelerate peft; do
     have="$(installed_version "$pkg")"
     if [[ -n "$have" ]]; then
         echo "$pkg $have already installed"
@@ -71,10 +71,10 @@ if (( ${#missing[@]} > 0 )); then
 fi
 
 "$py" - <<'PY'
-import torch, transformers, safetensors, tokenizers, numpy, gguf
+import torch, transformers, safetensors, tokenizers, numpy, gguf, peft
 from importlib import metadata
 print(f"torch {torch.__version__}, transformers {transformers.__version__}, "
       f"safetensors {safetensors.__version__}, tokenizers {tokenizers.__version__}, numpy {numpy.__version__}, "
-      f"gguf {metadata.version('gguf')}")
+      f"gguf {metadata.version('gguf')}, peft {peft.__version__}")
 PY
 echo "python: $py"
