@@ -318,7 +318,7 @@ public final class GRPOTrainer {
             }
             if u + 1 < o.updatesPerBatch {
                 // Inner updates share the batch's step number (and learning rate).
-                let norm = clipGradientNorm(model.parameters, maxNorm: run.settings.gradClip)
+                let norm = clipGradientNorm(run.trainable, maxNorm: run.settings.gradClip)
                 guard norm.isFinite else { throw TrainingError("GRPO: gradient norm is \(norm) at step \(run.state.step + 1)") }
                 run.optimizer.update(learningRate: run.learningRate)
             } else {
