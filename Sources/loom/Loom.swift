@@ -23,6 +23,7 @@ struct Loom: ParsableCommand {
             GRPOCommand.self,
             ImportCommand.self,
             ExportCommand.self,
+            MergeCommand.self,
         ]
     )
 
