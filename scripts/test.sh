@@ -68,5 +68,8 @@ echo "reference checks passed"
 # transformers loading the same file; skipped, with the reason, when it cannot be fetched.
 echo "== SmolLM2 GGUF import parity (transformers)"
 "$py" Tests/Reference/check_smollm2_parity.py --loom .build/debug/loom
-echo "tests: $(( passed + 6 )) passed, $failed failed, $skipped skipped"
+# LoRA adapters: Loom's forward/backward against peft's, adapters exchanged both ways, loom merge.
+echo "== LoRA parity (peft)"
+"$py" Tests/Reference/check_peft_parity.py --loom .build/debug/loom
+echo "tests: $(( passed + 7 )) passed, $failed failed, $skipped skipped"
 exit "$status"
