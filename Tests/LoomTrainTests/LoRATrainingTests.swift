@@ -182,4 +182,70 @@ final class LoRATrainingTests: XCTestCase {
         settings.lora = nil
         XCTAssertFalse(frozenReference(of: policy, settings: settings).parameters === policy.parameters)
     }
+
+    /// A LoRA reward model trains the adapters and a copy of the score head (PEFT's
+    /// modules_to_save), writes a SEQ_CLS adapter, and loads back as a reward model.
+    func testLoRARewardModelLearnsAndLoadsAsAnAdapter() throws {
+        let data = AlignmentTestModel.temporary("lora-rm-data"), heldout = AlignmentTestModel.temporary("lora-rm-heldout")
+        let out = AlignmentTestModel.temporary("lora-rm")
+        defer { for u in [data, heldout, out] { try? FileManager.default.removeItem(at: u) } }
+        func write(_ url: URL, count: Int, offset: Int) throws {
+            let lines = (0..<count).map { i -> String in
+                let w = RewardModelTests.words[(i + offset) % RewardModelTests.words.count]
+                return PreferenceDataset.jsonLine(PreferencePair(prompt: "What about \(w)?", chosen: "good \(w)", rejected: "bad \(w)"))
+            }
+            try (lines.joined(separator: "\n") + "\n").write(to: url, atomically: true, encoding: .utf8)
+        }
+        try write(data, count: 40, offset: 0)
+        try write(heldout, count: 12, offset: 3)
+        var o = RewardOptions(model: RewardModelTests.sftModel, data: [data], output: out)
+        o.heldout = [heldout]
+        o.settings.steps = 30
+        o.settings.batchSize = 6
+        o.settings.learningRate = 1e-2
+        o.settings.minLearningRate = 1e-2
+        o.settings.warmupSteps = 2
+        o.settings.evalInterval = 10
+        o.settings.checkpointInterval = 0
+        o.settings.logInterval = 1000
+        o.settings.threads = 2
+        o.settings.seed = 11
+        o.settings.lora = LoRASettings(rank: 4)
+        let summary = try RewardTrainer(options: o).run()
+        XCTAssertGreaterThan(summary.heldoutPairAccuracy, 0.9)
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("adapter_config.json"))) as! [String: Any]
+        XCTAssertEqual(config["task_type"] as? String, "SEQ_CLS")
+        XCTAssertEqual(config["modules_to_save"] as? [String], ["score"])
+        let header = try SafeTensors.header(out.appendingPathComponent("adapter_model.safetensors")).tensors
+        XCTAssertNotNil(header["base_model.model.score.weight"])
+        let reward = try RewardModel.load(directory: out)
+        XCTAssertTrue(reward.model.heads.contains(.score))
+        XCTAssertEqual(Double(reward.offset), summary.rewardMean, accuracy: 1e-6)
+    }
+
+    /// PPO with LoRA on the policy: the loop runs, starts at zero KL against the shared base,
+    /// and writes the policy's adapter.
+    func testLoRAPPORunsAgainstTheSharedBase() throws {
+        let out = AlignmentTestModel.temporary("lora-ppo")
+        defer { try? FileManager.default.removeItem(at: out) }
+        var o = PPOOptions(policy: PPOTests.fixture.appendingPathComponent("policy"), rewardModel: PPOTests.fixture.appendingPathComponent("reward"),
+                           prompts: PPOTests.fixture.appendingPathComponent("prompts.jsonl"), output: out)
+        o.settings.steps = 2
+        o.settings.batchSize = 4
+        o.settings.threads = 1
+        o.settings.evalInterval = 0
+        o.settings.logInterval = 1000
+        o.maxNewTokens = 5
+        o.minibatches = 2
+        o.settings.lora = LoRASettings(rank: 4)
+        o.settings.learningRate = 1e-2
+        o.settings.minLearningRate = 1e-2
+        let summary = try PPOTrainer(options: o).run()
+        XCTAssertEqual(summary.iterations, 2)
+        let records = MetricsLog.read(out.appendingPathComponent("metrics.jsonl"))
+        XCTAssertEqual(records[0]["kl"] as! Double, 0, accuracy: 1e-6)
+        XCTAssertNotEqual(records[1]["kl"] as! Double, 0)
+        XCTAssertTrue(LoRAAdapters.isAdapterOnlyDirectory(out))
+        XCTAssertNoThrow(try ModelDirectory.load(out))
+    }
 }
