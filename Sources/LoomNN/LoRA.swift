@@ -160,18 +160,28 @@ public final class LoRAAdapters {
     /// The A and B of one layer's target, if it is adapted.
     public func pair(layer: Int, target: LoRATarget) -> (a: Tensor, b: Tensor)? { pairs[layer][target] }
 
-    /// (alpha/r) · dropout(x) · Aᵀ · Bᵀ: what an adapter adds to a targeted layer's output.
-    /// Dropout applies only while a tape records (training), with inverted scaling as in PyTorch.
+    /// A dropout mask shaped like `x` (0, or 1/(1 − p) to keep the expectation, as PyTorch), drawn
+    /// only while a tape records (training); nil without dropout or outside training.
+    func dropoutMask(like x: Tensor) -> Tensor? {
+        guard settings.dropout > 0 && Tape.current != nil else { return nil }
+        let keep = 1 - settings.dropout, kept = 1 / keep
+        let mask = Tensor(uninitialized: x.shape)
+        for i in 0..<mask.count { mask.data[i] = dropoutRandom.nextUniform() < keep ? kept : 0 }
+        return mask
+    }
+
+    /// (alpha/r) · dropout(x) · Aᵀ · Bᵀ: what an adapter adds to a targeted layer's output,
+    /// composed from plain ops (the reference the fused `loraLinear` is tested against).
     public func delta(_ x: Tensor, layer: Int, target: LoRATarget) -> Tensor? {
         guard let (a, b) = pairs[layer][target] else { return nil }
-        var input = x
-        if settings.dropout > 0 && Tape.current != nil {
-            let keep = 1 - settings.dropout, kept = 1 / keep
-            let mask = Tensor(uninitialized: x.shape)
-            for i in 0..<mask.count { mask.data[i] = dropoutRandom.nextUniform() < keep ? kept : 0 }
-            input = x * mask
-        }
+        let input = dropoutMask(like: x).map { x * $0 } ?? x
         return linear(linear(input, a), b) * settings.scale
+    }
+
+    /// x·Wᵀ plus the adapter's term, as one op (`loraLinear`); nil when the layer is not adapted.
+    public func adaptedLinear(_ x: Tensor, weight: Tensor, layer: Int, target: LoRATarget) -> Tensor? {
+        guard let (a, b) = pairs[layer][target] else { return nil }
+        return loraLinear(x, weight: weight, a: a, b: b, scale: settings.scale, dropoutMask: dropoutMask(like: x))
     }
 
     /// W + (alpha/r)·B·A for one adapted weight, into `weight` (no gradients are recorded).
@@ -187,9 +197,10 @@ extension LlamaModel {
     /// The layer's output `x · Wᵀ`, plus the adapter's low-rank term when adapters are attached
     /// and enabled.
     func project(_ x: Tensor, _ weight: Tensor, layer: Int, target: LoRATarget) -> Tensor {
-        let y = linear(x, weight)
-        guard adaptersEnabled, let adapters, let delta = adapters.delta(x, layer: layer, target: target) else { return y }
-        return y + delta
+        if adaptersEnabled, let adapters, let adapted = adapters.adaptedLinear(x, weight: weight, layer: layer, target: target) {
+            return adapted
+        }
+        return linear(x, weight)
     }
 
     /// The score head in use: the adapters' trainable copy while they are enabled, else the model's.

@@ -102,6 +102,38 @@ final class LoRATests: XCTestCase {
         XCTAssertGreaterThan(gradients.map(abs).max()!, 1e-4)
     }
 
+    /// The fused op equals the same expression composed from plain ops, in value and in every
+    /// gradient (x, W, A, B), with and without a dropout mask.
+    func testFusedLoRALinearEqualsTheComposedExpression() {
+        var rng = SeededRandom(seed: 21)
+        let n = 6, inFeatures = 10, outFeatures = 7, rank = 3, scale: Float = 1.5
+        let mask = Tensor(shape: [n, inFeatures], values: (0..<(n * inFeatures)).map { $0 % 3 == 0 ? 0 : 1.5 })
+        for useMask in [false, true] {
+            func leaves() -> (x: Tensor, w: Tensor, a: Tensor, b: Tensor) {
+                var r = rng
+                return (Tensor.randomNormal([n, inFeatures], rng: &r, requiresGrad: true), Tensor.randomNormal([outFeatures, inFeatures], rng: &r, requiresGrad: true),
+                        Tensor.randomNormal([rank, inFeatures], rng: &r, requiresGrad: true), Tensor.randomNormal([outFeatures, rank], rng: &r, requiresGrad: true))
+            }
+            let weights = Tensor.randomNormal([n, outFeatures], rng: &rng)
+            func run(_ fused: Bool) -> [[Float]] {
+                let (x, w, a, b) = leaves()
+                let tape = Tape()
+                let y = tape.record { () -> Tensor in
+                    let out = fused ? loraLinear(x, weight: w, a: a, b: b, scale: scale, dropoutMask: useMask ? mask : nil)
+                        : linear(x, w) + linear(linear(useMask ? x * mask : x, a), b) * scale
+                    return sum(out * weights)
+                }
+                tape.backward(from: y)
+                return [[y.item], x.gradScalars!, w.gradScalars!, a.gradScalars!, b.gradScalars!]
+            }
+            let fused = run(true), composed = run(false)
+            for (name, (f, c)) in zip(["value", "dx", "dW", "dA", "dB"], zip(fused, composed)) {
+                XCTAssertEqual(f.count, c.count)
+                for (p, q) in zip(f, c) { XCTAssertEqual(p, q, accuracy: 1e-4 * max(1, abs(q)), "\(name), mask \(useMask)") }
+            }
+        }
+    }
+
     func testDropoutOnlyWhileRecording() {
         let model = makeModel()
         model.attach(randomAdapters(model, settings: LoRASettings(rank: 2, dropout: 0.5, targets: [.q])))
