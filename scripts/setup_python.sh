@@ -56,9 +56,10 @@ else
 fi
 
 missing=()
-# accelerate: transformers needs it to load GGUF files. openai and selenium: the checks of
-# `loom serve` (Tests/Serve: the official client, and the chat page in headless Chromium).
-for pkg in transformers safetensors tokenizers numpy gguf accelerate openai selenium; do
+# accelerate: transformers needs it to load GGUF files. peft: the LoRA adapter parity check.
+# openai and selenium: the checks of `loom serve` (Tests/Serve: the official client, and the
+# chat page in headless Chromium).
+for pkg in transformers safetensors tokenizers numpy gguf accelerate peft openai selenium; do
     have="$(installed_version "$pkg")"
     if [[ -n "$have" ]]; then
         echo "$pkg $have already installed"
@@ -73,10 +74,10 @@ if (( ${#missing[@]} > 0 )); then
 fi
 
 "$py" - <<'PY'
-import torch, transformers, safetensors, tokenizers, numpy, gguf, openai, selenium
+import torch, transformers, safetensors, tokenizers, numpy, gguf, peft, openai, selenium
 from importlib import metadata
 print(f"torch {torch.__version__}, transformers {transformers.__version__}, "
       f"safetensors {safetensors.__version__}, tokenizers {tokenizers.__version__}, numpy {numpy.__version__}, "
-      f"gguf {metadata.version('gguf')}, openai {openai.__version__}, selenium {selenium.__version__}")
+      f"gguf {metadata.version('gguf')}, peft {peft.__version__}, openai {openai.__version__}, selenium {selenium.__version__}")
 PY
 echo "python: $py"

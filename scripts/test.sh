@@ -71,6 +71,11 @@ echo "== SmolLM2 GGUF import parity (transformers)"
 "$py" Tests/Reference/check_smollm2_parity.py --loom .build/debug/loom
 passed=$(( passed + 6 ))
 
+# LoRA adapters: Loom's forward/backward against peft's, adapters exchanged both ways, loom merge.
+echo "== LoRA parity (peft)"
+"$py" Tests/Reference/check_peft_parity.py --loom .build/debug/loom
+passed=$(( passed + 7 ))
+
 # `loom serve` (release build) with SmolLM2 imported: the official openai client, and the chat
 # page in headless Chromium. Each check of their closing lines ("serve: N passed, F failed",
 # "web page: N passed, F failed") counts as a test; skipped, with the reason, when the model

@@ -241,7 +241,8 @@ def fixed_cases(root):
 
     # Controls: the valid inputs every mutation starts from are accepted, so the mutated cases
     # reach past argument parsing into loading and training.
-    for name, args in [("sft", sft_args()), ("reward", reward_args()), ("dpo", dpo_args()), ("grpo", grpo_args()),
+    for name, args in [("sft", sft_args()), ("sft --lora-rank 2", sft_args(extra=["--lora-rank", "2"])),
+                       ("reward", reward_args()), ("dpo", dpo_args()), ("grpo", grpo_args()),
                        ("ppo", ppo_args()), ("eval", eval_args()), ("generate", generate_args()), ("pretrain", pretrain_args()),
                        ("tokenize", ["tokenize", "--tokenizer", "base", "--text", "Line 7: the lazy dog"])]:
         add(f"valid {name}", args, None, must_fail=False)
@@ -259,6 +260,11 @@ def fixed_cases(root):
     add("sft --learning-rate nan", sft_args(extra=["--learning-rate", "nan"]), "--learning-rate")
     add("sft --min-learning-rate above --learning-rate", sft_args(extra=["--learning-rate", "0.001", "--min-learning-rate", "0.1"]), "--min-learning-rate")
     add("grpo --group-size 1", grpo_args(extra=["--group-size", "1"]), "--group-size")
+    add("sft --lora-rank 0", sft_args(extra=["--lora-rank", "0"]), "--lora-rank")
+    add("sft --lora-rank above the layer", sft_args(extra=["--lora-rank", "100000"]), "--lora-rank")
+    add("sft --lora-targets unknown", sft_args(extra=["--lora-rank", "2", "--lora-targets", "q_proj,qkv"]), "--lora-targets")
+    add("dpo --lora-dropout 1", dpo_args(extra=["--lora-rank", "2", "--lora-dropout", "1"]), "--lora-dropout")
+    add("grpo --lora-alpha without --lora-rank", grpo_args(extra=["--lora-alpha", "16"]), "--lora-rank")
     add("grpo --top-p 0", grpo_args(extra=["--top-p", "0"]), "--top-p")
     add("generate --top-p 2", generate_args(extra=["--top-p", "2"]), "--top-p")
     add("pretrain --threads 0", pretrain_args(extra=["--threads", "0"]), "--threads")

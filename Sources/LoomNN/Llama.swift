@@ -33,11 +33,19 @@ public final class LlamaModel {
     public let outputProjection: Tensor?
     /// `score.weight`, `[1, hidden]`.
     public let scoreWeight: Tensor?
+    /// LoRA adapters added to the targeted linear layers (see `LoRA.swift`), if attached.
+    public private(set) var adapters: LoRAAdapters?
+    /// Whether attached adapters take part in the forward pass (off: the frozen base model).
+    public var adaptersEnabled = true
 
-    public init(configuration c: LlamaConfiguration, heads: Heads = .languageModel) {
+    public convenience init(configuration c: LlamaConfiguration, heads: Heads = .languageModel) {
+        self.init(configuration: c, heads: heads, parameters: ParameterStore(LlamaModel.parameterLayout(c, heads: heads)))
+    }
+
+    private init(configuration c: LlamaConfiguration, heads: Heads, parameters: ParameterStore) {
         configuration = c
         self.heads = heads
-        parameters = ParameterStore(LlamaModel.parameterLayout(c, heads: heads))
+        self.parameters = parameters
         rotary = RotaryTable(headDim: c.headDim, maxPositions: c.maxPositionEmbeddings, theta: c.ropeTheta)
         let p = parameters
         layers = (0..<c.layerCount).map { i in
@@ -103,6 +111,25 @@ public final class LlamaModel {
         }
     }
 
+    /// Attaches LoRA adapters made for this model's configuration (they replace any attached).
+    public func attach(_ adapters: LoRAAdapters) {
+        precondition(adapters.configuration.layerCount == configuration.layerCount
+                     && adapters.configuration.hiddenSize == configuration.hiddenSize
+                     && adapters.configuration.intermediateSize == configuration.intermediateSize,
+                     "LoRA adapters made for another configuration")
+        self.adapters = adapters
+    }
+
+    /// Removes the adapters (the model is the base again).
+    public func detachAdapters() { adapters = nil }
+
+    /// A second model over the same weights (no copy), without adapters: with LoRA training,
+    /// whose base weights are frozen, this is the reference model of DPO, PPO and GRPO.
+    public func sharingBaseWeights() -> LlamaModel {
+        let view = LlamaModel(configuration: configuration, heads: heads, parameters: parameters)
+        return view
+    }
+
     /// Records the tokenizer's special tokens in the configuration (written to config.json).
     public func setSpecialTokens(bos: Int?, eos: Int?, pad: Int?) {
         configuration.bosTokenID = bos
@@ -127,16 +154,16 @@ public final class LlamaModel {
         let positions = LlamaModel.positions(batch: batch, sequence: sequence)
         let shape = AttentionShape(batch: batch, sequence: sequence, heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDim)
         var x = embedding(embedTokens, ids: tokens)
-        for layer in layers {
+        for (i, layer) in layers.enumerated() {
             let h = rmsNorm(x, weight: layer.inputNorm, eps: c.rmsNormEps)
-            let q = rope(linear(h, layer.q), table: rotary, positions: positions)
-            let k = rope(linear(h, layer.k), table: rotary, positions: positions)
-            let v = linear(h, layer.v)
+            let q = rope(project(h, layer.q, layer: i, target: .q), table: rotary, positions: positions)
+            let k = rope(project(h, layer.k, layer: i, target: .k), table: rotary, positions: positions)
+            let v = project(h, layer.v, layer: i, target: .v)
             let attended = causalAttention(q: q, k: k, v: v, shape: shape)
-            x = x + linear(attended, layer.o)
+            x = x + project(attended, layer.o, layer: i, target: .o)
             let h2 = rmsNorm(x, weight: layer.postNorm, eps: c.rmsNormEps)
-            let mlp = linear(swiglu(gate: linear(h2, layer.gate), up: linear(h2, layer.up)), layer.down)
-            x = x + mlp
+            let gated = swiglu(gate: project(h2, layer.gate, layer: i, target: .gate), up: project(h2, layer.up, layer: i, target: .up))
+            x = x + project(gated, layer.down, layer: i, target: .down)
         }
         return rmsNorm(x, weight: finalNorm, eps: c.rmsNormEps)
     }
@@ -160,7 +187,7 @@ public final class LlamaModel {
 
     /// The scalar head on every row: `[rows]` (per-token values for a PPO critic).
     public func scores(hidden: Tensor) -> Tensor {
-        guard let scoreWeight else { preconditionFailure("this model has no score head") }
+        guard let scoreWeight = activeScoreWeight else { preconditionFailure("this model has no score head") }
         return linear(hidden, scoreWeight).reshaped([hidden.rows])
     }
 

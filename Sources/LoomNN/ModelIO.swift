@@ -13,7 +13,18 @@ extension LlamaModel {
     /// `score.weight`). A head asked for but absent from the file starts from
     /// `initializeWeights`'s values (the score head: zero), so a reward model starts from
     /// an SFT checkpoint.
+    ///
+    /// A LoRA adapter directory (PEFT's `adapter_config.json` and `adapter_model.safetensors`,
+    /// no `model.safetensors`: what a stage trained with `--lora-rank` writes) loads as its base
+    /// model (`base_model_name_or_path`) with the adapter merged into the weights.
     public static func load(directory: URL, heads requested: Heads? = nil) throws -> LlamaModel {
+        if LoRAAdapters.isAdapterOnlyDirectory(directory) {
+            let modulesToSave = try LoRAAdapters.loadSettings(directory).modulesToSave
+            let model = try load(directory: try LoRAAdapters.baseDirectory(of: directory),
+                                 heads: requested ?? (modulesToSave.contains("score") ? .score : nil))
+            try model.mergeAdapter(from: directory)
+            return model
+        }
         let configuration = try LlamaConfiguration.load(directory.appendingPathComponent("config.json"))
         do { try configuration.checkFitsInMemory() }
         catch let error as ConfigurationError { throw ConfigurationError("\(directory.appendingPathComponent("config.json").path): \(error.message)") }

@@ -14,7 +14,7 @@ public final class ParameterStore {
     }
 
     public let values: Storage
-    public let gradients: Storage
+    public private(set) var gradients: Storage
     public private(set) var entries: [Entry] = []
     private var index: [String: Int] = [:]
 
@@ -50,6 +50,19 @@ public final class ParameterStore {
 
     /// Turns gradient tracking on or off for every parameter (off for frozen reference models).
     public func setRequiresGrad(_ flag: Bool) { for e in entries { e.tensor.requiresGrad = flag } }
+
+    /// Freezes every parameter for good: no gradients flow into them and the gradient buffer
+    /// is released (the base weights of LoRA training, which cost no gradient memory).
+    public func freeze() {
+        for e in entries {
+            e.tensor.requiresGrad = false
+            e.tensor.gradientSlot.storage = nil
+        }
+        gradients = Storage(count: 0)
+    }
+
+    /// Whether `freeze` released the gradients.
+    public var isFrozen: Bool { gradients.count != count }
 
     /// Copies every value from another store with the same layout.
     public func copyValues(from other: ParameterStore) {

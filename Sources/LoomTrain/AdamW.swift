@@ -68,7 +68,8 @@ public final class AdamW {
 /// `torch.nn.utils.clip_grad_norm_`). Returns the norm before clipping.
 @discardableResult
 public func clipGradientNorm(_ parameters: ParameterStore, maxNorm: Float) -> Float {
-    let g = parameters.gradients.pointer, n = parameters.count
+    // A frozen store has no gradients: `gradients.count` is 0 then.
+    let g = parameters.gradients.pointer, n = parameters.gradients.count
     var total: Double = 0
     for i in 0..<n { total += Double(g[i]) * Double(g[i]) }
     let norm = Float(total.squareRoot())

@@ -48,7 +48,11 @@ public enum Checkpoint {
         let stepTag = ["step": String(state.step), "stage": state.stage]
         if let tokenizer { try tokenizer.save(to: directory) }
         CheckpointFaults.fileWritten()
-        try model.save(directory: directory, metadata: stepTag)
+        if let adapters = model.adapters {
+            try adapters.save(to: directory, metadata: stepTag)   // LoRA: the frozen base is not part of the run
+        } else {
+            try model.save(directory: directory, metadata: stepTag)
+        }
         CheckpointFaults.fileWritten()
         if let optimizer {
             let n = optimizer.parameters.count
@@ -80,7 +84,7 @@ public enum Checkpoint {
     /// (nothing is copied from a checkpoint that fails a check).
     public static func restore(model: LlamaModel, optimizer: AdamW, from directory: URL) throws -> TrainerState {
         let state = try loadState(directory)
-        let weightsURL = directory.appendingPathComponent("model.safetensors")
+        let weightsURL = directory.appendingPathComponent(model.adapters == nil ? "model.safetensors" : LoRAAdapters.weightsFile)
         let optimizerURL = directory.appendingPathComponent(optimizerFile)
         for url in [weightsURL, optimizerURL] {
             let header = try SafeTensors.header(url)
@@ -88,9 +92,19 @@ public enum Checkpoint {
                 throw CheckpointError("\(url.path) is from step \(header.metadata["step"] ?? "?") but \(stateFile) says step \(state.step): the checkpoint was interrupted while being written")
             }
         }
-        let saved = try LlamaModel.load(directory: directory, heads: model.heads)
-        guard saved.parameters.count == model.parameters.count, saved.configuration == model.configuration else {
-            throw CheckpointError("\(weightsURL.path): the checkpoint's model does not match the configuration being resumed")
+        let trained: ParameterStore, savedValues: ParameterStore
+        if let adapters = model.adapters {
+            let saved = try LoRAAdapters.load(directory, for: model)
+            guard saved.settings == adapters.settings else {
+                throw CheckpointError("\(directory.appendingPathComponent(LoRAAdapters.configFile).path): the checkpoint's LoRA settings \(saved.settings) differ from the run's \(adapters.settings)")
+            }
+            (trained, savedValues) = (adapters.parameters, saved.parameters)
+        } else {
+            let saved = try LlamaModel.load(directory: directory, heads: model.heads)
+            guard saved.parameters.count == model.parameters.count, saved.configuration == model.configuration else {
+                throw CheckpointError("\(weightsURL.path): the checkpoint's model does not match the configuration being resumed")
+            }
+            (trained, savedValues) = (model.parameters, saved.parameters)
         }
         let moments = try SafeTensors.load(optimizerURL)
         var restored: [(tensor: Tensor, into: Storage)] = []
@@ -101,7 +115,7 @@ public enum Checkpoint {
             restored.append((t, storage))
         }
         let adamStep = try SafeTensors.header(optimizerURL).metadata["adam_step"].flatMap(Int.init) ?? state.step
-        model.parameters.copyValues(from: saved.parameters)
+        trained.copyValues(from: savedValues)
         for (tensor, storage) in restored {
             // The tensor is bound for the whole copy: its storage must outlive the raw pointer.
             withExtendedLifetime(tensor) { storage.pointer.update(from: tensor.data, count: storage.count) }
@@ -324,7 +338,7 @@ public struct CheckpointStore {
     /// state), and nothing else: `--overwrite`.
     public func removeRun(extraFiles: [String] = []) throws {
         let fm = FileManager.default
-        let names = [Self.directoryName, "metrics.jsonl", "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+        let names = [Self.directoryName, "metrics.jsonl", "config.json", "model.safetensors", LoRAAdapters.configFile, LoRAAdapters.weightsFile, "tokenizer.json", "tokenizer_config.json",
                      "generation_config.json", "special_tokens_map.json"] + Array(Checkpoint.resumeStateFiles) + extraFiles
         for name in names {
             let url = runDirectory.appendingPathComponent(name)

@@ -203,7 +203,7 @@ public final class DPOTrainer {
                                allowChanges: options.allowChanges)
         var initialEvaluation: [String: Double] = [:]
         if let evaluate, run.resumedFrom == nil || run.state.step == 0 {
-            initialEvaluation = try evaluate(model)
+            initialEvaluation = try model.withAdaptersMerged { try evaluate(model) }
             logLine("DPO: before training " + describe(initialEvaluation))
             try run.metrics.log(initialEvaluation.merging(["step": 0]) { $1 })
         }
@@ -217,7 +217,7 @@ public final class DPOTrainer {
         var finalEvaluation: [String: Double] = [:]
         while !run.isFinished {
             let batch = batchIndices(step: run.state.step).map { train[$0] }
-            model.parameters.zeroGradients()
+            run.zeroGradients()
             let tape = Tape()
             let result = tape.record { dpoBatchLoss(batch, model: model, padID: padID, maxLength: maxLength) }
             try run.requireFinite(result.loss.item)
@@ -240,7 +240,7 @@ public final class DPOTrainer {
                     show += ["val_accuracy", "val_margin"]
                 }
                 if let evaluate {
-                    finalEvaluation = try evaluate(model)
+                    finalEvaluation = try model.withAdaptersMerged { try evaluate(model) }
                     for (k, v) in finalEvaluation { record[k] = v }
                     show += finalEvaluation.keys.sorted().filter { !$0.contains("/") }
                 }
@@ -251,7 +251,7 @@ public final class DPOTrainer {
         if heldoutMetrics == nil {
             heldoutMetrics = preferenceMetrics(heldout, model: model, padID: padID, maxLength: maxLength)
         }
-        if let evaluate, finalEvaluation.isEmpty { finalEvaluation = try evaluate(model) }
+        if let evaluate, finalEvaluation.isEmpty { finalEvaluation = try model.withAdaptersMerged { try evaluate(model) } }
         try run.finish()
         let summary = DPOSummary(trainPairs: train.count, heldoutPairs: heldout.count, skippedLines: skipped, steps: run.state.step,
                                  seconds: run.seconds, trainLoss: lastLoss, trainAccuracy: lastAccuracy, heldout: heldoutMetrics!,

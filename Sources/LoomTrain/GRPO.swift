@@ -175,14 +175,14 @@ public final class GRPOTrainer {
         let encodedPrompts = prompts.map { encoder.prompt($0.prompt) }
 
         // The reference is the model as loaded (before a resume restores later weights).
-        let reference = o.klBeta != 0 ? model.copy(requiresGrad: false) : nil
+        let reference = o.klBeta != 0 ? frozenReference(of: model, settings: settings) : nil
         let run = try StageRun(stage: "grpo", model: model, tokenizer: tokenizer, settings: settings, output: o.output, mode: o.mode,
                                inputs: [o.model] + o.prompts + (o.rewardModel.map { [$0] } ?? []), signature: RunSignature.of(o), allowChanges: o.allowChanges)
         logLine("GRPO: \(prompts.count) prompts, \(settings.steps) steps × \(settings.batchSize) prompts × \(o.groupSize) samples, reward \(reward == nil ? o.reward.rawValue : "custom"), KL β \(o.klBeta), ε \(o.clipEpsilon), μ \(o.updatesPerBatch), T \(o.temperature), top-p \(o.topP)")
 
         var initialEvaluation: [String: Double] = [:], finalEvaluation: [String: Double] = [:]
         if let evaluate, run.state.step == 0 {
-            initialEvaluation = try evaluate(model)
+            initialEvaluation = try model.withAdaptersMerged { try evaluate(model) }
             logLine("GRPO: before training " + describe(initialEvaluation))
             try run.metrics.log(initialEvaluation.merging(["step": 0]) { $1 })
         }
@@ -196,8 +196,8 @@ public final class GRPOTrainer {
             let chosen = indices.flatMap { Array(repeating: $0, count: o.groupSize) }
             let inputs = chosen.map { encodedPrompts[$0] }
             let sampling = SamplingParameters(temperature: o.temperature, topP: o.topP, seed: run.state.rng.next())
-            let generations = Generator(model: model, stopTokens: encoder.stopTokens)
-                .generateBatch(prompts: inputs, maxTokens: o.maxNewTokens, sampling: sampling)
+            let generations = model.withAdaptersMerged { Generator(model: model, stopTokens: encoder.stopTokens)
+                .generateBatch(prompts: inputs, maxTokens: o.maxNewTokens, sampling: sampling) }
             let finished = generations.map { $0.finishReason == .stop }
             // The end-of-turn token is part of the response: the policy learns to stop.
             let responses = generations.map { $0.finishReason == .stop ? $0.tokens + [encoder.endOfTurn] : $0.tokens }
@@ -274,14 +274,14 @@ public final class GRPOTrainer {
             if !step.kl.isNaN { record["kl"] = step.kl }
             var show = ["reward", "accuracy", "kl", "clip_fraction", "response_length", "zero_variance_groups"] + (o.dynamicSampling ? ["groups_used"] : [])
             if run.shouldEvaluate, let evaluate {
-                finalEvaluation = try evaluate(model)
+                finalEvaluation = try model.withAdaptersMerged { try evaluate(model) }
                 for (k, v) in finalEvaluation { record[k] = v }
                 show += finalEvaluation.keys.sorted().filter { !$0.contains("/") }
             }
             try run.log(record, show: show, force: run.shouldEvaluate && evaluate != nil)
             try run.checkpointIfDue()
         }
-        if let evaluate, finalEvaluation.isEmpty { finalEvaluation = try evaluate(model) }
+        if let evaluate, finalEvaluation.isEmpty { finalEvaluation = try model.withAdaptersMerged { try evaluate(model) } }
         try run.finish()
         let rewards = windowMeans(history.map(\.meanReward)), accuracies = windowMeans(history.map(\.accuracy))
         let summary = GRPOSummary(prompts: prompts.count, steps: run.state.step, seconds: run.seconds,
@@ -302,7 +302,7 @@ public final class GRPOTrainer {
         var stats = GRPOStepStatistics(meanReward: 0, accuracy: .nan, loss: 0, kl: 0, clipFraction: 0, responseLength: 0,
                                        finished: 0, zeroVarianceGroups: 0)
         for u in 0..<o.updatesPerBatch {
-            model.parameters.zeroGradients()
+            run.zeroGradients()
             let tape = Tape()
             let result = tape.record { () -> (loss: Tensor, clipFraction: Float, kl: Float) in
                 let logProbs = batch.tokenLogProbs(model)
@@ -318,7 +318,7 @@ public final class GRPOTrainer {
             }
             if u + 1 < o.updatesPerBatch {
                 // Inner updates share the batch's step number (and learning rate).
-                let norm = clipGradientNorm(model.parameters, maxNorm: run.settings.gradClip)
+                let norm = clipGradientNorm(run.trainable, maxNorm: run.settings.gradClip)
                 guard norm.isFinite else { throw TrainingError("GRPO: gradient norm is \(norm) at step \(run.state.step + 1)") }
                 run.optimizer.update(learningRate: run.learningRate)
             } else {

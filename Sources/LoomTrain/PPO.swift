@@ -117,7 +117,7 @@ public final class PPOTrainer {
         if let target = o.targetKL, !(target.isFinite && target > 0) { throw TrainingError("ppo: --target-kl must be a positive number, got \(target)") }
         Threading.configure(threads: settings.threads)
         let (policy, tokenizer) = try ModelDirectory.load(o.policy, heads: .languageModel)
-        let reference = policy.copy(requiresGrad: false)
+        let reference = frozenReference(of: policy, settings: settings)
         let rewardModel = try RewardModel.load(directory: o.rewardModel)
         let critic = try LlamaModel.load(directory: o.rewardModel, heads: .score)
         let rewardTokenizer = try ModelDirectory.loadTokenizer(o.rewardModel)
@@ -180,7 +180,7 @@ public final class PPOTrainer {
         var meanRewards: [Double] = [], lastKL = 0.0
         var evaluations: [String: Double] = [:]
         if run.state.step == 0, let evaluate {
-            evaluations = evaluate(policy)
+            evaluations = policy.withAdaptersMerged { evaluate(policy) }
             try run.log(evaluations.mapValues { $0 as Any }, show: Array(evaluations.keys).sorted(), force: true)
         }
         while !run.isFinished {
@@ -190,8 +190,8 @@ public final class PPOTrainer {
             run.state.rng = rng
             let batchPrompts = chosen.map { encodedPrompts[$0] }
             let sampling = SamplingParameters(temperature: o.temperature, topP: o.topP, seed: settings.seed &+ UInt64(run.state.step) &* 1_000_003)
-            let generations = Generator(model: policy, stopTokens: encoder.stopTokens)
-                .generateBatch(prompts: batchPrompts, maxTokens: o.maxNewTokens, sampling: sampling)
+            let generations = policy.withAdaptersMerged { Generator(model: policy, stopTokens: encoder.stopTokens)
+                .generateBatch(prompts: batchPrompts, maxTokens: o.maxNewTokens, sampling: sampling) }
             // Keep the end-of-turn token as part of the response: the policy is trained to emit it.
             let responses = generations.map { g in g.finishReason == .stop ? g.tokens + [encoder.endOfTurn] : g.tokens }
                 .map { $0.isEmpty ? [encoder.endOfTurn] : $0 }
@@ -266,7 +266,7 @@ public final class PPOTrainer {
                     }
                     // Policy (+ pretraining mix), after the critic's warm-up.
                     if updatesPolicy {
-                        policy.parameters.zeroGradients()
+                        run.zeroGradients()
                         let tape = Tape()
                         let (policyLoss, clipFraction, ptxLoss) = tape.record { () -> (Tensor, Float, Tensor?) in
                             let logProbs = mb.tokenLogProbs(policy)
@@ -278,7 +278,7 @@ public final class PPOTrainer {
                         }
                         try run.requireFinite(policyLoss.item, "policy loss")
                         tape.backward(from: policyLoss)
-                        gradNorm = clipGradientNorm(policy.parameters, maxNorm: settings.gradClip)
+                        gradNorm = clipGradientNorm(run.trainable, maxNorm: settings.gradClip)
                         run.optimizer.update(learningRate: lr)
                         policyLosses.append(policyLoss.item)
                         clipFractions.append(clipFraction)
@@ -318,7 +318,7 @@ public final class PPOTrainer {
             if updatesPolicy { record["clip_fraction"] = mean(clipFractions); record["policy_loss"] = mean(policyLosses) }
             if !ptxLosses.isEmpty { record["ptx_loss"] = mean(ptxLosses) }
             if run.shouldEvaluate, let evaluate {
-                evaluations = evaluate(policy)
+                evaluations = policy.withAdaptersMerged { evaluate(policy) }
                 for (k, v) in evaluations { record[k] = v }
             }
             try run.log(record, show: ["reward", "kl", "entropy", "response_length", "clip_fraction", "value_loss", "explained_variance"] + evaluations.keys.sorted(),

@@ -373,7 +373,7 @@ public final class RewardTrainer {
             var prompts: [[Int32]] = [], responses: [[Int32]] = []
             for g in batchGroups { for r in g.responses { prompts.append(g.prompt); responses.append(r) } }
             let batch = PromptResponseBatch(prompts: prompts, responses: responses, padID: padID, maxLength: maxLength)
-            model.parameters.zeroGradients()
+            run.zeroGradients()
             let tape = Tape()
             var scores: Tensor!
             let loss = tape.record { () -> Tensor in

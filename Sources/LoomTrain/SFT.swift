@@ -122,7 +122,7 @@ public final class SFTTrainer {
         while !run.isFinished {
             let batchExamples = batchIndices(step: run.state.step).map { train[$0] }
             let batch = loss(batchExamples)
-            model.parameters.zeroGradients()
+            run.zeroGradients()
             let tape = Tape()
             let l = tape.record { sftLoss(logits: model.logits(tokens: batch.tokens, batch: batchExamples.count, sequence: batch.length), targets: batch.targets) }
             try run.requireFinite(l.item)

@@ -21,6 +21,8 @@ public struct StageSettings: Codable, Equatable, Sendable {
     public var logInterval: Int = 10
     public var seed: UInt64 = 1234
     public var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    /// LoRA (`--lora-rank` …): train low-rank adapters on the frozen model instead of its weights.
+    public var lora: LoRASettings?
 
     public init() {}
 
@@ -41,6 +43,8 @@ public final class StageRun {
     public let settings: StageSettings
     public let output: URL
     public let optimizer: AdamW
+    /// What the optimizer trains: the model's parameters, or with LoRA the adapters' only.
+    public let trainable: ParameterStore
     public var state: TrainerState
     public let metrics: MetricsLog
     public let store: CheckpointStore
@@ -73,7 +77,8 @@ public final class StageRun {
         }
         store = CheckpointStore(runDirectory: output, keep: settings.keepCheckpoints)
         lock = try RunDirectoryGuard.prepare(store, mode: mode, inputs: inputs, extraRunFiles: extraStateFiles)
-        optimizer = AdamW(parameters: model.parameters, hyperparameters: settings.adam)
+        trainable = try attachLoRAIfRequested(settings, to: model, baseModel: inputs.first)
+        optimizer = AdamW(parameters: trainable, hyperparameters: settings.adam)
         let fullSignature = signature.isEmpty ? RunSignature.of(settings) : signature
         state = TrainerState(step: 0, rng: SeededRandom(seed: settings.seed), tokensSeen: 0, stage: stage, totalSteps: settings.steps,
                              signature: fullSignature)
@@ -96,6 +101,7 @@ public final class StageRun {
         }
         firstStep = state.step
         metrics = try MetricsLog(directory: output, resumingAfter: resuming ? state.step : nil)
+        reseedLoRADropout()
     }
 
     public var isFinished: Bool { state.step >= settings.steps }
@@ -114,17 +120,26 @@ public final class StageRun {
     @discardableResult
     public func optimizerStep() throws -> (gradNorm: Float, learningRate: Float) {
         let lr = learningRate
-        let norm = clipGradientNorm(model.parameters, maxNorm: settings.gradClip)
+        let norm = clipGradientNorm(trainable, maxNorm: settings.gradClip)
         guard norm.isFinite else {
             throw TrainingError("\(stage): gradient norm is \(norm) at step \(state.step + 1); stopping: \(store.describeLastCheckpoint())")
         }
         optimizer.update(learningRate: lr)
         state.step += 1
+        reseedLoRADropout()
         return (norm, lr)
     }
 
     /// Advances the step without an update (a batch that holds nothing to learn from).
-    public func skipStep() { state.step += 1 }
+    public func skipStep() { state.step += 1; reseedLoRADropout() }
+
+    /// Zeroes the gradients of what is trained (before each backward pass).
+    public func zeroGradients() { trainable.zeroGradients() }
+
+    /// LoRA dropout masks are a function of (seed, step), so a resumed run draws the same ones.
+    private func reseedLoRADropout() {
+        model.adapters?.dropoutRandom = SeededRandom(seed: settings.seed &+ 0x10A_D50 &+ UInt64(state.step) &* 1_000_003)
+    }
 
     /// Logs `fields` (plus step) to metrics.jsonl and, every `logInterval` steps or when
     /// `force`, a progress line with the listed keys. Throws when the metrics cannot be written.

@@ -18,6 +18,7 @@ struct ChatCommand: ParsableCommand {
         """)
 
     @Option(help: "Model directory.") var model: String
+    @Option(help: "LoRA adapter directory (PEFT format), merged into the model at load.") var adapter: String?
     @Option(help: "System prompt.") var system: String?
     @OptionGroup var sampling: SamplingOptions
     @Option(help: "Threads.") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
@@ -30,7 +31,7 @@ struct ChatCommand: ParsableCommand {
 
     func run() throws {
         Threading.configure(threads: threads)
-        let (model, tokenizer) = try loadModelAndTokenizer(model)
+        let (model, tokenizer) = try loadModelAndTokenizer(model, adapter: adapter)
         guard sampling.maxTokens < model.configuration.maxPositionEmbeddings else {
             throw ValidationError("--max-tokens \(sampling.maxTokens) leaves no room for the conversation in the model's context of \(model.configuration.maxPositionEmbeddings)")
         }

@@ -65,6 +65,20 @@ extension StageFlags {
         try FlagRange.atLeast(1, logInterval, "log-interval")
         try FlagRange.threads(threads)
         try validateRunFlags(resume: resume, overwrite: overwrite, allowChanges: allowChanges, keepCheckpoints: keepCheckpoints)
+        try validateLoRAFlags()
+    }
+
+    /// The rank's upper bound depends on the model and is checked when it is loaded.
+    func validateLoRAFlags() throws {
+        try FlagRange.atLeast(1, loraRank, "lora-rank")
+        try FlagRange.positive(loraAlpha, "lora-alpha")
+        try FlagRange.interval(loraDropout, "lora-dropout", 0, 1, openUpper: true)
+        if let loraTargets {
+            do { _ = try LoRASettings.parseTargets(loraTargets) } catch { throw ValidationError("\(error)") }
+        }
+        if loraRank == nil, let other = [(loraAlpha != nil, "--lora-alpha"), (loraDropout != nil, "--lora-dropout"), (loraTargets != nil, "--lora-targets")].first(where: { $0.0 }) {
+            throw ValidationError("\(other.1) only applies with --lora-rank")
+        }
     }
 }
 

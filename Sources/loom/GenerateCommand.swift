@@ -5,9 +5,9 @@ import LoomInference
 import LoomTokenizer
 import LoomTrain
 
-/// A model directory's model and tokenizer.
-func loadModelAndTokenizer(_ directory: String) throws -> (LlamaModel, ByteLevelBPETokenizer) {
-    let loaded = try ModelDirectory.load(URL(fileURLWithPath: directory))
+/// A model directory's model and tokenizer, with a LoRA adapter (`--adapter`) merged in if given.
+func loadModelAndTokenizer(_ directory: String, adapter: String? = nil) throws -> (LlamaModel, ByteLevelBPETokenizer) {
+    let loaded = try ModelDirectory.load(URL(fileURLWithPath: directory), adapter: adapter.map { URL(fileURLWithPath: $0) })
     return (loaded.model, loaded.tokenizer)
 }
 
@@ -30,6 +30,7 @@ struct GenerateCommand: ParsableCommand {
         abstract: "Continue a prompt with a model; the generated text goes to stdout, statistics to stderr.")
 
     @Option(help: "Model directory.") var model: String
+    @Option(help: "LoRA adapter directory (PEFT format), merged into the model at load.") var adapter: String?
     @Option(help: "Prompt text.") var prompt: String
     @OptionGroup var sampling: SamplingOptions
     @Option(help: "Threads.") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
@@ -38,7 +39,7 @@ struct GenerateCommand: ParsableCommand {
     func run() throws {
         Threading.configure(threads: threads)
         try sampling.parameters.validate()
-        let (model, tokenizer) = try loadModelAndTokenizer(model)
+        let (model, tokenizer) = try loadModelAndTokenizer(model, adapter: adapter)
         let text = chat ? tokenizer.chatTemplate.render([ChatMessage(role: "user", content: prompt)], addGenerationPrompt: true) : prompt
         let ids = tokenizer.encode(text).map(Int32.init)
         guard !ids.isEmpty else { throw ValidationError("--prompt is empty") }

@@ -24,6 +24,7 @@ struct Loom: ParsableCommand {
             GRPOCommand.self,
             ImportCommand.self,
             ExportCommand.self,
+            MergeCommand.self,
         ]
     )
 

@@ -20,6 +20,10 @@ struct StageFlags: ParsableArguments {
     @Flag(help: "Continue the run in --out from its latest complete checkpoint.") var resume = false
     @Flag(help: "Replace the run already in --out (its model, checkpoints and metrics).") var overwrite = false
     @Flag(help: "With --resume: continue even though settings that shape the run differ from the checkpoint's.") var allowChanges = false
+    @Option(help: "Train LoRA adapters of this rank on the frozen model instead of its weights (PEFT format in --out).") var loraRank: Int?
+    @Option(help: "LoRA alpha: the adapters' output is scaled by alpha/rank (default: 2 × rank).") var loraAlpha: Float?
+    @Option(help: "Dropout on the LoRA adapters' input while training.") var loraDropout: Float?
+    @Option(help: "Layers that get adapters, comma-separated (q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj; default all).") var loraTargets: String?
 
     var mode: RunMode { RunMode(resume: resume, overwrite: overwrite) }
 
@@ -37,6 +41,11 @@ struct StageFlags: ParsableArguments {
         if let logInterval { settings.logInterval = logInterval }
         if let seed { settings.seed = seed }
         if let threads { settings.threads = threads }
+        if let loraRank {
+            // validate() has already parsed the targets.
+            let targets = loraTargets.flatMap { try? LoRASettings.parseTargets($0) } ?? LoRATarget.allCases
+            settings.lora = LoRASettings(rank: loraRank, alpha: loraAlpha, dropout: loraDropout ?? 0, targets: targets)
+        }
     }
 }
 
