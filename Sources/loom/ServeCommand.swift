@@ -17,6 +17,7 @@ struct ServeCommand: ParsableCommand {
         """)
 
     @Option(help: "Model directory.") var model: String
+    @Option(help: "LoRA adapter directory (PEFT format), merged into the model at load.") var adapter: String?
     @Option(help: "Address to bind (0.0.0.0 for every interface).") var host = "127.0.0.1"
     @Option(help: "Port (0: any free port; the chosen one is printed).") var port = 8080
     @Option(help: "Require 'Authorization: Bearer KEY' (default: $LOOM_API_KEY when set).") var apiKey: String?
@@ -41,7 +42,7 @@ struct ServeCommand: ParsableCommand {
 
     func run() throws {
         Threading.configure(threads: threads)
-        let (model, tokenizer) = try loadModelAndTokenizer(model)
+        let (model, tokenizer) = try loadModelAndTokenizer(model, adapter: adapter)
         let modelContext = model.configuration.maxPositionEmbeddings
         if let context, context > modelContext {
             throw ValidationError("--context \(context) is more than the model's context of \(modelContext)")
