@@ -32,10 +32,14 @@ let package = Package(
         // cpuid/xgetbv (CPUFeatures.swift) and OpenBLAS opened at run time (BLAS.swift): OpenBLAS
         // is not linked at build time, so that Loom can choose its kernels before it initialises.
         .target(name: "CLoomCPU", path: "Sources/CLoomCPU"),
+        // Quantized dot-product kernels: AVX2 functions (target attributes) beside portable ones,
+        // chosen at run time; optimised even in debug, and without implicit FMA contraction so
+        // that the two versions round identically.
+        .target(name: "CLoomQuant", path: "Sources/CLoomQuant", cSettings: [.unsafeFlags(["-O3", "-ffp-contract=off"])]),
         .target(name: "COpenBLAS", path: "Sources/COpenBLAS", linkerSettings: [.linkedLibrary("dl")]),
         .target(
             name: "LoomTensor",
-            dependencies: ["CLoomCPU", "COpenBLAS", .product(name: "Numerics", package: "swift-numerics")],
+            dependencies: ["CLoomCPU", "CLoomQuant", "COpenBLAS", .product(name: "Numerics", package: "swift-numerics")],
             swiftSettings: kernelFlags
         ),
         .target(name: "LoomNN", dependencies: ["LoomTensor"], swiftSettings: fastFlags),

@@ -7,13 +7,17 @@ import LoomTokenizer
 ///
 ///     let (model, tokenizer) = try ModelDirectory.load(URL(fileURLWithPath: "runs/sft"), heads: .languageModel)
 public enum ModelDirectory {
-    /// Loads `config.json`, `model.safetensors` and `tokenizer.json` from `directory` and
-    /// checks that the tokenizer fits the model (`checkTokenizer`), before the weights are read.
-    public static func load(_ directory: URL, heads: LlamaModel.Heads? = nil) throws -> (model: LlamaModel, tokenizer: ByteLevelBPETokenizer) {
+    /// Loads `config.json`, the weights (`model.safetensors`, or `model.gguf` in a quantized
+    /// directory) and `tokenizer.json` from `directory` and checks that the tokenizer fits the
+    /// model (`checkTokenizer`), before the weights are read.
+    ///
+    /// A quantized directory's matrices stay quantized (for generation, chat and serving) unless
+    /// `keepQuantized` is false: training stages pass false and train the dequantized weights.
+    public static func load(_ directory: URL, heads: LlamaModel.Heads? = nil, keepQuantized: Bool = true) throws -> (model: LlamaModel, tokenizer: ByteLevelBPETokenizer) {
         let configuration = try LlamaConfiguration.load(directory.appendingPathComponent("config.json"))
         let tokenizer = try loadTokenizer(directory)
         try checkTokenizer(tokenizer, fits: configuration, directory: directory)
-        return (try LlamaModel.load(directory: directory, heads: heads), tokenizer)
+        return (try LlamaModel.load(directory: directory, heads: heads, keepQuantized: keepQuantized), tokenizer)
     }
 
     /// The tokenizer of a model directory.

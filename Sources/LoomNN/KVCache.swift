@@ -51,12 +51,12 @@ extension LlamaModel {
         precondition(rows > 0, "forward: no new tokens")
         let scale = 1 / Float(D).squareRoot()
         return withoutGradients {
-            let x = embedding(embedTokens, ids: tokens)
+            let x = embed(tokens)
             for (l, layer) in layers.enumerated() {
                 let h = rmsNorm(x, weight: layer.inputNorm, eps: c.rmsNormEps)
-                let q = rope(linear(h, layer.q), table: rotary, positions: positions)
-                let k = rope(linear(h, layer.k), table: rotary, positions: positions)
-                let v = linear(h, layer.v)
+                let q = rope(project(h, layer.q), table: rotary, positions: positions)
+                let k = rope(project(h, layer.k), table: rotary, positions: positions)
+                let v = project(h, layer.v)
                 // Append this step's keys and values to each sequence's cache rows.
                 for (b, seq) in newTokens.enumerated() where !seq.isEmpty {
                     let dst = (cache.lengths[b] + b * cache.capacity) * width
@@ -83,9 +83,9 @@ extension LlamaModel {
                     }
                 }
                 // Residual connections: the projections add straight into the stream.
-                linearAccumulate(attended, layer.o, into: x)
+                projectAccumulate(attended, layer.o, into: x)
                 let h2 = rmsNorm(x, weight: layer.postNorm, eps: c.rmsNormEps)
-                linearAccumulate(swiglu(gate: linear(h2, layer.gate), up: linear(h2, layer.up)), layer.down, into: x)
+                projectAccumulate(swiglu(gate: project(h2, layer.gate), up: project(h2, layer.up)), layer.down, into: x)
             }
             for (b, seq) in newTokens.enumerated() { cache.advance(b, by: seq.count) }
             let hidden = rmsNorm(x, weight: finalNorm, eps: c.rmsNormEps)

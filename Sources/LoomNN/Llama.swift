@@ -33,11 +33,18 @@ public final class LlamaModel {
     public let outputProjection: Tensor?
     /// `score.weight`, `[1, hidden]`.
     public let scoreWeight: Tensor?
+    /// Matrices held as quantized blocks (inference only; see QuantizedWeights.swift), by name.
+    public let quantizedWeights: [String: QuantizedMatrix]
+    /// The same matrices keyed by their (empty) placeholder tensors in `parameters`.
+    let quantizedByPlaceholder: [ObjectIdentifier: QuantizedMatrix]
 
-    public init(configuration c: LlamaConfiguration, heads: Heads = .languageModel) {
+    /// A model with every parameter in `parameters`, except the matrices of `quantized`, which
+    /// keep only an empty placeholder there and are multiplied in their block format.
+    public init(configuration c: LlamaConfiguration, heads: Heads = .languageModel, quantized: [String: QuantizedMatrix] = [:]) {
         configuration = c
         self.heads = heads
-        parameters = ParameterStore(LlamaModel.parameterLayout(c, heads: heads))
+        quantizedWeights = quantized
+        parameters = ParameterStore(LlamaModel.parameterLayout(c, heads: heads).map { quantized[$0.name] == nil ? $0 : ($0.name, [0]) })
         rotary = RotaryTable(headDim: c.headDim, maxPositions: c.maxPositionEmbeddings, theta: c.ropeTheta)
         let p = parameters
         layers = (0..<c.layerCount).map { i in
@@ -57,6 +64,7 @@ public final class LlamaModel {
             outputProjection = nil
         }
         scoreWeight = heads.contains(.score) ? p["score.weight"] : nil
+        quantizedByPlaceholder = Dictionary(uniqueKeysWithValues: quantized.map { (ObjectIdentifier(p[$0.key]), $0.value) })
     }
 
     /// Hugging Face names and shapes, in storage order.
@@ -121,6 +129,7 @@ public final class LlamaModel {
     /// row-major `[batch, sequence]` batch of token ids.
     public func hiddenStates(tokens: [Int32], batch: Int, sequence: Int) -> Tensor {
         precondition(tokens.count == batch * sequence, "\(tokens.count) tokens do not fill [\(batch), \(sequence)]")
+        precondition(quantizedWeights.isEmpty, "hiddenStates: this model holds quantized weights (inference only); load it dequantized to train it")
         precondition(sequence <= configuration.maxPositionEmbeddings,
                      "sequence \(sequence) exceeds max_position_embeddings \(configuration.maxPositionEmbeddings)")
         let c = configuration
@@ -144,7 +153,7 @@ public final class LlamaModel {
     /// Logits `[rows, vocab]` from final hidden states.
     public func logits(hidden: Tensor) -> Tensor {
         guard let outputProjection else { preconditionFailure("this model has no language-model head") }
-        return linear(hidden, outputProjection)
+        return project(hidden, outputProjection)
     }
 
     /// Logits `[batch·sequence, vocab]`.

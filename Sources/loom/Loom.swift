@@ -22,6 +22,7 @@ struct Loom: ParsableCommand {
             DPOCommand.self,
             GRPOCommand.self,
             ImportCommand.self,
+            QuantizeCommand.self,
             ExportCommand.self,
         ]
     )
