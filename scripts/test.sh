@@ -55,6 +55,7 @@ py="$venv/bin/python"
 "$py" Tests/Reference/make_llama_reference.py --check
 "$py" Tests/Reference/make_loss_reference.py --check
 "$py" Tests/Reference/make_gguf_reference.py --check
+"$py" Tests/Reference/make_quantize_reference.py --check
 "$py" Tests/Reference/make_pretokenizer_reference.py --check
 # The tokenizer script rewrites its references in place; any difference is a failure.
 "$py" scripts/make_tokenizer_reference.py "$py" >/dev/null
@@ -68,5 +69,5 @@ echo "reference checks passed"
 # transformers loading the same file; skipped, with the reason, when it cannot be fetched.
 echo "== SmolLM2 GGUF import parity (transformers)"
 "$py" Tests/Reference/check_smollm2_parity.py --loom .build/debug/loom
-echo "tests: $(( passed + 6 )) passed, $failed failed, $skipped skipped"
+echo "tests: $(( passed + 7 )) passed, $failed failed, $skipped skipped"
 exit "$status"
