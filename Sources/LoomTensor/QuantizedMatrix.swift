@@ -158,6 +158,18 @@ public final class QuantizedMatrix: @unchecked Sendable {
 
     deinit { bytes.deallocate() }
 
+    /// The index of the first block whose scale (or Q4_1 minimum) is infinite or NaN, or nil:
+    /// such a block, read from a file, would turn every product it enters into NaN.
+    public func firstNonFiniteBlock() -> Int? {
+        let halves = type == .q4_1 ? [0, 2] : [0]
+        for block in 0 ..< rows * blocksPerRow {
+            for offset in halves where bytes.loadUnaligned(fromByteOffset: block * type.bytesPerBlock + offset, as: UInt16.self) & 0x7C00 == 0x7C00 {
+                return block
+            }
+        }
+        return nil
+    }
+
     /// Row `row` as floats.
     public func dequantizeRow(_ row: Int, into output: UnsafeMutablePointer<Float>) {
         let start = bytes.baseAddress! + row * bytesPerRow

@@ -137,8 +137,17 @@ final class QuantizedModelTests: XCTestCase {
         let both = message { _ = try ModelDirectory.load(output) }
         XCTAssertTrue(both.contains(output.path) && both.contains("model.gguf"), both)
         try FileManager.default.removeItem(at: output.appendingPathComponent("model.safetensors"))
-        // A truncated model.gguf is a clear error naming the file.
+        // A block scale of infinity is refused, naming the tensor.
         let weights = output.appendingPathComponent("model.gguf")
+        var corrupted = try Data(contentsOf: weights)
+        let file = try GGUFFile(contentsOf: weights)
+        let info = try XCTUnwrap(file.info(named: "blk.0.ffn_up.weight"))
+        corrupted[file.dataOffset + info.offset + 1] = 0x7C   // half 0x7C00 = +inf
+        corrupted[file.dataOffset + info.offset] = 0x00
+        try corrupted.write(to: weights)
+        let infinite = message { _ = try ModelDirectory.load(output) }
+        XCTAssertTrue(infinite.contains("blk.0.ffn_up.weight") && infinite.contains("non-finite"), infinite)
+        // A truncated model.gguf is a clear error naming the file.
         let bytes = try Data(contentsOf: weights)
         try bytes.prefix(bytes.count / 2).write(to: weights)
         let truncated = message { _ = try ModelDirectory.load(output) }

@@ -122,6 +122,9 @@ public enum GGUFLlama {
                             .copyMemory(from: raw.baseAddress! + source * stored.bytesPerRow, byteCount: stored.bytesPerRow)
                     }
                 }
+                if let block = stored.firstNonFiniteBlock() {
+                    throw GGUFError(path: file.path, tensor: info.name, "block \(block) has a non-finite scale: a model with non-finite weights cannot be used")
+                }
                 result.append((name, .quantized(stored)))
                 continue
             }
