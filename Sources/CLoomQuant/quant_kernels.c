@@ -188,52 +188,83 @@ static inline __attribute__((always_inline)) AVX2 float sum_lanes_avx2(__m256 a)
     return _mm_cvtss_f32(_mm_add_ss(u, _mm_movehdup_ps(u)));                            // u0 + u1
 }
 
-/// One weight row against `rows` (1 … 4) activation rows: the weight block is unpacked once
-/// for all of them, and each row's arithmetic is the same as if it were alone.
-static inline __attribute__((always_inline)) AVX2 void dot_tile(int type, const uint8_t *row, int blocks,
-                                                                 const LoomActivationBlock *x, int rows, float out[4]) {
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    float minimumTerm[4] = {0, 0, 0, 0};
+/// `wrows` weight rows (1, 2 or 4) against `xrows` activation rows (1 … 4, at most 8 pairs):
+/// each weight block is unpacked once for all activation rows, each activation block loaded once
+/// for all weight rows, and the independent accumulators hide the latency of the fused
+/// multiply-adds. Every output's own arithmetic is the same as if it were computed alone.
+static inline __attribute__((always_inline)) AVX2 void dot_tile(int type, const uint8_t *w, size_t rowBytes, int wrows, int blocks,
+                                                                 const LoomActivationBlock *x, int xrows, float out[4][4]) {
+    __m256 acc[4][4];
+    float minimumTerm[4][4];
+    for (int i = 0; i < wrows; i++)
+        for (int r = 0; r < xrows; r++) { acc[i][r] = _mm256_setzero_ps(); minimumTerm[i][r] = 0; }
     const size_t bytes = block_bytes(type);
     for (int b = 0; b < blocks; b++) {
-        const uint8_t *block = row + b * bytes;
-        float dw = _cvtsh_ss(load_u16(block));
-        __m256i weights = load_weights(type, block);
-        float mw = type == LOOM_QUANT_Q4_1 ? _cvtsh_ss(load_u16(block + 2)) : 0;
-        for (int r = 0; r < rows; r++) {
+        __m256i weights[4];
+        float dw[4], mw[4];
+        for (int i = 0; i < wrows; i++) {
+            const uint8_t *block = w + (size_t)i * rowBytes + b * bytes;
+            dw[i] = _cvtsh_ss(load_u16(block));
+            mw[i] = type == LOOM_QUANT_Q4_1 ? _cvtsh_ss(load_u16(block + 2)) : 0;
+            weights[i] = load_weights(type, block);
+        }
+        for (int r = 0; r < xrows; r++) {
             const LoomActivationBlock *xb = x + (size_t)r * blocks + b;
-            __m256i lanes = block_lanes(type, weights, _mm256_loadu_si256((const __m256i *)xb->q));
-            float scale = dw * xb->d;
-            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(scale), _mm256_cvtepi32_ps(lanes), acc[r]);
-            if (type == LOOM_QUANT_Q4_1) minimumTerm[r] = fmaf(mw, xb->sum, minimumTerm[r]);
+            __m256i q = _mm256_loadu_si256((const __m256i *)xb->q);
+            for (int i = 0; i < wrows; i++) {
+                __m256i lanes = block_lanes(type, weights[i], q);
+                float scale = dw[i] * xb->d;
+                acc[i][r] = _mm256_fmadd_ps(_mm256_set1_ps(scale), _mm256_cvtepi32_ps(lanes), acc[i][r]);
+                if (type == LOOM_QUANT_Q4_1) minimumTerm[i][r] = fmaf(mw[i], xb->sum, minimumTerm[i][r]);
+            }
         }
     }
-    for (int r = 0; r < rows; r++) {
-        float total = sum_lanes_avx2(acc[r]);
-        out[r] = type == LOOM_QUANT_Q4_1 ? total + minimumTerm[r] : total;
+    for (int i = 0; i < wrows; i++) {
+        for (int r = 0; r < xrows; r++) {
+            float total = sum_lanes_avx2(acc[i][r]);
+            out[i][r] = type == LOOM_QUANT_Q4_1 ? total + minimumTerm[i][r] : total;
+        }
     }
 }
 
 static inline __attribute__((always_inline)) AVX2 void matmul_typed(int type, const uint8_t *w, size_t rowBytes, int blocks,
                                                                       int rowBegin, int rowEnd, const LoomActivationBlock *x,
                                                                       int xRows, float *y, size_t ldy, int accumulate) {
-    for (int o = rowBegin; o < rowEnd; o++) {
-        const uint8_t *row = w + (size_t)o * rowBytes;
+    // Decoding (one activation row): 4 weight rows at a time; otherwise 2 × up to 4.
+    const int wideRows = xRows == 1 ? 4 : 2;
+    for (int o = rowBegin; o < rowEnd;) {
+        int wrows = rowEnd - o >= wideRows ? wideRows : 1;
+        const uint8_t *rows = w + (size_t)o * rowBytes;
         for (int r0 = 0; r0 < xRows; r0 += 4) {
-            int rows = xRows - r0 < 4 ? xRows - r0 : 4;
-            float values[4];
+            int xrows = xRows - r0 < 4 ? xRows - r0 : 4;
+            float values[4][4];
             const LoomActivationBlock *xr = x + (size_t)r0 * blocks;
-            switch (rows) {   // constant row counts let the compiler keep the tile in registers
-            case 4: dot_tile(type, row, blocks, xr, 4, values); break;
-            case 3: dot_tile(type, row, blocks, xr, 3, values); break;
-            case 2: dot_tile(type, row, blocks, xr, 2, values); break;
-            default: dot_tile(type, row, blocks, xr, 1, values); break;
+            // Constant tile sizes let the compiler keep the accumulators in registers.
+            if (wrows == 4) {
+                dot_tile(type, rows, rowBytes, 4, blocks, xr, 1, values);
+            } else if (wrows == 2) {
+                switch (xrows) {
+                case 4: dot_tile(type, rows, rowBytes, 2, blocks, xr, 4, values); break;
+                case 3: dot_tile(type, rows, rowBytes, 2, blocks, xr, 3, values); break;
+                case 2: dot_tile(type, rows, rowBytes, 2, blocks, xr, 2, values); break;
+                default: dot_tile(type, rows, rowBytes, 2, blocks, xr, 1, values); break;
+                }
+            } else {
+                switch (xrows) {
+                case 4: dot_tile(type, rows, rowBytes, 1, blocks, xr, 4, values); break;
+                case 3: dot_tile(type, rows, rowBytes, 1, blocks, xr, 3, values); break;
+                case 2: dot_tile(type, rows, rowBytes, 1, blocks, xr, 2, values); break;
+                default: dot_tile(type, rows, rowBytes, 1, blocks, xr, 1, values); break;
+                }
             }
-            for (int r = 0; r < rows; r++) {
-                float *out = y + (size_t)(r0 + r) * ldy + o;
-                *out = accumulate ? *out + values[r] : values[r];
+            for (int i = 0; i < wrows; i++) {
+                for (int r = 0; r < xrows; r++) {
+                    float *out = y + (size_t)(r0 + r) * ldy + o + i;
+                    *out = accumulate ? *out + values[i][r] : values[i][r];
+                }
             }
         }
+        o += wrows;
     }
 }
 
