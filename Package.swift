@@ -23,15 +23,19 @@ let package = Package(
         .library(name: "LoomInference", targets: ["LoomInference"]),
         .library(name: "LoomEval", targets: ["LoomEval"]),
         .library(name: "LoomPipeline", targets: ["LoomPipeline"]),
+        .library(name: "LoomServe", targets: ["LoomServe"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-numerics", from: "1.1.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", exact: "2.28.1"),
     ],
     targets: [
         // cpuid/xgetbv (CPUFeatures.swift) and OpenBLAS opened at run time (BLAS.swift): OpenBLAS
         // is not linked at build time, so that Loom can choose its kernels before it initialises.
-        .target(name: "CLoomCPU", path: "Sources/CLoomCPU"),
+        // -O2 even in debug builds: the batch-invariant matrix products (row_invariant.c) are
+        // what the server runs, and what `swift test` checks.
+        .target(name: "CLoomCPU", path: "Sources/CLoomCPU", cSettings: [.unsafeFlags(["-O2"])]),
         // Quantized dot-product kernels: AVX2 functions (target attributes) beside portable ones,
         // chosen at run time; optimised even in debug, and without implicit FMA contraction so
         // that the two versions round identically.
@@ -49,10 +53,18 @@ let package = Package(
         .target(name: "LoomTrain", dependencies: ["LoomNN", "LoomData", "LoomTokenizer", "LoomInference"], swiftSettings: fastFlags),
         .target(name: "LoomEval", dependencies: ["LoomTensor", "LoomInference", "LoomData", "LoomTrain"], swiftSettings: fastFlags),
         .target(name: "LoomPipeline", dependencies: ["LoomData", "LoomTrain", "LoomInference", "LoomEval", "LoomTokenizer"], swiftSettings: fastFlags),
+        // The OpenAI-compatible server (`loom serve`): HTTP on Hummingbird, a continuous-batching
+        // scheduler on its own thread.
+        .target(
+            name: "LoomServe",
+            dependencies: ["LoomNN", "LoomTokenizer", "LoomInference", .product(name: "Hummingbird", package: "hummingbird")],
+            resources: [.copy("Resources")],
+            swiftSettings: fastFlags
+        ),
         .executableTarget(
             name: "loom",
             dependencies: [
-                "LoomTensor", "LoomNN", "LoomTokenizer", "LoomData", "LoomTrain", "LoomInference", "LoomEval", "LoomPipeline",
+                "LoomTensor", "LoomNN", "LoomTokenizer", "LoomData", "LoomTrain", "LoomInference", "LoomEval", "LoomPipeline", "LoomServe",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: fastFlags
@@ -63,6 +75,7 @@ let package = Package(
         .testTarget(name: "LoomDataTests", dependencies: ["LoomData"]),
         .testTarget(name: "LoomPipelineTests", dependencies: ["LoomPipeline", "LoomData", "LoomTrain"]),
         .testTarget(name: "LoomInferenceTests", dependencies: ["LoomInference", "LoomNN", "LoomTokenizer"]),
+        .testTarget(name: "LoomServeTests", dependencies: ["LoomServe", "LoomInference", "LoomNN", "LoomTokenizer"]),
         .testTarget(name: "LoomTrainTests", dependencies: ["LoomTrain", "LoomInference", "LoomEval"], exclude: ["Reference"]),
     ],
     swiftLanguageModes: [.v5]

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages Loom needs on Debian 12 (OpenBLAS for matrix products: Loom
 # opens libopenblas.so.0 at run time, see Sources/LoomTensor/BLAS.swift; python3 for the fuzz
-# harness; python3-venv for the reference checks). Safe to run again.
+# harness; python3-venv for the reference checks; chromium and chromium-driver for the chat
+# page's browser check). Safe to run again.
 set -euo pipefail
 need=()
 # (`ls A B` fails when either is missing: test each place on its own.)
@@ -10,6 +11,9 @@ command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 if [[ "${1:-}" == "--python" ]]; then
     python3 -c "import venv, ensurepip" >/dev/null 2>&1 || need+=(python3-venv)
+    # A real browser for the chat page's check (Tests/Serve/web_page_check.py, through selenium).
+    command -v chromium >/dev/null 2>&1 || need+=(chromium)
+    command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 fi
 if (( ${#need[@]} )); then
     sudo=""

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Creates the Python environment for the reference side of Loom: PyTorch (CPU) and the
 # Hugging Face libraries (and llama.cpp's `gguf` package) that produce the parity references
-# in Tests/Reference and run the peer benchmark in Benchmarks/torch_train.py.
+# in Tests/Reference and run the peer benchmark in Benchmarks/torch_train.py, and the `openai`
+# client and `selenium` for the checks of `loom serve` in Tests/Serve.
 #
 #   scripts/setup_python.sh            # venv in .venv-ref at the repository root
 #   scripts/setup_python.sh /tmp/venv  # venv elsewhere
@@ -55,8 +56,9 @@ else
 fi
 
 missing=()
-# accelerate: transformers needs it to load GGUF files.
-for pkg in transformers safetensors tokenizers numpy gguf accelerate; do
+# accelerate: transformers needs it to load GGUF files. openai and selenium: the checks of
+# `loom serve` (Tests/Serve: the official client, and the chat page in headless Chromium).
+for pkg in transformers safetensors tokenizers numpy gguf accelerate openai selenium; do
     have="$(installed_version "$pkg")"
     if [[ -n "$have" ]]; then
         echo "$pkg $have already installed"
@@ -71,10 +73,10 @@ if (( ${#missing[@]} > 0 )); then
 fi
 
 "$py" - <<'PY'
-import torch, transformers, safetensors, tokenizers, numpy, gguf
+import torch, transformers, safetensors, tokenizers, numpy, gguf, openai, selenium
 from importlib import metadata
 print(f"torch {torch.__version__}, transformers {transformers.__version__}, "
       f"safetensors {safetensors.__version__}, tokenizers {tokenizers.__version__}, numpy {numpy.__version__}, "
-      f"gguf {metadata.version('gguf')}")
+      f"gguf {metadata.version('gguf')}, openai {openai.__version__}, selenium {selenium.__version__}")
 PY
 echo "python: $py"

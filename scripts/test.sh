@@ -2,7 +2,8 @@
 # The test suite: installs what it needs, runs `swift test`, fuzzes the release `loom` with
 # mutated inputs (a short run of Benchmarks/fuzz/fuzz.py), then regenerates the reference
 # files with PyTorch / transformers / tokenizers and checks that they still equal the
-# committed ones (so the parity tests compare against live references, not stale files).
+# committed ones (so the parity tests compare against live references, not stale files), and
+# checks `loom serve` with the official openai client and its chat page in headless Chromium.
 #
 #   scripts/test.sh                # everything
 #   scripts/test.sh --swift-only   # skip the Python reference checks
@@ -69,5 +70,34 @@ echo "reference checks passed"
 # transformers loading the same file; skipped, with the reason, when it cannot be fetched.
 echo "== SmolLM2 GGUF import parity (transformers)"
 "$py" Tests/Reference/check_smollm2_parity.py --loom .build/debug/loom
-echo "tests: $(( passed + 7 )) passed, $failed failed, $skipped skipped"
+passed=$(( passed + 7 ))
+
+# `loom serve` (release build) with SmolLM2 imported: the official openai client, and the chat
+# page in headless Chromium. Each check of their closing lines ("serve: N passed, F failed",
+# "web page: N passed, F failed") counts as a test; skipped, with the reason, when the model
+# cannot be fetched.
+echo "== loom serve: openai client and the chat page in Chromium (SmolLM2-135M-Instruct)"
+release_loom="$(swift build -c release --show-bin-path)/loom"
+if smollm2_gguf="$(PYTHON="$py" scripts/fetch_smollm2.sh 2>"$log")"; then
+    serve_model=".build/serve-check/smollm2-135m-instruct"
+    rm -rf "$serve_model"
+    "$release_loom" import gguf "$smollm2_gguf" --out "$serve_model" >/dev/null
+    for check in openai_client_check web_page_check; do
+        set +e
+        "$py" "Tests/Serve/$check.py" --loom "$release_loom" --model "$serve_model" 2>&1 | tee "$log"
+        check_status=${PIPESTATUS[0]}
+        set -e
+        closing=$(grep -E "^(serve|web page): [0-9]+ passed, [0-9]+ failed$" "$log" | tail -n 1)
+        check_passed=$(sed -nE 's/.*: ([0-9]+) passed.*/\1/p' <<<"$closing")
+        check_failed=$(sed -nE 's/.* ([0-9]+) failed$/\1/p' <<<"$closing")
+        check_passed=${check_passed:-0}; check_failed=${check_failed:-0}
+        if (( check_status != 0 && check_failed == 0 )); then check_failed=1; fi
+        passed=$(( passed + check_passed )); failed=$(( failed + check_failed ))
+        (( check_failed == 0 )) || status=1
+    done
+else
+    echo "SKIPPED loom serve checks: $(cat "$log")"
+    skipped=$(( skipped + 2 ))
+fi
+echo "tests: $passed passed, $failed failed, $skipped skipped"
 exit "$status"

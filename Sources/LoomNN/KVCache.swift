@@ -26,6 +26,11 @@ public final class KVCache {
 
     /// Forgets sequence `b` (its slot can take a new prompt).
     public func reset(_ b: Int) { lengths[b] = 0 }
+    /// Keeps the first `length` positions of sequence `b` (a prompt cache reusing a prefix).
+    public func truncate(_ b: Int, to length: Int) {
+        precondition(length >= 0 && length <= lengths[b], "truncate: \(length) is not within sequence \(b)'s \(lengths[b]) positions")
+        lengths[b] = length
+    }
     public func resetAll() { lengths = [Int](repeating: 0, count: batch) }
     func advance(_ b: Int, by n: Int) { lengths[b] += n }
 }
@@ -35,7 +40,11 @@ extension LlamaModel {
     /// `newTokens[b]` are appended to sequence `b` (empty arrays skip a sequence). Returns the
     /// logits of the last new token of each non-empty sequence, in order, as `[k, vocab]`;
     /// with `allLogits` the logits of every new token (rows concatenated in sequence order).
-    public func forward(newTokens: [[Int32]], cache: KVCache, allLogits: Bool = false) -> Tensor {
+    ///
+    /// With `batchInvariant`, every product uses the `RowInvariant` kernels, so a sequence's
+    /// logits are bit-identical whatever the other sequences of the batch are (the server's
+    /// continuous batching needs that; OpenBLAS's results depend on the product's shape).
+    public func forward(newTokens: [[Int32]], cache: KVCache, allLogits: Bool = false, batchInvariant: Bool = false) -> Tensor {
         precondition(newTokens.count == cache.batch, "forward: \(newTokens.count) sequences for a cache of \(cache.batch)")
         let c = configuration
         let H = c.headCount, KV = c.kvHeadCount, D = c.headDim, width = KV * D, group = H / KV
@@ -50,6 +59,9 @@ extension LlamaModel {
         let rows = tokens.count
         precondition(rows > 0, "forward: no new tokens")
         let scale = 1 / Float(D).squareRoot()
+        // Quantized weights go to the quantized kernels (batch-invariant by construction); see QuantizedWeights.swift.
+        let project = { (x: Tensor, weight: Tensor) in self.project(x, weight, batchInvariant: batchInvariant) }
+        let projectAdding = { (x: Tensor, weight: Tensor, y: Tensor) in self.projectAccumulate(x, weight, into: y, batchInvariant: batchInvariant) }
         return withoutGradients {
             let x = embed(tokens)
             for (l, layer) in layers.enumerated() {
@@ -73,25 +85,45 @@ extension LlamaModel {
                     // Scratch on the stack for a decoding step's few rows; the heap for a long prefill.
                     withUnsafeTemporaryAllocation(of: Float.self, capacity: n * total) { scratch in
                         let scores = scratch.baseAddress!
+                        let queries = q.data + rowStart[b] * H * D + head * D
+                        let output = attended.data + rowStart[b] * H * D + head * D
+                        if batchInvariant {
+                            // Row by row over the positions each row sees, so that a row's
+                            // result does not depend on how many rows the prefill has.
+                            for r in 0..<n {
+                                let row = scores + r * total, valid = past + r + 1
+                                RowInvariant.gemmNT(m: 1, n: valid, k: D, x: queries + r * H * D, ldx: D,
+                                                    w: keyBase, ldw: width, y: row, ldy: valid, accumulate: false)
+                                for c in 0..<valid { row[c] *= scale }
+                                softmaxCausalRow(row, valid: valid, width: valid)
+                                RowInvariant.weightedRows(n: valid, width: D, p: row, v: valueBase, ldv: width,
+                                                          out: output + r * H * D)
+                            }
+                            return
+                        }
                         sgemm(transposeA: false, transposeB: true, m: n, n: total, k: D, alpha: scale,
-                              a: q.data + rowStart[b] * H * D + head * D, lda: H * D, b: keyBase, ldb: width,
+                              a: queries, lda: H * D, b: keyBase, ldb: width,
                               beta: 0, c: scores, ldc: total)
                         for r in 0..<n { softmaxCausalRow(scores + r * total, valid: past + r + 1, width: total) }
                         sgemm(transposeA: false, transposeB: false, m: n, n: D, k: total,
                               a: scores, lda: total, b: valueBase, ldb: width,
-                              beta: 0, c: attended.data + rowStart[b] * H * D + head * D, ldc: H * D)
+                              beta: 0, c: output, ldc: H * D)
                     }
                 }
                 // Residual connections: the projections add straight into the stream.
-                projectAccumulate(attended, layer.o, into: x)
+                projectAdding(attended, layer.o, x)
                 let h2 = rmsNorm(x, weight: layer.postNorm, eps: c.rmsNormEps)
-                projectAccumulate(swiglu(gate: project(h2, layer.gate), up: project(h2, layer.up)), layer.down, into: x)
+                projectAdding(swiglu(gate: project(h2, layer.gate), up: project(h2, layer.up)), layer.down, x)
             }
             for (b, seq) in newTokens.enumerated() { cache.advance(b, by: seq.count) }
             let hidden = rmsNorm(x, weight: finalNorm, eps: c.rmsNormEps)
-            if allLogits { return logits(hidden: hidden) }
+            let head = { (rows: Tensor) -> Tensor in
+                guard batchInvariant, let outputProjection = self.outputProjection else { return self.logits(hidden: rows) }
+                return self.project(rows, outputProjection, batchInvariant: true)
+            }
+            if allLogits { return head(hidden) }
             let lastRows = newTokens.indices.filter { !newTokens[$0].isEmpty }.map { rowStart[$0] + newTokens[$0].count - 1 }
-            return logits(hidden: gatherRows(hidden, indices: lastRows))
+            return head(gatherRows(hidden, indices: lastRows))
         }
     }
 }

@@ -21,16 +21,19 @@ extension LlamaModel {
     /// True when some matrices are held as quantized blocks (the model is for inference only).
     public var isQuantized: Bool { !quantizedWeights.isEmpty }
 
-    /// `x · weightᵀ`.
-    func project(_ x: Tensor, _ weight: Tensor) -> Tensor {
+    /// `x · weightᵀ`. With `batchInvariant`, float32 weights use the `RowInvariant` kernels;
+    /// the quantized kernels are batch-invariant either way.
+    func project(_ x: Tensor, _ weight: Tensor, batchInvariant: Bool = false) -> Tensor {
         if let matrix = quantizedByPlaceholder[ObjectIdentifier(weight)] { return quantizedLinear(x, matrix) }
-        return linear(x, weight)
+        return batchInvariant ? rowInvariantLinear(x, weight) : linear(x, weight)
     }
 
     /// `y += x · weightᵀ`, in place (no gradient).
-    func projectAccumulate(_ x: Tensor, _ weight: Tensor, into y: Tensor) {
+    func projectAccumulate(_ x: Tensor, _ weight: Tensor, into y: Tensor, batchInvariant: Bool = false) {
         if let matrix = quantizedByPlaceholder[ObjectIdentifier(weight)] {
             quantizedLinear(x, matrix, accumulatingInto: y)
+        } else if batchInvariant {
+            rowInvariantLinearAccumulate(x, weight, into: y)
         } else {
             linearAccumulate(x, weight, into: y)
         }

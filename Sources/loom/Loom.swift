@@ -9,6 +9,7 @@ struct Loom: ParsableCommand {
         subcommands: [
             PipelineCommand.self,
             ChatCommand.self,
+            ServeCommand.self,
             BenchCommand.self,
             PretrainCommand.self,
             SFTCommand.self,

@@ -1,0 +1,26 @@
+#ifndef LOOM_ROW_INVARIANT_H
+#define LOOM_ROW_INVARIANT_H
+
+/// Matrix products whose every output element is computed the same way whatever the number of
+/// rows in the product: the server decodes many requests in one product, and a request's
+/// tokens must not depend on what else is running. Each element y[r][j] is one dot product of
+/// x's row r and w's row j, accumulated in 8 lanes over k (lane l takes k ≡ l mod 8, in
+/// increasing k, with fused multiply-adds), the lanes summed in a fixed tree, then the k mod 8
+/// tail added in increasing k. Tiles of several rows and columns share loads (the weights
+/// are read once per tile, not once per row) but never change that order.
+///
+/// `useAVX2` selects the AVX2/FMA code (the caller checks the processor); the portable code
+/// follows the same scheme with separate multiplies and adds, so its results are invariant
+/// in the same way but not bit-equal to the AVX2 ones.
+
+/// y[r·ldy + j] = Σₖ x[r·ldx + k] · w[j·ldw + k] for r < m and columnStart ≤ j < columnEnd,
+/// or y += that when `accumulate` is nonzero.
+void loom_rowinv_gemm_nt(int useAVX2, long m, long columnStart, long columnEnd, long k,
+                         const float *x, long ldx, const float *w, long ldw,
+                         float *y, long ldy, int accumulate);
+
+/// out[d] = Σ_{t < n} p[t] · v[t·ldv + d] for d < width, t in increasing order: attention's
+/// weighted sum of value rows, for one query row.
+void loom_weighted_rows(int useAVX2, long n, long width, const float *p, const float *v, long ldv, float *out);
+
+#endif

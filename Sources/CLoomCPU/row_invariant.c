@@ -1,0 +1,126 @@
+// Batch-invariant matrix products; the scheme is described in include/LoomRowInvariant.h.
+#include "LoomRowInvariant.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define LOOM_AVX2 __attribute__((target("avx2,fma")))
+
+// The fixed reduction tree: (l0+l4, l1+l5, l2+l6, l3+l7), then (a0+a2, a1+a3), then (b0+b1).
+static inline LOOM_AVX2 __attribute__((always_inline)) float sum_lanes(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 0x55));
+    return _mm_cvtss_f32(s);
+}
+
+// The k mod 8 tail, one shared out-of-line copy so that every tile adds it the same way.
+__attribute__((noinline)) static float finish_dot(float sum, const float *x, const float *w, long from, long to) {
+    for (long i = from; i < to; i++) sum = __builtin_fmaf(x[i], w[i], sum);
+    return sum;
+}
+
+__attribute__((noinline)) static void store(float value, float *y, int accumulate) {
+    if (accumulate) *y += value; else *y = value;
+}
+
+// A tile of R rows × C columns: R·C accumulators, R + C loads per 8 k.
+#define DEFINE_TILE(R, C)                                                                         \
+static LOOM_AVX2 void tile_##R##x##C(long k, const float *x, long ldx, const float *w, long ldw,  \
+                                     float *y, long ldy, int accumulate) {                       \
+    __m256 acc[R][C];                                                                             \
+    for (int r = 0; r < R; r++) for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps();      \
+    long k8 = k & ~7L;                                                                            \
+    for (long i = 0; i < k8; i += 8) {                                                            \
+        __m256 wv[C];                                                                             \
+        for (int c = 0; c < C; c++) wv[c] = _mm256_loadu_ps(w + c * ldw + i);                     \
+        for (int r = 0; r < R; r++) {                                                             \
+            __m256 xv = _mm256_loadu_ps(x + r * ldx + i);                                         \
+            for (int c = 0; c < C; c++) acc[r][c] = _mm256_fmadd_ps(xv, wv[c], acc[r][c]);        \
+        }                                                                                         \
+    }                                                                                             \
+    for (int r = 0; r < R; r++) for (int c = 0; c < C; c++) {                                     \
+        float s = finish_dot(sum_lanes(acc[r][c]), x + r * ldx, w + c * ldw, k8, k);             \
+        store(s, y + r * ldy + c, accumulate);                                                    \
+    }                                                                                             \
+}
+DEFINE_TILE(4, 3)
+DEFINE_TILE(4, 1)
+DEFINE_TILE(1, 8)
+DEFINE_TILE(1, 1)
+
+static LOOM_AVX2 void gemm_avx2(long m, long j0, long j1, long k, const float *x, long ldx,
+                                const float *w, long ldw, float *y, long ldy, int accumulate) {
+    long m4 = m & ~3L;
+    if (m4 > 0) {
+        // Column blocks outermost: a block of weight rows stays in cache for all row tiles.
+        long j = j0;
+        for (; j + 3 <= j1; j += 3)
+            for (long r = 0; r < m4; r += 4)
+                tile_4x3(k, x + r * ldx, ldx, w + j * ldw, ldw, y + r * ldy + j, ldy, accumulate);
+        for (; j < j1; j++)
+            for (long r = 0; r < m4; r += 4)
+                tile_4x1(k, x + r * ldx, ldx, w + j * ldw, ldw, y + r * ldy + j, ldy, accumulate);
+    }
+    for (long r = m4; r < m; r++) {
+        long j = j0;
+        for (; j + 8 <= j1; j += 8)
+            tile_1x8(k, x + r * ldx, ldx, w + j * ldw, ldw, y + r * ldy + j, ldy, accumulate);
+        for (; j < j1; j++)
+            tile_1x1(k, x + r * ldx, ldx, w + j * ldw, ldw, y + r * ldy + j, ldy, accumulate);
+    }
+}
+
+static LOOM_AVX2 void weighted_rows_avx2(long n, long width, const float *p, const float *v, long ldv, float *out) {
+    long d = 0;
+    for (; d + 8 <= width; d += 8) {
+        __m256 acc = _mm256_setzero_ps();
+        for (long t = 0; t < n; t++) acc = _mm256_fmadd_ps(_mm256_set1_ps(p[t]), _mm256_loadu_ps(v + t * ldv + d), acc);
+        _mm256_storeu_ps(out + d, acc);
+    }
+    for (; d < width; d++) {
+        float acc = 0;
+        for (long t = 0; t < n; t++) acc = __builtin_fmaf(p[t], v[t * ldv + d], acc);
+        out[d] = acc;
+    }
+}
+#endif
+
+// Portable code: the same lanes and tree with separate multiplies and adds (this file is
+// compiled without -mfma, and each product is its own statement, so nothing is fused).
+static void gemm_portable(long m, long j0, long j1, long k, const float *x, long ldx,
+                          const float *w, long ldw, float *y, long ldy, int accumulate) {
+    long k8 = k & ~7L;
+    for (long r = 0; r < m; r++) {
+        for (long j = j0; j < j1; j++) {
+            const float *xr = x + r * ldx, *wj = w + j * ldw;
+            float l[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            for (long i = 0; i < k8; i += 8)
+                for (int q = 0; q < 8; q++) { float product = xr[i + q] * wj[i + q]; l[q] = l[q] + product; }
+            float a0 = l[0] + l[4], a1 = l[1] + l[5], a2 = l[2] + l[6], a3 = l[3] + l[7];
+            float s = (a0 + a2) + (a1 + a3);
+            for (long i = k8; i < k; i++) { float product = xr[i] * wj[i]; s = s + product; }
+            if (accumulate) y[r * ldy + j] += s; else y[r * ldy + j] = s;
+        }
+    }
+}
+
+void loom_rowinv_gemm_nt(int useAVX2, long m, long columnStart, long columnEnd, long k,
+                         const float *x, long ldx, const float *w, long ldw,
+                         float *y, long ldy, int accumulate) {
+    if (m <= 0 || columnEnd <= columnStart) return;
+#if defined(__x86_64__)
+    if (useAVX2) { gemm_avx2(m, columnStart, columnEnd, k, x, ldx, w, ldw, y, ldy, accumulate); return; }
+#endif
+    gemm_portable(m, columnStart, columnEnd, k, x, ldx, w, ldw, y, ldy, accumulate);
+}
+
+void loom_weighted_rows(int useAVX2, long n, long width, const float *p, const float *v, long ldv, float *out) {
+#if defined(__x86_64__)
+    if (useAVX2) { weighted_rows_avx2(n, width, p, v, ldv, out); return; }
+#endif
+    for (long d = 0; d < width; d++) {
+        float acc = 0;
+        for (long t = 0; t < n; t++) { float product = p[t] * v[t * ldv + d]; acc = acc + product; }
+        out[d] = acc;
+    }
+}

@@ -1,0 +1,56 @@
+import CLoomCPU
+
+/// Batch-invariant products for serving: a row's result is bit-identical whether it is
+/// computed alone or among other rows (see `LoomRowInvariant.h` for the scheme). BLAS sgemm
+/// is not: it picks blockings, kernels and a matrix–vector path by the product's shape, so a
+/// request's logits would change with the number of requests decoded beside it.
+///
+/// The cost: a hand-written register-tiled kernel instead of OpenBLAS's packed sgemm, about
+/// the same for decoding steps (both stream the weights once) and slower for long prompts.
+public enum RowInvariant {
+    static let useAVX2: Int32 = CPUFeatures.current.hasAVX2FMA ? 1 : 0
+
+    /// `y (=|+=) x · wᵀ` for row-major `x` `[m, k]` and `w` `[n, k]`, split by columns of `y`
+    /// across Loom's threads (a split that never changes how an element is summed).
+    public static func gemmNT(m: Int, n: Int, k: Int, x: UnsafePointer<Float>, ldx: Int,
+                              w: UnsafePointer<Float>, ldw: Int, y: UnsafeMutablePointer<Float>, ldy: Int,
+                              accumulate: Bool) {
+        if m == 0 || n == 0 { return }
+        let work = m * n * k
+        let body: (Range<Int>) -> Void = { columns in
+            loom_rowinv_gemm_nt(useAVX2, m, columns.lowerBound, columns.upperBound, k, x, ldx, w, ldw, y, ldy,
+                                accumulate ? 1 : 0)
+        }
+        if work < 1 << 15 { body(0..<n) } else { parallelRanges(n, minimumChunk: 24, body) }
+    }
+
+    /// `out = Σₜ p[t] · v[t]` over `n` rows of `v` (`width` wide, `ldv` apart), in increasing t.
+    public static func weightedRows(n: Int, width: Int, p: UnsafePointer<Float>, v: UnsafePointer<Float>, ldv: Int,
+                                    out: UnsafeMutablePointer<Float>) {
+        loom_weighted_rows(useAVX2, n, width, p, v, ldv, out)
+    }
+}
+
+/// `x · weightᵀ` with a batch-invariant kernel (no backward: serving only).
+public func rowInvariantLinear(_ x: Tensor, _ weight: Tensor) -> Tensor {
+    precondition(weight.rank == 2 && x.lastDimension == weight.shape[1],
+                 "rowInvariantLinear: input \(x.shape) does not match weight \(weight.shape)")
+    let out = weight.shape[0], k = weight.shape[1]
+    let y = Tensor(uninitialized: Array(x.shape.dropLast()) + [out])
+    Profiler.time("linear", phase: .forward) {
+        RowInvariant.gemmNT(m: x.rows, n: out, k: k, x: x.data, ldx: k, w: weight.data, ldw: k, y: y.data, ldy: out,
+                            accumulate: false)
+    }
+    return y
+}
+
+/// `y += x · weightᵀ` with a batch-invariant kernel.
+public func rowInvariantLinearAccumulate(_ x: Tensor, _ weight: Tensor, into y: Tensor) {
+    precondition(weight.rank == 2 && x.lastDimension == weight.shape[1] && y.lastDimension == weight.shape[0]
+                 && x.rows == y.rows, "rowInvariantLinearAccumulate: \(x.shape) · \(weight.shape)ᵀ does not fit \(y.shape)")
+    let out = weight.shape[0], k = weight.shape[1]
+    Profiler.time("linear", phase: .forward) {
+        RowInvariant.gemmNT(m: x.rows, n: out, k: k, x: x.data, ldx: k, w: weight.data, ldw: k, y: y.data, ldy: out,
+                            accumulate: true)
+    }
+}
