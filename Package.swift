@@ -36,10 +36,14 @@ let package = Package(
         // -O2 even in debug builds: the batch-invariant matrix products (row_invariant.c) are
         // what the server runs, and what `swift test` checks.
         .target(name: "CLoomCPU", path: "Sources/CLoomCPU", cSettings: [.unsafeFlags(["-O2"])]),
+        // Quantized dot-product kernels: AVX2 functions (target attributes) beside portable ones,
+        // chosen at run time; optimised even in debug, and without implicit FMA contraction so
+        // that the two versions round identically.
+        .target(name: "CLoomQuant", path: "Sources/CLoomQuant", cSettings: [.unsafeFlags(["-O3", "-ffp-contract=off"])]),
         .target(name: "COpenBLAS", path: "Sources/COpenBLAS", linkerSettings: [.linkedLibrary("dl")]),
         .target(
             name: "LoomTensor",
-            dependencies: ["CLoomCPU", "COpenBLAS", .product(name: "Numerics", package: "swift-numerics")],
+            dependencies: ["CLoomCPU", "CLoomQuant", "COpenBLAS", .product(name: "Numerics", package: "swift-numerics")],
             swiftSettings: kernelFlags
         ),
         .target(name: "LoomNN", dependencies: ["LoomTensor"], swiftSettings: fastFlags),

@@ -56,6 +56,7 @@ py="$venv/bin/python"
 "$py" Tests/Reference/make_llama_reference.py --check
 "$py" Tests/Reference/make_loss_reference.py --check
 "$py" Tests/Reference/make_gguf_reference.py --check
+"$py" Tests/Reference/make_quantize_reference.py --check
 "$py" Tests/Reference/make_pretokenizer_reference.py --check
 # The tokenizer script rewrites its references in place; any difference is a failure.
 "$py" scripts/make_tokenizer_reference.py "$py" >/dev/null
@@ -69,7 +70,7 @@ echo "reference checks passed"
 # transformers loading the same file; skipped, with the reason, when it cannot be fetched.
 echo "== SmolLM2 GGUF import parity (transformers)"
 "$py" Tests/Reference/check_smollm2_parity.py --loom .build/debug/loom
-passed=$(( passed + 6 ))
+passed=$(( passed + 7 ))
 
 # LoRA adapters: Loom's forward/backward against peft's, adapters exchanged both ways, loom merge.
 echo "== LoRA parity (peft)"

@@ -39,6 +39,7 @@ public enum GGUFExport {
         case .f32: 0
         case .f16: 1
         case .q4_0: 2
+        case .q4_1: 3
         case .q8_0: 7
         default: 0
         }
@@ -50,16 +51,56 @@ public enum GGUFExport {
         }
         let model = try LlamaModel.load(directory: directory, heads: .languageModel)
         let tokenizer = try ByteLevelBPETokenizer(contentsOf: directory)
-        let c = model.configuration
-        let vocabulary = try tokenizer.ggufVocabulary(file: directory.appendingPathComponent("tokenizer.json").path)
+        let tensors = model.parameters.entries.map { entry -> Payload in
+            let isMatrix = entry.shape.count == 2 && entry.shape[1] % type.blockSize == 0
+            let stored: GGMLType = isMatrix ? type : .f32
+            return Payload(name: entry.name, shape: entry.shape, type: stored,
+                           bytes: GGUFQuants.quantize(stored, entry.tensor.data, count: entry.tensor.count))
+        }
+        try write(tensors, configuration: model.configuration, tokenizer: tokenizer, name: directory.lastPathComponent,
+                  fileType: fileType(type), tokenizerPath: directory.appendingPathComponent("tokenizer.json").path, to: url)
+    }
+
+    /// One tensor to write: its Hugging Face name and shape, its GGUF type, and its bytes in
+    /// Hugging Face row order.
+    public struct Payload {
+        public var name: String
+        public var shape: [Int]
+        public var type: GGMLType
+        public var bytes: Data
+
+        public init(name: String, shape: [Int], type: GGMLType, bytes: Data) {
+            self.name = name
+            self.shape = shape
+            self.type = type
+            self.bytes = bytes
+        }
+
+        /// A stored weight as it is: float32, or its quantized blocks.
+        public init(name: String, weight: StoredWeight) {
+            switch weight {
+            case .dense(let tensor):
+                self.init(name: name, shape: tensor.shape, type: .f32, bytes: GGUFQuants.quantize(.f32, tensor.data, count: tensor.count))
+            case .quantized(let matrix):
+                self.init(name: name, shape: matrix.shape, type: GGMLType(matrix.type), bytes: Data(matrix.bytes))
+            }
+        }
+    }
+
+    /// Writes a GGUF Llama file: `llama.*` metadata from `configuration`, the tokenizer as
+    /// `tokenizer.ggml.*`, and `tensors` under llama.cpp's names, the query and key rows
+    /// interleaved as llama.cpp's converter does.
+    public static func write(_ tensors: [Payload], configuration c: LlamaConfiguration, tokenizer: ByteLevelBPETokenizer,
+                             name: String, fileType: UInt32, tokenizerPath: String, to url: URL) throws {
+        let vocabulary = try tokenizer.ggufVocabulary(file: tokenizerPath)
         guard vocabulary.tokens.count <= c.vocabularySize else {
-            throw GGUFError(path: directory.path, "the tokenizer has \(vocabulary.tokens.count) tokens, more than vocab_size \(c.vocabularySize)")
+            throw GGUFError(path: tokenizerPath, "the tokenizer has \(vocabulary.tokens.count) tokens, more than vocab_size \(c.vocabularySize)")
         }
         var writer = GGUFWriter()
         var metadata: [(String, GGUFValue)] = [
             ("general.architecture", .string("llama")),
-            ("general.name", .string(directory.lastPathComponent)),
-            ("general.file_type", .uint32(fileType(type))),
+            ("general.name", .string(name)),
+            ("general.file_type", .uint32(fileType)),
             ("general.quantization_version", .uint32(2)),
             ("llama.vocab_size", .uint32(UInt32(c.vocabularySize))),
             ("llama.context_length", .uint32(UInt32(c.maxPositionEmbeddings))),
@@ -84,20 +125,28 @@ public enum GGUFExport {
         if let template = vocabulary.chatTemplate { metadata.append(("tokenizer.chat_template", .string(template))) }
         writer.metadata = metadata
 
-        for entry in model.parameters.entries {
-            guard let name = ggufName(entry.name) else {
-                throw GGUFError(path: directory.path, tensor: entry.name, "has no llama.cpp name")
+        for tensor in tensors {
+            guard let ggufName = ggufName(tensor.name) else {
+                throw GGUFError(path: url.path, tensor: tensor.name, "has no llama.cpp name")
             }
-            var tensor = entry.tensor
-            if entry.name.hasSuffix("q_proj.weight") {
-                tensor = GGUFLlama.permuteRotaryRows(tensor, heads: c.headCount)
-            } else if entry.name.hasSuffix("k_proj.weight") {
-                tensor = GGUFLlama.permuteRotaryRows(tensor, heads: c.kvHeadCount)
+            var bytes = tensor.bytes
+            let rotaryHeads = tensor.name.hasSuffix("q_proj.weight") ? c.headCount
+                : tensor.name.hasSuffix("k_proj.weight") ? c.kvHeadCount : nil
+            if let heads = rotaryHeads {
+                // GGUF row sources[r] holds Hugging Face row r.
+                let rows = tensor.shape[0], rowBytes = bytes.count / rows
+                let sources = GGUFLlama.huggingFaceRowSources(rows: rows, heads: heads)
+                var permuted = Data(count: bytes.count)
+                permuted.withUnsafeMutableBytes { out in
+                    bytes.withUnsafeBytes { raw in
+                        for (row, source) in sources.enumerated() {
+                            (out.baseAddress! + source * rowBytes).copyMemory(from: raw.baseAddress! + row * rowBytes, byteCount: rowBytes)
+                        }
+                    }
+                }
+                bytes = permuted
             }
-            let isMatrix = tensor.shape.count == 2 && tensor.shape[1] % type.blockSize == 0
-            let stored: GGMLType = isMatrix ? type : .f32
-            writer.addTensor(name: name, dimensions: tensor.shape.reversed(), type: stored,
-                             bytes: GGUFQuants.quantize(stored, tensor.data, count: tensor.count))
+            writer.addTensor(name: ggufName, dimensions: tensor.shape.reversed(), type: tensor.type, bytes: bytes)
         }
         try writer.write(to: url)
     }

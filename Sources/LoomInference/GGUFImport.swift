@@ -18,6 +18,8 @@ public enum GGUFImport {
         public var parameterCount: Int
         public var vocabularySize: Int
         public var preTokenizer: String
+        /// With `keepQuantized`: tensor count per type as written to model.gguf.
+        public var storedTypes: [String: Int]? = nil
     }
 
     /// The tokenizer metadata of `file`.
@@ -39,9 +41,12 @@ public enum GGUFImport {
         return vocabulary
     }
 
-    /// Reads `url` and writes the model directory `directory` (created if needed).
+    /// Reads `url` and writes the model directory `directory` (created if needed). With
+    /// `keepQuantized`, Q8_0, Q4_0 and Q4_1 matrices stay quantized in a quantized model
+    /// directory (`model.gguf`, see `QuantizedModelDirectory`) and other types are dequantized to
+    /// float32; otherwise every weight is written as float32 to `model.safetensors`.
     @discardableResult
-    public static func importModel(from url: URL, to directory: URL) throws -> Summary {
+    public static func importModel(from url: URL, to directory: URL, keepQuantized: Bool = false) throws -> Summary {
         let file = try GGUFFile(contentsOf: url)
         let configuration = try GGUFLlama.configuration(file)
         let vocabulary = try vocabulary(file)
@@ -50,14 +55,24 @@ public enum GGUFImport {
             throw GGUFError(path: file.path, key: "tokenizer.ggml.tokens",
                             "has \(tokenizer.vocabularySize) tokens, more than the model's vocabulary of \(configuration.vocabularySize)")
         }
+        var types: [String: Int] = [:]
+        for info in file.tensors { types[info.type.name, default: 0] += 1 }
+        if keepQuantized {
+            let weights = try GGUFLlama.storedWeights(file, configuration: configuration, keepQuantized: true)
+            let written = try QuantizedModelDirectory.write(
+                weights, configuration: configuration, tokenizer: tokenizer, name: url.deletingPathExtension().lastPathComponent,
+                fileType: file["general.file_type"]?.integer.map { UInt32(clamping: $0) } ?? 0, tokenizerPath: file.path, to: directory)
+            let parameters = weights.reduce(0) { $0 + $1.weight.shape.reduce(1, *) }
+            return Summary(configuration: configuration, tensorTypes: types, parameterCount: parameters,
+                           vocabularySize: tokenizer.vocabularySize, preTokenizer: vocabulary.preTokenizer ?? "default",
+                           storedTypes: written.tensorTypes)
+        }
         let weights = try GGUFLlama.weights(file, configuration: configuration)
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         try configuration.save(directory.appendingPathComponent("config.json"))
         try SafeTensors.save(weights, metadata: ["format": "pt", "source": url.lastPathComponent],
                              to: directory.appendingPathComponent("model.safetensors"))
         try tokenizer.save(to: directory)
-        var types: [String: Int] = [:]
-        for info in file.tensors { types[info.type.name, default: 0] += 1 }
         return Summary(configuration: configuration, tensorTypes: types, parameterCount: weights.reduce(0) { $0 + $1.tensor.count },
                        vocabularySize: tokenizer.vocabularySize, preTokenizer: vocabulary.preTokenizer ?? "default")
     }

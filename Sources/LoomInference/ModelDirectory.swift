@@ -7,30 +7,35 @@ import LoomTokenizer
 ///
 ///     let (model, tokenizer) = try ModelDirectory.load(URL(fileURLWithPath: "runs/sft"), heads: .languageModel)
 public enum ModelDirectory {
-    /// Loads `config.json`, `model.safetensors` and `tokenizer.json` from `directory` and
-    /// checks that the tokenizer fits the model (`checkTokenizer`), before the weights are read.
+    /// Loads `config.json`, the weights (`model.safetensors`, or `model.gguf` in a quantized
+    /// directory) and `tokenizer.json` from `directory` and checks that the tokenizer fits the
+    /// model (`checkTokenizer`), before the weights are read.
     ///
+    /// A quantized directory's matrices stay quantized (for generation, chat and serving) unless
+    /// `keepQuantized` is false: training stages pass false and train the dequantized weights.
     /// A LoRA adapter directory loads as its base model with the adapter merged (the tokenizer
-    /// is the adapter directory's own when it has one, else the base's).
-    public static func load(_ directory: URL, heads: LlamaModel.Heads? = nil) throws -> (model: LlamaModel, tokenizer: ByteLevelBPETokenizer) {
+    /// is the adapter directory's own when it has one, else the base's; a quantized base is
+    /// dequantized to take the adapter).
+    public static func load(_ directory: URL, heads: LlamaModel.Heads? = nil, keepQuantized: Bool = true) throws -> (model: LlamaModel, tokenizer: ByteLevelBPETokenizer) {
         if LoRAAdapters.isAdapterOnlyDirectory(directory) {
             let base = try LoRAAdapters.baseDirectory(of: directory)
             let hasTokenizer = FileManager.default.fileExists(atPath: directory.appendingPathComponent("tokenizer.json").path)
-            let (model, baseTokenizer) = try load(base, heads: heads)
+            let (model, baseTokenizer) = try load(base, heads: heads, keepQuantized: false)
             try model.mergeAdapter(from: directory)
             return (model, hasTokenizer ? try loadTokenizer(directory) : baseTokenizer)
         }
         let configuration = try LlamaConfiguration.load(directory.appendingPathComponent("config.json"))
         let tokenizer = try loadTokenizer(directory)
         try checkTokenizer(tokenizer, fits: configuration, directory: directory)
-        return (try LlamaModel.load(directory: directory, heads: heads), tokenizer)
+        return (try LlamaModel.load(directory: directory, heads: heads, keepQuantized: keepQuantized), tokenizer)
     }
 
     /// The model and tokenizer of `directory` with the PEFT LoRA adapter in `adapter` (if any)
     /// merged into the weights: what `generate`, `chat` and `serve` load for `--adapter`.
     /// A mismatched or malformed adapter is an error naming the file and tensor.
     public static func load(_ directory: URL, adapter: URL?, heads: LlamaModel.Heads? = nil) throws -> (model: LlamaModel, tokenizer: ByteLevelBPETokenizer) {
-        let (model, tokenizer) = try load(directory, heads: heads)
+        // An adapter is merged into float weights: a quantized directory is dequantized for it.
+        let (model, tokenizer) = try load(directory, heads: heads, keepQuantized: adapter == nil)
         if let adapter { try applyAdapter(adapter, to: model) }
         return (model, tokenizer)
     }

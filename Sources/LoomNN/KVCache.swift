@@ -59,10 +59,11 @@ extension LlamaModel {
         let rows = tokens.count
         precondition(rows > 0, "forward: no new tokens")
         let scale = 1 / Float(D).squareRoot()
-        let project: (Tensor, Tensor) -> Tensor = batchInvariant ? rowInvariantLinear : linear
-        let projectAdding: (Tensor, Tensor, Tensor) -> Void = batchInvariant ? rowInvariantLinearAccumulate : linearAccumulate
+        // Quantized weights go to the quantized kernels (batch-invariant by construction); see QuantizedWeights.swift.
+        let project = { (x: Tensor, weight: Tensor) in self.project(x, weight, batchInvariant: batchInvariant) }
+        let projectAdding = { (x: Tensor, weight: Tensor, y: Tensor) in self.projectAccumulate(x, weight, into: y, batchInvariant: batchInvariant) }
         return withoutGradients {
-            let x = embedding(embedTokens, ids: tokens)
+            let x = embed(tokens)
             for (l, layer) in layers.enumerated() {
                 let h = rmsNorm(x, weight: layer.inputNorm, eps: c.rmsNormEps)
                 let q = rope(project(h, layer.q), table: rotary, positions: positions)
@@ -118,7 +119,7 @@ extension LlamaModel {
             let hidden = rmsNorm(x, weight: finalNorm, eps: c.rmsNormEps)
             let head = { (rows: Tensor) -> Tensor in
                 guard batchInvariant, let outputProjection = self.outputProjection else { return self.logits(hidden: rows) }
-                return rowInvariantLinear(rows, outputProjection)
+                return self.project(rows, outputProjection, batchInvariant: true)
             }
             if allLogits { return head(hidden) }
             let lastRows = newTokens.indices.filter { !newTokens[$0].isEmpty }.map { rowStart[$0] + newTokens[$0].count - 1 }

@@ -37,15 +37,23 @@ public final class LlamaModel {
     public private(set) var adapters: LoRAAdapters?
     /// Whether attached adapters take part in the forward pass (off: the frozen base model).
     public var adaptersEnabled = true
+    /// Matrices held as quantized blocks (inference only; see QuantizedWeights.swift), by name.
+    public let quantizedWeights: [String: QuantizedMatrix]
+    /// The same matrices keyed by their (empty) placeholder tensors in `parameters`.
+    let quantizedByPlaceholder: [ObjectIdentifier: QuantizedMatrix]
 
-    public convenience init(configuration c: LlamaConfiguration, heads: Heads = .languageModel) {
-        self.init(configuration: c, heads: heads, parameters: ParameterStore(LlamaModel.parameterLayout(c, heads: heads)))
+    /// A model with every parameter in `parameters`, except the matrices of `quantized`, which
+    /// keep only an empty placeholder there and are multiplied in their block format.
+    public convenience init(configuration c: LlamaConfiguration, heads: Heads = .languageModel, quantized: [String: QuantizedMatrix] = [:]) {
+        let layout = LlamaModel.parameterLayout(c, heads: heads).map { quantized[$0.name] == nil ? $0 : ($0.name, [0]) }
+        self.init(configuration: c, heads: heads, parameters: ParameterStore(layout), quantized: quantized)
     }
 
-    private init(configuration c: LlamaConfiguration, heads: Heads, parameters: ParameterStore) {
+    private init(configuration c: LlamaConfiguration, heads: Heads, parameters: ParameterStore, quantized: [String: QuantizedMatrix]) {
         configuration = c
         self.heads = heads
         self.parameters = parameters
+        quantizedWeights = quantized
         rotary = RotaryTable(headDim: c.headDim, maxPositions: c.maxPositionEmbeddings, theta: c.ropeTheta)
         let p = parameters
         layers = (0..<c.layerCount).map { i in
@@ -65,6 +73,7 @@ public final class LlamaModel {
             outputProjection = nil
         }
         scoreWeight = heads.contains(.score) ? p["score.weight"] : nil
+        quantizedByPlaceholder = Dictionary(uniqueKeysWithValues: quantized.map { (ObjectIdentifier(p[$0.key]), $0.value) })
     }
 
     /// Hugging Face names and shapes, in storage order.
@@ -126,7 +135,7 @@ public final class LlamaModel {
     /// A second model over the same weights (no copy), without adapters: with LoRA training,
     /// whose base weights are frozen, this is the reference model of DPO, PPO and GRPO.
     public func sharingBaseWeights() -> LlamaModel {
-        let view = LlamaModel(configuration: configuration, heads: heads, parameters: parameters)
+        let view = LlamaModel(configuration: configuration, heads: heads, parameters: parameters, quantized: quantizedWeights)
         return view
     }
 
@@ -148,6 +157,7 @@ public final class LlamaModel {
     /// row-major `[batch, sequence]` batch of token ids.
     public func hiddenStates(tokens: [Int32], batch: Int, sequence: Int) -> Tensor {
         precondition(tokens.count == batch * sequence, "\(tokens.count) tokens do not fill [\(batch), \(sequence)]")
+        precondition(quantizedWeights.isEmpty, "hiddenStates: this model holds quantized weights (inference only); load it dequantized to train it")
         precondition(sequence <= configuration.maxPositionEmbeddings,
                      "sequence \(sequence) exceeds max_position_embeddings \(configuration.maxPositionEmbeddings)")
         let c = configuration
@@ -171,7 +181,7 @@ public final class LlamaModel {
     /// Logits `[rows, vocab]` from final hidden states.
     public func logits(hidden: Tensor) -> Tensor {
         guard let outputProjection else { preconditionFailure("this model has no language-model head") }
-        return linear(hidden, outputProjection)
+        return project(hidden, outputProjection)
     }
 
     /// Logits `[batch·sequence, vocab]`.

@@ -17,7 +17,10 @@ extension LlamaModel {
     /// A LoRA adapter directory (PEFT's `adapter_config.json` and `adapter_model.safetensors`,
     /// no `model.safetensors`: what a stage trained with `--lora-rank` writes) loads as its base
     /// model (`base_model_name_or_path`) with the adapter merged into the weights.
-    public static func load(directory: URL, heads requested: Heads? = nil) throws -> LlamaModel {
+    /// A quantized model directory (`model.gguf` in place of `model.safetensors`) loads
+    /// dequantized to float32, unless `keepQuantized`: then its Q8_0, Q4_0 and Q4_1 matrices
+    /// stay in their blocks and the model is for inference only (`isQuantized`).
+    public static func load(directory: URL, heads requested: Heads? = nil, keepQuantized: Bool = false) throws -> LlamaModel {
         if LoRAAdapters.isAdapterOnlyDirectory(directory) {
             let modulesToSave = try LoRAAdapters.loadSettings(directory).modulesToSave
             let model = try load(directory: try LoRAAdapters.baseDirectory(of: directory),
@@ -29,8 +32,16 @@ extension LlamaModel {
         do { try configuration.checkFitsInMemory() }
         catch let error as ConfigurationError { throw ConfigurationError("\(directory.appendingPathComponent("config.json").path): \(error.message)") }
         let weightsURL = directory.appendingPathComponent("model.safetensors")
-        guard FileManager.default.fileExists(atPath: weightsURL.path) else {
-            throw SafeTensorsError(path: weightsURL.path, "file not found (a model directory needs config.json and model.safetensors)")
+        let quantizedURL = directory.appendingPathComponent(quantizedWeightsFileName)
+        let hasSafeTensors = FileManager.default.fileExists(atPath: weightsURL.path)
+        if FileManager.default.fileExists(atPath: quantizedURL.path) {
+            guard !hasSafeTensors else {
+                throw SafeTensorsError(path: directory.path, "holds both model.safetensors and \(quantizedWeightsFileName): keep one weights file per model directory")
+            }
+            return try loadQuantizedDirectory(directory, configuration: configuration, heads: requested, keepQuantized: keepQuantized)
+        }
+        guard hasSafeTensors else {
+            throw SafeTensorsError(path: weightsURL.path, "file not found (a model directory needs config.json and model.safetensors, or \(quantizedWeightsFileName) for a quantized model)")
         }
         let tensors = try SafeTensors.load(weightsURL)
         var heads: Heads = requested ?? []
@@ -76,6 +87,9 @@ extension LlamaModel {
 
     /// Writes `config.json` and `model.safetensors` (float32) into `directory`, each atomically.
     public func save(directory: URL, metadata: [String: String] = [:]) throws {
+        guard !isQuantized else {
+            throw SafeTensorsError(path: directory.path, "this model holds quantized weights; write quantized models with `loom quantize` (model.gguf), or load the directory dequantized to save it as float32")
+        }
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         var configObject = try JSONSerialization.jsonObject(with: JSONEncoder().encode(configuration)) as! [String: Any]
         if heads.contains(.score) && !heads.contains(.languageModel) {
@@ -93,7 +107,7 @@ extension LlamaModel {
 
     /// A new model with the same configuration, heads and weights (a frozen reference).
     public func copy(requiresGrad: Bool = true) -> LlamaModel {
-        let clone = LlamaModel(configuration: configuration, heads: heads)
+        let clone = LlamaModel(configuration: configuration, heads: heads, quantized: quantizedWeights)
         clone.parameters.copyValues(from: parameters)
         clone.parameters.setRequiresGrad(requiresGrad)
         return clone

@@ -155,7 +155,7 @@ public final class DPOTrainer {
         }
         guard options.beta.isFinite, options.beta > 0 else { throw TrainingError("dpo: --beta must be a positive number, got \(options.beta)") }
         Threading.configure(threads: settings.threads)
-        let (model, tokenizer) = try ModelDirectory.load(options.model, heads: .languageModel)
+        let (model, tokenizer) = try ModelDirectory.load(options.model, heads: .languageModel, keepQuantized: false)
         try checkMaxLength(options.maxLength, contextLength: model.configuration.maxPositionEmbeddings,
                            templateTokens: chatTemplateTokens(tokenizer), stage: "dpo")
         let encoder = ChatEncoder(tokenizer: tokenizer)

@@ -153,7 +153,7 @@ public final class GRPOTrainer {
         guard o.maxSamplingRounds >= 1 else { throw TrainingError("GRPO needs --max-sampling-rounds ≥ 1, got \(o.maxSamplingRounds)") }
         try SamplingParameters(temperature: o.temperature, topP: o.topP).validate()
         Threading.configure(threads: settings.threads)
-        let (model, tokenizer) = try ModelDirectory.load(o.model, heads: .languageModel)
+        let (model, tokenizer) = try ModelDirectory.load(o.model, heads: .languageModel, keepQuantized: false)
         try checkMaxLength(o.maxLength, contextLength: model.configuration.maxPositionEmbeddings,
                            templateTokens: chatTemplateTokens(tokenizer), stage: "grpo")
         let encoder = ChatEncoder(tokenizer: tokenizer)

@@ -116,7 +116,7 @@ public final class PPOTrainer {
         }
         if let target = o.targetKL, !(target.isFinite && target > 0) { throw TrainingError("ppo: --target-kl must be a positive number, got \(target)") }
         Threading.configure(threads: settings.threads)
-        let (policy, tokenizer) = try ModelDirectory.load(o.policy, heads: .languageModel)
+        let (policy, tokenizer) = try ModelDirectory.load(o.policy, heads: .languageModel, keepQuantized: false)
         let reference = frozenReference(of: policy, settings: settings)
         let rewardModel = try RewardModel.load(directory: o.rewardModel)
         let critic = try LlamaModel.load(directory: o.rewardModel, heads: .score)

@@ -323,7 +323,7 @@ public final class RewardTrainer {
         try settings.validate(stage: "reward")
         if options.heldout.isEmpty { try checkValidationFraction(options.validationFraction, stage: "reward") }
         Threading.configure(threads: settings.threads)
-        let (model, tokenizer) = try ModelDirectory.load(options.model, heads: .score)
+        let (model, tokenizer) = try ModelDirectory.load(options.model, heads: .score, keepQuantized: false)
         try checkMaxLength(options.maxLength, contextLength: model.configuration.maxPositionEmbeddings,
                            templateTokens: chatTemplateTokens(tokenizer), stage: "reward")
         let encoder = ChatEncoder(tokenizer: tokenizer)

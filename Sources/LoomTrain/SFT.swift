@@ -68,7 +68,7 @@ public final class SFTTrainer {
         try settings.validate(stage: "sft")
         try checkValidationFraction(options.validationFraction, stage: "sft")
         Threading.configure(threads: settings.threads)
-        let (model, tokenizer) = try ModelDirectory.load(options.model, heads: .languageModel)
+        let (model, tokenizer) = try ModelDirectory.load(options.model, heads: .languageModel, keepQuantized: false)
         var examples: [SFTExample] = [], skipped = 0
         for url in options.data {
             let loaded = try SFTDataset.load(url, skipBadLines: options.skipBadLines) { logLine("skipped: \($0)") }

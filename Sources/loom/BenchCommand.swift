@@ -134,8 +134,9 @@ struct BenchTrainCommand: ParsableCommand {
 struct BenchGenerateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "generate",
-        abstract: "Decoding throughput with the KV cache on a randomly initialised model.")
+        abstract: "Prompt processing and decoding throughput with the KV cache, on a model directory (float32 or quantized) or a randomly initialised model.")
 
+    @Option(help: "Model directory (float32 or quantized); without it, a random model of --config's shape.") var model: String?
     @Option(help: "Run configuration.") var config: String = "configs/tiny.json"
     @Option(help: "Threads.") var threads: Int = 1
     @Option(help: "Prompt length.") var promptLength: Int = 32
@@ -145,13 +146,28 @@ struct BenchGenerateCommand: ParsableCommand {
     @Flag(help: "Print one JSON object.") var json = false
 
     func run() throws {
-        let configuration = try TrainingConfiguration.load(URL(fileURLWithPath: config))
         guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1, got \(repeats)") }
         Threading.configure(threads: threads)
-        let model = LlamaModel(configuration: configuration.model)
-        model.initializeWeights(seed: 1)
+        let model: LlamaModel, vocabulary: Int
+        if let directory = self.model {
+            let loaded = try ModelDirectory.load(URL(fileURLWithPath: directory), heads: .languageModel)
+            model = loaded.model
+            vocabulary = loaded.tokenizer.vocabularySize
+        } else {
+            model = LlamaModel(configuration: try TrainingConfiguration.load(URL(fileURLWithPath: config)).model)
+            model.initializeWeights(seed: 1)
+            vocabulary = model.configuration.vocabularySize
+        }
+        guard promptLength >= 1, tokens >= 1, batch >= 1 else {
+            throw ValidationError("--prompt-length, --tokens and --batch must be at least 1")
+        }
+        guard promptLength + tokens <= model.configuration.maxPositionEmbeddings else {
+            throw ValidationError("--prompt-length + --tokens (\(promptLength + tokens)) exceeds the model's max_position_embeddings \(model.configuration.maxPositionEmbeddings)")
+        }
+        // The weight types, e.g. "Q4_1+Q8_0" (quantized matrices) or "F32".
+        let weights = model.isQuantized ? Set(model.quantizedWeights.values.map(\.type.rawValue)).sorted().joined(separator: "+") : "F32"
         var rng = SeededRandom(seed: 3)
-        let prompts = (0..<batch).map { _ in (0..<promptLength).map { _ in Int32(rng.nextInt(below: configuration.model.vocabularySize)) } }
+        let prompts = (0..<batch).map { _ in (0..<promptLength).map { _ in Int32(rng.nextInt(below: vocabulary)) } }
         // Greedy decoding with no stop token, so every sequence produces exactly `tokens` tokens.
         let generator = Generator(model: model, stopTokens: [])
         var prefill = 0.0, decode = 0.0
@@ -163,7 +179,7 @@ struct BenchGenerateCommand: ParsableCommand {
         let cpu = CPUFeatures.current, blas = BLASLibrary.shared
         if json {
             let object: [String: Any] = [
-                "framework": "loom", "config": config, "prefill_tokens_per_second": prefill,
+                "framework": "loom", "config": self.model ?? config, "weights": weights, "prefill_tokens_per_second": prefill,
                 "decode_tokens_per_second": decode, "batch": batch, "threads": threads, "tokens": tokens,
                 "prompt_length": promptLength, "cpu_model": cpu.modelName, "blas_core": blas.coreName,
             ]
@@ -171,8 +187,8 @@ struct BenchGenerateCommand: ParsableCommand {
             print(String(decoding: data, as: UTF8.self))
         } else {
             print("cpu: \(cpu.modelName); blas: \(blas.summary)")
-            print(String(format: "prefill %.0f tokens/s, decode %.0f tokens/s (batch %d, %d thread(s), best of %d)",
-                         prefill, decode, batch, threads, repeats))
+            print(String(format: "%@ weights: prefill %.0f tokens/s, decode %.0f tokens/s (batch %d, %d thread(s), best of %d)",
+                         weights, prefill, decode, batch, threads, repeats))
         }
     }
 }

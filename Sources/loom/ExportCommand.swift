@@ -3,7 +3,7 @@ import Foundation
 import LoomInference
 import LoomNN
 
-/// `loom export gguf DIR --out FILE [--type f32|f16|q8_0|q4_0]`: a model directory as a GGUF
+/// `loom export gguf DIR --out FILE [--type f32|f16|q8_0|q4_0|q4_1]`: a model directory as a GGUF
 /// Llama file that llama.cpp's tools and `transformers` read.
 struct ExportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -19,9 +19,9 @@ struct ExportGGUFCommand: ParsableCommand {
 
     @Argument(help: "The model directory.") var directory: String
     @Option(help: "The .gguf file to write.") var out: String
-    @Option(help: "Type of the weight matrices: f32, f16, q8_0 or q4_0.") var type: String = "f16"
+    @Option(help: "Type of the weight matrices: f32, f16, q8_0, q4_0 or q4_1.") var type: String = "f16"
 
-    static let types: [String: GGMLType] = ["f32": .f32, "f16": .f16, "q8_0": .q8_0, "q4_0": .q4_0]
+    static let types: [String: GGMLType] = ["f32": .f32, "f16": .f16, "q8_0": .q8_0, "q4_0": .q4_0, "q4_1": .q4_1]
 
     func validate() throws {
         guard Self.types[type] != nil else {

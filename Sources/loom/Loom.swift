@@ -23,6 +23,7 @@ struct Loom: ParsableCommand {
             DPOCommand.self,
             GRPOCommand.self,
             ImportCommand.self,
+            QuantizeCommand.self,
             ExportCommand.self,
             MergeCommand.self,
         ]

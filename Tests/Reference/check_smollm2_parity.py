@@ -15,7 +15,9 @@
 5. A copy shaped like Loom's aligned models (eos <|endoftext|>, turns ending in <|im_end|>) with the
    generation_config.json Loom writes: transformers' greedy chat answers equal `loom generate --chat`'s.
 6. `swift test --filter SmolLM2ParityTests` compares Loom against them: logits within 1e-3
-   absolute, greedy tokens identical, token ids identical.
+   absolute, greedy tokens identical, token ids identical; and `SmolLM2QuantizedTests` runs the
+   file imported with `--dtype keep` (Q4_1 blocks, 8-bit activations) against the same logits:
+   top-1 agreement on ≥ 90% of positions, the start of the greedy continuation identical.
 
 Here, in Python, the imported directory must also load in transformers (`from_pretrained(DIR)`)
 with the GGUF's logits (within 1e-4), and its tokenizer.json must give transformers' GGUF ids.
@@ -275,8 +277,11 @@ def main() -> int:
             print("SmolLM2 parity FAILED (export):\n  " + "\n  ".join(failures), file=sys.stderr)
             return 1
 
+        # The same file imported with its Q4_1 blocks kept, for SmolLM2QuantizedTests.
+        run([str(args.loom), "import", "gguf", str(gguf_path), "--out", str(out / "model-keep"), "--dtype", "keep"])
         env = dict(os.environ, LOOM_SMOLLM2_REFERENCE=str(out))
-        result = subprocess.run(["swift", "test", "--skip-build", "--filter", "SmolLM2ParityTests"], cwd=REPO_ROOT, env=env,
+        result = subprocess.run(["swift", "test", "--skip-build", "--filter", "SmolLM2ParityTests|SmolLM2QuantizedTests"],
+                                cwd=REPO_ROOT, env=env,
                                 capture_output=True, text=True)
         log = result.stdout + result.stderr
         print("\n".join(line for line in log.splitlines() if "SmolLM2" in line or "error" in line or "max |" in line))

@@ -265,6 +265,25 @@ public enum GGMLType: UInt32, CaseIterable, Sendable {
     case q4_K = 12, q5_K = 13, q6_K = 14, bf16 = 30
 
     /// The name llama.cpp and the gguf package use.
+    /// The in-memory block format Loom multiplies directly, for Q8_0, Q4_0 and Q4_1.
+    public var blockQuantization: BlockQuantization? {
+        switch self {
+        case .q8_0: .q8_0
+        case .q4_0: .q4_0
+        case .q4_1: .q4_1
+        default: nil
+        }
+    }
+
+    /// The GGUF type of a block format.
+    public init(_ blocks: BlockQuantization) {
+        switch blocks {
+        case .q8_0: self = .q8_0
+        case .q4_0: self = .q4_0
+        case .q4_1: self = .q4_1
+        }
+    }
+
     public var name: String {
         switch self {
         case .f32: "F32"

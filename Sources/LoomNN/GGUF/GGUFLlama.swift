@@ -86,9 +86,20 @@ public enum GGUFLlama {
     /// key rows put back in Hugging Face order. Each tensor's shape is checked against what
     /// `configuration` implies, and every tensor of the file must be used.
     public static func weights(_ file: GGUFFile, configuration: LlamaConfiguration) throws -> [(name: String, tensor: Tensor)] {
+        try storedWeights(file, configuration: configuration, keepQuantized: false).map { entry in
+            guard case .dense(let tensor) = entry.weight else { preconditionFailure("unreachable: nothing kept quantized") }
+            return (entry.name, tensor)
+        }
+    }
+
+    /// Every weight under its Hugging Face name, in Hugging Face row order, checked as
+    /// `weights` checks them. With `keepQuantized`, matrices stored as Q8_0, Q4_0 or Q4_1 stay
+    /// in their blocks; every other tensor (and every tensor without `keepQuantized`) is
+    /// dequantised to float32.
+    public static func storedWeights(_ file: GGUFFile, configuration: LlamaConfiguration, keepQuantized: Bool) throws -> [(name: String, weight: StoredWeight)] {
         var expected: [String: [Int]] = [:]
         for (name, shape) in LlamaModel.parameterLayout(configuration, heads: .languageModel) { expected[name] = shape }
-        var result: [(name: String, tensor: Tensor)] = []
+        var result: [(name: String, weight: StoredWeight)] = []
         for info in file.tensors {
             guard let name = huggingFaceName(info.name) else {
                 throw GGUFError(path: file.path, tensor: info.name, "is not a Llama weight Loom knows (such as blk.N.attn_q.weight)")
@@ -100,19 +111,45 @@ public enum GGUFLlama {
                 throw GGUFError(path: file.path, tensor: info.name,
                                 "has shape \(info.shape), but the llama.* metadata imply \(shape)")
             }
-            var tensor = file.tensor(info)
-            if name.hasSuffix("q_proj.weight") {
-                tensor = unpermuteRotaryRows(tensor, heads: configuration.headCount)
-            } else if name.hasSuffix("k_proj.weight") {
-                tensor = unpermuteRotaryRows(tensor, heads: configuration.kvHeadCount)
+            let rotaryHeads = name.hasSuffix("q_proj.weight") ? configuration.headCount
+                : name.hasSuffix("k_proj.weight") ? configuration.kvHeadCount : nil
+            if keepQuantized, shape.count == 2, let blocks = info.type.blockQuantization {
+                let stored = QuantizedMatrix(type: blocks, rows: shape[0], columns: shape[1])
+                file.withRawBytes(of: info) { raw in
+                    let order = rotaryHeads.map { huggingFaceRowSources(rows: shape[0], heads: $0) } ?? Array(0 ..< shape[0])
+                    for (row, source) in order.enumerated() {
+                        (stored.bytes.baseAddress! + row * stored.bytesPerRow)
+                            .copyMemory(from: raw.baseAddress! + source * stored.bytesPerRow, byteCount: stored.bytesPerRow)
+                    }
+                }
+                if let block = stored.firstNonFiniteBlock() {
+                    throw GGUFError(path: file.path, tensor: info.name, "block \(block) has a non-finite scale: a model with non-finite weights cannot be used")
+                }
+                result.append((name, .quantized(stored)))
+                continue
             }
+            var tensor = file.tensor(info)
+            if let heads = rotaryHeads { tensor = unpermuteRotaryRows(tensor, heads: heads) }
             tensor.name = name
-            result.append((name, tensor))
+            result.append((name, .dense(tensor)))
         }
         if let missing = expected.keys.sorted().first {
             throw GGUFError(path: file.path, "missing the tensor for \(missing) (\(expected.count) weights missing)")
         }
         return result
+    }
+
+    /// For each row in Hugging Face order, the GGUF row it comes from: within each head of
+    /// `dim` rows, GGUF row 2j + s holds Hugging Face row s·dim/2 + j (s = 0, 1).
+    public static func huggingFaceRowSources(rows: Int, heads: Int) -> [Int] {
+        let dim = rows / heads, half = dim / 2
+        var sources = [Int](repeating: 0, count: rows)
+        for head in 0 ..< heads {
+            for j in 0 ..< half {
+                for s in 0 ..< 2 { sources[head * dim + s * half + j] = head * dim + 2 * j + s }
+            }
+        }
+        return sources
     }
 
     /// Undoes llama.cpp's interleaving of rotary pairs: within each head of `dim` rows, GGUF

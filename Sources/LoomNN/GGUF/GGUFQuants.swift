@@ -72,8 +72,7 @@ public enum GGUFQuants {
     }
 
     static func q8_0(_ source: UnsafeRawPointer, _ output: UnsafeMutablePointer<Float>) {
-        let d = half(source, 0)
-        for i in 0 ..< 32 { output[i] = Float(source.load(fromByteOffset: 2 + i, as: Int8.self)) * d }
+        BlockQuantization.q8_0.dequantizeBlock(source, into: output)
     }
 
     /// Element `i` of a 32-element block's 16 bytes of nibbles.
@@ -82,16 +81,11 @@ public enum GGUFQuants {
     }
 
     static func q4_0(_ source: UnsafeRawPointer, _ output: UnsafeMutablePointer<Float>) {
-        let d = half(source, 0)
-        for i in 0 ..< 32 { output[i] = d * Float(Int(nibble(source, 2, i)) - 8) }
+        BlockQuantization.q4_0.dequantizeBlock(source, into: output)
     }
 
     static func q4_1(_ source: UnsafeRawPointer, _ output: UnsafeMutablePointer<Float>) {
-        let d = half(source, 0), m = half(source, 2)
-        for i in 0 ..< 32 {
-            let scaled = d * Float(nibble(source, 4, i))
-            output[i] = scaled + m
-        }
+        BlockQuantization.q4_1.dequantizeBlock(source, into: output)
     }
 
     static func q5_0(_ source: UnsafeRawPointer, _ output: UnsafeMutablePointer<Float>) {
@@ -182,44 +176,26 @@ public enum GGUFQuants {
     // MARK: - Quantisation (for export)
 
     /// The types `quantize` writes.
-    public static let exportTypes: [GGMLType] = [.f32, .f16, .q8_0, .q4_0]
+    public static let exportTypes: [GGMLType] = [.f32, .f16, .q8_0, .q4_0, .q4_1]
 
-    /// `count` floats as `type` blocks (`count` a multiple of the block size), by the rules
-    /// llama.cpp's reference quantisers follow: Q8_0 scales each block of 32 by its largest
-    /// magnitude / 127 and rounds half away from zero; Q4_0 divides by the signed value of
-    /// largest magnitude / −8 and truncates q + 8.5 into 0…15; F16 rounds to nearest even.
+    /// `count` floats as `type` blocks (`count` a multiple of the block size): F16 rounds to
+    /// nearest even; the block types follow `BlockQuantization.quantizeBlock` (llama.cpp's
+    /// reference quantizers, equal bit for bit to the `gguf` package).
     public static func quantize(_ type: GGMLType, _ source: UnsafePointer<Float>, count: Int) -> Data {
         precondition(exportTypes.contains(type) && count % type.blockSize == 0, "GGUFQuants.quantize: \(type.name) of \(count) elements")
         var out = Data(count: count / type.blockSize * type.bytesPerBlock)
         out.withUnsafeMutableBytes { raw in
             let base = raw.baseAddress!
-            for block in 0 ..< count / type.blockSize {
-                let x = source + block * type.blockSize
-                let o = base + block * type.bytesPerBlock
+            if let blocks = type.blockQuantization {
+                let matrix = QuantizedMatrix(quantizing: source, rows: count / BlockQuantization.blockSize, columns: BlockQuantization.blockSize, as: blocks)
+                base.copyMemory(from: matrix.bytes.baseAddress!, byteCount: matrix.bytes.count)
+                return
+            }
+            for element in 0 ..< count {
                 switch type {
-                case .f32: o.storeBytes(of: x.pointee.bitPattern, as: UInt32.self)
-                case .f16: o.storeBytes(of: halfBits(x.pointee), as: UInt16.self)
-                case .q8_0:
-                    var largest: Float = 0
-                    for i in 0 ..< 32 { largest = max(largest, abs(x[i])) }
-                    let d = largest / 127, inverse: Float = d == 0 ? 0 : 1 / d
-                    o.storeBytes(of: halfBits(d), as: UInt16.self)
-                    for i in 0 ..< 32 {
-                        let q = (x[i] * inverse).rounded(.toNearestOrAwayFromZero)
-                        o.storeBytes(of: Int8(max(-127, min(127, q))), toByteOffset: 2 + i, as: Int8.self)
-                    }
-                case .q4_0:
-                    var signedLargest: Float = 0
-                    for i in 0 ..< 32 where abs(x[i]) > abs(signedLargest) { signedLargest = x[i] }
-                    let d = signedLargest / -8, inverse: Float = d == 0 ? 0 : 1 / d
-                    o.storeBytes(of: halfBits(d), as: UInt16.self)
-                    for j in 0 ..< 16 {
-                        let low = UInt8(max(0, min(15, (x[j] * inverse + 8.5).rounded(.towardZero))))
-                        let high = UInt8(max(0, min(15, (x[j + 16] * inverse + 8.5).rounded(.towardZero))))
-                        o.storeBytes(of: low | high << 4, toByteOffset: 2 + j, as: UInt8.self)
-                    }
-                default:
-                    fatalError("unreachable: checked above")
+                case .f32: (base + 4 * element).storeBytes(of: source[element].bitPattern, as: UInt32.self)
+                case .f16: (base + 2 * element).storeBytes(of: halfBits(source[element]), as: UInt16.self)
+                default: fatalError("unreachable: checked above")
                 }
             }
         }
@@ -227,27 +203,5 @@ public enum GGUFQuants {
     }
 
     /// IEEE binary16 bits of `x`, rounded to nearest even (overflow to infinity).
-    static func halfBits(_ x: Float) -> UInt16 {
-        let bits = x.bitPattern
-        let sign = UInt16((bits >> 16) & 0x8000)
-        let exponent = Int((bits >> 23) & 0xFF)
-        var mantissa = bits & 0x7F_FFFF
-        if exponent == 0xFF { return sign | 0x7C00 | (mantissa != 0 ? 0x200 : 0) }
-        let halfExponent = exponent - 127 + 15
-        if halfExponent >= 0x1F { return sign | 0x7C00 }
-        if halfExponent <= 0 {
-            // Subnormal half (or zero): shift the implicit bit in, round to nearest even.
-            if halfExponent < -10 { return sign }
-            mantissa |= 0x80_0000
-            let shift = UInt32(14 - halfExponent)
-            var half = mantissa >> shift
-            let remainder = mantissa & ((1 << shift) - 1), halfway = UInt32(1) << (shift - 1)
-            if remainder > halfway || (remainder == halfway && half & 1 == 1) { half += 1 }
-            return sign | UInt16(half)
-        }
-        var half = UInt32(halfExponent) << 10 | mantissa >> 13
-        let remainder = mantissa & 0x1FFF
-        if remainder > 0x1000 || (remainder == 0x1000 && half & 1 == 1) { half += 1 }  // may carry into the exponent: correct
-        return sign | UInt16(half)
-    }
+    static func halfBits(_ x: Float) -> UInt16 { HalfPrecision.bits(x) }
 }

@@ -1,0 +1,258 @@
+import CLoomQuant
+import Foundation
+
+/// llama.cpp's 32-element block formats that Loom keeps in memory and multiplies directly.
+///
+/// | type | bytes | layout | value of element i |
+/// |---|---|---|---|
+/// | Q8_0 | 34 | half d, 32 × Int8 | d·q |
+/// | Q4_0 | 18 | half d, 16 bytes of nibbles | d·(q − 8) |
+/// | Q4_1 | 20 | half d, half m, 16 bytes of nibbles | d·q + m |
+///
+/// Byte j of the nibbles holds element j (low nibble) and element j + 16 (high nibble).
+public enum BlockQuantization: String, CaseIterable, Sendable {
+    case q8_0 = "Q8_0"
+    case q4_0 = "Q4_0"
+    case q4_1 = "Q4_1"
+
+    public static let blockSize = 32
+
+    /// ggml's type code (the same numbers GGUF files use).
+    public var ggmlCode: Int32 {
+        switch self {
+        case .q8_0: Int32(LOOM_QUANT_Q8_0)
+        case .q4_0: Int32(LOOM_QUANT_Q4_0)
+        case .q4_1: Int32(LOOM_QUANT_Q4_1)
+        }
+    }
+
+    public var bytesPerBlock: Int {
+        switch self {
+        case .q8_0: 34
+        case .q4_0: 18
+        case .q4_1: 20
+        }
+    }
+
+    /// The lower-case spelling of the command line (`q8_0`, `q4_0`, `q4_1`).
+    public var flagName: String { rawValue.lowercased() }
+
+    /// Quantizes 32 floats into one block, by the rules of the `gguf` package's
+    /// `gguf.quants.quantize` (and llama.cpp's reference quantizers), bit for bit:
+    /// Q8_0 scales by the largest magnitude / 127 and rounds half away from zero; Q4_0 divides
+    /// by the signed value of largest magnitude / −8 and truncates q + 8.5 into 0…15; Q4_1
+    /// maps [min, max] onto 0…15 with d = (max − min) / 15 and truncates q + 0.5.
+    /// Every product and sum is rounded on its own (no fused multiply-add), as NumPy computes.
+    public func quantizeBlock(_ x: UnsafePointer<Float>, into o: UnsafeMutableRawPointer) {
+        switch self {
+        case .q8_0:
+            var largest: Float = 0
+            for i in 0 ..< 32 { largest = Swift.max(largest, abs(x[i])) }
+            let d = largest / 127, inverse: Float = d == 0 ? 0 : 1 / d
+            o.storeBytes(of: HalfPrecision.bits(d), as: UInt16.self)
+            for i in 0 ..< 32 {
+                let q = (x[i] * inverse).rounded(.toNearestOrAwayFromZero)
+                o.storeBytes(of: Int8(Swift.max(-127, Swift.min(127, q))), toByteOffset: 2 + i, as: Int8.self)
+            }
+        case .q4_0:
+            var signedLargest: Float = 0
+            for i in 0 ..< 32 where abs(x[i]) > abs(signedLargest) { signedLargest = x[i] }
+            let d = signedLargest / -8, inverse: Float = d == 0 ? 0 : 1 / d
+            o.storeBytes(of: HalfPrecision.bits(d), as: UInt16.self)
+            for j in 0 ..< 16 {
+                let low = UInt8(Swift.max(0, Swift.min(15, (x[j] * inverse + 8.5).rounded(.towardZero))))
+                let high = UInt8(Swift.max(0, Swift.min(15, (x[j + 16] * inverse + 8.5).rounded(.towardZero))))
+                o.storeBytes(of: low | high << 4, toByteOffset: 2 + j, as: UInt8.self)
+            }
+        case .q4_1:
+            var largest = x[0], smallest = x[0]
+            for i in 1 ..< 32 { largest = Swift.max(largest, x[i]); smallest = Swift.min(smallest, x[i]) }
+            let d = (largest - smallest) / 15, inverse: Float = d == 0 ? 0 : 1 / d
+            o.storeBytes(of: HalfPrecision.bits(d), as: UInt16.self)
+            o.storeBytes(of: HalfPrecision.bits(smallest), toByteOffset: 2, as: UInt16.self)
+            func level(_ value: Float) -> UInt8 {
+                let scaled = (value - smallest) * inverse
+                return UInt8(Swift.max(0, Swift.min(15, (scaled + 0.5).rounded(.towardZero))))
+            }
+            for j in 0 ..< 16 {
+                o.storeBytes(of: level(x[j]) | level(x[j + 16]) << 4, toByteOffset: 4 + j, as: UInt8.self)
+            }
+        }
+    }
+
+    /// The 32 values of one block, equal bit for bit to `gguf.quants.dequantize` (products and
+    /// sums rounded one at a time).
+    public func dequantizeBlock(_ source: UnsafeRawPointer, into output: UnsafeMutablePointer<Float>) {
+        let d = HalfPrecision.float(source.loadUnaligned(as: UInt16.self))
+        switch self {
+        case .q8_0:
+            for i in 0 ..< 32 { output[i] = Float(source.load(fromByteOffset: 2 + i, as: Int8.self)) * d }
+        case .q4_0:
+            for j in 0 ..< 16 {
+                let byte = source.load(fromByteOffset: 2 + j, as: UInt8.self)
+                output[j] = d * Float(Int(byte & 0x0F) - 8)
+                output[j + 16] = d * Float(Int(byte >> 4) - 8)
+            }
+        case .q4_1:
+            let m = HalfPrecision.float(source.loadUnaligned(fromByteOffset: 2, as: UInt16.self))
+            for j in 0 ..< 16 {
+                let byte = source.load(fromByteOffset: 4 + j, as: UInt8.self)
+                let low = d * Float(byte & 0x0F), high = d * Float(byte >> 4)
+                output[j] = low + m
+                output[j + 16] = high + m
+            }
+        }
+    }
+}
+
+/// A `[rows, columns]` weight matrix held as quantized blocks (each row a whole number of
+/// blocks, rows contiguous), multiplied by `quantizedLinear` without being expanded to floats.
+///
+///     let w = QuantizedMatrix(quantizing: weight, as: .q4_1)   // weight: [out, in] floats
+///     let y = quantizedLinear(x, w)                             // ≈ linear(x, weight)
+public final class QuantizedMatrix: @unchecked Sendable {
+    public let type: BlockQuantization
+    public let rows: Int
+    public let columns: Int
+    public let bytesPerRow: Int
+    /// The blocks, row after row (64-byte aligned).
+    public let bytes: UnsafeMutableRawBufferPointer
+
+    public var blocksPerRow: Int { columns / BlockQuantization.blockSize }
+    public var shape: [Int] { [rows, columns] }
+
+    /// An uninitialised matrix (fill `bytes`). `columns` must be a positive multiple of 32.
+    public init(type: BlockQuantization, rows: Int, columns: Int) {
+        precondition(rows > 0 && columns > 0 && columns % BlockQuantization.blockSize == 0,
+                     "QuantizedMatrix: [\(rows), \(columns)] is not whole rows of \(BlockQuantization.blockSize)-element blocks")
+        self.type = type
+        self.rows = rows
+        self.columns = columns
+        bytesPerRow = columns / BlockQuantization.blockSize * type.bytesPerBlock
+        bytes = UnsafeMutableRawBufferPointer.allocate(byteCount: rows * bytesPerRow, alignment: 64)
+    }
+
+    /// A copy of `source`, which must hold exactly `rows × bytesPerRow` bytes of `type` blocks.
+    public convenience init(type: BlockQuantization, rows: Int, columns: Int, copying source: UnsafeRawBufferPointer) {
+        self.init(type: type, rows: rows, columns: columns)
+        precondition(source.count == bytes.count, "QuantizedMatrix: \(source.count) bytes for [\(rows), \(columns)] \(type.rawValue)")
+        bytes.copyMemory(from: source)
+    }
+
+    /// `weight` (`[rows, columns]` floats) quantized block by block.
+    public convenience init(quantizing weight: Tensor, as type: BlockQuantization) {
+        precondition(weight.rank == 2, "QuantizedMatrix: weight must be 2-D, got \(weight.shape)")
+        self.init(quantizing: weight.data, rows: weight.shape[0], columns: weight.shape[1], as: type)
+    }
+
+    /// `rows × columns` floats (row-major) quantized block by block.
+    public convenience init(quantizing source: UnsafePointer<Float>, rows: Int, columns: Int, as type: BlockQuantization) {
+        self.init(type: type, rows: rows, columns: columns)
+        let blocks = rows * blocksPerRow, base = bytes.baseAddress!
+        parallelRanges(blocks, minimumChunk: 4096) { range in
+            for block in range {
+                type.quantizeBlock(source + block * BlockQuantization.blockSize, into: base + block * type.bytesPerBlock)
+            }
+        }
+    }
+
+    deinit { bytes.deallocate() }
+
+    /// The index of the first block whose scale (or Q4_1 minimum) is infinite or NaN, or nil:
+    /// such a block, read from a file, would turn every product it enters into NaN.
+    public func firstNonFiniteBlock() -> Int? {
+        let halves = type == .q4_1 ? [0, 2] : [0]
+        for block in 0 ..< rows * blocksPerRow {
+            for offset in halves where bytes.loadUnaligned(fromByteOffset: block * type.bytesPerBlock + offset, as: UInt16.self) & 0x7C00 == 0x7C00 {
+                return block
+            }
+        }
+        return nil
+    }
+
+    /// Row `row` as floats.
+    public func dequantizeRow(_ row: Int, into output: UnsafeMutablePointer<Float>) {
+        let start = bytes.baseAddress! + row * bytesPerRow
+        for block in 0 ..< blocksPerRow {
+            type.dequantizeBlock(start + block * type.bytesPerBlock, into: output + block * BlockQuantization.blockSize)
+        }
+    }
+
+    /// The whole matrix as floats.
+    public func dequantized() -> Tensor {
+        let result = Tensor(uninitialized: shape)
+        parallelRanges(rows, minimumChunk: 64) { range in
+            for row in range { self.dequantizeRow(row, into: result.data + row * self.columns) }
+        }
+        return result
+    }
+}
+
+/// The implementations of the quantized kernels. `best` is AVX2 (with FMA and F16C) when the
+/// processor and operating system support it, otherwise the portable C version; both give
+/// the same bits. (No AVX-512 version: none of the machines it could be tested on has it.)
+public enum QuantizedKernel: Sendable, CaseIterable {
+    case avx2
+    case portable
+
+    public static let best: QuantizedKernel = {
+        let cpu = CPUFeatures.current
+        return cpu.hasAVX2FMA && cpu.f16c ? .avx2 : .portable
+    }()
+
+    public var isSupported: Bool { self == .portable || QuantizedKernel.best == .avx2 }
+}
+
+/// Each row of `x` (`[..., columns]`, columns a multiple of 32) quantized to 8 bits per block
+/// of 32, as the quantized kernels take activations.
+public func quantizeActivations(_ x: UnsafePointer<Float>, rows: Int, columns: Int, kernel: QuantizedKernel = .best)
+    -> UnsafeMutableBufferPointer<LoomActivationBlock> {
+    let blocks = columns / BlockQuantization.blockSize
+    let out = UnsafeMutableBufferPointer<LoomActivationBlock>.allocate(capacity: Swift.max(1, rows * blocks))
+    let base = out.baseAddress!
+    func quantizeRows(_ range: Range<Int>) {
+        let start = x + range.lowerBound * columns, destination = base + range.lowerBound * blocks
+        switch kernel {
+        case .avx2: loom_quantize_activations_avx2(start, destination, Int32(range.count * blocks))
+        case .portable: loom_quantize_activations_scalar(start, destination, Int32(range.count * blocks))
+        }
+    }
+    if rows == 1 { quantizeRows(0 ..< 1) } else { parallelRanges(rows, minimumChunk: 4) { quantizeRows($0) } }
+    return out
+}
+
+/// `x · weightᵀ` with a quantized weight: the activations are quantized to 8 bits per block,
+/// multiplied in integers and scaled per block. `x` is `[..., in]`, the result `[..., out]`;
+/// with `accumulatingInto` the products are added into that tensor instead (and it is returned).
+/// Output rows are spread over Loom's threads; each output element is computed by one thread
+/// in a fixed order, so the result does not depend on the thread count or on how many rows
+/// `x` has. No gradient is recorded: quantized weights are for inference.
+@discardableResult
+public func quantizedLinear(_ x: Tensor, _ weight: QuantizedMatrix, accumulatingInto y: Tensor? = nil,
+                            kernel: QuantizedKernel = .best) -> Tensor {
+    precondition(x.lastDimension == weight.columns,
+                 "quantizedLinear: input \(x.shape) does not match the quantized weight [\(weight.rows), \(weight.columns)]")
+    let rows = x.rows
+    let output = y ?? Tensor(uninitialized: Array(x.shape.dropLast()) + [weight.rows])
+    precondition(output.lastDimension == weight.rows && output.rows == rows,
+                 "quantizedLinear: \(x.shape) · [\(weight.rows), \(weight.columns)]ᵀ does not fit \(output.shape)")
+    Profiler.time("linear", phase: .forward) {
+        let activations = quantizeActivations(x.data, rows: rows, columns: weight.columns, kernel: kernel)
+        defer { activations.deallocate() }
+        let w = weight.bytes.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        let a = UnsafePointer(activations.baseAddress!), out = output.data
+        let type = weight.type.ggmlCode, bytesPerRow = weight.bytesPerRow, blocks = Int32(weight.blocksPerRow)
+        let ldy = weight.rows, accumulate: Int32 = y == nil ? 0 : 1
+        parallelRanges(weight.rows, minimumChunk: 32) { range in
+            switch kernel {
+            case .avx2:
+                loom_quant_matmul_avx2(type, w, bytesPerRow, blocks, Int32(range.lowerBound), Int32(range.upperBound),
+                                       a, Int32(rows), out, ldy, accumulate)
+            case .portable:
+                loom_quant_matmul_scalar(type, w, bytesPerRow, blocks, Int32(range.lowerBound), Int32(range.upperBound),
+                                         a, Int32(rows), out, ldy, accumulate)
+            }
+        }
+    }
+    return output
+}
