@@ -17,6 +17,7 @@ struct StageFlags: ParsableArguments {
     @Option(help: "Random seed.") var seed: UInt64?
     @Option(help: "Threads.") var threads: Int?
     @Option(help: "Complete checkpoints kept in --out/checkpoints (the newest).") var keepCheckpoints: Int?
+    @Option(help: "Under mpirun: 1 shards the optimizer state across ranks (ZeRO-1), 0 keeps it whole on every rank.") var zero: Int?
     @Flag(help: "Continue the run in --out from its latest complete checkpoint.") var resume = false
     @Flag(help: "Replace the run already in --out (its model, checkpoints and metrics).") var overwrite = false
     @Flag(help: "With --resume: continue even though settings that shape the run differ from the checkpoint's.") var allowChanges = false
@@ -37,6 +38,7 @@ struct StageFlags: ParsableArguments {
         if let logInterval { settings.logInterval = logInterval }
         if let seed { settings.seed = seed }
         if let threads { settings.threads = threads }
+        if let zero { settings.zeroStage = zero }
     }
 }
 
