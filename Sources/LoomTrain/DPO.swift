@@ -263,7 +263,7 @@ public final class DPOTrainer {
                                  seconds: run.seconds, trainLoss: lastLoss, trainAccuracy: lastAccuracy, heldout: heldoutMetrics!,
                                  initialEvaluation: initialEvaluation, finalEvaluation: finalEvaluation,
                                  referenceForwards: referenceForwards)
-        try writeSummary(summary, to: options.output.appendingPathComponent("dpo_summary.json"))
+        if run.parallel.isPrimary { try writeSummary(summary, to: options.output.appendingPathComponent("dpo_summary.json")) }
         return summary
     }
 

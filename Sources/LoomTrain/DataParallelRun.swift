@@ -39,6 +39,9 @@ extension StageRun {
     /// This rank's share of a global batch (all of it in a single process).
     public func localBatch<T>(_ globalBatch: [T]) throws -> [T] {
         do { return try parallel.localSlice(globalBatch) }
-        catch { throw TrainingError("\(stage): \(error) (--batch-size is per rank: \(settings.batchSize) × \(parallel.size) ranks)") }
+        catch {
+            let cut = globalBatch.count < globalBatchSize ? ", cut to the \(globalBatch.count) examples the data holds" : ""
+            throw TrainingError("\(stage): \(error) (--batch-size is per rank: \(settings.batchSize) × \(parallel.size) ranks = \(globalBatchSize)\(cut))")
+        }
     }
 }

@@ -209,8 +209,8 @@ public final class StageRun {
     /// The end of a run: the last checkpoint, and its model files made the output directory's
     /// own, so that `output` is a plain Hugging Face model directory for the next stage.
     public func finish() throws {
-        guard parallel.isPrimary else { return }
         let directory = try checkpoint()
+        guard parallel.isPrimary else { return }
         try store.exportModel(from: directory, excluding: Set(extraStateFiles))
     }
 
