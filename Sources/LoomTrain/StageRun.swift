@@ -136,17 +136,18 @@ public final class StageRun {
         }
     }
 
-    /// Clips, applies AdamW, advances the step. Call after the backward pass(es).
-    /// Throws on a non-finite gradient, keeping the last checkpoint.
+    /// Averages the ranks' gradients, clips, applies AdamW, advances the step (unless
+    /// `advancing` is false: GRPO's inner updates on one batch share its step). Call after the
+    /// backward pass(es). Throws on a non-finite gradient, keeping the last checkpoint.
     @discardableResult
-    public func optimizerStep() throws -> (gradNorm: Float, learningRate: Float) {
+    public func optimizerStep(advancing: Bool = true) throws -> (gradNorm: Float, learningRate: Float) {
         let lr = learningRate
         let norm = optimizerStepper.reduceAndClip(maxNorm: settings.gradClip)
         guard norm.isFinite else {
             throw TrainingError("\(stage): gradient norm is \(norm) at step \(state.step + 1); stopping: \(store.describeLastCheckpoint())")
         }
         optimizerStepper.update(learningRate: lr)
-        state.step += 1
+        if advancing { state.step += 1 }
         return (norm, lr)
     }
 

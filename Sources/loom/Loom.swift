@@ -37,7 +37,7 @@ struct Loom: ParsableCommand {
         do {
             var command = try parseAsRoot()
             if World.isDistributed && !(command is DataParallelCommand) {
-                throw ValidationError("only pretrain, sft and dpo run data-parallel under mpirun; run this command as one process")
+                throw ValidationError("only pretrain, sft, reward, dpo and grpo run data-parallel under mpirun; run this command as one process")
             }
             try command.run()
             World.finalize()
@@ -58,3 +58,5 @@ protocol DataParallelCommand {}
 extension PretrainCommand: DataParallelCommand {}
 extension SFTCommand: DataParallelCommand {}
 extension DPOCommand: DataParallelCommand {}
+extension RewardCommand: DataParallelCommand {}
+extension GRPOCommand: DataParallelCommand {}

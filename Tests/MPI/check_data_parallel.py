@@ -205,12 +205,20 @@ def main():
             compare_runs(checker, f"pretrain{label}, 2 ranks × 2 = 1 × 4", "pretrain-1", out)
             checker.check(f"pretrain{label}: global tokens in metrics", metric(os.path.join(root, out), "tokens")
                           == metric(os.path.join(root, "pretrain-1"), "tokens"))
-        for stage, data in [("sft", "tasks/sft_train.jsonl"), ("dpo", "tasks/preferences_train.jsonl")]:
+        for stage, data in [("sft", "tasks/sft_train.jsonl"), ("dpo", "tasks/preferences_train.jsonl"), ("reward", "tasks/rankings_train.jsonl")]:
             checker.must(checker.loom_once(*stage_args(stage, data, f"{stage}-1", 4)), f"{stage}, 1 process")
             for label, zero in variants:
                 out = f"{stage}-2" + label.replace(" ", "")
                 checker.must(checker.mpirun(2, *stage_args(stage, data, out, 2, *zero)), f"{stage}{label}, 2 ranks")
                 compare_runs(checker, f"{stage}{label}, 2 ranks × 2 = 1 × 4", f"{stage}-1", out)
+
+        # GRPO: each rank rolls out its slice of the prompts (sampled with other random streams
+        # than one process would use, so only the run itself is checked: it ends, rank 0 writes).
+        code, output, _ = checker.mpirun(2, "grpo", "--model", "base", "--prompts", "tasks/prompts_train.jsonl", "--out", "grpo-2",
+                                         "--steps", "2", "--batch-size", "2", "--group-size", "2", "--max-new-tokens", "4",
+                                         "--threads", "1", "--log-interval", "100")
+        steps = metric(os.path.join(root, "grpo-2"), "reward") if code == 0 else []
+        checker.check("grpo, 2 ranks: runs to the end, one metrics line per step", code == 0 and len(steps) == 2, f"exit {code}")
 
         # A run written by 2 ranks resumes on 1 (same global batch) and continues the same curve.
         for label, zero in variants:
@@ -232,8 +240,9 @@ def main():
         code, output, seconds = checker.mpirun(2, *pretrain_args("per_rank.json", "killed"), env={"LOOM_FAULT_CHECKPOINT": "1"}, timeout=60)
         checker.check("a rank killed mid-run stops the others", code not in (0, None) and "signal 9" in output,
                       f"exit {code} after {seconds:.1f} s")
-        code, output, seconds = checker.mpirun(2, "reward", "--model", "base", "--data", "tasks/rankings_train.jsonl", "--out", "rm",
-                                               "--steps", "1", "--batch-size", "2", "--threads", "1")
+        checker.must(checker.loom_once(*stage_args("reward", "tasks/rankings_train.jsonl", "rm", 2)), "reward model for ppo")
+        code, output, seconds = checker.mpirun(2, "ppo", "--policy", "base", "--reward", "rm", "--prompts", "tasks/prompts_train.jsonl",
+                                               "--out", "ppo", "--steps", "1", "--batch-size", "2", "--threads", "1")
         checker.check("a command that does not train data-parallel is refused", code not in (0, None) and "data-parallel" in output,
                       f"exit {code}")
     finally:
