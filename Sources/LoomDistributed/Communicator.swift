@@ -30,6 +30,9 @@ public protocol Communicator: AnyObject {
     func reduceScatter(_ buffer: UnsafeMutableBufferPointer<Float>, blocks: [Range<Int>], _ operation: ReduceOperation)
     /// Each rank contributes `blocks[rank]` of `buffer`; every rank ends with every block.
     func allGather(_ buffer: UnsafeMutableBufferPointer<Float>, blocks: [Range<Int>])
+    /// Each rank sends `block` (`blocks[rank].count` elements); `root` receives every rank's
+    /// block at its place in `whole` (nil on the other ranks, which need no room for the whole).
+    func gather(_ block: UnsafeMutableBufferPointer<Float>, into whole: UnsafeMutableBufferPointer<Float>?, blocks: [Range<Int>], root: Int)
     /// Copies `root`'s bytes to every rank.
     func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int)
     /// Returns when every rank has called it.
@@ -76,6 +79,10 @@ public final class SingleProcessCommunicator: Communicator {
     public func allReduce(_ buffer: UnsafeMutableBufferPointer<Double>, _ operation: ReduceOperation) {}
     public func reduceScatter(_ buffer: UnsafeMutableBufferPointer<Float>, blocks: [Range<Int>], _ operation: ReduceOperation) {}
     public func allGather(_ buffer: UnsafeMutableBufferPointer<Float>, blocks: [Range<Int>]) {}
+    public func gather(_ block: UnsafeMutableBufferPointer<Float>, into whole: UnsafeMutableBufferPointer<Float>?, blocks: [Range<Int>], root: Int) {
+        guard let whole, let source = block.baseAddress, let target = whole.baseAddress?.advanced(by: blocks[0].lowerBound), source != target else { return }
+        target.update(from: source, count: block.count)
+    }
     public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) {}
     public func barrier() {}
 }

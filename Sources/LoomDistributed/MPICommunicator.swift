@@ -77,6 +77,19 @@ public final class MPICommunicator: Communicator {
         MPI_Allgatherv(loom_mpi_in_place(), 0, loom_mpi_float(), base, counts, displacements, loom_mpi_float(), communicator)
     }
 
+    public func gather(_ block: UnsafeMutableBufferPointer<Float>, into whole: UnsafeMutableBufferPointer<Float>?, blocks: [Range<Int>], root: Int) {
+        precondition(blocks.count == size && block.count == blocks[rank].count, "gather: block of \(block.count) for blocks \(blocks)")
+        precondition((blocks.last?.upperBound ?? 0) <= Int(Int32.max), "gather: buffers over 2^31 elements are not supported")
+        let counts = blocks.map { Int32($0.count) }, displacements = blocks.map { Int32($0.lowerBound) }
+        if rank == root {
+            precondition(whole != nil, "gather: the root needs a buffer for the whole")
+            MPI_Gatherv(block.baseAddress, Int32(block.count), loom_mpi_float(), whole!.baseAddress, counts, displacements,
+                        loom_mpi_float(), Int32(root), communicator)
+        } else {
+            MPI_Gatherv(block.baseAddress, Int32(block.count), loom_mpi_float(), nil, nil, nil, loom_mpi_float(), Int32(root), communicator)
+        }
+    }
+
     public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) {
         guard let base = buffer.baseAddress, buffer.count > 0 else { return }
         for start in stride(from: 0, to: buffer.count, by: Self.chunk) {

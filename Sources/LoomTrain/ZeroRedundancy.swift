@@ -64,17 +64,18 @@ final class DataParallelOptimizer {
         }
     }
 
-    /// The whole optimizer state, for a checkpoint. Under ZeRO-1 every rank must call it (the
-    /// moments' blocks are all-gathered into a full-size optimizer, for the duration of the save).
+    /// The whole optimizer state, for rank 0 to write in a checkpoint. Under ZeRO-1 every rank
+    /// must call it: the moments' blocks are gathered into a full-size optimizer on rank 0 only,
+    /// for the duration of the save (the other ranks never hold more than their block, and get
+    /// their own optimizer back, which they do not write).
     func gatheredState() -> AdamW {
         guard isSharded else { return optimizer }
-        let full = AdamW(parameters: parameters, hyperparameters: optimizer.hyperparameters)
-        for (block, whole) in [(optimizer.firstMoment, full.firstMoment), (optimizer.secondMoment, full.secondMoment)] {
-            (whole.pointer + optimizer.shard.lowerBound).update(from: block.pointer, count: block.count)
-            parallel.communicator.allGather(whole.buffer, blocks: blocks)
+        let full = parallel.isPrimary ? AdamW(parameters: parameters, hyperparameters: optimizer.hyperparameters) : nil
+        for (block, whole) in [(optimizer.firstMoment, full?.firstMoment), (optimizer.secondMoment, full?.secondMoment)] {
+            parallel.communicator.gather(block.buffer, into: whole?.buffer, blocks: blocks, root: 0)
         }
-        full.restore(step: optimizer.step)
-        return full
+        full?.restore(step: optimizer.step)
+        return full ?? optimizer
     }
 
     /// A full-size optimizer for `Checkpoint.restore` to fill (the optimizer itself unless

@@ -23,6 +23,11 @@ final class DataParallelTests: XCTestCase {
         XCTAssertEqual(parallel.meanWeight(localCount: 7).weight, 1)
         XCTAssertEqual(parallel.averaged([1, 2]), [1, 2])
         try parallel.checkSameLaunch(["a": "1"])
+        var block: [Float] = [1, 2], whole: [Float] = [0, 0]
+        block.withUnsafeMutableBufferPointer { b in
+            whole.withUnsafeMutableBufferPointer { w in parallel.communicator.gather(b, into: w, blocks: [0..<2], root: 0) }
+        }
+        XCTAssertEqual(whole, [1, 2])
     }
 
     /// A rank's slice as a rank of a larger group would see it (the slice arithmetic, without MPI).
@@ -34,6 +39,7 @@ final class DataParallelTests: XCTestCase {
             func allReduce(_ buffer: UnsafeMutableBufferPointer<Double>, _ operation: ReduceOperation) {}
             func reduceScatter(_ buffer: UnsafeMutableBufferPointer<Float>, blocks: [Range<Int>], _ operation: ReduceOperation) {}
             func allGather(_ buffer: UnsafeMutableBufferPointer<Float>, blocks: [Range<Int>]) {}
+            func gather(_ block: UnsafeMutableBufferPointer<Float>, into whole: UnsafeMutableBufferPointer<Float>?, blocks: [Range<Int>], root: Int) {}
             func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) {}
             func barrier() {}
         }
