@@ -10,8 +10,6 @@ public final class MPICommunicator: Communicator {
     public let rank: Int
     public let size: Int
     private let communicator = loom_mpi_comm_world()
-    /// Receive space of `reduceScatter`, kept between calls (MPI places the block at its start).
-    private var scratch: [Float] = []
 
     init() {
         var rank: Int32 = 0, size: Int32 = 0
@@ -54,20 +52,32 @@ public final class MPICommunicator: Communicator {
         }
     }
 
+    /// Each block is reduced onto its rank (`MPI_Reduce`, in place there) in chunks of at most
+    /// `reduceChunk` elements, rather than by one `MPI_Reduce_scatter`: that needs a receive
+    /// buffer of the block's size and, inside Open MPI, temporaries as large as the whole
+    /// buffer — the very memory ZeRO-1 sets out to save. The chunks bound both.
     public func reduceScatter(_ buffer: UnsafeMutableBufferPointer<Float>, blocks: [Range<Int>], _ operation: ReduceOperation) {
         precondition(blocks.count == size && blocks.first?.lowerBound == 0 && blocks.last?.upperBound == buffer.count,
                      "reduceScatter: \(blocks.count) blocks for \(size) ranks over \(buffer.count) elements")
-        precondition(buffer.count <= Int(Int32.max), "reduceScatter: buffers over 2^31 elements are not supported")
         guard let base = buffer.baseAddress else { return }
-        let counts = blocks.map { Int32($0.count) }
-        let mine = blocks[rank]
-        if scratch.count < mine.count { scratch = [Float](repeating: 0, count: mine.count) }
-        scratch.withUnsafeMutableBufferPointer { receive in
-            MPI_Reduce_scatter(base, receive.baseAddress, counts, loom_mpi_float(), Self.mpiOperation(operation), communicator)
-            let scale: Float = operation == .average ? 1 / Float(size) : 1
-            for i in 0..<mine.count { base[mine.lowerBound + i] = receive[i] * scale }
+        for (owner, block) in blocks.enumerated() {
+            for start in stride(from: block.lowerBound, to: block.upperBound, by: Self.reduceChunk) {
+                let n = min(Self.reduceChunk, block.upperBound - start)
+                if owner == rank {
+                    MPI_Reduce(loom_mpi_in_place(), base + start, Int32(n), loom_mpi_float(), Self.mpiOperation(operation), Int32(owner), communicator)
+                } else {
+                    MPI_Reduce(base + start, nil, Int32(n), loom_mpi_float(), Self.mpiOperation(operation), Int32(owner), communicator)
+                }
+            }
+        }
+        if operation == .average {
+            let scale = 1 / Float(size)
+            for i in blocks[rank] { base[i] *= scale }
         }
     }
+
+    /// Elements per `MPI_Reduce` of `reduceScatter` (16 MiB of floats).
+    static let reduceChunk = 1 << 22
 
     public func allGather(_ buffer: UnsafeMutableBufferPointer<Float>, blocks: [Range<Int>]) {
         precondition(blocks.count == size, "allGather: \(blocks.count) blocks for \(size) ranks")
