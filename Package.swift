@@ -20,6 +20,7 @@ let package = Package(
         .library(name: "LoomTokenizer", targets: ["LoomTokenizer"]),
         .library(name: "LoomData", targets: ["LoomData"]),
         .library(name: "LoomTrain", targets: ["LoomTrain"]),
+        .library(name: "LoomDistributed", targets: ["LoomDistributed"]),
         .library(name: "LoomInference", targets: ["LoomInference"]),
         .library(name: "LoomEval", targets: ["LoomEval"]),
         .library(name: "LoomPipeline", targets: ["LoomPipeline"]),
@@ -46,11 +47,15 @@ let package = Package(
             dependencies: ["CLoomCPU", "CLoomQuant", "COpenBLAS", .product(name: "Numerics", package: "swift-numerics")],
             swiftSettings: kernelFlags
         ),
+        // Open MPI's headers and library (libopenmpi-dev, installed by scripts/install_dependencies.sh);
+        // MPI itself is initialised only when the process was started by mpirun (World.swift).
+        .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
+        .target(name: "LoomDistributed", dependencies: ["CMPI", "LoomTensor"], swiftSettings: fastFlags),
         .target(name: "LoomNN", dependencies: ["LoomTensor"], swiftSettings: fastFlags),
         .target(name: "LoomTokenizer", swiftSettings: fastFlags),
         .target(name: "LoomData", dependencies: ["LoomTokenizer"], swiftSettings: fastFlags),
         .target(name: "LoomInference", dependencies: ["LoomNN", "LoomTokenizer"], swiftSettings: fastFlags),
-        .target(name: "LoomTrain", dependencies: ["LoomNN", "LoomData", "LoomTokenizer", "LoomInference"], swiftSettings: fastFlags),
+        .target(name: "LoomTrain", dependencies: ["LoomNN", "LoomData", "LoomTokenizer", "LoomInference", "LoomDistributed"], swiftSettings: fastFlags),
         .target(name: "LoomEval", dependencies: ["LoomTensor", "LoomInference", "LoomData", "LoomTrain"], swiftSettings: fastFlags),
         .target(name: "LoomPipeline", dependencies: ["LoomData", "LoomTrain", "LoomInference", "LoomEval", "LoomTokenizer"], swiftSettings: fastFlags),
         // The OpenAI-compatible server (`loom serve`): HTTP on Hummingbird, a continuous-batching
@@ -65,6 +70,7 @@ let package = Package(
             name: "loom",
             dependencies: [
                 "LoomTensor", "LoomNN", "LoomTokenizer", "LoomData", "LoomTrain", "LoomInference", "LoomEval", "LoomPipeline", "LoomServe",
+                "LoomDistributed",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: fastFlags
@@ -76,6 +82,7 @@ let package = Package(
         .testTarget(name: "LoomPipelineTests", dependencies: ["LoomPipeline", "LoomData", "LoomTrain"]),
         .testTarget(name: "LoomInferenceTests", dependencies: ["LoomInference", "LoomNN", "LoomTokenizer"]),
         .testTarget(name: "LoomServeTests", dependencies: ["LoomServe", "LoomInference", "LoomNN", "LoomTokenizer"]),
+        .testTarget(name: "LoomDistributedTests", dependencies: ["LoomDistributed", "LoomTensor"]),
         .testTarget(name: "LoomTrainTests", dependencies: ["LoomTrain", "LoomInference", "LoomEval"], exclude: ["Reference"]),
     ],
     swiftLanguageModes: [.v5]

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test suite: installs what it needs, runs `swift test`, fuzzes the release `loom` with
-# mutated inputs (a short run of Benchmarks/fuzz/fuzz.py), then regenerates the reference
+# mutated inputs (a short run of Benchmarks/fuzz/fuzz.py), checks data-parallel training under
+# mpirun against one process (Tests/MPI/check_data_parallel.py), then regenerates the reference
 # files with PyTorch / transformers / tokenizers and checks that they still equal the
 # committed ones (so the parity tests compare against live references, not stale files), and
 # checks `loom serve` with the official openai client and its chat page in headless Chromium.
@@ -39,6 +40,15 @@ swift build -c release --product loom
 rm -rf .build/fuzz-failures
 if python3 Benchmarks/fuzz/fuzz.py --loom "$(swift build -c release --show-bin-path)/loom" --cases 300 --seed 1 \
         --keep .build/fuzz-failures; then
+    passed=$(( passed + 1 ))
+else
+    failed=$(( failed + 1 )); status=1
+fi
+
+# mpirun -np 2 with batch B per rank against one process with batch 2B (pretrain, sft, dpo,
+# with and without --zero 1, resumed across rank counts) and bad launches. Counted as one test.
+echo "== data-parallel training under mpirun (release build)"
+if python3 Tests/MPI/check_data_parallel.py --loom "$(swift build -c release --show-bin-path)/loom" --zero; then
     passed=$(( passed + 1 ))
 else
     failed=$(( failed + 1 )); status=1

@@ -4,7 +4,9 @@ import Foundation
 /// p ← p·(1 − lr·λ) before the Adam step, bias-corrected moments, and the same order of
 /// floating-point operations as PyTorch's single-tensor path, so that both produce the same
 /// parameters to float rounding. Weight decay applies to matrices only (rank ≥ 2), not to
-/// norm weights. Moments live in two flat buffers laid out like the parameters.
+/// norm weights. Moments live in two flat buffers laid out like the parameters — or, sharded
+/// (ZeRO-1, `ZeroOptimizer`), like the slice `shard` of them: the optimizer then updates that
+/// slice of the parameters only.
 public final class AdamW {
     public struct Hyperparameters: Codable, Equatable, Sendable {
         public var beta1: Float = 0.9
@@ -18,6 +20,10 @@ public final class AdamW {
 
     public let parameters: ParameterStore
     public var hyperparameters: Hyperparameters
+    /// The elements of the flat parameter buffer this optimizer updates and holds moments for
+    /// (all of them unless sharded).
+    public let shard: Range<Int>
+    /// Moments of `shard`: element `i` of the moments belongs to parameter element `shard.lowerBound + i`.
     public let firstMoment: Storage
     public let secondMoment: Storage
     /// Optimizer steps taken (PyTorch's `step` state).
@@ -25,11 +31,13 @@ public final class AdamW {
     /// (offset, count, decayed) for each parameter, in storage order.
     let ranges: [(offset: Int, count: Int, decayed: Bool)]
 
-    public init(parameters: ParameterStore, hyperparameters: Hyperparameters = Hyperparameters()) {
+    public init(parameters: ParameterStore, hyperparameters: Hyperparameters = Hyperparameters(), shard: Range<Int>? = nil) {
         self.parameters = parameters
         self.hyperparameters = hyperparameters
-        firstMoment = Storage(count: parameters.count)
-        secondMoment = Storage(count: parameters.count)
+        self.shard = shard ?? 0..<parameters.count
+        precondition(self.shard.lowerBound >= 0 && self.shard.upperBound <= parameters.count, "AdamW: shard \(self.shard) outside \(parameters.count) parameters")
+        firstMoment = Storage(count: self.shard.count)
+        secondMoment = Storage(count: self.shard.count)
         ranges = parameters.entries.map { ($0.offset, $0.tensor.count, $0.shape.count >= 2) }
     }
 
@@ -41,13 +49,16 @@ public final class AdamW {
         let biasCorrection2Sqrt = (1 - Foundation.pow(h.beta2, Float(step))).squareRoot()
         let stepSize = lr / biasCorrection1
         let p = parameters.values.pointer, g = parameters.gradients.pointer
-        let m = firstMoment.pointer, v = secondMoment.pointer
+        // Moments indexed like the parameters (shifted back by the shard's start).
+        let m = firstMoment.pointer - shard.lowerBound, v = secondMoment.pointer - shard.lowerBound
         Profiler.time("adamw", phase: .optimizer) {
             for range in ranges {
+                let start = max(range.offset, shard.lowerBound), end = min(range.offset + range.count, shard.upperBound)
+                guard start < end else { continue }
                 let decay: Float = range.decayed ? 1 - lr * h.weightDecay : 1
-                parallelRanges(range.count, minimumChunk: 1 << 14) { chunk in
+                parallelRanges(end - start, minimumChunk: 1 << 14) { chunk in
                     for j in chunk {
-                        let i = range.offset + j
+                        let i = start + j
                         let grad = g[i]
                         p[i] *= decay
                         m[i] += (grad - m[i]) * (1 - h.beta1)              // lerp, as PyTorch

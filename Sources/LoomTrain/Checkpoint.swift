@@ -432,6 +432,8 @@ public enum RunSignature {
     public static let resumableChanges: Set<String> = [
         "steps", "threads", "logInterval", "evalInterval", "checkpointInterval", "keepCheckpoints",
         "mode", "allowChanges", "output", "outputDirectory", "stopAfterStep", "resume",
+        // Sharding the optimizer state across ranks changes where it lives, not the run.
+        "zeroStage",
     ]
 
     public static func of(_ value: Any, excluding: Set<String> = resumableChanges) -> [String: String] {

@@ -1,5 +1,6 @@
 import Foundation
 import LoomData
+import LoomDistributed
 import LoomInference
 import LoomTokenizer
 
@@ -200,7 +201,7 @@ public final class DPOTrainer {
 
         let run = try StageRun(stage: "dpo", model: model, tokenizer: tokenizer, settings: settings, output: options.output, mode: options.mode,
                                inputs: [options.model] + options.data + options.heldoutPreferences, signature: RunSignature.of(options),
-                               allowChanges: options.allowChanges)
+                               allowChanges: options.allowChanges, dataParallel: true, launchFingerprint: ["data.pairs": pairFingerprint(train + heldout)])
         var initialEvaluation: [String: Double] = [:]
         if let evaluate, run.resumedFrom == nil || run.state.step == 0 {
             initialEvaluation = try model.withAdaptersMerged { try evaluate(model) }
@@ -209,27 +210,32 @@ public final class DPOTrainer {
         }
 
         func batchIndices(step: Int) -> [Int] {
-            epochBatchIndices(step: step, count: train.count, batchSize: settings.batchSize, seed: settings.seed)
+            epochBatchIndices(step: step, count: train.count, batchSize: run.globalBatchSize, seed: settings.seed)
         }
 
         var lastLoss = Double.nan, lastAccuracy = Double.nan
         var heldoutMetrics: DPOPreferenceMetrics? = nil
         var finalEvaluation: [String: Double] = [:]
         while !run.isFinished {
-            let batch = batchIndices(step: run.state.step).map { train[$0] }
+            let batch = try run.localBatch(batchIndices(step: run.state.step)).map { train[$0] }
             run.zeroGradients()
             let tape = Tape()
             let result = tape.record { dpoBatchLoss(batch, model: model, padID: padID, maxLength: maxLength) }
             try run.requireFinite(result.loss.item)
             tape.backward(from: result.loss)
             let (norm, lr) = try run.optimizerStep()
-            lastLoss = Double(result.loss.item)
-            lastAccuracy = Double(pairwiseAccuracy(chosen: result.chosenRewards, rejected: result.rejectedRewards))
+            // Means over this rank's pairs; every rank holds as many, so their average is the
+            // global batch's mean.
+            let stepStatistics = run.parallel.averaged([
+                Double(result.loss.item), Double(pairwiseAccuracy(chosen: result.chosenRewards, rejected: result.rejectedRewards)),
+                Double(meanRewardMargin(chosen: result.chosenRewards, rejected: result.rejectedRewards)),
+                Double(result.chosenRewards.reduce(0, +)) / Double(batch.count), Double(result.rejectedRewards.reduce(0, +)) / Double(batch.count),
+            ])
+            lastLoss = stepStatistics[0]
+            lastAccuracy = stepStatistics[1]
             var record: [String: Any] = [
                 "loss": lastLoss, "accuracy": lastAccuracy, "lr": Double(lr), "grad_norm": Double(norm),
-                "margin": Double(meanRewardMargin(chosen: result.chosenRewards, rejected: result.rejectedRewards)),
-                "chosen_reward": Double(result.chosenRewards.reduce(0, +)) / Double(batch.count),
-                "rejected_reward": Double(result.rejectedRewards.reduce(0, +)) / Double(batch.count),
+                "margin": stepStatistics[2], "chosen_reward": stepStatistics[3], "rejected_reward": stepStatistics[4],
             ]
             var show = ["loss", "accuracy", "margin", "lr"]
             if run.shouldEvaluate {
@@ -257,7 +263,7 @@ public final class DPOTrainer {
                                  seconds: run.seconds, trainLoss: lastLoss, trainAccuracy: lastAccuracy, heldout: heldoutMetrics!,
                                  initialEvaluation: initialEvaluation, finalEvaluation: finalEvaluation,
                                  referenceForwards: referenceForwards)
-        try writeSummary(summary, to: options.output.appendingPathComponent("dpo_summary.json"))
+        if run.parallel.isPrimary { try writeSummary(summary, to: options.output.appendingPathComponent("dpo_summary.json")) }
         return summary
     }
 
@@ -342,4 +348,16 @@ func writeSummary<T: Encodable>(_ summary: T, to url: URL) throws {
     encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
     try writeAtomically(try encoder.encode(summary), to: url)
+}
+
+/// A fingerprint of tokenised pairs and their reference log-probs (which differ when the ranks
+/// loaded different models), compared across the ranks of a data-parallel run.
+func pairFingerprint(_ pairs: [TokenizedPair]) -> String {
+    var fingerprint = Fingerprint()
+    fingerprint.add(pairs.count)
+    for pair in pairs {
+        fingerprint.add(pair.prompt); fingerprint.add(pair.chosen); fingerprint.add(pair.rejected)
+        fingerprint.add([pair.referenceChosen, pair.referenceRejected])
+    }
+    return fingerprint.hex
 }

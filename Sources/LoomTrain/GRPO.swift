@@ -1,5 +1,6 @@
 import Foundation
 import LoomData
+import LoomDistributed
 import LoomInference
 import LoomTokenizer
 
@@ -176,8 +177,15 @@ public final class GRPOTrainer {
 
         // The reference is the model as loaded (before a resume restores later weights).
         let reference = o.klBeta != 0 ? frozenReference(of: model, settings: settings) : nil
+        // Dynamic sampling draws a different number of rounds on each rank: one process only.
+        if o.dynamicSampling && World.isDistributed {
+            throw TrainingError("GRPO: --dynamic-sampling does not run data-parallel; run it as one process (without mpirun)")
+        }
+        var promptFingerprint = Fingerprint()
+        for prompt in encodedPrompts { promptFingerprint.add(prompt) }
         let run = try StageRun(stage: "grpo", model: model, tokenizer: tokenizer, settings: settings, output: o.output, mode: o.mode,
-                               inputs: [o.model] + o.prompts + (o.rewardModel.map { [$0] } ?? []), signature: RunSignature.of(o), allowChanges: o.allowChanges)
+                               inputs: [o.model] + o.prompts + (o.rewardModel.map { [$0] } ?? []), signature: RunSignature.of(o), allowChanges: o.allowChanges,
+                               dataParallel: true, launchFingerprint: ["data.prompts": promptFingerprint.hex])
         logLine("GRPO: \(prompts.count) prompts, \(settings.steps) steps × \(settings.batchSize) prompts × \(o.groupSize) samples, reward \(reward == nil ? o.reward.rawValue : "custom"), KL β \(o.klBeta), ε \(o.clipEpsilon), μ \(o.updatesPerBatch), T \(o.temperature), top-p \(o.topP)")
 
         var initialEvaluation: [String: Double] = [:], finalEvaluation: [String: Double] = [:]
@@ -187,7 +195,7 @@ public final class GRPOTrainer {
             try run.metrics.log(initialEvaluation.merging(["step": 0]) { $1 })
         }
         func promptIndices(step: Int) -> [Int] {
-            epochBatchIndices(step: step, count: prompts.count, batchSize: settings.batchSize, seed: settings.seed)
+            epochBatchIndices(step: step, count: prompts.count, batchSize: run.globalBatchSize, seed: settings.seed)
         }
 
         /// G samples of each prompt in `indices` (a group's samples side by side), their rewards
@@ -225,7 +233,9 @@ public final class GRPOTrainer {
         while !run.isFinished {
             // 1. Rollouts, and with dynamic sampling more rounds of prompts (not yet drawn in this
             // step) until `batchSize` groups have a reward spread.
-            let first = promptIndices(step: run.state.step)
+            // Each rank rolls out its own slice of the step's prompts (whole groups: advantages are
+            // normalised within a group, so they need nothing from the other ranks).
+            let first = try run.localBatch(promptIndices(step: run.state.step))
             var sampled = try rollouts(first)
             var used = o.dynamicSampling ? sampled.groupsWithSpread() : sampled
             if o.dynamicSampling {
@@ -260,6 +270,13 @@ public final class GRPOTrainer {
             step.finished = Double(sampled.finished.filter { $0 }.count) / Double(sampled.finished.count)
             let flat = sampled.flatGroups
             step.zeroVarianceGroups = Double(flat.filter { $0 }.count) / Double(flat.count)
+            if run.parallel.isDistributed {
+                // Every rank sampled as many groups: the means over ranks are the step's.
+                let global = run.parallel.averaged([step.meanReward, step.accuracy, step.responseLength, step.finished, step.zeroVarianceGroups,
+                                                    step.loss, step.kl, step.clipFraction])
+                (step.meanReward, step.accuracy, step.responseLength, step.finished) = (global[0], global[1], global[2], global[3])
+                (step.zeroVarianceGroups, step.loss, step.kl, step.clipFraction) = (global[4], global[5], global[6], global[7])
+            }
             step.groupsUsed = used.groupCount
             step.groupsSampled = sampled.groupCount
             history.append(step)
@@ -288,7 +305,7 @@ public final class GRPOTrainer {
                                   firstMeanReward: rewards.first, meanReward: rewards.last,
                                   firstAccuracy: accuracies.first, accuracy: accuracies.last, kl: history.last?.kl ?? .nan,
                                   initialEvaluation: initialEvaluation, finalEvaluation: finalEvaluation)
-        try writeSummary(summary, to: o.output.appendingPathComponent("grpo_summary.json"))
+        if run.parallel.isPrimary { try writeSummary(summary, to: o.output.appendingPathComponent("grpo_summary.json")) }
         return summary
     }
 
@@ -312,15 +329,15 @@ public final class GRPOTrainer {
                                 klBeta: o.klBeta, aggregation: o.aggregation)
             }
             try run.requireFinite(result.loss.item)
-            tape.backward(from: result.loss)
+            // A token mean weighs this rank's tokens by their share of all ranks' tokens.
+            let share: Float = o.aggregation == .token ? run.parallel.meanWeight(localCount: Int(maskedCount(mask))).weight : 1
+            tape.backward(from: result.loss, seed: share)
             if u == 0 {
                 stats.loss = Double(result.loss.item); stats.kl = Double(result.kl); stats.clipFraction = Double(result.clipFraction)
             }
             if u + 1 < o.updatesPerBatch {
                 // Inner updates share the batch's step number (and learning rate).
-                let norm = clipGradientNorm(run.trainable, maxNorm: run.settings.gradClip)
-                guard norm.isFinite else { throw TrainingError("GRPO: gradient norm is \(norm) at step \(run.state.step + 1)") }
-                run.optimizer.update(learningRate: run.learningRate)
+                try run.optimizerStep(advancing: false)
             } else {
                 try run.optimizerStep()
             }

@@ -1,10 +1,12 @@
 import Foundation
 import LoomData
+import LoomDistributed
 
 /// Appends one JSON object per line to `metrics.jsonl` in a run directory.
 public final class MetricsLog {
     public let url: URL
-    private let handle: FileHandle
+    /// Nil for a log that discards its records (`init(discarding:)`).
+    private let handle: FileHandle?
 
     /// Opens the log; when resuming from `step`, first drops lines logged after that step
     /// by the interrupted run (and a line a kill cut short), so the log reads as one
@@ -23,14 +25,22 @@ public final class MetricsLog {
             try Data().write(to: url)
         }
         if !FileManager.default.fileExists(atPath: url.path) { try Data().write(to: url) }
-        handle = try FileHandle(forWritingTo: url)
+        let handle = try FileHandle(forWritingTo: url)
         try handle.seekToEnd()
+        self.handle = handle
+    }
+
+    /// A log that writes nothing: the ranks of a data-parallel run other than rank 0.
+    public init(discarding directory: URL) {
+        url = directory.appendingPathComponent("metrics.jsonl")
+        handle = nil
     }
 
     /// Writes one record. JSON has no NaN or infinity: such values are written as `null`
     /// (JSONSerialization would otherwise refuse the whole record). Throws when the line cannot
     /// be written (a full disk): a run whose metrics are lost stops, keeping its last checkpoint.
     public func log(_ fields: [String: Any]) throws {
+        guard let handle else { return }
         let finite = fields.mapValues { value -> Any in
             if let d = value as? Double, !d.isFinite { return NSNull() }
             if let f = value as? Float, !f.isFinite { return NSNull() }
@@ -47,7 +57,7 @@ public final class MetricsLog {
         }
     }
 
-    deinit { try? handle.close() }
+    deinit { try? handle?.close() }
 
     /// Reads every line of a metrics file (for reports).
     public static func read(_ url: URL) -> [[String: Any]] {
@@ -85,6 +95,8 @@ public func formatDuration(_ seconds: Double) -> String {
 
 /// Writes a line to standard error (progress and logs; standard output stays for results).
 /// A failed write (closed or full stream) is ignored: see `StandardError`.
+/// Only rank 0 of a data-parallel run prints (the others would repeat its lines).
 public func logLine(_ text: String) {
+    guard World.isPrimary else { return }
     StandardError.writeLine(text)
 }

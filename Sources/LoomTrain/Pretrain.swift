@@ -1,5 +1,6 @@
 import Foundation
 import LoomData
+import LoomDistributed
 import LoomTokenizer
 
 public struct TrainingError: Error, CustomStringConvertible {
@@ -35,6 +36,8 @@ public struct PretrainOptions {
     public var logInterval: Int
     /// Model to start from instead of random initialisation (continued pretraining).
     public var initialModel: URL?
+    /// ZeRO stage of a data-parallel run (`StageSettings.zeroStage`).
+    public var zeroStage = 0
 
     public init(configuration: TrainingConfiguration, dataDirectory: URL, outputDirectory: URL, steps: Int? = nil,
                 threads: Int = 1, resume: Bool = false, logInterval: Int = 10, initialModel: URL? = nil) {
@@ -76,15 +79,21 @@ public struct WindowSampler {
         self.dataset = dataset; self.batch = batch; self.context = context
     }
 
-    public func sample(_ rng: inout SeededRandom) -> (inputs: [Int32], targets: [Int32]) {
-        var inputs = [Int32](repeating: 0, count: batch * context), targets = inputs
+    /// Draws the `batch` windows of one step and returns rows `rows` of them (all by default;
+    /// one rank's slice in data-parallel training, which still draws every window so that all
+    /// ranks' generators stay in step).
+    public func sample(_ rng: inout SeededRandom, rows: Range<Int>? = nil) -> (inputs: [Int32], targets: [Int32]) {
+        let rows = rows ?? 0..<batch
+        var inputs = [Int32](repeating: 0, count: rows.count * context), targets = inputs
         var window = [Int32](repeating: 0, count: context + 1)
         for b in 0..<batch {
             let start = rng.nextInt(below: dataset.count - context - 1)
+            guard rows.contains(b) else { continue }
+            let row = b - rows.lowerBound
             window.withUnsafeMutableBufferPointer { dataset.copy(from: start, count: context + 1, into: $0.baseAddress!) }
             for t in 0..<context {
-                inputs[b * context + t] = window[t]
-                targets[b * context + t] = window[t + 1]
+                inputs[row * context + t] = window[t]
+                targets[row * context + t] = window[t + 1]
             }
         }
         return (inputs, targets)
@@ -124,7 +133,11 @@ public func evaluateLanguageModel(model: LlamaModel, dataset: TokenDataset, toke
 /// resume.
 public final class Pretrainer {
     public let options: PretrainOptions
-    public init(options: PretrainOptions) { self.options = options }
+    /// The ranks training together (`train.batch_size` is per rank; see `DataParallel`).
+    public let communicator: Communicator
+    public init(options: PretrainOptions, communicator: Communicator = World.communicator) {
+        self.options = options; self.communicator = communicator
+    }
 
     @discardableResult
     public func run() throws -> PretrainSummary {
@@ -135,8 +148,12 @@ public final class Pretrainer {
         Threading.configure(threads: options.threads)
         guard options.keepCheckpoints >= 1 else { throw TrainingError("--keep-checkpoints must be at least 1, got \(options.keepCheckpoints)") }
         let store = CheckpointStore(runDirectory: out, keep: options.keepCheckpoints)
-        let lock = try RunDirectoryGuard.prepare(store, mode: options.mode, inputs: [options.dataDirectory] + (options.initialModel.map { [$0] } ?? []))
-        defer { lock.release() }
+        let parallel = DataParallel(communicator)
+        // Only rank 0 writes the run directory.
+        let lock = parallel.isPrimary
+            ? try RunDirectoryGuard.prepare(store, mode: options.mode, inputs: [options.dataDirectory] + (options.initialModel.map { [$0] } ?? []))
+            : nil
+        defer { lock?.release() }
 
         let trainData = try TokenDataset(directory: options.dataDirectory, split: "train")
         let validationData = try? TokenDataset(directory: options.dataDirectory, split: "val")
@@ -166,44 +183,64 @@ public final class Pretrainer {
         }
         try trainData.checkTokens(below: model.configuration.vocabularySize)
         try validationData?.checkTokens(below: model.configuration.vocabularySize)
-        let optimizer = AdamW(parameters: model.parameters, hyperparameters: train.adamHyperparameters)
+        let stepper = try DataParallelOptimizer(parameters: model.parameters, hyperparameters: train.adamHyperparameters,
+                                                parallel: parallel, zeroStage: options.zeroStage)
+        let optimizer = stepper.optimizer
         let schedule = train.schedule(totalSteps: options.scheduleSteps ?? train.steps)
-        let sampler = try WindowSampler(dataset: trainData, batch: train.batchSize, context: train.contextLength)
+        let globalBatch = train.batchSize * parallel.size
+        let localRows = try parallel.localRows(globalBatch: globalBatch)
+        let sampler = try WindowSampler(dataset: trainData, batch: globalBatch, context: train.contextLength)
 
         // What shapes the run: the configuration (less the cadence of evaluation and
         // checkpoints), the data, the starting model and the schedule's length.
-        var signature = RunSignature.of(options, excluding: RunSignature.resumableChanges.union(["evalBatches"]))
+        var signature = parallel.withGlobalBatch(RunSignature.of(options, excluding: RunSignature.resumableChanges.union(["evalBatches"])),
+                                                 keys: ["configuration.train.batchSize"], perRank: train.batchSize)
         signature["scheduleSteps"] = String(options.scheduleSteps ?? train.steps)
         var state = TrainerState(step: 0, rng: SeededRandom(seed: train.seed &+ 1), tokensSeen: 0, stage: "pretrain",
                                  totalSteps: totalSteps, configuration: config, signature: signature)
         let resuming = options.mode == .resume || (options.mode == .resumeIfPresent && !store.candidates().isEmpty)
         var savedStep: Int? = nil
         if resuming {
+            let restoreTarget = stepper.restoreTarget()
             let (restored, checkpoint) = try store.resume { directory -> TrainerState in
                 try Checkpoint.resumeRun(stage: "pretrain", signature: signature, allowChanges: options.allowChanges,
-                                         model: model, optimizer: optimizer, from: directory)
+                                         model: model, optimizer: restoreTarget, from: directory)
             }
+            stepper.adoptRestored(restoreTarget)
             state = restored
             logLine("resuming from step \(state.step) in \(checkpoint.path)")
             state.totalSteps = totalSteps
             state.signature = signature
             savedStep = state.step
         }
-        let metrics = try MetricsLog(directory: out, resumingAfter: resuming ? state.step : nil)
-        let tokensPerStep = train.batchSize * train.contextLength * train.gradientAccumulation
-        logLine("pretraining \(model.parameters.count) parameters on \(trainData.count) tokens: \(totalSteps) steps × \(tokensPerStep) tokens, \(options.threads) thread(s)")
+        var dataFingerprint = Fingerprint()
+        dataFingerprint.add(trainData.count)
+        dataFingerprint.add(trainData.window(from: 0, count: min(trainData.count, 1 << 16)))
+        try parallel.startTogether(model: model, optimizer: optimizer, shardedMoments: stepper.isSharded, step: state.step,
+                                   launch: signature.merging(["data.tokens": dataFingerprint.hex]) { $1 })
+        let metrics = parallel.isPrimary ? try MetricsLog(directory: out, resumingAfter: resuming ? state.step : nil) : MetricsLog(discarding: out)
+        // Tokens of one optimizer step over all ranks: the throughput reported is the global one.
+        let tokensPerStep = globalBatch * train.contextLength * train.gradientAccumulation
+        logLine("pretraining \(model.parameters.count) parameters on \(trainData.count) tokens: \(totalSteps) steps × \(tokensPerStep) tokens, \(options.threads) thread(s)"
+                + (parallel.isDistributed ? " per rank × \(parallel.size) ranks (batch \(train.batchSize) per rank)" : ""))
 
         func evaluate() -> EvaluationResult? {
-            guard let validationData, validationData.count > train.contextLength + 1 else { return nil }
+            guard parallel.isPrimary, let validationData, validationData.count > train.contextLength + 1 else { return nil }
             return evaluateLanguageModel(model: model, dataset: validationData, tokenizer: tokenizer, batch: train.batchSize,
                                          context: train.contextLength, batches: train.evalBatches)
         }
         /// Saves the current step (once) and returns its checkpoint directory.
         @discardableResult
         func checkpoint() throws -> URL {
-            if savedStep == state.step, let latest = store.latest() { return latest }
+            // Every rank decides alike (the optimizer state is gathered collectively); only rank 0 writes.
+            if savedStep == state.step, parallel.isDistributed || store.latest() != nil { return store.latest() ?? out }
+            let optimizerState = stepper.gatheredState()
+            guard parallel.isPrimary else {
+                savedStep = state.step
+                return out
+            }
             let directory = try store.save(step: state.step) { staging in
-                try Checkpoint.save(model: model, optimizer: optimizer, state: state, tokenizer: tokenizer, to: staging)
+                try Checkpoint.save(model: model, optimizer: optimizerState, state: state, tokenizer: tokenizer, to: staging)
             }
             savedStep = state.step
             return directory
@@ -218,10 +255,10 @@ public final class Pretrainer {
             model.parameters.zeroGradients()
             var stepLoss = 0.0
             for _ in 0..<train.gradientAccumulation {
-                let batch = sampler.sample(&state.rng)
+                let batch = sampler.sample(&state.rng, rows: localRows)
                 let tape = Tape()
                 let loss = tape.record {
-                    model.languageModelLoss(tokens: batch.inputs, targets: batch.targets, batch: train.batchSize, sequence: train.contextLength)
+                    model.languageModelLoss(tokens: batch.inputs, targets: batch.targets, batch: localRows.count, sequence: train.contextLength)
                 }
                 guard loss.item.isFinite else {
                     throw TrainingError("loss is \(loss.item) at step \(state.step + 1); stopping: \(store.describeLastCheckpoint()). Try a lower learning_rate.")
@@ -229,11 +266,12 @@ public final class Pretrainer {
                 tape.backward(from: loss, seed: 1 / Float(train.gradientAccumulation))
                 stepLoss += Double(loss.item) / Double(train.gradientAccumulation)
             }
-            let gradNorm = clipGradientNorm(model.parameters, maxNorm: train.gradClip)
+            stepLoss = parallel.averaged([stepLoss])[0]
+            let gradNorm = stepper.reduceAndClip(maxNorm: train.gradClip)
             guard gradNorm.isFinite else {
                 throw TrainingError("gradient norm is \(gradNorm) at step \(state.step + 1); stopping: \(store.describeLastCheckpoint())")
             }
-            optimizer.update(learningRate: lr)
+            stepper.update(learningRate: lr)
             state.step += 1
             state.tokensSeen += tokensPerStep
             windowTokens += tokensPerStep
@@ -262,7 +300,8 @@ public final class Pretrainer {
             if train.checkpointInterval > 0 && state.step % train.checkpointInterval == 0 && !isLast { try checkpoint() }
         }
         if validation == nil { validation = evaluate() }
-        try store.exportModel(from: try checkpoint())
+        let finalCheckpoint = try checkpoint()
+        if parallel.isPrimary { try store.exportModel(from: finalCheckpoint) }
         let seconds = Date().timeIntervalSince(start)
         let summary = PretrainSummary(steps: state.step, finalTrainLoss: lastLoss, validation: validation,
                                       tokensPerSecond: Double((state.step - firstStep) * tokensPerStep) / max(seconds, 1e-9), seconds: seconds,

@@ -1,5 +1,6 @@
 import Foundation
 import LoomData
+import LoomDistributed
 import LoomInference
 import LoomTokenizer
 
@@ -357,19 +358,20 @@ public final class RewardTrainer {
 
         let run = try StageRun(stage: "reward", model: model, tokenizer: tokenizer, settings: settings, output: options.output, mode: options.mode,
                                inputs: [options.model] + options.data + options.heldout + (options.demonstrations.map { [$0] } ?? []),
-                               signature: RunSignature.of(options), allowChanges: options.allowChanges)
+                               signature: RunSignature.of(options), allowChanges: options.allowChanges,
+                               dataParallel: true, launchFingerprint: ["data.groups": rankedGroupFingerprint(train + heldout)])
         // A normalisation from an earlier run no longer matches the weights being trained.
-        try? FileManager.default.removeItem(at: options.output.appendingPathComponent(RewardModel.configFile))
+        if run.parallel.isPrimary { try? FileManager.default.removeItem(at: options.output.appendingPathComponent(RewardModel.configFile)) }
         let scorer = RewardModel(model: model)
 
         func batchIndices(step: Int) -> [Int] {
-            epochBatchIndices(step: step, count: train.count, batchSize: settings.batchSize, seed: settings.seed)
+            epochBatchIndices(step: step, count: train.count, batchSize: run.globalBatchSize, seed: settings.seed)
         }
         var lastLoss = Double.nan
         var lastEval: (accuracy: Double, margin: Double, pairs: Int)?
         let stop = min(options.stopAfterStep ?? settings.steps, settings.steps)
         while run.state.step < stop {
-            let batchGroups = batchIndices(step: run.state.step).map { train[$0] }
+            let batchGroups = try run.localBatch(batchIndices(step: run.state.step)).map { train[$0] }
             var prompts: [[Int32]] = [], responses: [[Int32]] = []
             for g in batchGroups { for r in g.responses { prompts.append(g.prompt); responses.append(r) } }
             let batch = PromptResponseBatch(prompts: prompts, responses: responses, padID: padID, maxLength: maxLength)
@@ -384,11 +386,13 @@ public final class RewardTrainer {
             try run.requireFinite(loss.item)
             tape.backward(from: loss)
             let (norm, lr) = try run.optimizerStep()
-            lastLoss = Double(loss.item)
             var indexGroups: [[Int]] = [], n = 0
             for g in batchGroups { indexGroups.append(Array(n..<(n + g.responses.count))); n += g.responses.count }
-            var record: [String: Any] = ["loss": lastLoss, "accuracy": Double(rankingAccuracy(scores: Array(scores.scalars), groups: indexGroups)),
-                                         "lr": Double(lr), "grad_norm": Double(norm)]
+            // Every prompt weighs the same in the loss and every rank holds as many: the ranks'
+            // means average to the global batch's.
+            let stepStatistics = run.parallel.averaged([Double(loss.item), Double(rankingAccuracy(scores: Array(scores.scalars), groups: indexGroups))])
+            lastLoss = stepStatistics[0]
+            var record: [String: Any] = ["loss": lastLoss, "accuracy": stepStatistics[1], "lr": Double(lr), "grad_norm": Double(norm)]
             if run.shouldEvaluate {
                 let e = Self.evaluate(scorer, groups: heldout, padID: padID, maxLength: maxLength)
                 lastEval = e
@@ -417,7 +421,9 @@ public final class RewardTrainer {
         }
         let raw = scorer.rawScores(prompts: references.prompts, responses: references.responses, padID: padID, maxLength: maxLength)
         let mu = Float(raw.reduce(0.0) { $0 + Double($1) } / Double(max(raw.count, 1)))
-        try RewardModel.writeNormalization(.init(rewardMean: mu, references: raw.count, referenceSource: references.source), to: options.output)
+        if run.parallel.isPrimary {
+            try RewardModel.writeNormalization(.init(rewardMean: mu, references: raw.count, referenceSource: references.source), to: options.output)
+        }
         try run.log(["val_accuracy": evaluation.accuracy, "val_margin": evaluation.margin, "reward_mean": Double(mu), "final": true],
                 show: ["val_accuracy", "val_margin", "reward_mean"], force: true)
         return RewardSummary(trainPrompts: train.count, heldoutPrompts: heldout.count, skippedLines: skipped, trainLoss: lastLoss,
@@ -438,4 +444,15 @@ public final class RewardTrainer {
         guard !prompts.isEmpty else { throw TrainingError("\(url.path): no demonstrations (SFT examples with an assistant turn)") }
         return (prompts, responses, "demonstrations in \(url.lastPathComponent)")
     }
+}
+
+/// A fingerprint of tokenised preference groups, compared across the ranks of a data-parallel run.
+func rankedGroupFingerprint(_ groups: [RankedGroup]) -> String {
+    var fingerprint = Fingerprint()
+    fingerprint.add(groups.count)
+    for group in groups {
+        fingerprint.add(group.prompt)
+        for response in group.responses { fingerprint.add(response) }
+    }
+    return fingerprint.hex
 }

@@ -1,5 +1,6 @@
 import Foundation
 import LoomData
+import LoomDistributed
 import LoomInference
 import LoomTokenizer
 
@@ -96,7 +97,8 @@ public final class SFTTrainer {
         logLine("SFT: \(train.count) training and \(validation.count) validation examples (\(skipped) lines skipped), \(settings.steps) steps × \(settings.batchSize)")
 
         let run = try StageRun(stage: "sft", model: model, tokenizer: tokenizer, settings: settings, output: options.output, mode: options.mode,
-                               inputs: [options.model] + options.data, signature: RunSignature.of(options), allowChanges: options.allowChanges)
+                               inputs: [options.model] + options.data, signature: RunSignature.of(options), allowChanges: options.allowChanges,
+                               dataParallel: true, launchFingerprint: ["data.examples": tokenizedFingerprint(train + validation)])
         func loss(_ batch: [TokenizedExample]) -> (tokens: [Int32], targets: [Int32], length: Int) {
             paddedBatch(batch.map(\.ids), targetMasks: batch.map(\.assistantMask), padID: padID)
         }
@@ -115,20 +117,24 @@ public final class SFTTrainer {
         let lengths = train.map(\.ids.count)
         func batchIndices(step: Int) -> [Int] {
             options.groupByLength
-                ? lengthGroupedBatchIndices(step: step, lengths: lengths, batchSize: settings.batchSize, seed: settings.seed)
-                : epochBatchIndices(step: step, count: train.count, batchSize: settings.batchSize, seed: settings.seed)
+                ? lengthGroupedBatchIndices(step: step, lengths: lengths, batchSize: run.globalBatchSize, seed: settings.seed)
+                : epochBatchIndices(step: step, count: train.count, batchSize: run.globalBatchSize, seed: settings.seed)
         }
         var lastLoss = Double.nan, lastValidation = Double.nan
         while !run.isFinished {
-            let batchExamples = batchIndices(step: run.state.step).map { train[$0] }
+            let batchExamples = try run.localBatch(batchIndices(step: run.state.step)).map { train[$0] }
             let batch = loss(batchExamples)
             run.zeroGradients()
             let tape = Tape()
             let l = tape.record { sftLoss(logits: model.logits(tokens: batch.tokens, batch: batchExamples.count, sequence: batch.length), targets: batch.targets) }
             try run.requireFinite(l.item)
-            tape.backward(from: l)
+            // The loss is a mean over assistant tokens: weigh this rank's mean by its share of
+            // the global batch's tokens (1 in a single process).
+            let counted = batch.targets.reduce(0) { $0 + ($1 != ignoredTarget ? 1 : 0) }
+            let share = run.parallel.meanWeight(localCount: counted)
+            tape.backward(from: l, seed: share.weight)
             let (norm, lr) = try run.optimizerStep()
-            lastLoss = Double(l.item)
+            lastLoss = run.parallel.averaged([Double(l.item) * Double(share.weight)])[0]
             var record: [String: Any] = ["loss": lastLoss, "lr": Double(lr), "grad_norm": Double(norm)]
             if run.shouldEvaluate {
                 lastValidation = validationLoss()
@@ -142,4 +148,12 @@ public final class SFTTrainer {
         return SFTSummary(examples: tokenized.count, skippedLines: skipped, trainLoss: lastLoss, validationLoss: lastValidation,
                           steps: run.state.step, seconds: run.seconds)
     }
+}
+
+/// A fingerprint of tokenised examples, which the ranks of a data-parallel run compare.
+func tokenizedFingerprint(_ examples: [TokenizedExample]) -> String {
+    var fingerprint = Fingerprint()
+    fingerprint.add(examples.count)
+    for example in examples { fingerprint.add(example.ids); fingerprint.add(example.assistantMask) }
+    return fingerprint.hex
 }

@@ -1,4 +1,5 @@
 import Foundation
+import LoomDistributed
 import LoomTokenizer
 
 /// Optimisation settings shared by the alignment stages (SFT, reward, PPO, DPO, GRPO).
@@ -23,6 +24,9 @@ public struct StageSettings: Codable, Equatable, Sendable {
     public var threads: Int = ProcessInfo.processInfo.activeProcessorCount
     /// LoRA (`--lora-rank` …): train low-rank adapters on the frozen model instead of its weights.
     public var lora: LoRASettings?
+    /// ZeRO stage of a data-parallel run: 0 (every rank holds the whole optimizer state) or 1
+    /// (the state sharded across ranks, `DataParallelOptimizer`). Same results either way.
+    public var zeroStage: Int = 0
 
     public init() {}
 
@@ -42,14 +46,20 @@ public final class StageRun {
     public let tokenizer: ByteLevelBPETokenizer
     public let settings: StageSettings
     public let output: URL
+    /// AdamW over the parameters (under ZeRO-1, over this rank's block of them).
     public let optimizer: AdamW
     /// What the optimizer trains: the model's parameters, or with LoRA the adapters' only.
     public let trainable: ParameterStore
+    /// Gradient averaging, clipping, the update and (ZeRO-1) the sharding of the optimizer state.
+    let optimizerStepper: DataParallelOptimizer
     public var state: TrainerState
     public let metrics: MetricsLog
     public let store: CheckpointStore
-    /// Held for the life of the run: no other process writes to `output` meanwhile.
-    public let lock: RunLock
+    /// Held for the life of the run: no other process writes to `output` meanwhile (nil on the
+    /// ranks of a data-parallel run other than rank 0, which never write there).
+    public let lock: RunLock?
+    /// The ranks training together (one process unless started by `mpirun`).
+    public let parallel: DataParallel
     /// The checkpoint the run resumed from (nil for a new run).
     public let resumedFrom: URL?
     /// Files of a checkpoint besides the model directory and the optimizer state (PPO's
@@ -66,30 +76,45 @@ public final class StageRun {
     /// is what shapes the run (`RunSignature`), checked against the checkpoint on resume unless
     /// `allowChanges`; `restoreExtra` restores `saveExtra`'s files from the checkpoint being
     /// resumed (a failure there falls back to the previous checkpoint like any other).
+    ///
+    /// Data parallelism (`DataParallelRun.swift`): `dataParallel` says the stage slices its
+    /// batches with `localBatch` (a stage that does not is refused under `mpirun`);
+    /// `launchFingerprint` (its data, its reference values) must agree across ranks.
     public init(stage: String, model: LlamaModel, tokenizer: ByteLevelBPETokenizer, settings: StageSettings,
                 output: URL, mode: RunMode, inputs: [URL] = [], signature: [String: String] = [:], allowChanges: Bool = false,
-                extraStateFiles: [String] = [], restoreExtra: ((URL) throws -> Void)? = nil) throws {
+                extraStateFiles: [String] = [], restoreExtra: ((URL) throws -> Void)? = nil,
+                communicator: Communicator = World.communicator, dataParallel: Bool = false,
+                launchFingerprint: [String: String] = [:]) throws {
         self.stage = stage; self.model = model; self.tokenizer = tokenizer; self.settings = settings; self.output = output
         self.extraStateFiles = extraStateFiles
+        parallel = DataParallel(communicator)
+        if parallel.isDistributed && !dataParallel {
+            throw TrainingError("loom \(stage) does not train data-parallel yet; run it as one process (without mpirun)")
+        }
         Threading.configure(threads: settings.threads)
         guard settings.keepCheckpoints >= 1 else {
             throw TrainingError("--keep-checkpoints must be at least 1, got \(settings.keepCheckpoints)")
         }
         store = CheckpointStore(runDirectory: output, keep: settings.keepCheckpoints)
-        lock = try RunDirectoryGuard.prepare(store, mode: mode, inputs: inputs, extraRunFiles: extraStateFiles)
+        lock = parallel.isPrimary ? try RunDirectoryGuard.prepare(store, mode: mode, inputs: inputs, extraRunFiles: extraStateFiles) : nil
         trainable = try attachLoRAIfRequested(settings, to: model, baseModel: inputs.first)
-        optimizer = AdamW(parameters: trainable, hyperparameters: settings.adam)
-        let fullSignature = signature.isEmpty ? RunSignature.of(settings) : signature
+        optimizerStepper = try DataParallelOptimizer(parameters: trainable, hyperparameters: settings.adam, parallel: parallel,
+                                                     zeroStage: settings.zeroStage)
+        optimizer = optimizerStepper.optimizer
+        let fullSignature = parallel.withGlobalBatch(signature.isEmpty ? RunSignature.of(settings) : signature,
+                                                     keys: ["settings.batchSize", "batchSize"], perRank: settings.batchSize)
         state = TrainerState(step: 0, rng: SeededRandom(seed: settings.seed), tokensSeen: 0, stage: stage, totalSteps: settings.steps,
                              signature: fullSignature)
         let resuming = mode == .resume || (mode == .resumeIfPresent && !store.candidates().isEmpty)
         if resuming {
-            let (restored, checkpoint) = try store.resume { [model, optimizer] directory -> TrainerState in
+            let restoreTarget = optimizerStepper.restoreTarget()
+            let (restored, checkpoint) = try store.resume { [model] directory -> TrainerState in
                 let state = try Checkpoint.resumeRun(stage: stage, signature: fullSignature, allowChanges: allowChanges,
-                                                     model: model, optimizer: optimizer, from: directory)
+                                                     model: model, optimizer: restoreTarget, from: directory)
                 try restoreExtra?(directory)
                 return state
             }
+            optimizerStepper.adoptRestored(restoreTarget)
             state = restored
             state.totalSteps = settings.steps
             state.signature = fullSignature
@@ -100,7 +125,9 @@ public final class StageRun {
             resumedFrom = nil
         }
         firstStep = state.step
-        metrics = try MetricsLog(directory: output, resumingAfter: resuming ? state.step : nil)
+        try parallel.startTogether(model: model, optimizer: optimizer, shardedMoments: optimizerStepper.isSharded, step: state.step,
+                                   launch: fullSignature.merging(launchFingerprint) { $1 })
+        metrics = parallel.isPrimary ? try MetricsLog(directory: output, resumingAfter: resuming ? state.step : nil) : MetricsLog(discarding: output)
         reseedLoRADropout()
     }
 
@@ -115,18 +142,21 @@ public final class StageRun {
         }
     }
 
-    /// Clips, applies AdamW, advances the step. Call after the backward pass(es).
-    /// Throws on a non-finite gradient, keeping the last checkpoint.
+    /// Averages the ranks' gradients, clips, applies AdamW, advances the step (unless
+    /// `advancing` is false: GRPO's inner updates on one batch share its step). Call after the
+    /// backward pass(es). Throws on a non-finite gradient, keeping the last checkpoint.
     @discardableResult
-    public func optimizerStep() throws -> (gradNorm: Float, learningRate: Float) {
+    public func optimizerStep(advancing: Bool = true) throws -> (gradNorm: Float, learningRate: Float) {
         let lr = learningRate
-        let norm = clipGradientNorm(trainable, maxNorm: settings.gradClip)
+        let norm = optimizerStepper.reduceAndClip(maxNorm: settings.gradClip)
         guard norm.isFinite else {
             throw TrainingError("\(stage): gradient norm is \(norm) at step \(state.step + 1); stopping: \(store.describeLastCheckpoint())")
         }
-        optimizer.update(learningRate: lr)
-        state.step += 1
-        reseedLoRADropout()
+        optimizerStepper.update(learningRate: lr)
+        if advancing {
+            state.step += 1
+            reseedLoRADropout()
+        }
         return (norm, lr)
     }
 
@@ -163,8 +193,9 @@ public final class StageRun {
         }
     }
 
+    /// Whether this step evaluates (rank 0 only: the ranks hold the same weights).
     public var shouldEvaluate: Bool {
-        settings.evalInterval > 0 && (state.step % settings.evalInterval == 0 || state.step == settings.steps)
+        parallel.isPrimary && settings.evalInterval > 0 && (state.step % settings.evalInterval == 0 || state.step == settings.steps)
     }
 
     /// Writes a checkpoint if this step is on the checkpoint interval (not the last step:
@@ -178,9 +209,15 @@ public final class StageRun {
     /// Writes the checkpoint of the current step (once per step), returning its directory.
     @discardableResult
     public func checkpoint() throws -> URL {
-        if savedStep == state.step, let latest = store.latest() { return latest }
+        // Every rank decides alike (the optimizer state is gathered collectively); only rank 0 writes.
+        if savedStep == state.step, parallel.isDistributed || store.latest() != nil { return store.latest() ?? output }
+        let optimizerState = optimizerStepper.gatheredState()
+        guard parallel.isPrimary else {
+            savedStep = state.step
+            return output
+        }
         let directory = try store.save(step: state.step) { [self] staging in
-            try Checkpoint.save(model: model, optimizer: optimizer, state: state, tokenizer: tokenizer, to: staging)
+            try Checkpoint.save(model: model, optimizer: optimizerState, state: state, tokenizer: tokenizer, to: staging)
             try saveExtra?(staging)
         }
         savedStep = state.step
@@ -191,6 +228,7 @@ public final class StageRun {
     /// own, so that `output` is a plain Hugging Face model directory for the next stage.
     public func finish() throws {
         let directory = try checkpoint()
+        guard parallel.isPrimary else { return }
         try store.exportModel(from: directory, excluding: Set(extraStateFiles))
     }
 

@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import LoomData
+import LoomDistributed
 
 @main
 struct Loom: ParsableCommand {
@@ -33,11 +35,31 @@ struct Loom: ParsableCommand {
     /// error the command reports (results) or drops (progress lines), not a silent kill.
     static func main() {
         signal(SIGPIPE, SIG_IGN)
+        // Started by mpirun: join the job before anything prints, so that only rank 0 does.
+        if World.launchedByMPI { _ = World.communicator }
         do {
             var command = try parseAsRoot()
+            if World.isDistributed && !(command is DataParallelCommand) {
+                throw ValidationError("only pretrain, sft, reward, dpo and grpo run data-parallel under mpirun; run this command as one process")
+            }
             try command.run()
+            World.finalize()
         } catch {
+            if World.isDistributed && exitCode(for: error) != .success {
+                // Stop every rank now (MPI_Abort) rather than leave them waiting for this one.
+                StandardError.writeLine("error (rank \(World.communicator.rank) of \(World.communicator.size)): " + fullMessage(for: error))
+                World.abortJobIfDistributed(exitCode: exitCode(for: error).rawValue)
+            }
+            World.finalize()
             exit(withError: error)
         }
     }
 }
+
+/// A command that trains data-parallel when started by `mpirun -np N` (see `DataParallel`).
+protocol DataParallelCommand {}
+extension PretrainCommand: DataParallelCommand {}
+extension SFTCommand: DataParallelCommand {}
+extension DPOCommand: DataParallelCommand {}
+extension RewardCommand: DataParallelCommand {}
+extension GRPOCommand: DataParallelCommand {}

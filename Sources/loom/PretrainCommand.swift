@@ -26,6 +26,7 @@ struct PretrainCommand: ParsableCommand {
     @Option(help: "Complete checkpoints kept in --out/checkpoints (the newest).") var keepCheckpoints: Int = 2
     @Option(help: "Print a progress line every N steps.") var logInterval: Int = 10
     @Option(help: "Start from this model directory instead of random weights.") var initFrom: String?
+    @Option(help: "Under mpirun: 1 shards the optimizer state across ranks (ZeRO-1), 0 keeps it whole on every rank.") var zero: Int = 0
 
     func run() throws {
         let configuration = try TrainingConfiguration.load(URL(fileURLWithPath: config))
@@ -37,6 +38,7 @@ struct PretrainCommand: ParsableCommand {
         options.mode = RunMode(resume: resume, overwrite: overwrite)
         options.allowChanges = allowChanges
         options.keepCheckpoints = keepCheckpoints
+        options.zeroStage = zero
         try Pretrainer(options: options).run()
     }
 }

@@ -17,6 +17,7 @@ struct StageFlags: ParsableArguments {
     @Option(help: "Random seed.") var seed: UInt64?
     @Option(help: "Threads.") var threads: Int?
     @Option(help: "Complete checkpoints kept in --out/checkpoints (the newest).") var keepCheckpoints: Int?
+    @Option(help: "Under mpirun: 1 shards the optimizer state across ranks (ZeRO-1), 0 keeps it whole on every rank.") var zero: Int?
     @Flag(help: "Continue the run in --out from its latest complete checkpoint.") var resume = false
     @Flag(help: "Replace the run already in --out (its model, checkpoints and metrics).") var overwrite = false
     @Flag(help: "With --resume: continue even though settings that shape the run differ from the checkpoint's.") var allowChanges = false
@@ -46,6 +47,7 @@ struct StageFlags: ParsableArguments {
             let targets = loraTargets.flatMap { try? LoRASettings.parseTargets($0) } ?? LoRATarget.allCases
             settings.lora = LoRASettings(rank: loraRank, alpha: loraAlpha, dropout: loraDropout ?? 0, targets: targets)
         }
+        if let zero { settings.zeroStage = zero }
     }
 }
 
