@@ -197,6 +197,7 @@ public final class InferenceEngine: @unchecked Sendable {
             for slot in slots where slot.running?.ticket.cancelled == true { slot.running = nil }
             metrics.setActive(slots.filter { $0.running != nil }.count)
             step()
+            metrics.setActive(slots.filter { $0.running != nil }.count)
         }
     }
 
@@ -269,8 +270,15 @@ public final class InferenceEngine: @unchecked Sendable {
             } else {
                 applyPenalties(&scores, running)
                 for v in 0..<known where scores[v] > -.infinity {
-                    if tokenizer.isSpecialToken(v) || stopTokens.contains(Int32(v)) || tokenBytes[v].isEmpty || !constraint.allows(tokenBytes[v]) {
+                    let bytes = tokenBytes[v]
+                    if tokenizer.isSpecialToken(v) || stopTokens.contains(Int32(v)) || bytes.isEmpty || !constraint.allows(bytes) {
                         scores[v] = -.infinity
+                    } else if remaining - 1 < closing.count + bytes.count + 4 {
+                        // Near the limit: the token must leave room for the text that closes the object
+                        // (a token of b bytes can lengthen that text by at most b + 4).
+                        var after = constraint
+                        after.advance(bytes)
+                        if after.closingBytes.count > remaining - 1 { scores[v] = -.infinity }
                     }
                 }
                 token = scores.contains(where: { $0 > -.infinity })

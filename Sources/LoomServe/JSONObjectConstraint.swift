@@ -6,7 +6,8 @@ import Foundation
 /// A pushdown automaton over bytes (objects and arrays on a stack; strings with escapes,
 /// `\uXXXX` and multi-byte UTF-8; numbers; `true`/`false`/`null`). Before each token the
 /// server asks which tokens are allowed (`allows`), masks the rest, and after sampling feeds
-/// the chosen token's bytes (`advance`). Whitespace outside strings is not allowed, so the model
+/// the chosen token's bytes (`advance`). Whitespace between tokens of the JSON text is allowed
+/// (models write indented JSON), at most `maximumWhitespaceRun` bytes in a row, so the model
 /// cannot pad forever. Once the object is complete, generation ends. When the token budget runs
 /// low, `closingBytes` gives the shortest text that completes the object, and the server
 /// emits it, so the output parses even when it hits `max_tokens`.
@@ -39,6 +40,9 @@ struct JSONObjectConstraint: Equatable {
 
     private(set) var state: State = .start
     private(set) var stack: [Container] = []
+    /// Whitespace bytes in a row outside strings.
+    private(set) var whitespaceRun = 0
+    static let maximumWhitespaceRun = 48
 
     var isComplete: Bool { state == .complete }
 
@@ -129,8 +133,27 @@ struct JSONObjectConstraint: Equatable {
 
     private static func isDigit(_ b: UInt8) -> Bool { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(b) }
 
+    static func isWhitespace(_ b: UInt8) -> Bool { b == 0x20 || b == 0x0A || b == 0x09 || b == 0x0D }
+
     /// One byte; false when it cannot come next.
     mutating func step(_ byte: UInt8) -> Bool {
+        // Whitespace between the tokens of the JSON text (never before the object or after it).
+        if Self.isWhitespace(byte) {
+            switch state {
+            case .value, .arrayFirst, .objectFirst, .key, .colon, .afterValue:
+                guard whitespaceRun < Self.maximumWhitespaceRun else { return false }
+                whitespaceRun += 1
+                return true
+            case .number(let phase) where phase.canEnd:
+                endValue()
+                if state == .complete { return false }
+                whitespaceRun = 1
+                return true
+            default: break
+            }
+        } else if case .string = state {} else {
+            whitespaceRun = 0
+        }
         switch state {
         case .complete:
             return false
