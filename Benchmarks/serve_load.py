@@ -319,14 +319,16 @@ def level_phase(client: Client, concurrency: int, seconds: float, max_tokens: in
         thread.join()
     client.cut = False
     wall = time.monotonic() - started
-    done = [outcome for outcome in outcomes if outcome.ok]
+    # A story prompt answered with no token at all is counted as failed (a server that ends
+    # streams early must not look fast).
+    done = [outcome for outcome in outcomes if outcome.ok and outcome.tokens > 0]
     ttft = [outcome.first_token - outcome.started for outcome in done if outcome.first_token is not None]
     latency = [outcome.finished - outcome.started for outcome in done]
     tokens = sum(outcome.tokens for outcome in done)
     decode = [(outcome.tokens - 1) / (outcome.finished - outcome.first_token) for outcome in done
               if outcome.first_token is not None and outcome.tokens > 1 and outcome.finished > outcome.first_token]
     return {"clients": concurrency, "seconds": round(wall, 1), "requests": len(done),
-            "failed": sum(1 for outcome in outcomes if outcome.kind == "failed"),
+            "failed": sum(1 for outcome in outcomes if outcome.kind == "failed" or (outcome.ok and outcome.tokens == 0)),
             "cut": sum(1 for outcome in outcomes if outcome.kind == "cut"), "completion_tokens": tokens,
             "aggregate_tokens_per_s": round(tokens / wall, 2) if wall > 0 else None,
             "ttft_p50_s": percentile(ttft, 0.5), "ttft_p99_s": percentile(ttft, 0.99),
