@@ -52,10 +52,11 @@ wait_health() {
     local url="$1" log="$2"
     for _ in $(seq 1 600); do
         if ! kill -0 "$server_pid" 2>/dev/null; then echo "error: the server exited; log $log:" >&2; tail -20 "$log" >&2; exit 1; fi
-        "$py" -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1] + '/health', timeout=2)" "$url" 2>/dev/null && return 0
+        # /v1/models: llama_cpp.server has no /health.
+        "$py" -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1] + '/v1/models', timeout=2)" "$url" 2>/dev/null && return 0
         sleep 0.5
     done
-    echo "error: $url/health did not answer; log $log" >&2; exit 1
+    echo "error: $url/v1/models did not answer; log $log" >&2; exit 1
 }
 # measure LABEL COMMAND...: starts the server (COMMAND gets --port appended), runs the client, stops it.
 measure() {

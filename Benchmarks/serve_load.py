@@ -13,7 +13,8 @@ load    --load-clients (64) clients for --load-seconds (120): streaming and not,
         long prompts, 8 to 160 new tokens, and about one streamed request in eight disconnecting
         after a few chunks. Counts the requests that failed but should have succeeded (anything but
         a complete answer, an intended disconnect, or a 503 with an OpenAI error body when the
-        server's queue is full: those are counted apart), checks that the server still runs and
+        server's queue is full: those are counted apart, as are requests still running
+        --drain-seconds (60) after the end, which the client closes), checks that the server still runs and
         answers /health, and samples its resident memory (VmRSS of /proc/PID/status) every second:
         "flat" when the mean of the last 10 s exceeds the mean of the 10 s after the first minute
         by at most max(3 %, 16 MiB).
@@ -58,7 +59,7 @@ class Outcome:
     __slots__ = ("kind", "ok", "status", "error", "started", "first_token", "finished", "tokens")
 
     def __init__(self, kind: str):
-        self.kind = kind  # "ok", "disconnected" (on purpose), "rejected" (503), "failed"
+        self.kind = kind  # "ok", "disconnected" (on purpose), "rejected" (503), "cut" (at the end), "failed"
         self.ok = False
         self.status = 0
         self.error = ""
@@ -77,6 +78,23 @@ class Client:
             self.headers["Authorization"] = f"Bearer {api_key}"
         self.model = model
         self.timeout = timeout
+        self.open_connections: set[http.client.HTTPConnection] = set()
+        self.lock = threading.Lock()
+        self.cut = False  # set when the benchmark closes the requests still running at its end
+
+    def cut_open_requests(self) -> int:
+        """Closes every request still running (they end as "cut"); returns how many there were."""
+        import socket
+        with self.lock:
+            self.cut = True
+            connections = list(self.open_connections)
+        for connection in connections:
+            try:
+                if connection.sock is not None:
+                    connection.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        return len(connections)
 
     def chat(self, prompt: str, max_tokens: int, stream: bool, seed: int, disconnect_after: int | None = None,
              temperature: float = 0.8) -> Outcome:
@@ -89,6 +107,8 @@ class Client:
         if stream:
             body["stream_options"] = {"include_usage": True}
         connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        with self.lock:
+            self.open_connections.add(connection)
         try:
             connection.request("POST", "/v1/chat/completions", body=json.dumps(body), headers=self.headers)
             response = connection.getresponse()
@@ -148,6 +168,10 @@ class Client:
             outcome.error = f"{type(error).__name__}: {error}"
             return outcome
         finally:
+            with self.lock:
+                self.open_connections.discard(connection)
+                if outcome.kind == "failed" and self.cut:
+                    outcome.kind = "cut"
             connection.close()
 
 
@@ -188,7 +212,7 @@ def health(url: str) -> int:
         connection.close()
 
 
-def load_phase(client: Client, url: str, pid: int | None, clients: int, seconds: float) -> dict:
+def load_phase(client: Client, url: str, pid: int | None, clients: int, seconds: float, drain: float) -> dict:
     print(f"== load: {clients} clients for {seconds:.0f} s (streaming and not, mixed lengths, some disconnecting)",
           flush=True)
     outcomes: list[Outcome] = []
@@ -224,22 +248,29 @@ def load_phase(client: Client, url: str, pid: int | None, clients: int, seconds:
     threads = [threading.Thread(target=worker, args=(index,), daemon=True) for index in range(clients)]
     for thread in threads:
         thread.start()
+    # Requests still running --drain-seconds after the end are closed by the client: "cut".
+    for thread in threads:
+        thread.join(timeout=max(0.0, deadline + drain - time.monotonic()))
+    if any(thread.is_alive() for thread in threads):
+        client.cut_open_requests()
     for thread in threads:
         thread.join()
     stop_sampling.set()
     sampler.join()
     elapsed = time.monotonic() - started
+    client.cut = False
 
     kinds = {kind: sum(1 for outcome in outcomes if outcome.kind == kind)
-             for kind in ("ok", "disconnected", "rejected", "failed")}
+             for kind in ("ok", "disconnected", "rejected", "cut", "failed")}
     failures = [outcome.error for outcome in outcomes if outcome.kind == "failed"]
     alive = process_alive(pid) if pid else None
     health_status = health(url)
-    result = {"clients": clients, "seconds": round(elapsed, 1), "requests": len(outcomes), **kinds,
+    result = {"clients": clients, "seconds": round(elapsed, 1), "drain_seconds": drain, "requests": len(outcomes), **kinds,
               "tokens": sum(outcome.tokens for outcome in outcomes if outcome.ok),
               "server_alive": alive, "health_after": health_status, "failure_examples": failures[:5]}
     print(f"requests {len(outcomes)} in {elapsed:.0f} s: {kinds['ok']} complete, {kinds['disconnected']} "
-          f"disconnected on purpose, {kinds['rejected']} rejected with 503 (queue full), {kinds['failed']} FAILED")
+          f"disconnected on purpose, {kinds['rejected']} rejected with 503 (queue full), {kinds['cut']} still running "
+          f"{drain:.0f} s after the end (closed), {kinds['failed']} FAILED")
     for example in failures[:5]:
         print(f"  failed: {example}")
     print(f"server {'running' if alive else 'NOT RUNNING' if alive is False else '(no PID given)'}; "
@@ -261,7 +292,7 @@ def load_phase(client: Client, url: str, pid: int | None, clients: int, seconds:
     return result
 
 
-def level_phase(client: Client, concurrency: int, seconds: float, max_tokens: int) -> dict:
+def level_phase(client: Client, concurrency: int, seconds: float, max_tokens: int, drain: float) -> dict:
     outcomes: list[Outcome] = []
     lock = threading.Lock()
     started = time.monotonic()
@@ -274,23 +305,31 @@ def level_phase(client: Client, concurrency: int, seconds: float, max_tokens: in
             request += 1
             with lock:
                 outcomes.append(outcome)
-            if not outcome.ok:
+            if outcome.kind == "failed":
                 time.sleep(0.2)
 
     threads = [threading.Thread(target=worker, args=(index,), daemon=True) for index in range(concurrency)]
     for thread in threads:
         thread.start()
     for thread in threads:
+        thread.join(timeout=max(0.0, deadline + drain - time.monotonic()))
+    if any(thread.is_alive() for thread in threads):
+        client.cut_open_requests()
+    for thread in threads:
         thread.join()
+    client.cut = False
     wall = time.monotonic() - started
-    done = [outcome for outcome in outcomes if outcome.ok]
+    # A story prompt answered with no token at all is counted as failed (a server that ends
+    # streams early must not look fast).
+    done = [outcome for outcome in outcomes if outcome.ok and outcome.tokens > 0]
     ttft = [outcome.first_token - outcome.started for outcome in done if outcome.first_token is not None]
     latency = [outcome.finished - outcome.started for outcome in done]
     tokens = sum(outcome.tokens for outcome in done)
     decode = [(outcome.tokens - 1) / (outcome.finished - outcome.first_token) for outcome in done
               if outcome.first_token is not None and outcome.tokens > 1 and outcome.finished > outcome.first_token]
     return {"clients": concurrency, "seconds": round(wall, 1), "requests": len(done),
-            "failed": len(outcomes) - len(done), "completion_tokens": tokens,
+            "failed": sum(1 for outcome in outcomes if outcome.kind == "failed" or (outcome.ok and outcome.tokens == 0)),
+            "cut": sum(1 for outcome in outcomes if outcome.kind == "cut"), "completion_tokens": tokens,
             "aggregate_tokens_per_s": round(tokens / wall, 2) if wall > 0 else None,
             "ttft_p50_s": percentile(ttft, 0.5), "ttft_p99_s": percentile(ttft, 0.99),
             "latency_p50_s": percentile(latency, 0.5),
@@ -313,6 +352,8 @@ def main() -> int:
     parser.add_argument("--phases", default="load,levels")
     parser.add_argument("--load-clients", type=int, default=64)
     parser.add_argument("--load-seconds", type=float, default=120)
+    parser.add_argument("--drain-seconds", type=float, default=60,
+                        help="after the load, how long running requests may take before they are closed")
     parser.add_argument("--levels", default="1,4,16")
     parser.add_argument("--level-seconds", type=float, default=30)
     parser.add_argument("--max-tokens", type=int, default=128, help="new tokens per request in the levels phase")
@@ -346,7 +387,7 @@ def main() -> int:
         client = Client(url, args.api_key, model, args.timeout)
         phases = set(args.phases.split(","))
         if "load" in phases:
-            load = load_phase(client, url, pid, args.load_clients, args.load_seconds)
+            load = load_phase(client, url, pid, args.load_clients, args.load_seconds, args.drain_seconds)
             report["load"] = load
             if load["failed"] or load["server_alive"] is False or load["health_after"] != 200 \
                     or load.get("rss_flat") is False:
@@ -358,7 +399,7 @@ def main() -> int:
                   f"{'latency p50':>11} {'decode/req p50':>14}")
             report["levels"] = []
             for concurrency in [int(value) for value in args.levels.split(",") if value]:
-                level = level_phase(client, concurrency, args.level_seconds, args.max_tokens)
+                level = level_phase(client, concurrency, args.level_seconds, args.max_tokens, args.drain_seconds)
                 report["levels"].append(level)
                 decode = level["per_request_decode_tokens_per_s_p50"]
                 print(f"{concurrency:>7} {level['requests']:>8} {level['failed']:>6} "
