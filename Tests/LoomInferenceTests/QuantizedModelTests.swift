@@ -92,16 +92,21 @@ final class QuantizedModelTests: XCTestCase {
         try QuantizedModelDirectory.quantize(directory: directory, type: .q4_1, to: output)
         let (model, _) = try ModelDirectory.load(output)
         let prompts = (0 ..< 8).map { i in tokenizer.encode(Self.texts[i % 3] + String(repeating: " x", count: i)).map(Int32.init) }
-        let batch = KVCache(model: model, batch: 8, capacity: 96)
-        var together = model.forward(newTokens: prompts, cache: batch).scalars
         let steps: [[Int32]] = (0 ..< 8).map { [Int32($0 + 10)] }
-        together += model.forward(newTokens: steps, cache: batch).scalars
         let vocabulary = model.configuration.vocabularySize
-        for (i, prompt) in prompts.enumerated() {
-            let cache = KVCache(model: model, batch: 1, capacity: 96)
-            let alone = model.forward(newTokens: [prompt], cache: cache).scalars + model.forward(newTokens: [steps[i]], cache: cache).scalars
-            let inBatch = Array(together[i * vocabulary ..< (i + 1) * vocabulary]) + Array(together[(8 + i) * vocabulary ..< (9 + i) * vocabulary])
-            XCTAssertEqual(alone.map(\.bitPattern), inBatch.map(\.bitPattern), "sequence \(i): logits differ between batch 8 and batch 1")
+        // The plain forward (BLAS attention) and the server's batch-invariant one.
+        for batchInvariant in [false, true] {
+            let batch = KVCache(model: model, batch: 8, capacity: 96)
+            var together = model.forward(newTokens: prompts, cache: batch, batchInvariant: batchInvariant).scalars
+            together += model.forward(newTokens: steps, cache: batch, batchInvariant: batchInvariant).scalars
+            for (i, prompt) in prompts.enumerated() {
+                let cache = KVCache(model: model, batch: 1, capacity: 96)
+                let alone = model.forward(newTokens: [prompt], cache: cache, batchInvariant: batchInvariant).scalars
+                    + model.forward(newTokens: [steps[i]], cache: cache, batchInvariant: batchInvariant).scalars
+                let inBatch = Array(together[i * vocabulary ..< (i + 1) * vocabulary]) + Array(together[(8 + i) * vocabulary ..< (9 + i) * vocabulary])
+                XCTAssertEqual(alone.map(\.bitPattern), inBatch.map(\.bitPattern),
+                               "sequence \(i) (batchInvariant \(batchInvariant)): logits differ between batch 8 and batch 1")
+            }
         }
     }
 
