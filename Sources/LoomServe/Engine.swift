@@ -56,9 +56,11 @@ public final class SequenceTicket: @unchecked Sendable {
 
 public enum EngineError: Error, CustomStringConvertible {
     case queueFull(limit: Int)
+    case shuttingDown
     public var description: String {
         switch self {
         case .queueFull(let limit): return "the server is busy: \(limit) requests are already waiting; retry later"
+        case .shuttingDown: return "the server is shutting down"
         }
     }
 }
@@ -91,6 +93,8 @@ public final class InferenceEngine: @unchecked Sendable {
     private var slots: [Slot]
     private var clock: UInt64 = 0
     private var thread: Thread?
+    /// Set on shutdown: running and waiting sequences end at the next step, new ones are refused.
+    private var draining = false
     /// Each token's bytes, for the JSON constraint and log-probabilities.
     private lazy var tokenBytes: [[UInt8]] = (0..<tokenizer.vocabularySize).map { tokenizer.decodeBytes([$0]) }
     private lazy var singleByteToken: [Int32?] = {
@@ -170,6 +174,7 @@ public final class InferenceEngine: @unchecked Sendable {
     public func submit(_ specs: [SequenceSpec], onEvent: @escaping @Sendable (Int, SequenceEvent) -> Void) throws -> [SequenceTicket] {
         condition.lock()
         defer { condition.unlock() }
+        guard !draining else { throw EngineError.shuttingDown }
         guard queue.count + specs.count <= queueLimit else {
             metrics.rejected()
             throw EngineError.queueFull(limit: queueLimit)
@@ -184,12 +189,32 @@ public final class InferenceEngine: @unchecked Sendable {
         return tickets
     }
 
+    /// Ends every running and waiting sequence at the next step (finish reason `stop`, with
+    /// what was generated so far) and refuses new ones: a graceful shutdown then has no
+    /// responses left to wait for.
+    public func drain() {
+        condition.lock()
+        draining = true
+        condition.signal()
+        condition.unlock()
+    }
+
     // MARK: - The scheduler
 
     private func loop() {
         while true {
             condition.lock()
             while queue.isEmpty && !slots.contains(where: { $0.running != nil }) { condition.wait() }
+            if draining {
+                let waiting = queue
+                queue.removeAll()
+                condition.unlock()
+                for w in waiting { w.onEvent(.finished(.stop, completionTokens: 0)) }
+                for slot in slots { if let r = slot.running { finish(slot, r, .stop, logprobs: []) } }
+                metrics.setQueue(0)
+                metrics.setActive(0)
+                continue
+            }
             queue.removeAll { $0.ticket.cancelled }
             admit()
             metrics.setQueue(queue.count)
@@ -291,7 +316,8 @@ public final class InferenceEngine: @unchecked Sendable {
             applyPenalties(&scores, running)
             token = scores.withUnsafeBufferPointer { running.sampler.sample(logits: $0.baseAddress!, vocabulary: vocabulary, context: []) }
         }
-        if let top = spec.topLogprobs { logprobs = [logprobEntry(token, logSoftmax: logSoftmax, top: top)] }
+        // Log-probabilities of the tokens of the answer (a stop token is not part of it).
+        if let top = spec.topLogprobs, !stopTokens.contains(token) { logprobs = [logprobEntry(token, logSoftmax: logSoftmax, top: top)] }
 
         let now = DispatchTime.now().uptimeNanoseconds
         if running.firstTokenAt == nil {

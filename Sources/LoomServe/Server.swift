@@ -5,6 +5,7 @@ import LoomInference
 import LoomNN
 import LoomTokenizer
 import NIOCore
+import ServiceLifecycle
 
 /// How `loom serve` listens and what it allows.
 public struct ServeOptions: Sendable {
@@ -71,6 +72,7 @@ public final class LoomServer: Sendable {
         let app = Application(
             router: router,
             configuration: .init(address: .hostname(options.host, port: options.port), serverName: "loom"),
+            services: [DrainOnShutdown(engine: engine)],
             onServerRunning: { channel in onListening(channel.localAddress?.port ?? self.options.port) },
             logger: logger)
         try await app.runService()
@@ -188,6 +190,16 @@ public final class LoomServer: Sendable {
 
     static func randomID() -> String {
         (0..<24).map { _ in String("abcdefghijklmnopqrstuvwxyz0123456789".randomElement()!) }.joined()
+    }
+}
+
+/// On SIGTERM/SIGINT (graceful shutdown), ends the running and waiting sequences so that their
+/// responses complete and the server stops promptly instead of waiting for every answer.
+struct DrainOnShutdown: Service {
+    let engine: InferenceEngine
+    func run() async throws {
+        try? await gracefulShutdown()
+        engine.drain()
     }
 }
 

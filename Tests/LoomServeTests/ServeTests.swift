@@ -222,6 +222,29 @@ final class EngineTests: XCTestCase {
     }
 }
 
+final class EngineShutdownTests: XCTestCase {
+    /// Draining ends a long running sequence and a waiting one at once, and refuses new ones.
+    func testDrainEndsSequencesAndRefusesNewOnes() {
+        let (model, tokenizer) = TinyChatModel.shared
+        let engine = InferenceEngine(model: model, tokenizer: tokenizer, slots: 1, context: 256, queueLimit: 4, metrics: ServerMetrics()).started()
+        let finished = DispatchSemaphore(value: 0)
+        let started = DispatchSemaphore(value: 0)
+        let spec = SequenceSpec(prompt: [5, 6, 7], maxTokens: 250, sampling: SamplingParameters(temperature: 1, seed: 1))
+        nonisolated(unsafe) var reasons: [FinishReason] = []
+        let lock = NSLock()
+        _ = try! engine.submit([spec, spec]) { _, event in
+            if case .started = event { started.signal() }
+            if case .finished(let reason, _) = event { lock.lock(); reasons.append(reason); lock.unlock(); finished.signal() }
+        }
+        started.wait()
+        engine.drain()
+        XCTAssertEqual(finished.wait(timeout: .now() + 30), .success)
+        XCTAssertEqual(finished.wait(timeout: .now() + 30), .success)
+        XCTAssertEqual(reasons, [.stop, .stop])
+        XCTAssertThrowsError(try engine.submit([spec]) { _, _ in }) { XCTAssertTrue("\($0)".contains("shutting down")) }
+    }
+}
+
 extension InferenceEngine {
     func started() -> InferenceEngine { start(); return self }
 }
