@@ -72,10 +72,14 @@ public final class LoomServer: Sendable {
         let app = Application(
             router: router,
             configuration: .init(address: .hostname(options.host, port: options.port), serverName: "loom"),
-            services: [DrainOnShutdown(engine: engine)],
             onServerRunning: { channel in onListening(channel.localAddress?.port ?? self.options.port) },
             logger: logger)
-        try await app.runService()
+        // The group shuts its services down last to first: the scheduler drains before the HTTP
+        // server waits for its open responses (inside the application the server would go first
+        // and wait for answers that the scheduler was still generating).
+        let group = ServiceGroup(configuration: .init(services: [app, DrainOnShutdown(engine: engine)],
+                                                      gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
     }
 
     var modelCard: JSONValue {
