@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The test suite: installs what it needs, runs `swift test`, fuzzes the release `loom` with
+# The test suite: installs what it needs, runs `swift test`, fuzzes the `loom` binary with
 # mutated inputs (a short run of Benchmarks/fuzz/fuzz.py), checks data-parallel training under
 # mpirun against one process (Tests/MPI/check_data_parallel.py), then regenerates the reference
 # files with PyTorch / transformers / tokenizers and checks that they still equal the
@@ -35,10 +35,13 @@ passed=$(( executed - failed - skipped ))
 
 # The command line against mutated inputs: no crash, no hang, nothing invalid accepted.
 # Counted as one test; a failing case's inputs are kept in .build/fuzz-failures.
-echo "== fuzz (release build, fixed cases + 300 mutated inputs)"
-swift build -c release --product loom
+# The command-line checks below use the debug build that `swift test` ran: every Loom target is
+# compiled with -O even in debug (Package.swift), so its numeric code is optimized as in release,
+# and a release build of the dependencies (SwiftNIO, Hummingbird) would add many minutes.
+loom="$(swift build --show-bin-path)/loom"
+echo "== fuzz (fixed cases + 300 mutated inputs)"
 rm -rf .build/fuzz-failures
-if python3 Benchmarks/fuzz/fuzz.py --loom "$(swift build -c release --show-bin-path)/loom" --cases 300 --seed 1 \
+if python3 Benchmarks/fuzz/fuzz.py --loom "$loom" --cases 300 --seed 1 \
         --keep .build/fuzz-failures; then
     passed=$(( passed + 1 ))
 else
@@ -47,8 +50,8 @@ fi
 
 # mpirun -np 2 with batch B per rank against one process with batch 2B (pretrain, sft, dpo,
 # with and without --zero 1, resumed across rank counts) and bad launches. Counted as one test.
-echo "== data-parallel training under mpirun (release build)"
-if python3 Tests/MPI/check_data_parallel.py --loom "$(swift build -c release --show-bin-path)/loom" --zero; then
+echo "== data-parallel training under mpirun"
+if python3 Tests/MPI/check_data_parallel.py --loom "$loom" --zero; then
     passed=$(( passed + 1 ))
 else
     failed=$(( failed + 1 )); status=1
@@ -87,19 +90,18 @@ echo "== LoRA parity (peft)"
 "$py" Tests/Reference/check_peft_parity.py --loom .build/debug/loom
 passed=$(( passed + 7 ))
 
-# `loom serve` (release build) with SmolLM2 imported: the official openai client, and the chat
+# `loom serve` with SmolLM2 imported: the official openai client, and the chat
 # page in headless Chromium. Each check of their closing lines ("serve: N passed, F failed",
 # "web page: N passed, F failed") counts as a test; skipped, with the reason, when the model
 # cannot be fetched.
 echo "== loom serve: openai client and the chat page in Chromium (SmolLM2-135M-Instruct)"
-release_loom="$(swift build -c release --show-bin-path)/loom"
 if smollm2_gguf="$(PYTHON="$py" scripts/fetch_smollm2.sh 2>"$log")"; then
     serve_model=".build/serve-check/smollm2-135m-instruct"
     rm -rf "$serve_model"
-    "$release_loom" import gguf "$smollm2_gguf" --out "$serve_model" >/dev/null
+    "$loom" import gguf "$smollm2_gguf" --out "$serve_model" >/dev/null
     for check in openai_client_check web_page_check; do
         set +e
-        "$py" "Tests/Serve/$check.py" --loom "$release_loom" --model "$serve_model" 2>&1 | tee "$log"
+        "$py" "Tests/Serve/$check.py" --loom "$loom" --model "$serve_model" 2>&1 | tee "$log"
         check_status=${PIPESTATUS[0]}
         set -e
         closing=$(grep -E "^(serve|web page): [0-9]+ passed, [0-9]+ failed$" "$log" | tail -n 1)
