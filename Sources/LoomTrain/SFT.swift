@@ -129,7 +129,7 @@ public final class SFTTrainer {
             tape.backward(from: l)
             let (norm, lr) = try run.optimizerStep()
             lastLoss = Double(l.item)
-            var record: [String: Any] = ["loss": lastLoss, "lr": Double(lr), "grad_norm": Double(norm)]
+            var record: [String: Any] = ["loss": lastLoss, "lr": Double(lr), "grad_norm": Double(norm), "tokens": batch.tokens.count]
             if run.shouldEvaluate {
                 lastValidation = validationLoss()
                 record["val_loss"] = lastValidation
