@@ -19,7 +19,7 @@ def peak_mb(path):
     if not os.path.exists(path):
         return None
     match = re.search(r"Maximum resident set size \(kbytes\): (\d+)", open(path).read())
-    return int(match.group(1)) / 1024 if match else None
+    return int(match.group(1)) / 1000 if match else None
 
 
 def step_stats(run):
