@@ -13,8 +13,8 @@ public enum PromptFormat: Sendable {
     case fewShot([PromptExample])
 }
 
-public struct ExactMatchResult: Sendable {
-    public struct Sample: Sendable {
+public struct ExactMatchResult: Equatable, Sendable {
+    public struct Sample: Equatable, Sendable {
         public var prompt: String
         public var answer: String
         public var response: String

@@ -26,6 +26,8 @@ public struct InContextResult: Equatable, Sendable {
     public var prompts: Int
     /// Prompts that had choices (the denominator of the multiple-choice figures).
     public var multipleChoicePrompts: Int
+    /// The greedy answers behind `exactMatch`, one per prompt in order (for paired comparisons).
+    public var greedy: ExactMatchResult
 }
 
 /// k-shot evaluation for every k in `shots`, as the few-shot benchmarks of the GPT-3 paper and
@@ -37,9 +39,12 @@ public struct InContextResult: Equatable, Sendable {
 ///
 ///     let curve = inContextEvaluation(model: base, tokenizer: tokenizer, prompts: test, examples: train,
 ///                                     shots: [0, 1, 5], format: .plain)
+///
+/// `multipleChoice: false` skips the log-likelihood scoring (its figures are then nil): it costs
+/// a forward pass per candidate, more than the greedy answers on a slow machine.
 public func inContextEvaluation(model: LlamaModel, tokenizer: ByteLevelBPETokenizer, prompts: [PromptExample], examples: [PromptExample],
                                 shots: [Int], format: InContextFormat, seed: UInt64 = 0, maxTokens: Int = 16,
-                                batchSize: Int = 32) -> [InContextResult] {
+                                batchSize: Int = 32, multipleChoice: Bool = true) -> [InContextResult] {
     let pool = examples.filter { $0.answer != nil }
     let maxShots = shots.max() ?? 0
     precondition(shots.allSatisfy { $0 >= 0 } && (maxShots == 0 || pool.count > maxShots), "need more in-context examples than shots")
@@ -84,7 +89,7 @@ public func inContextEvaluation(model: LlamaModel, tokenizer: ByteLevelBPETokeni
                                       maxTokens: maxTokens, batchSize: batchSize)
         // Multiple choice: every (prompt, candidate) scored in batches.
         var rows: [(prompt: Int, choice: Int, bytes: Int)] = [], contexts: [[Int32]] = [], candidates: [[Int32]] = []
-        for (p, prompt) in prompts.enumerated() {
+        for (p, prompt) in prompts.enumerated() where multipleChoice {
             guard let choices = prompt.choices, prompt.answer != nil else { continue }
             for (c, choice) in choices.enumerated() {
                 rows.append((p, c, max(1, choice.utf8.count)))
@@ -110,6 +115,7 @@ public func inContextEvaluation(model: LlamaModel, tokenizer: ByteLevelBPETokeni
             return Double(right) / Double(picks.count)
         }
         return InContextResult(shots: k, exactMatch: greedy.accuracy, multipleChoice: accuracy(best),
-                               multipleChoiceNormalized: accuracy(bestNormalized), prompts: prompts.count, multipleChoicePrompts: best.count)
+                               multipleChoiceNormalized: accuracy(bestNormalized), prompts: prompts.count, multipleChoicePrompts: best.count,
+                               greedy: greedy)
     }
 }

@@ -135,7 +135,9 @@ public final class SFTTrainer {
             tape.backward(from: l, seed: share.weight)
             let (norm, lr) = try run.optimizerStep()
             lastLoss = run.parallel.averaged([Double(l.item) * Double(share.weight)])[0]
-            var record: [String: Any] = ["loss": lastLoss, "lr": Double(lr), "grad_norm": Double(norm)]
+            // Padded tokens of the global batch (every rank's slice).
+            let tokens = Int(run.parallel.summed([Double(batch.tokens.count)])[0])
+            var record: [String: Any] = ["loss": lastLoss, "lr": Double(lr), "grad_norm": Double(norm), "tokens": tokens]
             if run.shouldEvaluate {
                 lastValidation = validationLoss()
                 record["val_loss"] = lastValidation

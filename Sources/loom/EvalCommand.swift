@@ -37,10 +37,18 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Also report the accuracy of N answers per prompt sampled at temperature 1, and pass@N, the share of prompts with a right one among them (chat format; 0 = greedy only).") var sampled: Int = 0
     @Option(help: "Seed of the sampled answers.") var seed: UInt64 = 0
     @Flag(help: "Print every prompt, answer and response to stderr.") var verbose = false
+    @Option(help: "exact-match, in-context: write the graded greedy answers here, one JSON line each (in-context: tagged with their k).") var answersOut: String?
+    @Option(help: "exact-match: an earlier --answers-out file on the same prompts; reports this model's accuracy minus that one's with a paired bootstrap 95 % interval.") var pairedWith: String?
+    @Option(help: "The k of --paired-with's answers when that file comes from --task in-context.") var pairedShots: Int?
+    @Flag(help: "in-context: greedy exact match only, without the multiple-choice scoring (a forward pass per candidate).") var noMultipleChoice = false
 
     func validate() throws {
         try checkNumericFlags()
         guard sampled >= 0 else { throw ValidationError("--sampled must not be negative, got \(sampled)") }
+        if pairedWith != nil, task != .exactMatch { throw ValidationError("--paired-with compares exact-match answers; use it with --task exact-match") }
+        if pairedShots != nil, pairedWith == nil { throw ValidationError("--paired-shots needs --paired-with") }
+        if let pairedShots, pairedShots < 0 { throw ValidationError("--paired-shots must not be negative, got \(pairedShots)") }
+        if answersOut != nil, task == .perplexity { throw ValidationError("--answers-out needs --task exact-match or in-context") }
         if task == .inContext {
             _ = try parsedShotCounts()
         }
@@ -79,6 +87,12 @@ struct EvalCommand: ParsableCommand {
                 }
                 line += ", \"sampled_accuracy\": \(graded.accuracy), \"samples_per_prompt\": \(sampled), \"pass_at_\(sampled)\": \(graded.passAt(sampled))"
             }
+            if let answersOut { try writeAnswers(AnswerFile.lines(result), to: answersOut) }
+            if let pairedWith {
+                let baseline = try AnswerFile.read(URL(fileURLWithPath: pairedWith), shots: pairedShots)
+                let paired = try AnswerFile.pairedDifference(result, baseline: baseline, baselineName: pairedWith)
+                line += ", \"paired\": {\"baseline\": \(jsonString(pairedWith)), \"baseline_accuracy\": \(baseline.accuracy), \"minus_baseline\": \(paired.difference), \"ci95\": [\(paired.low), \(paired.high)], \"only_baseline\": \(paired.onlyBaseline), \"only_this\": \(paired.onlyThis)}"
+            }
             try StandardOutput.writeLine(line + "}")
         case .inContext:
             guard let prompts else { throw ValidationError("--task in-context needs --prompts FILE") }
@@ -91,7 +105,8 @@ struct EvalCommand: ParsableCommand {
                 throw ValidationError("--few-shot \(fewShot) holds \(pool.count) examples with answers; --shot-counts asks for up to \(counts.max()!)")
             }
             let results = inContextEvaluation(model: model, tokenizer: tokenizer, prompts: examples, examples: pool, shots: counts,
-                                              format: format, seed: seed, maxTokens: maxTokens)
+                                              format: format, seed: seed, maxTokens: maxTokens, multipleChoice: !noMultipleChoice)
+            if let answersOut { try writeAnswers(results.flatMap { try AnswerFile.lines($0.greedy, shots: $0.shots) }, to: answersOut) }
             func number(_ x: Double?) -> String { x.map { "\($0)" } ?? "null" }
             let rows = results.map { "{\"shots\": \($0.shots), \"exact_match\": \($0.exactMatch), \"multiple_choice\": \(number($0.multipleChoice)), \"multiple_choice_norm\": \(number($0.multipleChoiceNormalized)), \"prompts\": \($0.prompts)}" }
             try StandardOutput.writeLine("{\"task\": \"in-context\", \"format\": \"\(format.rawValue)\", \"results\": [\(rows.joined(separator: ", "))]}")
@@ -106,5 +121,15 @@ struct EvalCommand: ParsableCommand {
             let r = evaluateLanguageModel(model: model, dataset: dataset, tokenizer: tokenizer, batch: 8, context: ctx, batches: 8)
             try StandardOutput.writeLine("{\"task\": \"perplexity\", \"loss\": \(r.loss), \"perplexity\": \(Foundation.exp(r.loss)), \"bits_per_byte\": \(r.bitsPerByte), \"tokens\": \(r.tokens)}")
         }
+    }
+
+    private func writeAnswers(_ lines: [String], to path: String) throws {
+        do { try (lines.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8) } catch {
+            throw ValidationError("--answers-out \(path): cannot write (\(error.localizedDescription))")
+        }
+    }
+
+    private func jsonString(_ text: String) -> String {
+        String(decoding: (try? JSONSerialization.data(withJSONObject: [text], options: [.withoutEscapingSlashes])) ?? Data("[\"\"]".utf8), as: UTF8.self).dropFirst().dropLast().description
     }
 }
