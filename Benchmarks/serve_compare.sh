@@ -11,7 +11,7 @@
 # Environment: THREADS=2, LEVELS=1,4,16, LEVEL_SECONDS=30, MAX_TOKENS=128, PARALLEL=16 (loom's
 # slots), CONTEXT=2048 (llama.cpp's n_ctx), LOOM=.build/release/loom (built when missing),
 # BENCH_PYTHON=.venv-bench/bin/python (scripts/setup_bench.sh creates it with llama-cpp-python),
-# PYTHON=python3 (runs the client; standard library only).
+# PYTHON=python3 (runs the client; standard library only), LOOM_DTYPE=keep (or f32).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 threads="${THREADS:-2}"
@@ -32,9 +32,12 @@ fi
 [[ -x "$loom" ]] || swift build -c release --product loom
 gguf="$(scripts/fetch_smollm2.sh)"
 work=".build/serve-compare"
-model="$work/smollm2-135m-instruct"
+# LOOM_DTYPE=keep (default): Loom serves the GGUF's own Q4_1 blocks, the weights llama.cpp runs;
+# f32: dequantized.
+dtype="${LOOM_DTYPE:-keep}"
+model="$work/smollm2-135m-instruct-$dtype"
 mkdir -p "$work"
-[[ -s "$model/model.safetensors" ]] || "$loom" import gguf "$gguf" --out "$model" >/dev/null
+[[ -s "$model/config.json" ]] || "$loom" import gguf "$gguf" --out "$model" --dtype "$dtype" >/dev/null
 
 free_port() { "$py" -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"; }
 server_pid=""
