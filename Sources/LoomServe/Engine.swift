@@ -136,6 +136,9 @@ public final class InferenceEngine: @unchecked Sendable {
         var held = ""
         var constraint: JSONObjectConstraint?
         var firstTokenAt: UInt64?
+        /// This sequence's logits row after penalties and masks, reused every step (a vocabulary
+        /// of 49,152 would otherwise be a fresh 192 KiB array per token).
+        var scores: [Float] = []
         init(_ w: Waiting, feed: [Int32], tokenizer: ByteLevelBPETokenizer) {
             spec = w.spec; ticket = w.ticket; onEvent = w.onEvent; submitted = w.submitted
             var sampling = w.spec.sampling
@@ -280,7 +283,11 @@ public final class InferenceEngine: @unchecked Sendable {
         let vocabulary = model.configuration.vocabularySize
         let known = tokenizer.vocabularySize
         let spec = running.spec
-        var scores = [Float](UnsafeBufferPointer(start: logits, count: vocabulary))
+        if running.scores.count != vocabulary { running.scores = [Float](repeating: 0, count: vocabulary) }
+        running.scores.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: logits, count: vocabulary) }
+        var scores = running.scores
+        running.scores = []   // `scores` owns the buffer for this step (no copy on write) and gives it back below
+        defer { running.scores = scores }
         // Rows past the tokenizer's vocabulary have no text.
         for v in known..<vocabulary { scores[v] = -.infinity }
         var logprobs: [TokenLogprob] = []
