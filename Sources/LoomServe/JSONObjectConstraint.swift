@@ -24,7 +24,8 @@ struct JSONObjectConstraint: Equatable {
         case afterValue               // `,` or the container's closer
         case string(key: Bool, escape: Escape, continuation: Int)
         case number(Number)
-        case literal(remaining: [UInt8])
+        /// Inside `true`, `false` or `null` (`Self.literals[word]`), `next` bytes read.
+        case literal(word: Int, next: Int)
         case complete
     }
 
@@ -85,7 +86,9 @@ struct JSONObjectConstraint: Equatable {
                 }
             case .number(let n):
                 if n.canEnd { feed(copy.stack.last == .array ? "]" : "}") } else { feed("0") }
-            case .literal(let remaining): out += remaining; for b in remaining { _ = copy.step(b) }
+            case .literal(let word, let next):
+                let rest = Self.literals[word][next...]
+                out += rest; for b in rest { _ = copy.step(b) }
             case .complete: break
             }
         }
@@ -100,9 +103,9 @@ struct JSONObjectConstraint: Equatable {
         case UInt8(ascii: "-"): state = .number(.sign)
         case UInt8(ascii: "0"): state = .number(.zero)
         case UInt8(ascii: "1")...UInt8(ascii: "9"): state = .number(.integer)
-        case UInt8(ascii: "t"): state = .literal(remaining: Array("rue".utf8))
-        case UInt8(ascii: "f"): state = .literal(remaining: Array("alse".utf8))
-        case UInt8(ascii: "n"): state = .literal(remaining: Array("ull".utf8))
+        case UInt8(ascii: "t"): state = .literal(word: 0, next: 1)
+        case UInt8(ascii: "f"): state = .literal(word: 1, next: 1)
+        case UInt8(ascii: "n"): state = .literal(word: 2, next: 1)
         default: return false
         }
         return true
@@ -132,6 +135,10 @@ struct JSONObjectConstraint: Equatable {
     }
 
     private static func isDigit(_ b: UInt8) -> Bool { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(b) }
+
+    /// The literal words, so that reading one allocates nothing (`allows` runs for every
+    /// vocabulary entry at every step).
+    static let literals: [[UInt8]] = [Array("true".utf8), Array("false".utf8), Array("null".utf8)]
 
     static func isWhitespace(_ b: UInt8) -> Bool { b == 0x20 || b == 0x0A || b == 0x09 || b == 0x0D }
 
@@ -243,9 +250,10 @@ struct JSONObjectConstraint: Equatable {
                 endValue()
                 return state == .complete ? false : afterValueByte(byte)
             }
-        case .literal(let remaining):
-            guard byte == remaining.first else { return false }
-            if remaining.count == 1 { endValue() } else { state = .literal(remaining: Array(remaining.dropFirst())) }
+        case .literal(let word, let next):
+            let letters = Self.literals[word]
+            guard byte == letters[next] else { return false }
+            if next + 1 == letters.count { endValue() } else { state = .literal(word: word, next: next + 1) }
         }
         return true
     }
