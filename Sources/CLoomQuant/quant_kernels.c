@@ -4,6 +4,11 @@
 // AVX2 and the portable versions agree bit for bit, and a row's result does not depend on
 // how many rows are multiplied with it (the server batches requests' rows together).
 //
+// Weights are kept in an interleaved layout (see CLoomQuant.h): four rows' blocks side by side,
+// their scales together, so that the kernel reads one sequential stream and converts four
+// scales with one instruction; measured on a matrix larger than the caches (AMD EPYC, AVX2),
+// about 2x the throughput of reading the four rows as four separate streams.
+//
 // Built with -ffp-contract=off: the compiler must not fuse any other multiply and add, or
 // the two versions would round differently.
 #include "CLoomQuant.h"
@@ -44,6 +49,69 @@ static inline size_t block_bytes(int type) {
     }
 }
 
+// MARK: - The interleaved layout
+
+enum { GROUP_ROWS = 4 };
+
+/// Bytes before the quantized values in a group's super-block: four scales, and for Q4_1 four minimums.
+static inline size_t group_header_bytes(int type) { return type == LOOM_QUANT_Q4_1 ? 16 : 8; }
+/// Bytes of one block's quantized values.
+static inline size_t value_bytes(int type) { return type == LOOM_QUANT_Q8_0 ? 32 : 16; }
+
+/// Where the fields of one weight row's blocks are: block b's scale at d + b·stride, its
+/// minimum (Q4_1) at m + b·stride, its values at q + b·stride.
+typedef struct {
+    const uint8_t *d, *m, *q;
+    size_t stride;
+} RowView;
+
+static inline RowView row_view(int type, const uint8_t *w, int rows, int blocks, int row) {
+    const size_t bytes = block_bytes(type), rowBytes = bytes * (size_t)blocks;
+    const int grouped = rows / GROUP_ROWS * GROUP_ROWS;
+    RowView v;
+    if (row < grouped) {
+        const uint8_t *group = w + (size_t)(row / GROUP_ROWS) * GROUP_ROWS * rowBytes;
+        const int i = row % GROUP_ROWS;
+        v.d = group + 2 * i;
+        v.m = group + 8 + 2 * i;
+        v.q = group + group_header_bytes(type) + value_bytes(type) * i;
+        v.stride = GROUP_ROWS * bytes;
+    } else {
+        const uint8_t *start = w + (size_t)row * rowBytes;   // the rows after the last whole group stay as they are
+        v.d = start;
+        v.m = start + 2;
+        v.q = start + (type == LOOM_QUANT_Q4_1 ? 4 : 2);
+        v.stride = bytes;
+    }
+    return v;
+}
+
+void loom_quant_interleave(int type, uint8_t *w, int rows, int blocks, uint8_t *scratch) {
+    const size_t bytes = block_bytes(type), rowBytes = bytes * (size_t)blocks, header = group_header_bytes(type), values = value_bytes(type);
+    const size_t valueOffset = type == LOOM_QUANT_Q4_1 ? 4 : 2;
+    for (int g = 0; g < rows / GROUP_ROWS; g++) {
+        uint8_t *group = w + (size_t)g * GROUP_ROWS * rowBytes;
+        memcpy(scratch, group, GROUP_ROWS * rowBytes);
+        for (int b = 0; b < blocks; b++) {
+            uint8_t *super = group + (size_t)b * GROUP_ROWS * bytes;
+            for (int i = 0; i < GROUP_ROWS; i++) {
+                const uint8_t *block = scratch + (size_t)i * rowBytes + (size_t)b * bytes;
+                memcpy(super + 2 * i, block, 2);
+                if (type == LOOM_QUANT_Q4_1) memcpy(super + 8 + 2 * i, block + 2, 2);
+                memcpy(super + header + values * i, block + valueOffset, values);
+            }
+        }
+    }
+}
+
+void loom_quant_copy_block(int type, const uint8_t *w, int rows, int blocks, int row, int block, uint8_t *out) {
+    RowView v = row_view(type, w, rows, blocks, row);
+    const size_t at = (size_t)block * v.stride;
+    memcpy(out, v.d + at, 2);
+    if (type == LOOM_QUANT_Q4_1) memcpy(out + 2, v.m + at, 2);
+    memcpy(out + (type == LOOM_QUANT_Q4_1 ? 4 : 2), v.q + at, value_bytes(type));
+}
+
 // MARK: - Portable versions (the reference the AVX2 versions must equal)
 
 void loom_quantize_activations_scalar(const float *x, LoomActivationBlock *out, int blocks) {
@@ -63,22 +131,23 @@ void loom_quantize_activations_scalar(const float *x, LoomActivationBlock *out, 
     }
 }
 
-void loom_quant_block_lanes_scalar(int type, const uint8_t *block, const int8_t *q, int32_t lanes[8]) {
+/// The lanes from a block's quantized values alone (`v`: 32 bytes for Q8_0, 16 of nibbles otherwise).
+static void value_lanes(int type, const uint8_t *v, const int8_t *q, int32_t lanes[8]) {
     int values[32];
     switch (type) {
     case LOOM_QUANT_Q8_0:
-        for (int j = 0; j < 32; j++) values[j] = (int8_t)block[2 + j];
+        for (int j = 0; j < 32; j++) values[j] = (int8_t)v[j];
         break;
     case LOOM_QUANT_Q4_0:
         for (int j = 0; j < 16; j++) {
-            values[j] = (block[2 + j] & 15) - 8;
-            values[j + 16] = (block[2 + j] >> 4) - 8;
+            values[j] = (v[j] & 15) - 8;
+            values[j + 16] = (v[j] >> 4) - 8;
         }
         break;
     default:
         for (int j = 0; j < 16; j++) {
-            values[j] = block[4 + j] & 15;
-            values[j + 16] = block[4 + j] >> 4;
+            values[j] = v[j] & 15;
+            values[j + 16] = v[j] >> 4;
         }
     }
     for (int i = 0; i < 8; i++) {
@@ -88,32 +157,36 @@ void loom_quant_block_lanes_scalar(int type, const uint8_t *block, const int8_t 
     }
 }
 
+void loom_quant_block_lanes_scalar(int type, const uint8_t *block, const int8_t *q, int32_t lanes[8]) {
+    value_lanes(type, block + (type == LOOM_QUANT_Q4_1 ? 4 : 2), q, lanes);
+}
+
 /// The fixed summation tree of 8 lanes: (a0+a4 + a2+a6) + (a1+a5 + a3+a7).
 static inline float sum_lanes(const float a[8]) {
     float t0 = a[0] + a[4], t1 = a[1] + a[5], t2 = a[2] + a[6], t3 = a[3] + a[7];
     return (t0 + t2) + (t1 + t3);
 }
 
-static float dot_scalar(int type, const uint8_t *row, int blocks, const LoomActivationBlock *x) {
+static float dot_scalar(int type, RowView row, int blocks, const LoomActivationBlock *x) {
     float acc[8] = {0}, minimumTerm = 0;
-    size_t bytes = block_bytes(type);
     for (int b = 0; b < blocks; b++) {
-        const uint8_t *block = row + b * bytes;
+        const size_t at = (size_t)b * row.stride;
         int32_t lanes[8];
-        loom_quant_block_lanes_scalar(type, block, x[b].q, lanes);
-        float scale = loom_half_to_float(load_u16(block)) * x[b].d;
+        value_lanes(type, row.q + at, x[b].q, lanes);
+        float scale = loom_half_to_float(load_u16(row.d + at)) * x[b].d;
         for (int i = 0; i < 8; i++) acc[i] = fmaf(scale, (float)lanes[i], acc[i]);
-        if (type == LOOM_QUANT_Q4_1) minimumTerm = fmaf(loom_half_to_float(load_u16(block + 2)), x[b].sum, minimumTerm);
+        if (type == LOOM_QUANT_Q4_1) minimumTerm = fmaf(loom_half_to_float(load_u16(row.m + at)), x[b].sum, minimumTerm);
     }
     float total = sum_lanes(acc);
     return type == LOOM_QUANT_Q4_1 ? total + minimumTerm : total;
 }
 
-void loom_quant_matmul_scalar(int type, const uint8_t *w, size_t rowBytes, int blocksPerRow, int rowBegin, int rowEnd,
+void loom_quant_matmul_scalar(int type, const uint8_t *w, int rows, int blocksPerRow, int rowBegin, int rowEnd,
                               const LoomActivationBlock *x, int xRows, float *y, size_t ldy, int accumulate) {
     for (int o = rowBegin; o < rowEnd; o++) {
+        RowView row = row_view(type, w, rows, blocksPerRow, o);
         for (int r = 0; r < xRows; r++) {
-            float value = dot_scalar(type, w + (size_t)o * rowBytes, blocksPerRow, x + (size_t)r * blocksPerRow);
+            float value = dot_scalar(type, row, blocksPerRow, x + (size_t)r * blocksPerRow);
             float *out = y + (size_t)r * ldy + o;
             *out = accumulate ? *out + value : value;
         }
@@ -125,6 +198,8 @@ void loom_quant_matmul_scalar(int type, const uint8_t *w, size_t rowBytes, int b
 #if defined(__x86_64__)
 #include <immintrin.h>
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
+/// How far ahead (bytes) of the block being multiplied each weight row is fetched.
+enum { PREFETCH_DISTANCE = 512 };
 
 AVX2 void loom_quantize_activations_avx2(const float *x, LoomActivationBlock *out, int blocks) {
     const __m256 signBit = _mm256_set1_ps(-0.0f);
@@ -158,11 +233,12 @@ AVX2 void loom_quantize_activations_avx2(const float *x, LoomActivationBlock *ou
     }
 }
 
-/// The 32 weights of a block as bytes: signed for Q8_0 and Q4_0, unsigned nibbles for Q4_1.
-static inline __attribute__((always_inline)) AVX2 __m256i load_weights(int type, const uint8_t *block) {
-    if (type == LOOM_QUANT_Q8_0) return _mm256_loadu_si256((const __m256i *)(block + 2));
+/// The 32 weights of a block, from its quantized values, as bytes: signed for Q8_0 and Q4_0,
+/// unsigned nibbles for Q4_1.
+static inline __attribute__((always_inline)) AVX2 __m256i load_weights(int type, const uint8_t *v) {
+    if (type == LOOM_QUANT_Q8_0) return _mm256_loadu_si256((const __m256i *)v);
     const __m128i mask = _mm_set1_epi8(15);
-    __m128i packed = _mm_loadu_si128((const __m128i *)(block + (type == LOOM_QUANT_Q4_0 ? 2 : 4)));
+    __m128i packed = _mm_loadu_si128((const __m128i *)v);
     __m128i low = _mm_and_si128(packed, mask), high = _mm_and_si128(_mm_srli_epi16(packed, 4), mask);
     __m256i values = _mm256_set_m128i(high, low);
     if (type == LOOM_QUANT_Q4_0) values = _mm256_sub_epi8(values, _mm256_set1_epi8(8));
@@ -188,92 +264,131 @@ static inline __attribute__((always_inline)) AVX2 float sum_lanes_avx2(__m256 a)
     return _mm_cvtss_f32(_mm_add_ss(u, _mm_movehdup_ps(u)));                            // u0 + u1
 }
 
-/// `wrows` weight rows (1, 2 or 4) against `xrows` activation rows (1 … 4, at most 8 pairs):
-/// each weight block is unpacked once for all activation rows, each activation block loaded once
-/// for all weight rows, and the independent accumulators hide the latency of the fused
-/// multiply-adds. Every output's own arithmetic is the same as if it were computed alone.
-static inline __attribute__((always_inline)) AVX2 void dot_tile(int type, const uint8_t *w, size_t rowBytes, int wrows, int blocks,
-                                                                 const LoomActivationBlock *x, int xrows, float out[4][4]) {
-    __m256 acc[4][4];
-    float minimumTerm[4][4];
-    for (int i = 0; i < wrows; i++)
-        for (int r = 0; r < xrows; r++) { acc[i][r] = _mm256_setzero_ps(); minimumTerm[i][r] = 0; }
-    const size_t bytes = block_bytes(type);
+/// Lane `i` of `v` in all eight lanes.
+static inline __attribute__((always_inline)) AVX2 __m256 broadcast_lane(__m128 v, int i) {
+    return _mm256_broadcastss_ps(_mm_permutevar_ps(v, _mm_set1_epi32(i)));
+}
+
+/// The four rows of one interleaved group against `xrows` (1 or 2) activation rows. Each
+/// super-block (four rows' block b) is read once, front to back; its four scales (and Q4_1
+/// minimums) are converted with one instruction. Every output's arithmetic is that of
+/// dot_scalar: scale = d·x.d rounded, one fused multiply-add per lane and block, the minimum
+/// term fused per block, the lanes summed in the fixed tree.
+static inline __attribute__((always_inline)) AVX2 void group_tile(int type, const uint8_t *group, int blocks,
+                                                                   const LoomActivationBlock *x, int xrows, float out[4][2]) {
+    const size_t super = GROUP_ROWS * block_bytes(type), header = group_header_bytes(type), values = value_bytes(type);
+    __m256 acc[4][2];
+    __m128 minimumTerm[2];
+    for (int r = 0; r < xrows; r++) {
+        minimumTerm[r] = _mm_setzero_ps();
+        for (int i = 0; i < 4; i++) acc[i][r] = _mm256_setzero_ps();
+    }
     for (int b = 0; b < blocks; b++) {
-        __m256i weights[4];
-        float dw[4], mw[4];
-        for (int i = 0; i < wrows; i++) {
-            const uint8_t *block = w + (size_t)i * rowBytes + b * bytes;
-            dw[i] = _cvtsh_ss(load_u16(block));
-            mw[i] = type == LOOM_QUANT_Q4_1 ? _cvtsh_ss(load_u16(block + 2)) : 0;
-            weights[i] = load_weights(type, block);
-        }
+        const uint8_t *s = group + (size_t)b * super;
+        _mm_prefetch((const char *)(s + PREFETCH_DISTANCE), _MM_HINT_T0);
+        const __m128 d = _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)s));
+        __m128 scale[2];
+        __m256i q[2];
         for (int r = 0; r < xrows; r++) {
             const LoomActivationBlock *xb = x + (size_t)r * blocks + b;
-            __m256i q = _mm256_loadu_si256((const __m256i *)xb->q);
-            for (int i = 0; i < wrows; i++) {
-                __m256i lanes = block_lanes(type, weights[i], q);
-                float scale = dw[i] * xb->d;
-                acc[i][r] = _mm256_fmadd_ps(_mm256_set1_ps(scale), _mm256_cvtepi32_ps(lanes), acc[i][r]);
-                if (type == LOOM_QUANT_Q4_1) minimumTerm[i][r] = fmaf(mw[i], xb->sum, minimumTerm[i][r]);
+            scale[r] = _mm_mul_ps(d, _mm_set1_ps(xb->d));
+            q[r] = _mm256_loadu_si256((const __m256i *)xb->q);
+            if (type == LOOM_QUANT_Q4_1)
+                minimumTerm[r] = _mm_fmadd_ps(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(s + 8))), _mm_set1_ps(xb->sum), minimumTerm[r]);
+        }
+        for (int i = 0; i < 4; i++) {
+            __m256i weights = load_weights(type, s + header + values * i);
+            for (int r = 0; r < xrows; r++) {
+                __m256i lanes = block_lanes(type, weights, q[r]);
+                acc[i][r] = _mm256_fmadd_ps(broadcast_lane(scale[r], i), _mm256_cvtepi32_ps(lanes), acc[i][r]);
             }
         }
     }
-    for (int i = 0; i < wrows; i++) {
-        for (int r = 0; r < xrows; r++) {
+    for (int r = 0; r < xrows; r++) {
+        float minimums[4];
+        _mm_storeu_ps(minimums, minimumTerm[r]);
+        for (int i = 0; i < 4; i++) {
             float total = sum_lanes_avx2(acc[i][r]);
-            out[i][r] = type == LOOM_QUANT_Q4_1 ? total + minimumTerm[i][r] : total;
+            out[i][r] = type == LOOM_QUANT_Q4_1 ? total + minimums[i] : total;
         }
     }
 }
 
-static inline __attribute__((always_inline)) AVX2 void matmul_typed(int type, const uint8_t *w, size_t rowBytes, int blocks,
+/// One weight row (any position: inside a group or after the last one) against `xrows`
+/// (1 … 4) activation rows, with the same arithmetic.
+static inline __attribute__((always_inline)) AVX2 void row_tile(int type, RowView row, int blocks,
+                                                                 const LoomActivationBlock *x, int xrows, float out[4]) {
+    __m256 acc[4];
+    float minimumTerm[4];
+    for (int r = 0; r < xrows; r++) { acc[r] = _mm256_setzero_ps(); minimumTerm[r] = 0; }
+    for (int b = 0; b < blocks; b++) {
+        const size_t at = (size_t)b * row.stride;
+        _mm_prefetch((const char *)(row.q + at + PREFETCH_DISTANCE), _MM_HINT_T0);
+        const float dw = _cvtsh_ss(load_u16(row.d + at));
+        const float mw = type == LOOM_QUANT_Q4_1 ? _cvtsh_ss(load_u16(row.m + at)) : 0;
+        __m256i weights = load_weights(type, row.q + at);
+        for (int r = 0; r < xrows; r++) {
+            const LoomActivationBlock *xb = x + (size_t)r * blocks + b;
+            __m256i lanes = block_lanes(type, weights, _mm256_loadu_si256((const __m256i *)xb->q));
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dw * xb->d), _mm256_cvtepi32_ps(lanes), acc[r]);
+            if (type == LOOM_QUANT_Q4_1) minimumTerm[r] = fmaf(mw, xb->sum, minimumTerm[r]);
+        }
+    }
+    for (int r = 0; r < xrows; r++) {
+        float total = sum_lanes_avx2(acc[r]);
+        out[r] = type == LOOM_QUANT_Q4_1 ? total + minimumTerm[r] : total;
+    }
+}
+
+static inline __attribute__((always_inline)) void store_output(float *y, size_t ldy, int r, int o, float value, int accumulate) {
+    float *out = y + (size_t)r * ldy + o;
+    *out = accumulate ? *out + value : value;
+}
+
+static inline __attribute__((always_inline)) AVX2 void matmul_typed(int type, const uint8_t *w, int rows, int blocks,
                                                                       int rowBegin, int rowEnd, const LoomActivationBlock *x,
                                                                       int xRows, float *y, size_t ldy, int accumulate) {
-    // Decoding (one activation row): 4 weight rows at a time; otherwise 2 × up to 4.
-    const int wideRows = xRows == 1 ? 4 : 2;
+    const size_t groupBytes = GROUP_ROWS * block_bytes(type) * (size_t)blocks;
+    const int grouped = rows / GROUP_ROWS * GROUP_ROWS;
     for (int o = rowBegin; o < rowEnd;) {
-        int wrows = rowEnd - o >= wideRows ? wideRows : 1;
-        const uint8_t *rows = w + (size_t)o * rowBytes;
-        for (int r0 = 0; r0 < xRows; r0 += 4) {
-            int xrows = xRows - r0 < 4 ? xRows - r0 : 4;
-            float values[4][4];
-            const LoomActivationBlock *xr = x + (size_t)r0 * blocks;
-            // Constant tile sizes let the compiler keep the accumulators in registers.
-            if (wrows == 4) {
-                dot_tile(type, rows, rowBytes, 4, blocks, xr, 1, values);
-            } else if (wrows == 2) {
-                switch (xrows) {
-                case 4: dot_tile(type, rows, rowBytes, 2, blocks, xr, 4, values); break;
-                case 3: dot_tile(type, rows, rowBytes, 2, blocks, xr, 3, values); break;
-                case 2: dot_tile(type, rows, rowBytes, 2, blocks, xr, 2, values); break;
-                default: dot_tile(type, rows, rowBytes, 2, blocks, xr, 1, values); break;
-                }
-            } else {
-                switch (xrows) {
-                case 4: dot_tile(type, rows, rowBytes, 1, blocks, xr, 4, values); break;
-                case 3: dot_tile(type, rows, rowBytes, 1, blocks, xr, 3, values); break;
-                case 2: dot_tile(type, rows, rowBytes, 1, blocks, xr, 2, values); break;
-                default: dot_tile(type, rows, rowBytes, 1, blocks, xr, 1, values); break;
-                }
+        if (o % GROUP_ROWS == 0 && o + GROUP_ROWS <= rowEnd && o + GROUP_ROWS <= grouped) {
+            const uint8_t *group = w + (size_t)(o / GROUP_ROWS) * groupBytes;
+            for (int r0 = 0; r0 < xRows; r0 += 2) {
+                float values[4][2];
+                const LoomActivationBlock *xr = x + (size_t)r0 * blocks;
+                // Constant tile sizes let the compiler keep the accumulators in registers.
+                int xrows = xRows - r0 >= 2 ? 2 : 1;
+                if (xrows == 2) group_tile(type, group, blocks, xr, 2, values);
+                else group_tile(type, group, blocks, xr, 1, values);
+                for (int i = 0; i < 4; i++)
+                    for (int r = 0; r < xrows; r++) store_output(y, ldy, r0 + r, o + i, values[i][r], accumulate);
             }
-            for (int i = 0; i < wrows; i++) {
-                for (int r = 0; r < xrows; r++) {
-                    float *out = y + (size_t)(r0 + r) * ldy + o + i;
-                    *out = accumulate ? *out + values[i][r] : values[i][r];
+            o += GROUP_ROWS;
+        } else {
+            RowView row = row_view(type, w, rows, blocks, o);
+            for (int r0 = 0; r0 < xRows; r0 += 4) {
+                float values[4];
+                const LoomActivationBlock *xr = x + (size_t)r0 * blocks;
+                int xrows = xRows - r0 < 4 ? xRows - r0 : 4;
+                switch (xrows) {
+                case 4: row_tile(type, row, blocks, xr, 4, values); break;
+                case 3: row_tile(type, row, blocks, xr, 3, values); break;
+                case 2: row_tile(type, row, blocks, xr, 2, values); break;
+                default: row_tile(type, row, blocks, xr, 1, values); break;
                 }
+                for (int r = 0; r < xrows; r++) store_output(y, ldy, r0 + r, o, values[r], accumulate);
             }
+            o += 1;
         }
-        o += wrows;
     }
 }
 
-AVX2 void loom_quant_matmul_avx2(int type, const uint8_t *w, size_t rowBytes, int blocksPerRow, int rowBegin, int rowEnd,
+AVX2 void loom_quant_matmul_avx2(int type, const uint8_t *w, int rows, int blocksPerRow, int rowBegin, int rowEnd,
                                  const LoomActivationBlock *x, int xRows, float *y, size_t ldy, int accumulate) {
     switch (type) {
-    case LOOM_QUANT_Q8_0: matmul_typed(LOOM_QUANT_Q8_0, w, rowBytes, blocksPerRow, rowBegin, rowEnd, x, xRows, y, ldy, accumulate); break;
-    case LOOM_QUANT_Q4_0: matmul_typed(LOOM_QUANT_Q4_0, w, rowBytes, blocksPerRow, rowBegin, rowEnd, x, xRows, y, ldy, accumulate); break;
-    default: matmul_typed(LOOM_QUANT_Q4_1, w, rowBytes, blocksPerRow, rowBegin, rowEnd, x, xRows, y, ldy, accumulate); break;
+    case LOOM_QUANT_Q8_0: matmul_typed(LOOM_QUANT_Q8_0, w, rows, blocksPerRow, rowBegin, rowEnd, x, xRows, y, ldy, accumulate); break;
+    case LOOM_QUANT_Q4_0: matmul_typed(LOOM_QUANT_Q4_0, w, rows, blocksPerRow, rowBegin, rowEnd, x, xRows, y, ldy, accumulate); break;
+    default: matmul_typed(LOOM_QUANT_Q4_1, w, rows, blocksPerRow, rowBegin, rowEnd, x, xRows, y, ldy, accumulate); break;
     }
 }
 
@@ -283,9 +398,9 @@ AVX2 void loom_quant_matmul_avx2(int type, const uint8_t *w, size_t rowBytes, in
 void loom_quantize_activations_avx2(const float *x, LoomActivationBlock *out, int blocks) {
     loom_quantize_activations_scalar(x, out, blocks);
 }
-void loom_quant_matmul_avx2(int type, const uint8_t *w, size_t rowBytes, int blocksPerRow, int rowBegin, int rowEnd,
+void loom_quant_matmul_avx2(int type, const uint8_t *w, int rows, int blocksPerRow, int rowBegin, int rowEnd,
                             const LoomActivationBlock *x, int xRows, float *y, size_t ldy, int accumulate) {
-    loom_quant_matmul_scalar(type, w, rowBytes, blocksPerRow, rowBegin, rowEnd, x, xRows, y, ldy, accumulate);
+    loom_quant_matmul_scalar(type, w, rows, blocksPerRow, rowBegin, rowEnd, x, xRows, y, ldy, accumulate);
 }
 
 #endif

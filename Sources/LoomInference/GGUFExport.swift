@@ -82,7 +82,7 @@ public enum GGUFExport {
             case .dense(let tensor):
                 self.init(name: name, shape: tensor.shape, type: .f32, bytes: GGUFQuants.quantize(.f32, tensor.data, count: tensor.count))
             case .quantized(let matrix):
-                self.init(name: name, shape: matrix.shape, type: GGMLType(matrix.type), bytes: Data(matrix.bytes))
+                self.init(name: name, shape: matrix.shape, type: GGMLType(matrix.type), bytes: matrix.plainBytes())
             }
         }
     }

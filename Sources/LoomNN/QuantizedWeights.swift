@@ -76,7 +76,8 @@ extension LlamaModel {
         // starts as initializeWeights leaves it.
         let model = LlamaModel(configuration: configuration, heads: keepQuantized ? .languageModel : requested ?? .languageModel,
                                quantized: quantized)
-        if !keepQuantized { model.initializeWeights(seed: 0) }
+        let stored = Set(weights.map { $0.name })
+        if !keepQuantized, model.parameters.names.contains(where: { !stored.contains($0) }) { model.initializeWeights(seed: 0) }
         for case let (name, .dense(tensor)) in weights {
             if let bad = firstNonFinite(tensor.data, count: tensor.count) {
                 throw GGUFError(path: url.path, tensor: name, "holds \(tensor.data[bad]) at element \(bad): a model with non-finite weights cannot be used")

@@ -105,38 +105,54 @@ public enum BlockQuantization: String, CaseIterable, Sendable {
     }
 }
 
-/// A `[rows, columns]` weight matrix held as quantized blocks (each row a whole number of
-/// blocks, rows contiguous), multiplied by `quantizedLinear` without being expanded to floats.
+/// A `[rows, columns]` weight matrix held as quantized blocks, multiplied by `quantizedLinear`
+/// without being expanded to floats.
 ///
 ///     let w = QuantizedMatrix(quantizing: weight, as: .q4_1)   // weight: [out, in] floats
 ///     let y = quantizedLinear(x, w)                             // ≈ linear(x, weight)
+///
+/// In memory the blocks are in the kernels' interleaved layout (four rows' blocks side by side,
+/// see `loom_quant_interleave`), which lets a matrix–vector product read one sequential stream;
+/// `plainBytes()` gives llama.cpp's row-after-row layout (what GGUF files hold) back.
 public final class QuantizedMatrix: @unchecked Sendable {
     public let type: BlockQuantization
     public let rows: Int
     public let columns: Int
+    /// Bytes of one row in the plain layout (`blocksPerRow` blocks).
     public let bytesPerRow: Int
-    /// The blocks, row after row (64-byte aligned).
-    public let bytes: UnsafeMutableRawBufferPointer
+    /// The blocks in the interleaved layout (64-byte aligned), `rows × bytesPerRow` bytes.
+    public let interleavedBytes: UnsafeMutableRawBufferPointer
 
     public var blocksPerRow: Int { columns / BlockQuantization.blockSize }
     public var shape: [Int] { [rows, columns] }
+    /// Bytes of all blocks (the same in either layout).
+    public var byteCount: Int { interleavedBytes.count }
 
-    /// An uninitialised matrix (fill `bytes`). `columns` must be a positive multiple of 32.
-    public init(type: BlockQuantization, rows: Int, columns: Int) {
+    /// A matrix whose blocks `fill` writes in the plain layout (row after row, `rows × bytesPerRow`
+    /// bytes); they are then rearranged in place. `columns` must be a positive multiple of 32.
+    public init(type: BlockQuantization, rows: Int, columns: Int,
+                fillingPlainRows fill: (UnsafeMutableRawBufferPointer) throws -> Void) rethrows {
         precondition(rows > 0 && columns > 0 && columns % BlockQuantization.blockSize == 0,
                      "QuantizedMatrix: [\(rows), \(columns)] is not whole rows of \(BlockQuantization.blockSize)-element blocks")
         self.type = type
         self.rows = rows
         self.columns = columns
         bytesPerRow = columns / BlockQuantization.blockSize * type.bytesPerBlock
-        bytes = UnsafeMutableRawBufferPointer.allocate(byteCount: rows * bytesPerRow, alignment: 64)
+        let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: rows * bytesPerRow, alignment: 64)
+        do { try fill(storage) } catch { storage.deallocate(); throw error }
+        interleavedBytes = storage
+        let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 4 * bytesPerRow, alignment: 64)
+        defer { scratch.deallocate() }
+        loom_quant_interleave(type.ggmlCode, storage.baseAddress!.assumingMemoryBound(to: UInt8.self), Int32(rows),
+                              Int32(columns / BlockQuantization.blockSize), scratch.baseAddress!.assumingMemoryBound(to: UInt8.self))
     }
 
-    /// A copy of `source`, which must hold exactly `rows × bytesPerRow` bytes of `type` blocks.
+    /// A copy of `source`, which must hold exactly `rows × bytesPerRow` bytes of `type` blocks in the plain layout.
     public convenience init(type: BlockQuantization, rows: Int, columns: Int, copying source: UnsafeRawBufferPointer) {
-        self.init(type: type, rows: rows, columns: columns)
-        precondition(source.count == bytes.count, "QuantizedMatrix: \(source.count) bytes for [\(rows), \(columns)] \(type.rawValue)")
-        bytes.copyMemory(from: source)
+        self.init(type: type, rows: rows, columns: columns) { plain in
+            precondition(source.count == plain.count, "QuantizedMatrix: \(source.count) bytes for [\(rows), \(columns)] \(type.rawValue)")
+            plain.copyMemory(from: source)
+        }
     }
 
     /// `weight` (`[rows, columns]` floats) quantized block by block.
@@ -147,34 +163,61 @@ public final class QuantizedMatrix: @unchecked Sendable {
 
     /// `rows × columns` floats (row-major) quantized block by block.
     public convenience init(quantizing source: UnsafePointer<Float>, rows: Int, columns: Int, as type: BlockQuantization) {
-        self.init(type: type, rows: rows, columns: columns)
-        let blocks = rows * blocksPerRow, base = bytes.baseAddress!
-        parallelRanges(blocks, minimumChunk: 4096) { range in
-            for block in range {
-                type.quantizeBlock(source + block * BlockQuantization.blockSize, into: base + block * type.bytesPerBlock)
+        self.init(type: type, rows: rows, columns: columns) { plain in
+            let blocks = rows * (columns / BlockQuantization.blockSize), base = plain.baseAddress!
+            parallelRanges(blocks, minimumChunk: 4096) { range in
+                for block in range {
+                    type.quantizeBlock(source + block * BlockQuantization.blockSize, into: base + block * type.bytesPerBlock)
+                }
             }
         }
     }
 
-    deinit { bytes.deallocate() }
+    deinit { interleavedBytes.deallocate() }
 
-    /// The index of the first block whose scale (or Q4_1 minimum) is infinite or NaN, or nil:
-    /// such a block, read from a file, would turn every product it enters into NaN.
-    public func firstNonFiniteBlock() -> Int? {
-        let halves = type == .q4_1 ? [0, 2] : [0]
-        for block in 0 ..< rows * blocksPerRow {
-            for offset in halves where bytes.loadUnaligned(fromByteOffset: block * type.bytesPerBlock + offset, as: UInt16.self) & 0x7C00 == 0x7C00 {
-                return block
+    /// Block `block` of row `row` in the plain block layout, written to `output` (`type.bytesPerBlock` bytes).
+    public func copyBlock(row: Int, block: Int, into output: UnsafeMutableRawPointer) {
+        loom_quant_copy_block(type.ggmlCode, interleavedBytes.baseAddress!.assumingMemoryBound(to: UInt8.self), Int32(rows),
+                              Int32(blocksPerRow), Int32(row), Int32(block), output.assumingMemoryBound(to: UInt8.self))
+    }
+
+    /// The blocks in llama.cpp's plain layout, row after row (what a GGUF tensor holds).
+    public func plainBytes() -> Data {
+        var data = Data(count: byteCount)
+        data.withUnsafeMutableBytes { raw in
+            let base = raw.baseAddress!, blockBytes = type.bytesPerBlock
+            for row in 0 ..< rows {
+                for block in 0 ..< blocksPerRow { copyBlock(row: row, block: block, into: base + row * bytesPerRow + block * blockBytes) }
             }
         }
-        return nil
+        return data
+    }
+
+    /// The index (in the plain layout) of the first block whose scale (or Q4_1 minimum) is
+    /// infinite or NaN, or nil: such a block, read from a file, would turn every product it enters into NaN.
+    public func firstNonFiniteBlock() -> Int? {
+        let halves = type == .q4_1 ? [0, 2] : [0]
+        var block = [UInt8](repeating: 0, count: type.bytesPerBlock)
+        return block.withUnsafeMutableBytes { scratch -> Int? in
+            for row in 0 ..< rows {
+                for b in 0 ..< blocksPerRow {
+                    copyBlock(row: row, block: b, into: scratch.baseAddress!)
+                    for offset in halves where scratch.loadUnaligned(fromByteOffset: offset, as: UInt16.self) & 0x7C00 == 0x7C00 {
+                        return row * blocksPerRow + b
+                    }
+                }
+            }
+            return nil
+        }
     }
 
     /// Row `row` as floats.
     public func dequantizeRow(_ row: Int, into output: UnsafeMutablePointer<Float>) {
-        let start = bytes.baseAddress! + row * bytesPerRow
-        for block in 0 ..< blocksPerRow {
-            type.dequantizeBlock(start + block * type.bytesPerBlock, into: output + block * BlockQuantization.blockSize)
+        withUnsafeTemporaryAllocation(byteCount: type.bytesPerBlock, alignment: 8) { scratch in
+            for block in 0 ..< blocksPerRow {
+                copyBlock(row: row, block: block, into: scratch.baseAddress!)
+                type.dequantizeBlock(UnsafeRawPointer(scratch.baseAddress!), into: output + block * BlockQuantization.blockSize)
+            }
         }
     }
 
@@ -239,18 +282,19 @@ public func quantizedLinear(_ x: Tensor, _ weight: QuantizedMatrix, accumulating
     Profiler.time("linear", phase: .forward) {
         let activations = quantizeActivations(x.data, rows: rows, columns: weight.columns, kernel: kernel)
         defer { activations.deallocate() }
-        let w = weight.bytes.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        let w = weight.interleavedBytes.baseAddress!.assumingMemoryBound(to: UInt8.self)
         let a = UnsafePointer(activations.baseAddress!), out = output.data
-        let type = weight.type.ggmlCode, bytesPerRow = weight.bytesPerRow, blocks = Int32(weight.blocksPerRow)
+        let type = weight.type.ggmlCode, matrixRows = Int32(weight.rows), blocks = Int32(weight.blocksPerRow)
         let ldy = weight.rows, accumulate: Int32 = y == nil ? 0 : 1
-        parallelRanges(weight.rows, minimumChunk: 32) { range in
+        // Threads take whole groups of four rows (the interleaved layout's unit).
+        let groups = (weight.rows + 3) / 4
+        parallelRanges(groups, minimumChunk: 8) { groupRange in
+            let begin = Int32(groupRange.lowerBound * 4), end = Int32(Swift.min(weight.rows, groupRange.upperBound * 4))
             switch kernel {
             case .avx2:
-                loom_quant_matmul_avx2(type, w, bytesPerRow, blocks, Int32(range.lowerBound), Int32(range.upperBound),
-                                       a, Int32(rows), out, ldy, accumulate)
+                loom_quant_matmul_avx2(type, w, matrixRows, blocks, begin, end, a, Int32(rows), out, ldy, accumulate)
             case .portable:
-                loom_quant_matmul_scalar(type, w, bytesPerRow, blocks, Int32(range.lowerBound), Int32(range.upperBound),
-                                         a, Int32(rows), out, ldy, accumulate)
+                loom_quant_matmul_scalar(type, w, matrixRows, blocks, begin, end, a, Int32(rows), out, ldy, accumulate)
             }
         }
     }

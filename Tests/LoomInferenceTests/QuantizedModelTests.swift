@@ -65,7 +65,7 @@ final class QuantizedModelTests: XCTestCase {
             // The stored blocks are the quantization of the float32 weights, row order included.
             let q = try XCTUnwrap(model.quantizedWeights["model.layers.1.self_attn.q_proj.weight"])
             let expected = QuantizedMatrix(quantizing: dense.parameters["model.layers.1.self_attn.q_proj.weight"], as: type)
-            XCTAssertTrue(UnsafeRawBufferPointer(q.bytes).elementsEqual(UnsafeRawBufferPointer(expected.bytes)), "\(type) q_proj blocks")
+            XCTAssertEqual(q.plainBytes(), expected.plainBytes(), "\(type) q_proj blocks")
 
             let logits = lastLogits(model, prompt)
             let worst = zip(logits, reference).map { abs($0 - $1) }.max()!
@@ -122,7 +122,7 @@ final class QuantizedModelTests: XCTestCase {
         let a = try LlamaModel.load(directory: imported, keepQuantized: true), b = try LlamaModel.load(directory: quantized, keepQuantized: true)
         XCTAssertEqual(Set(a.quantizedWeights.keys), Set(b.quantizedWeights.keys))
         for (name, matrix) in a.quantizedWeights {
-            XCTAssertTrue(UnsafeRawBufferPointer(matrix.bytes).elementsEqual(UnsafeRawBufferPointer(b.quantizedWeights[name]!.bytes)), name)
+            XCTAssertEqual(matrix.plainBytes(), b.quantizedWeights[name]!.plainBytes(), name)
         }
     }
 

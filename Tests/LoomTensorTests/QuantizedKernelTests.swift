@@ -1,4 +1,5 @@
 import XCTest
+import Foundation
 import CLoomQuant
 @testable import LoomTensor
 
@@ -20,12 +21,10 @@ final class QuantizedKernelTests: XCTestCase {
     /// (valid in a file, never written by the quantizer).
     func randomWeights(_ type: BlockQuantization, rows: Int, columns: Int, seed: UInt64) -> QuantizedMatrix {
         let matrix = QuantizedMatrix(quantizing: randomTensor([rows, columns], seed: seed, scale: 0.05), as: type)
-        if type == .q8_0 {
-            for block in stride(from: 0, to: rows * matrix.blocksPerRow, by: 7) {
-                matrix.bytes.storeBytes(of: -128, toByteOffset: block * 34 + 2 + block % 32, as: Int8.self)
-            }
-        }
-        return matrix
+        guard type == .q8_0 else { return matrix }
+        var plain = matrix.plainBytes()
+        for block in stride(from: 0, to: rows * matrix.blocksPerRow, by: 7) { plain[block * 34 + 2 + block % 32] = 0x80 }
+        return plain.withUnsafeBytes { QuantizedMatrix(type: type, rows: rows, columns: columns, copying: $0) }
     }
 
     /// The integer lanes of one block computed here, from the block layout, independently of the C code.
@@ -46,11 +45,11 @@ final class QuantizedKernelTests: XCTestCase {
     }
 
     /// One output element by the documented arithmetic, in Swift.
-    func referenceDot(_ w: QuantizedMatrix, row: Int, _ x: UnsafePointer<LoomActivationBlock>) -> Float {
+    func referenceDot(_ w: QuantizedMatrix, plain: UnsafeRawBufferPointer, row: Int, _ x: UnsafePointer<LoomActivationBlock>) -> Float {
         var acc = [Float](repeating: 0, count: 8)
         var minimumTerm: Float = 0
         for b in 0 ..< w.blocksPerRow {
-            let block = UnsafeRawPointer(w.bytes.baseAddress! + row * w.bytesPerRow + b * w.type.bytesPerBlock)
+            let block = plain.baseAddress! + row * w.bytesPerRow + b * w.type.bytesPerBlock
             let activation = x[b]
             let q = withUnsafeBytes(of: activation.q) { Array($0.bindMemory(to: Int8.self)) }
             let scale = HalfPrecision.float(block.loadUnaligned(as: UInt16.self)) * activation.d
@@ -103,11 +102,12 @@ final class QuantizedKernelTests: XCTestCase {
             let activations = quantizeActivations(x.data, rows: 6, columns: 160, kernel: .portable)
             defer { activations.deallocate() }
             var outputs: [[UInt32]] = []
+            let plain = w.plainBytes()
             for kernel in kernels {
                 let y = quantizedLinear(x, w, kernel: kernel)
                 for r in 0 ..< 6 {
                     for o in 0 ..< 37 {
-                        let expected = referenceDot(w, row: o, activations.baseAddress! + r * w.blocksPerRow)
+                        let expected = plain.withUnsafeBytes { referenceDot(w, plain: $0, row: o, activations.baseAddress! + r * w.blocksPerRow) }
                         XCTAssertEqual(y.data[r * 37 + o].bitPattern, expected.bitPattern, "\(type) \(kernel) row \(r) output \(o)")
                     }
                 }
@@ -135,13 +135,57 @@ final class QuantizedKernelTests: XCTestCase {
             let x = randomTensor([1, 64], seed: 22)
             let activations = quantizeActivations(x.data, rows: 1, columns: 64, kernel: .portable)
             defer { activations.deallocate() }
+            let plain = w.plainBytes()
             for block in 0 ..< 8 {
-                let start = w.bytes.baseAddress! + block * type.bytesPerBlock
                 let a = activations[block % 2]
                 let q = withUnsafeBytes(of: a.q) { Array($0.bindMemory(to: Int8.self)) }
                 var lanesC = [Int32](repeating: 0, count: 8)
-                q.withUnsafeBufferPointer { loom_quant_block_lanes_scalar(type.ggmlCode, start.assumingMemoryBound(to: UInt8.self), $0.baseAddress!, &lanesC) }
-                XCTAssertEqual(lanesC, lanes(type, start, q), "\(type) block \(block)")
+                plain.withUnsafeBytes { raw in
+                    let start = raw.baseAddress! + block * type.bytesPerBlock
+                    q.withUnsafeBufferPointer { loom_quant_block_lanes_scalar(type.ggmlCode, start.assumingMemoryBound(to: UInt8.self), $0.baseAddress!, &lanesC) }
+                    XCTAssertEqual(lanesC, lanes(type, start, q), "\(type) block \(block)")
+                }
+            }
+        }
+    }
+
+    /// The interleaved layout gives the plain blocks back unchanged (rows in whole groups of four
+    /// and the rows after them), and a range of rows that does not start at a group computes the
+    /// same values as the whole product.
+    func testInterleavedLayoutRoundTripsAndAnyRowRangeMatches() throws {
+        for type in BlockQuantization.allCases {
+            for rows in [1, 4, 7, 13] {
+                var rng = SeededRandom(seed: UInt64(rows))
+                let columns = 96, count = rows * columns / 32 * type.bytesPerBlock
+                var plain = Data((0 ..< count).map { _ in UInt8(truncatingIfNeeded: rng.next()) })
+                // Finite scales: each block's halves set to small normal values.
+                for block in 0 ..< rows * columns / 32 {
+                    for half in (type == .q4_1 ? [0, 2] : [0]) {
+                        let at = block * type.bytesPerBlock + half
+                        plain[at] = UInt8(truncatingIfNeeded: rng.next()); plain[at + 1] = 0x20 | UInt8(rng.next() % 8)
+                    }
+                }
+                let w = plain.withUnsafeBytes { QuantizedMatrix(type: type, rows: rows, columns: columns, copying: $0) }
+                XCTAssertEqual(w.plainBytes(), plain, "\(type) \(rows) rows: the layout does not round-trip")
+                let x = randomTensor([3, columns], seed: 51)
+                let whole = quantizedLinear(x, w)
+                let activations = quantizeActivations(x.data, rows: 3, columns: columns, kernel: .portable)
+                defer { activations.deallocate() }
+                let base = w.interleavedBytes.baseAddress!.assumingMemoryBound(to: UInt8.self)
+                for kernel in kernels {
+                    for begin in 0 ..< rows {
+                        var y = [Float](repeating: .nan, count: 3 * rows)
+                        switch kernel {
+                        case .avx2: loom_quant_matmul_avx2(type.ggmlCode, base, Int32(rows), Int32(columns / 32), Int32(begin), Int32(rows), activations.baseAddress!, 3, &y, rows, 0)
+                        case .portable: loom_quant_matmul_scalar(type.ggmlCode, base, Int32(rows), Int32(columns / 32), Int32(begin), Int32(rows), activations.baseAddress!, 3, &y, rows, 0)
+                        }
+                        for r in 0 ..< 3 {
+                            for o in begin ..< rows {
+                                XCTAssertEqual(y[r * rows + o].bitPattern, whole.data[r * rows + o].bitPattern, "\(type) \(kernel) rows \(begin)..<\(rows): output \(r),\(o)")
+                            }
+                        }
+                    }
+                }
             }
         }
     }

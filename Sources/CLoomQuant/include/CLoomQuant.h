@@ -22,18 +22,33 @@ typedef struct {
 void loom_quantize_activations_avx2(const float *x, LoomActivationBlock *out, int blocks);
 void loom_quantize_activations_scalar(const float *x, LoomActivationBlock *out, int blocks);
 
-/// y[r·ldy + o] (+)= Σ_blocks  weight row o · activation row r, for output rows o in
-/// [rowBegin, rowEnd) and activation rows r in [0, xRows). Weight row o starts at
-/// w + o·rowBytes and holds `blocksPerRow` blocks of `type`; activation row r starts at
-/// x + r·blocksPerRow.
+/// The kernels' weight layout ("interleaved"): rows in groups of four; for each group and
+/// block index b, one super-block holds the four rows' block b as
+///   Q8_0: 4 half scales, then 4 × 32 signed bytes            (136 bytes = 4 × 34)
+///   Q4_0: 4 half scales, then 4 × 16 bytes of nibbles        ( 72 bytes = 4 × 18)
+///   Q4_1: 4 half scales, 4 half minimums, 4 × 16 nibble bytes ( 80 bytes = 4 × 20)
+/// super-blocks in block order, groups in row order. The rows after the last whole group
+/// (rows mod 4) follow in llama.cpp's plain row layout. The size equals the plain layout's.
 ///
-/// Each output is accumulated in the same order whatever `xRows` is, and the AVX2 version
-/// performs exactly the operations of the portable one (8 integer lanes per block, each
+/// Rearranges `rows` rows of `blocks` blocks each from the plain layout into the interleaved
+/// one, in place; `scratch` holds 4 rows (4 · blocks · block bytes).
+void loom_quant_interleave(int type, uint8_t *w, int rows, int blocks, uint8_t *scratch);
+
+/// Block `block` of row `row` of an interleaved matrix, in the plain block layout (34, 18 or 20 bytes).
+void loom_quant_copy_block(int type, const uint8_t *w, int rows, int blocks, int row, int block, uint8_t *out);
+
+/// y[r·ldy + o] (+)= Σ_blocks  weight row o · activation row r, for output rows o in
+/// [rowBegin, rowEnd) and activation rows r in [0, xRows). `w` holds `rows` rows of
+/// `blocksPerRow` blocks of `type` in the interleaved layout; activation row r starts at
+/// x + r·blocksPerRow. Ranges that start at a multiple of 4 run fastest.
+///
+/// Each output is accumulated in the same order whatever `xRows` or the range is, and the AVX2
+/// version performs exactly the operations of the portable one (8 integer lanes per block, each
 /// scaled into its own float lane with a fused multiply-add, the lanes summed in one fixed
 /// tree), so results are equal bit for bit across batch sizes and between the two versions.
-void loom_quant_matmul_avx2(int type, const uint8_t *w, size_t rowBytes, int blocksPerRow, int rowBegin, int rowEnd,
+void loom_quant_matmul_avx2(int type, const uint8_t *w, int rows, int blocksPerRow, int rowBegin, int rowEnd,
                             const LoomActivationBlock *x, int xRows, float *y, size_t ldy, int accumulate);
-void loom_quant_matmul_scalar(int type, const uint8_t *w, size_t rowBytes, int blocksPerRow, int rowBegin, int rowEnd,
+void loom_quant_matmul_scalar(int type, const uint8_t *w, int rows, int blocksPerRow, int rowBegin, int rowEnd,
                               const LoomActivationBlock *x, int xRows, float *y, size_t ldy, int accumulate);
 
 /// The 8 integer lane sums of one weight block against one activation block (lane i covers

@@ -114,12 +114,13 @@ public enum GGUFLlama {
             let rotaryHeads = name.hasSuffix("q_proj.weight") ? configuration.headCount
                 : name.hasSuffix("k_proj.weight") ? configuration.kvHeadCount : nil
             if keepQuantized, shape.count == 2, let blocks = info.type.blockQuantization {
-                let stored = QuantizedMatrix(type: blocks, rows: shape[0], columns: shape[1])
-                file.withRawBytes(of: info) { raw in
-                    let order = rotaryHeads.map { huggingFaceRowSources(rows: shape[0], heads: $0) } ?? Array(0 ..< shape[0])
-                    for (row, source) in order.enumerated() {
-                        (stored.bytes.baseAddress! + row * stored.bytesPerRow)
-                            .copyMemory(from: raw.baseAddress! + source * stored.bytesPerRow, byteCount: stored.bytesPerRow)
+                let stored = QuantizedMatrix(type: blocks, rows: shape[0], columns: shape[1]) { plain in
+                    let rowBytes = plain.count / shape[0]
+                    file.withRawBytes(of: info) { raw in
+                        let order = rotaryHeads.map { huggingFaceRowSources(rows: shape[0], heads: $0) } ?? Array(0 ..< shape[0])
+                        for (row, source) in order.enumerated() {
+                            (plain.baseAddress! + row * rowBytes).copyMemory(from: raw.baseAddress! + source * rowBytes, byteCount: rowBytes)
+                        }
                     }
                 }
                 if let block = stored.firstNonFiniteBlock() {

@@ -1,4 +1,5 @@
 import Foundation
+import LoomTensor
 
 /// Dequantisation of ggml's block formats to `Float`, equal bit for bit to the `gguf`
 /// Python package's `gguf.quants.dequantize` (tested against it in `GGUFTests`).
@@ -187,8 +188,12 @@ public enum GGUFQuants {
         out.withUnsafeMutableBytes { raw in
             let base = raw.baseAddress!
             if let blocks = type.blockQuantization {
-                let matrix = QuantizedMatrix(quantizing: source, rows: count / BlockQuantization.blockSize, columns: BlockQuantization.blockSize, as: blocks)
-                base.copyMemory(from: matrix.bytes.baseAddress!, byteCount: matrix.bytes.count)
+                let blockCount = count / BlockQuantization.blockSize
+                parallelRanges(blockCount, minimumChunk: 4096) { range in
+                    for block in range {
+                        blocks.quantizeBlock(source + block * BlockQuantization.blockSize, into: base + block * blocks.bytesPerBlock)
+                    }
+                }
                 return
             }
             for element in 0 ..< count {
