@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Serving speed: `loom serve` beside llama-cpp-python's OpenAI-compatible server
-# (`python -m llama_cpp.server`) on the same GGUF (SmolLM2-135M-Instruct Q4_1, fetched by
+# (`python -m llama_cpp.server`) on the same weights (by default SmolLM2-135M-Instruct Q4_1, fetched by
 # scripts/fetch_smollm2.sh), the same threads and the same client script (Benchmarks/serve_load.py,
 # levels phase: streaming clients back to back), in one run. Writes the aggregate decode tokens/s,
 # p50/p99 time to first token and p50 latency at 1, 4 and 16 clients, with the CPU's model name,
@@ -11,7 +11,12 @@
 # Environment: THREADS=2, LEVELS=1,4,16, LEVEL_SECONDS=30, MAX_TOKENS=128, PARALLEL=16 (loom's
 # slots), CONTEXT=2048 (llama.cpp's n_ctx), LOOM=.build/release/loom (built when missing),
 # BENCH_PYTHON=.venv-bench/bin/python (scripts/setup_bench.sh creates it with llama-cpp-python),
-# PYTHON=python3 (runs the client; standard library only), LOOM_DTYPE=keep (or f32).
+# PYTHON=python3 (runs the client; standard library only), REF_PYTHON=.venv-ref/bin/python (has `gguf`),
+# LOOM_DTYPE=keep (or f32),
+# MODEL_DIR= (a Loom model directory, e.g. the pipeline's runs/demo/sft, served in float32 by both:
+# llama.cpp gets its `loom export gguf --type f32`; empty: SmolLM2).
+# llama.cpp's server runs with --interrupt_requests False: by default it aborts the running stream
+# whenever another request arrives, so concurrent clients would measure that policy, not serving.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 threads="${THREADS:-2}"
@@ -35,9 +40,30 @@ work=".build/serve-compare"
 # LOOM_DTYPE=keep (default): Loom serves the GGUF's own Q4_1 blocks, the weights llama.cpp runs;
 # f32: dequantized.
 dtype="${LOOM_DTYPE:-keep}"
-model="$work/smollm2-135m-instruct-$dtype"
 mkdir -p "$work"
-[[ -s "$model/config.json" ]] || "$loom" import gguf "$gguf" --out "$model" --dtype "$dtype" >/dev/null
+if [[ -n "${MODEL_DIR:-}" ]]; then
+    # A Loom model: both servers run it in float32 (llama.cpp from its GGUF export).
+    dtype=f32
+    model="$MODEL_DIR"
+    peer_gguf="$work/$(basename "$MODEL_DIR")-f32.gguf"
+    "$loom" export gguf "$model" --out "$peer_gguf" --type f32 >/dev/null
+    # llama.cpp refuses the pre-tokenizer name "loom" (Loom's own split rule); for this speed
+    # comparison its copy names the closest rule it has, qwen2 (Benchmarks/gguf_set_pre.py).
+    "${REF_PYTHON:-.venv-ref/bin/python}" Benchmarks/gguf_set_pre.py "$peer_gguf" "$peer_gguf.qwen2" qwen2
+    peer_gguf="$peer_gguf.qwen2"
+    described="$MODEL_DIR (a Loom model), float32 on both sides (llama.cpp: its \`loom export gguf --type f32\`, tokenizer.ggml.pre set to qwen2 in its copy)"
+else
+    model="$work/smollm2-135m-instruct-$dtype"
+    [[ -s "$model/config.json" ]] || "$loom" import gguf "$gguf" --out "$model" --dtype "$dtype" >/dev/null
+    if [[ $dtype == keep ]]; then
+        peer_gguf="$gguf"
+        described="$gguf (SmolLM2-135M-Instruct Q4_1): loom serves its blocks as they are (--dtype keep), llama.cpp the GGUF"
+    else
+        peer_gguf="$work/smollm2-135m-instruct-f32.gguf"
+        [[ -s "$peer_gguf" ]] || "$loom" export gguf "$model" --out "$peer_gguf" --type f32 >/dev/null
+        described="SmolLM2-135M-Instruct dequantized to float32 on both sides (llama.cpp: \`loom export gguf --type f32\` of loom's import)"
+    fi
+fi
 
 free_port() { "$py" -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"; }
 server_pid=""
@@ -78,8 +104,8 @@ measure() {
 
 load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 measure loom "$loom" serve --model "$model" --host 127.0.0.1 --parallel "$parallel" --threads "$threads"
-measure llama.cpp env OMP_NUM_THREADS="$threads" "$bench_py" -m llama_cpp.server --model "$gguf" --host 127.0.0.1 \
-    --n_threads "$threads" --n_threads_batch "$threads" --n_ctx "$context" --verbose False
+measure llama.cpp env OMP_NUM_THREADS="$threads" "$bench_py" -m llama_cpp.server --model "$peer_gguf" --host 127.0.0.1 \
+    --n_threads "$threads" --n_threads_batch "$threads" --n_ctx "$context" --interrupt_requests False --verbose False
 load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 mkdir -p "$(dirname "$result")"
@@ -93,9 +119,9 @@ llama_version = subprocess.run(["$bench_py", "-c", "import llama_cpp; print(llam
                                capture_output=True, text=True).stdout.strip()
 print(f"# Benchmarks/serve_compare.sh, {subprocess.run(['date', '-u', '+%Y-%m-%d %H:%M UTC'], capture_output=True, text=True).stdout.strip()}, commit {commit}")
 print(f"# CPU: {cpu}, {subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores; THREADS=$threads for both servers")
-print(f"# model: $gguf (SmolLM2-135M-Instruct, Q4_1); loom serves its import (weights dequantised to float32),")
-print(f"#   llama-cpp-python {llama_version} serves the GGUF as is (Q4_1 kernels), n_ctx $context")
-print(f"# loom serve --parallel $parallel --threads $threads; python -m llama_cpp.server --n_threads $threads --n_threads_batch $threads")
+print(f"# model: $described")
+print(f"#   llama-cpp-python {llama_version}, n_ctx $context")
+print(f"# loom serve --parallel $parallel --threads $threads; python -m llama_cpp.server --n_threads $threads --n_threads_batch $threads --interrupt_requests False")
 print(f"# client: Benchmarks/serve_load.py --phases levels --levels $levels --level-seconds $level_seconds --max-tokens $max_tokens")
 print(f"#   (streaming chat requests back to back per client, temperature 0.8, seeded; tokens/s = completion tokens of all")
 print(f"#   finished requests / the level's wall time; TTFT and latency measured at the client)")

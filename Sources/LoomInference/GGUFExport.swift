@@ -113,7 +113,7 @@ public enum GGUFExport {
             ("llama.rope.dimension_count", .uint32(UInt32(c.headDim))),
             ("llama.attention.layer_norm_rms_epsilon", .float32(c.rmsNormEps)),
             ("tokenizer.ggml.model", .string(vocabulary.model)),
-            ("tokenizer.ggml.pre", .string(vocabulary.preTokenizer ?? "gpt2")),
+            ("tokenizer.ggml.pre", .string(vocabulary.preTokenizer ?? PreTokenizerPattern.gpt2.llamaCppName)),
             ("tokenizer.ggml.tokens", .array(.string, vocabulary.tokens.map { .string($0) })),
             ("tokenizer.ggml.token_type", .array(.int32, (vocabulary.tokenTypes ?? []).map { .int32(Int32($0)) })),
             ("tokenizer.ggml.merges", .array(.string, vocabulary.merges.map { .string($0) })),

@@ -39,7 +39,7 @@ public enum PreTokenizerPattern: Sendable, Equatable {
     /// not implement. "default" is what llama.cpp assumes for older files: GPT-2's.
     public init?(llamaCppName name: String) {
         switch name {
-        case "gpt2", "default": self = .gpt2
+        case "gpt-2", "gpt2", "default": self = .gpt2
         case "smollm": self = .smollm
         case "llama-bpe", "llama3", "llama-v3": self = .llama3
         case "qwen2": self = .qwen2
@@ -48,11 +48,12 @@ public enum PreTokenizerPattern: Sendable, Equatable {
         }
     }
 
-    /// The name written to `tokenizer.ggml.pre` on export. "loom" is Loom's own: llama.cpp
+    /// The name written to `tokenizer.ggml.pre` on export, spelled as llama.cpp's converter
+    /// writes it (GPT-2's is "gpt-2": llama.cpp refuses "gpt2"). "loom" is Loom's own: llama.cpp
     /// and transformers do not know it (they would refuse it, or split text like GPT-2).
     public var llamaCppName: String {
         switch self {
-        case .gpt2: "gpt2"
+        case .gpt2: "gpt-2"
         case .smollm: "smollm"
         case .llama3: "llama-bpe"
         case .qwen2: "qwen2"
@@ -61,7 +62,7 @@ public enum PreTokenizerPattern: Sendable, Equatable {
     }
 
     /// The `tokenizer.ggml.pre` names Loom reads.
-    public static let llamaCppNames = ["default", "gpt2", "llama-bpe", "llama-v3", "llama3", "loom", "qwen2", "smollm"]
+    public static let llamaCppNames = ["default", "gpt-2", "gpt2", "llama-bpe", "llama-v3", "llama3", "loom", "qwen2", "smollm"]
 
     /// Llama 3's pattern as Hugging Face writes it.
     public static let llama3Regex = #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#

@@ -42,6 +42,8 @@ final class PreTokenizerPatternTests: XCTestCase {
     func testLlamaCppNames() {
         XCTAssertEqual(PreTokenizerPattern(llamaCppName: "smollm"), .smollm)
         XCTAssertEqual(PreTokenizerPattern(llamaCppName: "gpt2"), .gpt2)
+        XCTAssertEqual(PreTokenizerPattern(llamaCppName: "gpt-2"), .gpt2)
+        XCTAssertEqual(PreTokenizerPattern.gpt2.llamaCppName, "gpt-2", "llama.cpp refuses \"gpt2\"")
         XCTAssertEqual(PreTokenizerPattern(llamaCppName: "llama-bpe"), .llama3)
         XCTAssertEqual(PreTokenizerPattern(llamaCppName: "qwen2"), .qwen2)
         XCTAssertNil(PreTokenizerPattern(llamaCppName: "deepseek-llm"))
