@@ -24,6 +24,16 @@ public final class KVCache {
         lengths = [Int](repeating: 0, count: batch)
     }
 
+    /// Bytes of keys and values this cache holds (all sequences, all positions).
+    public var byteCount: Int { (keys.count + values.count) * batch * capacity * width * MemoryLayout<Float>.stride }
+
+    /// Writes zeros over every position, so that the operating system gives the cache all its
+    /// pages now. A server calls this at start: its memory is then what it will stay, instead of
+    /// growing for minutes as sequences first reach each slot's later positions.
+    public func commitMemory() {
+        for storage in keys + values { storage.pointer.update(repeating: 0, count: storage.count) }
+    }
+
     /// Forgets sequence `b` (its slot can take a new prompt).
     public func reset(_ b: Int) { lengths[b] = 0 }
     /// Keeps the first `length` positions of sequence `b` (a prompt cache reusing a prefix).

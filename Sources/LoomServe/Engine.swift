@@ -159,6 +159,7 @@ public final class InferenceEngine: @unchecked Sendable {
         if let eos = model.configuration.eosTokenID { stops.insert(Int32(eos)) }
         stopTokens = stops
         cache = KVCache(model: model, batch: slots, capacity: context)
+        cache.commitMemory()   // resident memory stays flat under load (see KVCache.commitMemory)
         self.slots = (0..<slots).map { Slot(index: $0) }
         _ = tokenBytes
         _ = singleByteToken

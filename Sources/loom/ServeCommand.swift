@@ -60,13 +60,15 @@ struct ServeCommand: ParsableCommand {
         let server = LoomServer(model: model, tokenizer: tokenizer, options: options)
         let host = self.host, parallel = self.parallel, name = options.modelName, context = options.context
         let keyed = options.apiKey != nil
+        let c = model.configuration
+        let cacheMiB = 2 * c.layerCount * parallel * context * c.kvHeadCount * c.headDim * MemoryLayout<Float>.stride / (1 << 20)
         let done = DispatchSemaphore(value: 0)
         nonisolated(unsafe) var failure: Error?
         Task.detached {
             do {
                 try await server.run { port in
                     let shown = host.contains(":") ? "[\(host)]" : host
-                    print("loom serve: http://\(shown):\(port)/ model \(name), \(parallel) slots × \(context) positions\(keyed ? ", API key required" : "")")
+                    print("loom serve: http://\(shown):\(port)/ model \(name), \(parallel) slots × \(context) positions (KV cache \(cacheMiB) MiB, reserved now)\(keyed ? ", API key required" : "")")
                     fflush(stdout)
                 }
             } catch {
