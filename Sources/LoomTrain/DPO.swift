@@ -1,4 +1,5 @@
 import Foundation
+import LoomSupport
 import LoomData
 import LoomDistributed
 import LoomInference
@@ -347,7 +348,7 @@ func writeSummary<T: Encodable>(_ summary: T, to url: URL) throws {
     let encoder = JSONEncoder()
     encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-    try writeAtomically(try encoder.encode(summary), to: url)
+    try AtomicFile.write(try encoder.encode(summary), to: url)
 }
 
 /// A fingerprint of tokenised pairs and their reference log-probs (which differ when the ranks

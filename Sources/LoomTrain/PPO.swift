@@ -1,4 +1,5 @@
 import Foundation
+import LoomSupport
 import LoomData
 import LoomInference
 import LoomTokenizer
@@ -172,7 +173,7 @@ public final class PPOTrainer {
                                 to: checkpoint.appendingPathComponent(criticDirectoryName))
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]   // the same state, the same bytes
-            try writeAtomically(try encoder.encode(PPOState(rewardStatistics: rewardStatistics, klCoefficient: kl.value)),
+            try AtomicFile.write(try encoder.encode(PPOState(rewardStatistics: rewardStatistics, klCoefficient: kl.value)),
                                 to: checkpoint.appendingPathComponent(ppoStateName))
             CheckpointFaults.fileWritten()
         }

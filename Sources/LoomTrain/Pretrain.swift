@@ -1,4 +1,5 @@
 import Foundation
+import LoomSupport
 import LoomData
 import LoomDistributed
 import LoomTokenizer
@@ -292,7 +293,7 @@ public final class Pretrainer {
                 let eta = Double(totalSteps - state.step) * Double(tokensPerStep) / max(tokensPerSecond, 1e-9)
                 let bar = progressBar(fraction: Double(state.step) / Double(totalSteps))
                 var line = String(format: "%@ step %d/%d | loss %.4f | lr %.2e | grad %.2f | %.0f tok/s | ETA %@",
-                                  bar, state.step, totalSteps, stepLoss, lr, gradNorm, tokensPerSecond, formatDuration(eta))
+                                  bar, state.step, totalSteps, stepLoss, lr, gradNorm, tokensPerSecond, DurationText.format(eta))
                 if let v = record["val_loss"] as? Double { line += String(format: " | val %.4f (%.3f bpb)", v, record["val_bpb"] as! Double) }
                 logLine(line)
                 windowStart = Date(); windowTokens = 0
@@ -308,7 +309,7 @@ public final class Pretrainer {
                                       parameters: model.parameters.count)
         if let v = validation {
             logLine(String(format: "done: %d steps in %@, val loss %.4f, %.3f bits/byte; model in %@", state.step,
-                           formatDuration(seconds), v.loss, v.bitsPerByte, out.path))
+                           DurationText.format(seconds), v.loss, v.bitsPerByte, out.path))
         }
         return summary
     }

@@ -1,4 +1,5 @@
 import Foundation
+import LoomSupport
 import LoomData
 import LoomDistributed
 import LoomInference
@@ -90,7 +91,7 @@ public final class RewardModel {
     public static func writeNormalization(_ normalization: Normalization, to directory: URL) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try writeAtomically(try encoder.encode(normalization), to: directory.appendingPathComponent(configFile))
+        try AtomicFile.write(try encoder.encode(normalization), to: directory.appendingPathComponent(configFile))
     }
 
     /// One reward per (prompt, response), normalised (raw score − `offset`); no gradients.

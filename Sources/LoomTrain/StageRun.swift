@@ -1,4 +1,5 @@
 import Foundation
+import LoomSupport
 import LoomDistributed
 import LoomTokenizer
 
@@ -189,7 +190,7 @@ public final class StageRun {
                 return "\(key) \(v)"
             }
             logLine("\(progressBar(fraction: Double(state.step) / Double(max(settings.steps, 1)))) \(stage) \(state.step)/\(settings.steps) | "
-                    + values.joined(separator: " | ") + " | ETA \(formatDuration(eta))")
+                    + values.joined(separator: " | ") + " | ETA \(DurationText.format(eta))")
         }
     }
 
