@@ -268,11 +268,9 @@ public final class Pretrainer {
                 stepLoss += Double(loss.item) / Double(train.gradientAccumulation)
             }
             stepLoss = parallel.averaged([stepLoss])[0]
-            let gradNorm = stepper.reduceAndClip(maxNorm: train.gradClip)
-            guard gradNorm.isFinite else {
-                throw TrainingError("gradient norm is \(gradNorm) at step \(state.step + 1); stopping: \(store.describeLastCheckpoint())")
+            let gradNorm = try stepper.clipCheckUpdate(maxNorm: train.gradClip, learningRate: lr) { norm in
+                TrainingError("gradient norm is \(norm) at step \(state.step + 1); stopping: \(store.describeLastCheckpoint())")
             }
-            stepper.update(learningRate: lr)
             state.step += 1
             state.tokensSeen += tokensPerStep
             windowTokens += tokensPerStep

@@ -149,11 +149,9 @@ public final class StageRun {
     @discardableResult
     public func optimizerStep(advancing: Bool = true) throws -> (gradNorm: Float, learningRate: Float) {
         let lr = learningRate
-        let norm = optimizerStepper.reduceAndClip(maxNorm: settings.gradClip)
-        guard norm.isFinite else {
-            throw TrainingError("\(stage): gradient norm is \(norm) at step \(state.step + 1); stopping: \(store.describeLastCheckpoint())")
+        let norm = try optimizerStepper.clipCheckUpdate(maxNorm: settings.gradClip, learningRate: lr) { [self] norm in
+            TrainingError("\(stage): gradient norm is \(norm) at step \(state.step + 1); stopping: \(store.describeLastCheckpoint())")
         }
-        optimizerStepper.update(learningRate: lr)
         if advancing {
             state.step += 1
             reseedLoRADropout()
