@@ -60,7 +60,7 @@ let package = Package(
         .target(name: "LoomData", dependencies: ["LoomSupport", "LoomTokenizer"], swiftSettings: fastFlags),
         .target(name: "LoomInference", dependencies: ["LoomNN", "LoomTokenizer"], swiftSettings: fastFlags),
         .target(name: "LoomTrain", dependencies: ["LoomSupport", "LoomNN", "LoomData", "LoomTokenizer", "LoomInference", "LoomDistributed"], swiftSettings: fastFlags),
-        .target(name: "LoomEval", dependencies: ["LoomSupport", "LoomTensor", "LoomInference", "LoomData", "LoomTrain"], swiftSettings: fastFlags),
+        .target(name: "LoomEval", dependencies: ["LoomSupport", "LoomTensor", "LoomInference", "LoomData"], swiftSettings: fastFlags),
         .target(name: "LoomPipeline", dependencies: ["LoomSupport", "LoomData", "LoomTrain", "LoomInference", "LoomEval", "LoomTokenizer"], swiftSettings: fastFlags),
         // The OpenAI-compatible server (`loom serve`): HTTP on Hummingbird, a continuous-batching
         // scheduler on its own thread.
