@@ -54,9 +54,9 @@ extension ByteLevelBPETokenizer {
         for (name, data) in files {
             let url = directory.appendingPathComponent(name)
             do {
-                try data.write(to: url, options: .atomic)
-            } catch {
-                throw TokenizerError(file: url.path, "cannot write: \(error.localizedDescription)")
+                try AtomicFile.write(data, to: url)
+            } catch let error as AtomicFileError {
+                throw TokenizerError(file: url.path, error.reason)
             }
         }
     }
