@@ -15,6 +15,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "loom", targets: ["loom"]),
+        .library(name: "LoomSupport", targets: ["LoomSupport"]),
         .library(name: "LoomTensor", targets: ["LoomTensor"]),
         .library(name: "LoomNN", targets: ["LoomNN"]),
         .library(name: "LoomTokenizer", targets: ["LoomTokenizer"]),
@@ -41,6 +42,9 @@ let package = Package(
         // chosen at run time; optimised even in debug, and without implicit FMA contraction so
         // that the two versions round identically.
         .target(name: "CLoomQuant", path: "Sources/CLoomQuant", cSettings: [.unsafeFlags(["-O3", "-ffp-contract=off"])]),
+        // The bottom of the graph, with no dependencies: helpers every layer shares (JSON string
+        // literals, atomic file writes, durations, parsing of named cases).
+        .target(name: "LoomSupport", swiftSettings: fastFlags),
         .target(name: "COpenBLAS", path: "Sources/COpenBLAS", linkerSettings: [.linkedLibrary("dl")]),
         .target(
             name: "LoomTensor",
@@ -51,30 +55,31 @@ let package = Package(
         // MPI itself is initialised only when the process was started by mpirun (World.swift).
         .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
         .target(name: "LoomDistributed", dependencies: ["CMPI", "LoomTensor"], swiftSettings: fastFlags),
-        .target(name: "LoomNN", dependencies: ["LoomTensor"], swiftSettings: fastFlags),
-        .target(name: "LoomTokenizer", swiftSettings: fastFlags),
-        .target(name: "LoomData", dependencies: ["LoomTokenizer"], swiftSettings: fastFlags),
+        .target(name: "LoomNN", dependencies: ["LoomSupport", "LoomTensor"], swiftSettings: fastFlags),
+        .target(name: "LoomTokenizer", dependencies: ["LoomSupport"], swiftSettings: fastFlags),
+        .target(name: "LoomData", dependencies: ["LoomSupport", "LoomTokenizer"], swiftSettings: fastFlags),
         .target(name: "LoomInference", dependencies: ["LoomNN", "LoomTokenizer"], swiftSettings: fastFlags),
-        .target(name: "LoomTrain", dependencies: ["LoomNN", "LoomData", "LoomTokenizer", "LoomInference", "LoomDistributed"], swiftSettings: fastFlags),
-        .target(name: "LoomEval", dependencies: ["LoomTensor", "LoomInference", "LoomData", "LoomTrain"], swiftSettings: fastFlags),
-        .target(name: "LoomPipeline", dependencies: ["LoomData", "LoomTrain", "LoomInference", "LoomEval", "LoomTokenizer"], swiftSettings: fastFlags),
+        .target(name: "LoomTrain", dependencies: ["LoomSupport", "LoomNN", "LoomData", "LoomTokenizer", "LoomInference", "LoomDistributed"], swiftSettings: fastFlags),
+        .target(name: "LoomEval", dependencies: ["LoomSupport", "LoomTensor", "LoomInference", "LoomData"], swiftSettings: fastFlags),
+        .target(name: "LoomPipeline", dependencies: ["LoomSupport", "LoomData", "LoomTrain", "LoomInference", "LoomEval", "LoomTokenizer"], swiftSettings: fastFlags),
         // The OpenAI-compatible server (`loom serve`): HTTP on Hummingbird, a continuous-batching
         // scheduler on its own thread.
         .target(
             name: "LoomServe",
-            dependencies: ["LoomNN", "LoomTokenizer", "LoomInference", .product(name: "Hummingbird", package: "hummingbird")],
+            dependencies: ["LoomSupport", "LoomNN", "LoomTokenizer", "LoomInference", .product(name: "Hummingbird", package: "hummingbird")],
             resources: [.copy("Resources")],
             swiftSettings: fastFlags
         ),
         .executableTarget(
             name: "loom",
             dependencies: [
-                "LoomTensor", "LoomNN", "LoomTokenizer", "LoomData", "LoomTrain", "LoomInference", "LoomEval", "LoomPipeline", "LoomServe",
+                "LoomSupport", "LoomTensor", "LoomNN", "LoomTokenizer", "LoomData", "LoomTrain", "LoomInference", "LoomEval", "LoomPipeline", "LoomServe",
                 "LoomDistributed",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: fastFlags
         ),
+        .testTarget(name: "LoomSupportTests", dependencies: ["LoomSupport"]),
         .testTarget(name: "LoomTensorTests", dependencies: ["LoomTensor"]),
         .testTarget(name: "LoomNNTests", dependencies: ["LoomNN"], resources: [.copy("Reference")]),
         .testTarget(name: "LoomTokenizerTests", dependencies: ["LoomTokenizer"], resources: [.copy("Reference")]),

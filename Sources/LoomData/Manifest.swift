@@ -1,4 +1,5 @@
 import Foundation
+import LoomSupport
 
 /// One split of a prepared dataset.
 public struct SplitSummary: Codable, Sendable, Equatable {
@@ -72,6 +73,6 @@ public struct Manifest: Codable, Sendable, Equatable {
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         var data = try encoder.encode(self)
         data.append(0x0A)
-        try data.write(to: directory.appendingPathComponent(Self.fileName), options: .atomic)
+        try AtomicFile.write(data, to: directory.appendingPathComponent(Self.fileName))
     }
 }

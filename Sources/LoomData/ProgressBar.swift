@@ -1,4 +1,5 @@
 import Foundation
+import LoomSupport
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -96,10 +97,10 @@ public final class ProgressBar: @unchecked Sendable {
             line += "  \(format(Int(Double(done) / elapsed)))/s"
         }
         if final {
-            line += "  " + Self.formatDuration(elapsed)
+            line += "  " + DurationText.format(elapsed)
         } else if done > 0 && total > done {
             let remaining = elapsed * Double(total - done) / Double(done)
-            line += "  ETA " + Self.formatDuration(remaining)
+            line += "  ETA " + DurationText.format(remaining)
         }
         let text = isTerminal ? "\r\u{1B}[K" + line + (final ? "\n" : "") : line + "\n"
         StandardError.write(text)
@@ -127,12 +128,5 @@ public final class ProgressBar: @unchecked Sendable {
         if v >= mib { return String(format: "%.2f MiB", v / mib) }
         if v >= kib { return String(format: "%.1f KiB", v / kib) }
         return "\(value) B"
-    }
-
-    public static func formatDuration(_ seconds: Double) -> String {
-        if seconds < 60 { return String(format: "%.1fs", seconds) }
-        let s = Int(seconds.rounded())
-        if s < 3600 { return "\(s / 60)m\(String(format: "%02d", s % 60))s" }
-        return "\(s / 3600)h\(String(format: "%02d", s / 60 % 60))m"
     }
 }

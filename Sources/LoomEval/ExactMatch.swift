@@ -2,7 +2,6 @@ import Foundation
 import LoomTensor
 import LoomData
 import LoomTokenizer
-import LoomTrain
 
 /// How a model is asked a question.
 public enum PromptFormat: Sendable {

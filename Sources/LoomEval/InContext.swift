@@ -1,7 +1,6 @@
 import Foundation
 import LoomData
 import LoomTokenizer
-import LoomTrain
 
 /// How in-context examples are shown to a model.
 public enum InContextFormat: String, Sendable, CaseIterable {

@@ -1,7 +1,6 @@
 import Foundation
 import LoomData
 import LoomTokenizer
-import LoomTrain
 
 /// Rankings that hold a model's own answers, graded by the verifier, as the alignment data's
 /// rule asks: for each ranking prompt, the model's greedy answer and samples at temperature 1

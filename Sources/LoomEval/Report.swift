@@ -1,4 +1,5 @@
 import Foundation
+import LoomSupport
 
 /// The pipeline's report card: Markdown for people (`report.md`, with SVG charts beside
 /// it) and the same figures as JSON for programs (`report.json`).
@@ -26,7 +27,7 @@ public final class PipelineReport {
 
     /// Saves a chart as `name.svg` and returns the Markdown that shows it.
     public func chart(_ name: String, _ chart: LineChart) throws -> String {
-        try Data(chart.svg().utf8).write(to: directory.appendingPathComponent("\(name).svg"), options: .atomic)
+        try AtomicFile.write(Data(chart.svg().utf8), to: directory.appendingPathComponent("\(name).svg"))
         return "![\(chart.title)](\(name).svg)"
     }
 
@@ -34,10 +35,10 @@ public final class PipelineReport {
         var json = figures as [String: Any]
         json["seconds"] = seconds
         let data = try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
-        try data.write(to: directory.appendingPathComponent("report.json"), options: .atomic)
+        try AtomicFile.write(data, to: directory.appendingPathComponent("report.json"))
         var md = "# Loom pipeline report\n\nTotal time: \(String(format: "%.0f", seconds)) s.\n"
         for s in sections { md += "\n## \(s.title)\n\n\(s.body)\n" }
-        try Data(md.utf8).write(to: directory.appendingPathComponent("report.md"), options: .atomic)
+        try AtomicFile.write(Data(md.utf8), to: directory.appendingPathComponent("report.md"))
     }
 }
 

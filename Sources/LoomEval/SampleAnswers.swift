@@ -2,7 +2,6 @@ import Foundation
 import LoomData
 import LoomInference
 import LoomTokenizer
-import LoomTrain
 
 /// The model's own answers to chat prompts: its greedy answer (when `greedy`) and `samples`
 /// answers sampled at `temperature`, seeded, in batches with the KV cache. `result[p]` lists the

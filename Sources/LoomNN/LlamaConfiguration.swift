@@ -1,4 +1,5 @@
 import Foundation
+import LoomSupport
 
 /// The Hugging Face `LlamaConfig` fields Loom reads and writes. Coding keys are the
 /// Hugging Face names, so `config.json` moves between Loom and `transformers` unchanged.
@@ -203,7 +204,7 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
     public func save(_ url: URL) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try writeAtomically(try encoder.encode(self), to: url)
+        try AtomicFile.write(try encoder.encode(self), to: url)
     }
 
     /// Parameters that one token's forward pass multiplies with (for FLOP counts): every
@@ -274,32 +275,4 @@ func editDistance(_ a: [Character], _ b: [Character]) -> Int {
         swap(&previous, &current)
     }
     return previous[b.count]
-}
-
-/// Writes `data` to a temporary file beside `url` and renames it into place, so a reader
-/// never sees half a file. With `durable`, the temporary file is fsync'd before the rename and
-/// the directory after it, so the new file also survives a power loss (the checkpoint pointer).
-public func writeAtomically(_ data: Data, to url: URL, durable: Bool = false) throws {
-    let directory = url.deletingLastPathComponent()
-    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-    let temporary = directory.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
-    try data.write(to: temporary)
-    if durable { try fsyncPath(temporary.path, directory: false) }
-    if rename(temporary.path, url.path) != 0 {
-        let reason = String(cString: strerror(errno))
-        try? FileManager.default.removeItem(at: temporary)
-        throw ConfigurationError("cannot move \(temporary.path) to \(url.path): \(reason)")
-    }
-    if durable { try fsyncPath(directory.path, directory: true) }
-}
-
-/// fsync of a file or a directory, with an error naming it. Some file systems refuse fsync on a
-/// directory (EINVAL); there it is not needed.
-public func fsyncPath(_ path: String, directory: Bool) throws {
-    let fd = open(path, directory ? O_RDONLY | O_DIRECTORY : O_RDONLY)
-    guard fd >= 0 else { throw ConfigurationError("cannot open \(path) to sync it: \(String(cString: strerror(errno)))") }
-    defer { close(fd) }
-    guard fsync(fd) == 0 || (directory && errno == EINVAL) else {
-        throw ConfigurationError("cannot sync \(path) to disk: \(String(cString: strerror(errno)))")
-    }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import LoomSupport
 
 /// LoRA adapters on disk in PEFT's format, so that the `peft` Python package loads them
 /// (`PeftModel.from_pretrained(base, directory)`) and Loom loads PEFT's:
@@ -72,7 +73,7 @@ extension LoRAAdapters {
             "revision": NSNull(),
         ]
         let data = try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys])
-        try writeAtomically(data, to: directory.appendingPathComponent(LoRAAdapters.configFile))
+        try AtomicFile.write(data, to: directory.appendingPathComponent(LoRAAdapters.configFile))
         var tags = ["format": "pt", LoRAAdapters.baseShapeKey: LoRAAdapters.baseShape(configuration)]
         tags.merge(metadata) { $1 }
         try SafeTensors.save(parameters.entries.map { (name: $0.name, tensor: $0.tensor) }, metadata: tags,

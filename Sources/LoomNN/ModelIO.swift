@@ -1,4 +1,5 @@
 import Foundation
+import LoomSupport
 
 /// Reading and writing a model directory: `config.json` (Hugging Face Llama fields) and
 /// `model.safetensors` (Hugging Face tensor names), the same files `transformers` reads.
@@ -101,7 +102,7 @@ extension LlamaModel {
             configObject["label2id"] = ["LABEL_0": 0]
         }
         let configData = try JSONSerialization.data(withJSONObject: configObject, options: [.prettyPrinted, .sortedKeys])
-        try writeAtomically(configData, to: directory.appendingPathComponent("config.json"))
+        try AtomicFile.write(configData, to: directory.appendingPathComponent("config.json"))
         let tensors = parameters.entries.map { (name: $0.name, tensor: $0.tensor) }
         try SafeTensors.save(tensors, metadata: ["format": "pt"].merging(metadata) { $1 },
                              to: directory.appendingPathComponent("model.safetensors"))

@@ -1,4 +1,5 @@
 import Foundation
+import LoomSupport
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -96,14 +97,14 @@ public enum SafeTensors {
         var json = "{"
         var fields: [String] = []
         if !metadata.isEmpty {
-            let pairs = metadata.keys.sorted().map { "\(jsonString($0)):\(jsonString(metadata[$0]!))" }
+            let pairs = metadata.keys.sorted().map { "\(JSONString.quoted($0)):\(JSONString.quoted(metadata[$0]!))" }
             fields.append("\"__metadata__\":{\(pairs.joined(separator: ","))}")
         }
         var offset = 0
         for (name, tensor) in sorted {
             let bytes = tensor.count * MemoryLayout<Float>.size
             let shape = tensor.shape.map(String.init).joined(separator: ",")
-            fields.append("\(jsonString(name)):{\"dtype\":\"F32\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(offset + bytes)]}")
+            fields.append("\(JSONString.quoted(name)):{\"dtype\":\"F32\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(offset + bytes)]}")
             offset += bytes
         }
         json += fields.joined(separator: ",") + "}"
@@ -111,14 +112,9 @@ public enum SafeTensors {
         // The buffer must start 8-byte aligned; the format pads the header with spaces.
         while (8 + headerBytes.count) % 8 != 0 { headerBytes.append(0x20) }
 
-        let directory = url.deletingLastPathComponent()
-        let temporary = directory.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0 ... .max))")
-        guard FileManager.default.createFile(atPath: temporary.path, contents: nil) else {
-            throw SafeTensorsError(path: path, "cannot create the temporary file \(temporary.path)")
-        }
         do {
-            let handle = try FileHandle(forWritingTo: temporary)
-            do {
+            // Durable: checkpoints sync every file they write (the directory is synced too).
+            try AtomicFile.write(to: url, durable: true) { handle in
                 var length = UInt64(headerBytes.count).littleEndian
                 try handle.write(contentsOf: Data(bytes: &length, count: 8))
                 try handle.write(contentsOf: Data(headerBytes))
@@ -128,21 +124,9 @@ public enum SafeTensors {
                                      count: tensor.count * MemoryLayout<Float>.size, deallocator: .none)
                     try handle.write(contentsOf: bytes)
                 }
-                try handle.synchronize()
-                try handle.close()
-            } catch {
-                try? handle.close()
-                throw error
             }
-            if rename(temporary.path, path) != 0 {
-                throw SafeTensorsError(path: path, "cannot rename \(temporary.path) into place: \(String(cString: strerror(errno)))")
-            }
-        } catch let error as SafeTensorsError {
-            try? FileManager.default.removeItem(at: temporary)
-            throw error
-        } catch {
-            try? FileManager.default.removeItem(at: temporary)
-            throw SafeTensorsError(path: path, "cannot write the file: \(error.localizedDescription)")
+        } catch let error as AtomicFileError {
+            throw SafeTensorsError(path: path, error.reason)
         }
     }
 
@@ -336,27 +320,6 @@ public enum SafeTensors {
             return Float(bitPattern: sign | magnitude.bitPattern)
         }
         return Float(bitPattern: sign | ((exponent + 112) << 23) | (mantissa << 13))
-    }
-
-    /// A JSON string literal for `s`.
-    static func jsonString(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 {
-                    out += String(format: "\\u%04x", scalar.value)
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        return out + "\""
     }
 }
 

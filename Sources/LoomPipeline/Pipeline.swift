@@ -1,4 +1,5 @@
 import Foundation
+import LoomSupport
 import LoomData
 import LoomEval
 import LoomInference
@@ -50,7 +51,7 @@ public final class Pipeline {
         try recipe.validate()
         let lock = try RunLock(directory: root)
         defer { lock.release() }
-        try recipe.jsonData().write(to: root.appendingPathComponent("recipe.json"), options: .atomic)
+        try AtomicFile.write(recipe.jsonData(), to: root.appendingPathComponent("recipe.json"))
         Threading.configure(threads: threads)
         let report = PipelineReport(directory: root)
         defer {
@@ -60,7 +61,7 @@ public final class Pipeline {
         }
         let configuration = try TrainingConfiguration.load(URL(fileURLWithPath: recipe.pretrain.config))
         let taskKinds = try recipe.taskKinds()
-        func stage(_ name: String) { logLine("\n== \(name)  [\(formatDuration(Date().timeIntervalSince(start))) elapsed]") }
+        func stage(_ name: String) { logLine("\n== \(name)  [\(DurationText.format(Date().timeIntervalSince(start))) elapsed]") }
 
         // Instruction tasks: train, dev and test problems are disjoint up to each kind's symmetries.
         stage("tasks: \(taskKinds.map(\.rawValue).joined(separator: ", "))")
@@ -414,7 +415,7 @@ public final class Pipeline {
             let data = try JSONSerialization.data(withJSONObject: ["text": text, "source": "constructed: InstructionTasks worksheet (train split)"], options: [.sortedKeys])
             lines.append(String(decoding: data, as: UTF8.self))
         }
-        try writeAtomically(Data((lines.joined(separator: "\n") + "\n").utf8), to: url)
+        try AtomicFile.write(Data((lines.joined(separator: "\n") + "\n").utf8), to: url)
     }
 
     func reportData(_ m: Manifest, _ report: PipelineReport) {

@@ -1,4 +1,5 @@
 import Foundation
+import LoomSupport
 import LoomData
 import LoomTrain
 
@@ -114,11 +115,8 @@ public struct PipelineRecipe: Codable, Equatable, Sendable {
 
     /// The task kinds, checked.
     public func taskKinds() throws -> [InstructionTaskKind] {
-        try tasks.kinds.map { name in
-            guard let kind = InstructionTaskKind(rawValue: name) else {
-                throw RecipeError("tasks.kinds: unknown task \"\(name)\"; known: \(InstructionTaskKind.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            return kind
+        do { return try NamedCases.parse(tasks.kinds, as: InstructionTaskKind.self, what: "task kind") } catch {
+            throw RecipeError("tasks.kinds: \(error)")
         }
     }
 

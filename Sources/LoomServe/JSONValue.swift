@@ -1,4 +1,5 @@
 import Foundation
+import LoomSupport
 
 /// A JSON document, parsed and written by the server itself: requests need exact types (a
 /// `true` is not the number 1, `"5"` is not 5) and error messages with the position of a syntax
@@ -76,20 +77,7 @@ public indirect enum JSONValue: Equatable, Sendable {
     }
 
     static func writeString(_ s: String, to out: inout String) {
-        out += "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20 || scalar.value == 0x2028 || scalar.value == 0x2029:
-                out += String(format: "\\u%04x", scalar.value)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        out += "\""
+        JSONString.append(s, to: &out, alsoEscaping: .lineSeparators)
     }
 
     // MARK: Reading

@@ -1,4 +1,5 @@
 import Foundation
+import LoomSupport
 
 // Reading and writing Hugging Face tokenizer.json and tokenizer_config.json.
 //
@@ -53,9 +54,9 @@ extension ByteLevelBPETokenizer {
         for (name, data) in files {
             let url = directory.appendingPathComponent(name)
             do {
-                try data.write(to: url, options: .atomic)
-            } catch {
-                throw TokenizerError(file: url.path, "cannot write: \(error.localizedDescription)")
+                try AtomicFile.write(data, to: url)
+            } catch let error as AtomicFileError {
+                throw TokenizerError(file: url.path, error.reason)
             }
         }
     }
@@ -160,25 +161,10 @@ extension ByteLevelBPETokenizer {
     }
 }
 
-/// JSON string literal with the escapes JSON requires; other characters are written as UTF-8.
+/// JSON string literal with the escapes JSON requires (and U+007F, as tokenizer.json files
+/// written by Loom always had it); other characters are written as UTF-8.
 func jsonQuote(_ string: String) -> String {
-    var out = "\""
-    for scalar in string.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        default:
-            if scalar.value < 0x20 || scalar.value == 0x7F {
-                out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
-            } else {
-                out.unicodeScalars.append(scalar)
-            }
-        }
-    }
-    return out + "\""
+    JSONString.quoted(string, alsoEscaping: .delete)
 }
 
 /// Parsing of the two Hugging Face files into `TokenizerParts`.

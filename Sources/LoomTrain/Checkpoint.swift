@@ -1,4 +1,5 @@
 import Foundation
+import LoomSupport
 import LoomTokenizer
 
 /// What a resumed run needs besides the weights and the optimizer moments.
@@ -66,7 +67,7 @@ public enum Checkpoint {
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try writeAtomically(try encoder.encode(state), to: directory.appendingPathComponent(stateFile))
+        try AtomicFile.write(try encoder.encode(state), to: directory.appendingPathComponent(stateFile))
         CheckpointFaults.fileWritten()
     }
 
@@ -221,7 +222,7 @@ public struct CheckpointStore {
         }
         try DurableFiles.syncDirectory(directory)
         CheckpointFaults.fileWritten()
-        try writeAtomically(Data((Self.stepDirectoryName(step) + "\n").utf8), to: directory.appendingPathComponent(Self.latestFile), durable: true)
+        try AtomicFile.write(Data((Self.stepDirectoryName(step) + "\n").utf8), to: directory.appendingPathComponent(Self.latestFile), durable: true)
         CheckpointFaults.fileWritten()
         rotate(keeping: final.lastPathComponent)
         return final
@@ -298,7 +299,7 @@ public struct CheckpointStore {
         let fm = FileManager.default
         for folder in [runDirectory, directory] {
             for name in (try? fm.contentsOfDirectory(atPath: folder.path)) ?? []
-            where name.hasPrefix(Self.stagingPrefix) || (name.hasPrefix(".") && name.contains(".tmp-")) {
+            where name.hasPrefix(Self.stagingPrefix) || (name.hasPrefix(".") && name.contains(AtomicFile.temporaryMarker)) {
                 try? fm.removeItem(at: folder.appendingPathComponent(name))
             }
         }
@@ -323,7 +324,7 @@ public struct CheckpointStore {
             var isDirectory: ObjCBool = false
             guard fm.fileExists(atPath: source.path, isDirectory: &isDirectory), !isDirectory.boolValue else { continue }
             let target = runDirectory.appendingPathComponent(name)
-            let temporary = runDirectory.appendingPathComponent(".\(name).tmp-\(getpid())")
+            let temporary = runDirectory.appendingPathComponent(".\(name)\(AtomicFile.temporaryMarker)\(getpid())")
             try? fm.removeItem(at: temporary)
             if link(source.path, temporary.path) != 0 {
                 do { try fm.copyItem(at: source, to: temporary); try DurableFiles.syncFile(temporary) }
@@ -501,11 +502,11 @@ public enum RunSignature {
 }
 
 /// The durable file operations of a checkpoint save (fsync: `fsyncPath`, shared with
-/// `writeAtomically(_:to:durable:)`).
+/// `AtomicFile.write(_:to:durable:)`).
 enum DurableFiles {
-    static func syncFile(_ url: URL) throws { try fsyncPath(url.path, directory: false) }
+    static func syncFile(_ url: URL) throws { try AtomicFile.sync(url.path, isDirectory: false) }
 
-    static func syncDirectory(_ url: URL) throws { try fsyncPath(url.path, directory: true) }
+    static func syncDirectory(_ url: URL) throws { try AtomicFile.sync(url.path, isDirectory: true) }
 
     /// Syncs every file under `root`, then every directory, deepest first.
     static func syncTree(_ root: URL) throws {

@@ -1,4 +1,5 @@
 import Foundation
+import LoomSupport
 import LoomData
 import LoomDistributed
 import LoomInference
@@ -155,13 +156,8 @@ public final class DPOTrainer {
             throw TrainingError("dpo: --val-fraction must be in [0, 1), got \(options.validationFraction)")
         }
         guard options.beta.isFinite, options.beta > 0 else { throw TrainingError("dpo: --beta must be a positive number, got \(options.beta)") }
-        Threading.configure(threads: settings.threads)
-        let (model, tokenizer) = try ModelDirectory.load(options.model, heads: .languageModel, keepQuantized: false)
-        try checkMaxLength(options.maxLength, contextLength: model.configuration.maxPositionEmbeddings,
-                           templateTokens: chatTemplateTokens(tokenizer), stage: "dpo")
-        let encoder = ChatEncoder(tokenizer: tokenizer)
-        let padID = Int32(tokenizer.padID ?? tokenizer.endOfTextID)
-        let maxLength = min(options.maxLength ?? model.configuration.maxPositionEmbeddings, model.configuration.maxPositionEmbeddings)
+        let loaded = try StageModel(loading: options.model, heads: .languageModel, settings: settings, maxLength: options.maxLength, stage: "dpo")
+        let (model, tokenizer, encoder, padID, maxLength) = (loaded.model, loaded.tokenizer, loaded.encoder, loaded.padID, loaded.maxLength)
 
         var pairs: [PreferencePair] = [], skipped = 0
         for url in options.data {
@@ -347,7 +343,7 @@ func writeSummary<T: Encodable>(_ summary: T, to url: URL) throws {
     let encoder = JSONEncoder()
     encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-    try writeAtomically(try encoder.encode(summary), to: url)
+    try AtomicFile.write(try encoder.encode(summary), to: url)
 }
 
 /// A fingerprint of tokenised pairs and their reference log-probs (which differ when the ranks

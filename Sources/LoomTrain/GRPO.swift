@@ -153,13 +153,8 @@ public final class GRPOTrainer {
         guard o.maxNewTokens >= 1 else { throw TrainingError("GRPO needs --max-new-tokens ≥ 1, got \(o.maxNewTokens)") }
         guard o.maxSamplingRounds >= 1 else { throw TrainingError("GRPO needs --max-sampling-rounds ≥ 1, got \(o.maxSamplingRounds)") }
         try SamplingParameters(temperature: o.temperature, topP: o.topP).validate()
-        Threading.configure(threads: settings.threads)
-        let (model, tokenizer) = try ModelDirectory.load(o.model, heads: .languageModel, keepQuantized: false)
-        try checkMaxLength(o.maxLength, contextLength: model.configuration.maxPositionEmbeddings,
-                           templateTokens: chatTemplateTokens(tokenizer), stage: "grpo")
-        let encoder = ChatEncoder(tokenizer: tokenizer)
-        let padID = Int32(tokenizer.padID ?? tokenizer.endOfTextID)
-        let maxLength = min(o.maxLength ?? model.configuration.maxPositionEmbeddings, model.configuration.maxPositionEmbeddings)
+        let loaded = try StageModel(loading: o.model, heads: .languageModel, settings: settings, maxLength: o.maxLength, stage: "grpo")
+        let (model, tokenizer, encoder, padID, maxLength) = (loaded.model, loaded.tokenizer, loaded.encoder, loaded.padID, loaded.maxLength)
 
         var prompts: [PromptExample] = []
         for url in o.prompts {

@@ -1,4 +1,5 @@
 import Foundation
+import LoomSupport
 import LoomData
 import LoomDistributed
 
@@ -20,7 +21,7 @@ public final class MetricsLog {
                 guard let s = object["step"] as? Int else { return true }
                 return s <= step
             }
-            try writeAtomically(Data((kept.joined(separator: "\n") + (kept.isEmpty ? "" : "\n")).utf8), to: url)
+            try AtomicFile.write(Data((kept.joined(separator: "\n") + (kept.isEmpty ? "" : "\n")).utf8), to: url)
         } else if step == nil {
             try Data().write(to: url)
         }
@@ -82,15 +83,6 @@ public func windowMeans(_ values: [Double], window: Int = 10) -> (first: Double,
     guard !values.isEmpty else { return (.nan, .nan) }
     let n = min(max(window, 1), values.count)
     return (values.prefix(n).reduce(0, +) / Double(n), values.suffix(n).reduce(0, +) / Double(n))
-}
-
-/// "1m05s" style durations for ETAs.
-public func formatDuration(_ seconds: Double) -> String {
-    guard seconds.isFinite, seconds >= 0 else { return "?" }
-    let s = Int(seconds.rounded())
-    if s >= 3600 { return "\(s / 3600)h\(String(format: "%02d", (s % 3600) / 60))m" }
-    if s >= 60 { return "\(s / 60)m\(String(format: "%02d", s % 60))s" }
-    return "\(s)s"
 }
 
 /// Writes a line to standard error (progress and logs; standard output stays for results).

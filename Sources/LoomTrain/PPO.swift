@@ -1,4 +1,5 @@
 import Foundation
+import LoomSupport
 import LoomData
 import LoomInference
 import LoomTokenizer
@@ -115,17 +116,14 @@ public final class PPOTrainer {
             throw TrainingError("ppo: --minibatches must be in 1...\(settings.batchSize) (the --batch-size), got \(o.minibatches)")
         }
         if let target = o.targetKL, !(target.isFinite && target > 0) { throw TrainingError("ppo: --target-kl must be a positive number, got \(target)") }
-        Threading.configure(threads: settings.threads)
-        let (policy, tokenizer) = try ModelDirectory.load(o.policy, heads: .languageModel, keepQuantized: false)
+        let loaded = try StageModel(loading: o.policy, heads: .languageModel, settings: settings, maxLength: nil, stage: "ppo")
+        let (policy, tokenizer, encoder, padID, maxLength) = (loaded.model, loaded.tokenizer, loaded.encoder, loaded.padID, loaded.maxLength)
         let reference = frozenReference(of: policy, settings: settings)
         let rewardModel = try RewardModel.load(directory: o.rewardModel)
         let critic = try LlamaModel.load(directory: o.rewardModel, heads: .score)
         let rewardTokenizer = try ModelDirectory.loadTokenizer(o.rewardModel)
         try ModelDirectory.checkTokenizer(rewardTokenizer, fits: critic.configuration, directory: o.rewardModel)
         try ModelDirectory.checkSameTokenizer(tokenizer, of: o.policy, rewardTokenizer, of: o.rewardModel)
-        let encoder = ChatEncoder(tokenizer: tokenizer)
-        let padID = Int32(tokenizer.padID ?? tokenizer.endOfTextID)
-        let maxLength = policy.configuration.maxPositionEmbeddings
         let prompts = try PromptDataset.load(o.prompts).examples
         guard !prompts.isEmpty else { throw TrainingError("\(o.prompts.path) holds no prompts") }
         guard o.criticWarmupIterations >= 0 else { throw TrainingError("PPO needs --critic-warmup ≥ 0, got \(o.criticWarmupIterations)") }
@@ -142,7 +140,8 @@ public final class PPOTrainer {
         var criticSettings = settings
         criticSettings.learningRate = o.valueLearningRate
         criticSettings.minLearningRate = o.valueLearningRate
-        let criticOptimizer = AdamW(parameters: critic.parameters, hyperparameters: criticSettings.adam)
+        let criticStepper = try DataParallelOptimizer(singleProcess: critic.parameters, hyperparameters: criticSettings.adam)
+        let criticOptimizer = criticStepper.optimizer
         var rewardStatistics = RunningMoments()
         var kl: any KLController = o.targetKL.map { AdaptiveKLController(initial: o.klCoefficient, target: $0, horizon: o.klHorizon) }
             ?? FixedKLController(o.klCoefficient)
@@ -172,7 +171,7 @@ public final class PPOTrainer {
                                 to: checkpoint.appendingPathComponent(criticDirectoryName))
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]   // the same state, the same bytes
-            try writeAtomically(try encoder.encode(PPOState(rewardStatistics: rewardStatistics, klCoefficient: kl.value)),
+            try AtomicFile.write(try encoder.encode(PPOState(rewardStatistics: rewardStatistics, klCoefficient: kl.value)),
                                 to: checkpoint.appendingPathComponent(ppoStateName))
             CheckpointFaults.fileWritten()
         }
@@ -278,8 +277,7 @@ public final class PPOTrainer {
                         }
                         try run.requireFinite(policyLoss.item, "policy loss")
                         tape.backward(from: policyLoss)
-                        gradNorm = clipGradientNorm(run.trainable, maxNorm: settings.gradClip)
-                        run.optimizer.update(learningRate: lr)
+                        gradNorm = try run.optimizerStep(advancing: false).gradNorm
                         policyLosses.append(policyLoss.item)
                         clipFractions.append(clipFraction)
                         if let ptxLoss { ptxLosses.append(ptxLoss.item) }
@@ -294,8 +292,9 @@ public final class PPOTrainer {
                         return (r.loss, r.clipFraction)
                     }
                     criticTape.backward(from: valueLoss)
-                    clipGradientNorm(critic.parameters, maxNorm: settings.gradClip)
-                    criticOptimizer.update(learningRate: o.valueLearningRate)
+                    _ = try criticStepper.clipCheckUpdate(maxNorm: settings.gradClip, learningRate: o.valueLearningRate) { norm in
+                        TrainingError("ppo: the critic's gradient norm is \(norm) at step \(run.state.step + 1); stopping: \(run.store.describeLastCheckpoint())")
+                    }
                     valueLosses.append(valueLoss.item)
                     valueClips.append(valueClip)
                 }

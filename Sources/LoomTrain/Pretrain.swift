@@ -1,4 +1,5 @@
 import Foundation
+import LoomSupport
 import LoomData
 import LoomDistributed
 import LoomTokenizer
@@ -146,14 +147,6 @@ public final class Pretrainer {
         let totalSteps = options.steps ?? train.steps
         let out = options.outputDirectory
         Threading.configure(threads: options.threads)
-        guard options.keepCheckpoints >= 1 else { throw TrainingError("--keep-checkpoints must be at least 1, got \(options.keepCheckpoints)") }
-        let store = CheckpointStore(runDirectory: out, keep: options.keepCheckpoints)
-        let parallel = DataParallel(communicator)
-        // Only rank 0 writes the run directory.
-        let lock = parallel.isPrimary
-            ? try RunDirectoryGuard.prepare(store, mode: options.mode, inputs: [options.dataDirectory] + (options.initialModel.map { [$0] } ?? []))
-            : nil
-        defer { lock?.release() }
 
         let trainData = try TokenDataset(directory: options.dataDirectory, split: "train")
         let validationData = try? TokenDataset(directory: options.dataDirectory, split: "val")
@@ -183,42 +176,37 @@ public final class Pretrainer {
         }
         try trainData.checkTokens(below: model.configuration.vocabularySize)
         try validationData?.checkTokens(below: model.configuration.vocabularySize)
-        let stepper = try DataParallelOptimizer(parameters: model.parameters, hyperparameters: train.adamHyperparameters,
-                                                parallel: parallel, zeroStage: options.zeroStage)
-        let optimizer = stepper.optimizer
-        let schedule = train.schedule(totalSteps: options.scheduleSteps ?? train.steps)
-        let globalBatch = train.batchSize * parallel.size
-        let localRows = try parallel.localRows(globalBatch: globalBatch)
-        let sampler = try WindowSampler(dataset: trainData, batch: globalBatch, context: train.contextLength)
 
         // What shapes the run: the configuration (less the cadence of evaluation and
         // checkpoints), the data, the starting model and the schedule's length.
-        var signature = parallel.withGlobalBatch(RunSignature.of(options, excluding: RunSignature.resumableChanges.union(["evalBatches"])),
-                                                 keys: ["configuration.train.batchSize"], perRank: train.batchSize)
+        var signature = RunSignature.of(options, excluding: RunSignature.resumableChanges.union(["evalBatches"]))
         signature["scheduleSteps"] = String(options.scheduleSteps ?? train.steps)
-        var state = TrainerState(step: 0, rng: SeededRandom(seed: train.seed &+ 1), tokensSeen: 0, stage: "pretrain",
-                                 totalSteps: totalSteps, configuration: config, signature: signature)
-        let resuming = options.mode == .resume || (options.mode == .resumeIfPresent && !store.candidates().isEmpty)
-        var savedStep: Int? = nil
-        if resuming {
-            let restoreTarget = stepper.restoreTarget()
-            let (restored, checkpoint) = try store.resume { directory -> TrainerState in
-                try Checkpoint.resumeRun(stage: "pretrain", signature: signature, allowChanges: options.allowChanges,
-                                         model: model, optimizer: restoreTarget, from: directory)
-            }
-            stepper.adoptRestored(restoreTarget)
-            state = restored
-            logLine("resuming from step \(state.step) in \(checkpoint.path)")
-            state.totalSteps = totalSteps
-            state.signature = signature
-            savedStep = state.step
-        }
         var dataFingerprint = Fingerprint()
         dataFingerprint.add(trainData.count)
         dataFingerprint.add(trainData.window(from: 0, count: min(trainData.count, 1 << 16)))
-        try parallel.startTogether(model: model, optimizer: optimizer, shardedMoments: stepper.isSharded, step: state.step,
-                                   launch: signature.merging(["data.tokens": dataFingerprint.hex]) { $1 })
-        let metrics = parallel.isPrimary ? try MetricsLog(directory: out, resumingAfter: resuming ? state.step : nil) : MetricsLog(discarding: out)
+        // The stage machinery every trainer shares (run directory, optimizer, resume, metrics,
+        // checkpoints), described by the configuration file instead of alignment-stage flags.
+        var settings = StageSettings()
+        settings.steps = totalSteps
+        settings.batchSize = train.batchSize
+        settings.gradClip = train.gradClip
+        settings.evalInterval = train.evalInterval
+        settings.checkpointInterval = train.checkpointInterval
+        settings.keepCheckpoints = options.keepCheckpoints
+        settings.logInterval = options.logInterval
+        settings.seed = train.seed
+        settings.threads = options.threads
+        settings.zeroStage = options.zeroStage
+        let run = try StageRun(stage: "pretrain", model: model, tokenizer: tokenizer, settings: settings, output: out, mode: options.mode,
+                               inputs: [options.dataDirectory] + (options.initialModel.map { [$0] } ?? []), signature: signature,
+                               allowChanges: options.allowChanges, communicator: communicator, dataParallel: true,
+                               launchFingerprint: ["data.tokens": dataFingerprint.hex],
+                               schedule: train.schedule(totalSteps: options.scheduleSteps ?? train.steps), adam: train.adamHyperparameters,
+                               rngSeed: train.seed &+ 1, configuration: config)
+        let parallel = run.parallel
+        let globalBatch = train.batchSize * parallel.size
+        let localRows = try parallel.localRows(globalBatch: globalBatch)
+        let sampler = try WindowSampler(dataset: trainData, batch: globalBatch, context: train.contextLength)
         // Tokens of one optimizer step over all ranks: the throughput reported is the global one.
         let tokensPerStep = globalBatch * train.contextLength * train.gradientAccumulation
         logLine("pretraining \(model.parameters.count) parameters on \(trainData.count) tokens: \(totalSteps) steps × \(tokensPerStep) tokens, \(options.threads) thread(s)"
@@ -229,86 +217,63 @@ public final class Pretrainer {
             return evaluateLanguageModel(model: model, dataset: validationData, tokenizer: tokenizer, batch: train.batchSize,
                                          context: train.contextLength, batches: train.evalBatches)
         }
-        /// Saves the current step (once) and returns its checkpoint directory.
-        @discardableResult
-        func checkpoint() throws -> URL {
-            // Every rank decides alike (the optimizer state is gathered collectively); only rank 0 writes.
-            if savedStep == state.step, parallel.isDistributed || store.latest() != nil { return store.latest() ?? out }
-            let optimizerState = stepper.gatheredState()
-            guard parallel.isPrimary else {
-                savedStep = state.step
-                return out
-            }
-            let directory = try store.save(step: state.step) { staging in
-                try Checkpoint.save(model: model, optimizer: optimizerState, state: state, tokenizer: tokenizer, to: staging)
-            }
-            savedStep = state.step
-            return directory
-        }
 
         let start = Date()
-        let firstStep = state.step
+        let firstStep = run.state.step
         var lastLoss = Double.nan, validation: EvaluationResult? = nil
         var windowStart = Date(), windowTokens = 0
-        while state.step < totalSteps {
-            let lr = schedule.learningRate(at: state.step)
-            model.parameters.zeroGradients()
+        while !run.isFinished {
+            run.zeroGradients()
             var stepLoss = 0.0
             for _ in 0..<train.gradientAccumulation {
-                let batch = sampler.sample(&state.rng, rows: localRows)
+                let batch = sampler.sample(&run.state.rng, rows: localRows)
                 let tape = Tape()
                 let loss = tape.record {
                     model.languageModelLoss(tokens: batch.inputs, targets: batch.targets, batch: localRows.count, sequence: train.contextLength)
                 }
                 guard loss.item.isFinite else {
-                    throw TrainingError("loss is \(loss.item) at step \(state.step + 1); stopping: \(store.describeLastCheckpoint()). Try a lower learning_rate.")
+                    throw TrainingError("loss is \(loss.item) at step \(run.state.step + 1); stopping: \(run.store.describeLastCheckpoint()). Try a lower learning_rate.")
                 }
                 tape.backward(from: loss, seed: 1 / Float(train.gradientAccumulation))
                 stepLoss += Double(loss.item) / Double(train.gradientAccumulation)
             }
             stepLoss = parallel.averaged([stepLoss])[0]
-            let gradNorm = stepper.reduceAndClip(maxNorm: train.gradClip)
-            guard gradNorm.isFinite else {
-                throw TrainingError("gradient norm is \(gradNorm) at step \(state.step + 1); stopping: \(store.describeLastCheckpoint())")
-            }
-            stepper.update(learningRate: lr)
-            state.step += 1
-            state.tokensSeen += tokensPerStep
+            let (gradNorm, lr) = try run.optimizerStep()
+            run.state.tokensSeen += tokensPerStep
             windowTokens += tokensPerStep
             lastLoss = stepLoss
             let elapsed = Date().timeIntervalSince(start)
             let windowSeconds = Date().timeIntervalSince(windowStart)
             let tokensPerSecond = Double(windowTokens) / max(windowSeconds, 1e-9)
-            var record: [String: Any] = ["step": state.step, "loss": stepLoss, "lr": Double(lr), "grad_norm": Double(gradNorm),
-                                         "tokens_per_second": tokensPerSecond, "elapsed": elapsed, "tokens": state.tokensSeen]
-            let isLast = state.step == totalSteps
-            if train.evalInterval > 0 && (state.step % train.evalInterval == 0 || isLast), let v = evaluate() {
+            var record: [String: Any] = ["step": run.state.step, "loss": stepLoss, "lr": Double(lr), "grad_norm": Double(gradNorm),
+                                         "tokens_per_second": tokensPerSecond, "elapsed": elapsed, "tokens": run.state.tokensSeen]
+            let isLast = run.isFinished
+            if train.evalInterval > 0 && (run.state.step % train.evalInterval == 0 || isLast), let v = evaluate() {
                 validation = v
                 record["val_loss"] = v.loss
                 record["val_bpb"] = v.bitsPerByte
             }
-            try metrics.log(record)
-            if state.step % max(1, options.logInterval) == 0 || isLast || record["val_loss"] != nil {
-                let eta = Double(totalSteps - state.step) * Double(tokensPerStep) / max(tokensPerSecond, 1e-9)
-                let bar = progressBar(fraction: Double(state.step) / Double(totalSteps))
+            try run.metrics.log(record)
+            if run.state.step % max(1, options.logInterval) == 0 || isLast || record["val_loss"] != nil {
+                let eta = Double(totalSteps - run.state.step) * Double(tokensPerStep) / max(tokensPerSecond, 1e-9)
+                let bar = progressBar(fraction: Double(run.state.step) / Double(totalSteps))
                 var line = String(format: "%@ step %d/%d | loss %.4f | lr %.2e | grad %.2f | %.0f tok/s | ETA %@",
-                                  bar, state.step, totalSteps, stepLoss, lr, gradNorm, tokensPerSecond, formatDuration(eta))
+                                  bar, run.state.step, totalSteps, stepLoss, lr, gradNorm, tokensPerSecond, DurationText.format(eta))
                 if let v = record["val_loss"] as? Double { line += String(format: " | val %.4f (%.3f bpb)", v, record["val_bpb"] as! Double) }
                 logLine(line)
                 windowStart = Date(); windowTokens = 0
             }
-            if train.checkpointInterval > 0 && state.step % train.checkpointInterval == 0 && !isLast { try checkpoint() }
+            try run.checkpointIfDue()
         }
         if validation == nil { validation = evaluate() }
-        let finalCheckpoint = try checkpoint()
-        if parallel.isPrimary { try store.exportModel(from: finalCheckpoint) }
+        try run.finish()
         let seconds = Date().timeIntervalSince(start)
-        let summary = PretrainSummary(steps: state.step, finalTrainLoss: lastLoss, validation: validation,
-                                      tokensPerSecond: Double((state.step - firstStep) * tokensPerStep) / max(seconds, 1e-9), seconds: seconds,
+        let summary = PretrainSummary(steps: run.state.step, finalTrainLoss: lastLoss, validation: validation,
+                                      tokensPerSecond: Double((run.state.step - firstStep) * tokensPerStep) / max(seconds, 1e-9), seconds: seconds,
                                       parameters: model.parameters.count)
         if let v = validation {
-            logLine(String(format: "done: %d steps in %@, val loss %.4f, %.3f bits/byte; model in %@", state.step,
-                           formatDuration(seconds), v.loss, v.bitsPerByte, out.path))
+            logLine(String(format: "done: %d steps in %@, val loss %.4f, %.3f bits/byte; model in %@", run.state.step,
+                           DurationText.format(seconds), v.loss, v.bitsPerByte, out.path))
         }
         return summary
     }

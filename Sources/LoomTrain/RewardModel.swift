@@ -1,4 +1,5 @@
 import Foundation
+import LoomSupport
 import LoomData
 import LoomDistributed
 import LoomInference
@@ -90,7 +91,7 @@ public final class RewardModel {
     public static func writeNormalization(_ normalization: Normalization, to directory: URL) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try writeAtomically(try encoder.encode(normalization), to: directory.appendingPathComponent(configFile))
+        try AtomicFile.write(try encoder.encode(normalization), to: directory.appendingPathComponent(configFile))
     }
 
     /// One reward per (prompt, response), normalised (raw score − `offset`); no gradients.
@@ -323,13 +324,8 @@ public final class RewardTrainer {
         let settings = options.settings
         try settings.validate(stage: "reward")
         if options.heldout.isEmpty { try checkValidationFraction(options.validationFraction, stage: "reward") }
-        Threading.configure(threads: settings.threads)
-        let (model, tokenizer) = try ModelDirectory.load(options.model, heads: .score, keepQuantized: false)
-        try checkMaxLength(options.maxLength, contextLength: model.configuration.maxPositionEmbeddings,
-                           templateTokens: chatTemplateTokens(tokenizer), stage: "reward")
-        let encoder = ChatEncoder(tokenizer: tokenizer)
-        let padID = Int32(tokenizer.padID ?? tokenizer.endOfTextID)
-        let maxLength = min(options.maxLength ?? model.configuration.maxPositionEmbeddings, model.configuration.maxPositionEmbeddings)
+        let loaded = try StageModel(loading: options.model, heads: .score, settings: settings, maxLength: options.maxLength, stage: "reward")
+        let (model, tokenizer, encoder, padID, maxLength) = (loaded.model, loaded.tokenizer, loaded.encoder, loaded.padID, loaded.maxLength)
 
         var (records, skipped) = try loadRecords(options.data)
         var heldoutRecords: [RewardRecord]

@@ -68,8 +68,8 @@ public final class SFTTrainer {
         let settings = options.settings
         try settings.validate(stage: "sft")
         try checkValidationFraction(options.validationFraction, stage: "sft")
-        Threading.configure(threads: settings.threads)
-        let (model, tokenizer) = try ModelDirectory.load(options.model, heads: .languageModel, keepQuantized: false)
+        let loaded = try StageModel(loading: options.model, heads: .languageModel, settings: settings, maxLength: options.maxLength, stage: "sft")
+        let (model, tokenizer, padID, maxLength) = (loaded.model, loaded.tokenizer, loaded.padID, loaded.maxLength)
         var examples: [SFTExample] = [], skipped = 0
         for url in options.data {
             let loaded = try SFTDataset.load(url, skipBadLines: options.skipBadLines) { logLine("skipped: \($0)") }
@@ -77,9 +77,6 @@ public final class SFTTrainer {
             skipped += loaded.skipped
         }
         guard examples.count >= 2 else { throw TrainingError("SFT needs at least 2 examples; \(options.data.map(\.path)) hold \(examples.count)") }
-        try checkMaxLength(options.maxLength, contextLength: model.configuration.maxPositionEmbeddings,
-                           templateTokens: chatTemplateTokens(tokenizer), stage: "sft")
-        let maxLength = min(options.maxLength ?? model.configuration.maxPositionEmbeddings, model.configuration.maxPositionEmbeddings)
         var tokenized = examples.map { tokenizeChat($0, tokenizer: tokenizer, maxLength: maxLength) }
             .filter { $0.assistantMask.dropFirst().contains(true) }
         guard tokenized.count >= 2 else {
@@ -93,7 +90,6 @@ public final class SFTTrainer {
         guard !train.isEmpty else {
             throw TrainingError("SFT: --val-fraction \(options.validationFraction) holds out all \(tokenized.count) examples; nothing is left to train on")
         }
-        let padID = Int32(tokenizer.padID ?? tokenizer.endOfTextID)
         logLine("SFT: \(train.count) training and \(validation.count) validation examples (\(skipped) lines skipped), \(settings.steps) steps × \(settings.batchSize)")
 
         let run = try StageRun(stage: "sft", model: model, tokenizer: tokenizer, settings: settings, output: options.output, mode: options.mode,

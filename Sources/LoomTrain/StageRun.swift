@@ -1,4 +1,5 @@
 import Foundation
+import LoomSupport
 import LoomDistributed
 import LoomTokenizer
 
@@ -46,6 +47,8 @@ public final class StageRun {
     public let tokenizer: ByteLevelBPETokenizer
     public let settings: StageSettings
     public let output: URL
+    /// The learning rate at each step (`settings.schedule` unless the stage gives its own).
+    public let schedule: LearningRateSchedule
     /// AdamW over the parameters (under ZeRO-1, over this rank's block of them).
     public let optimizer: AdamW
     /// What the optimizer trains: the model's parameters, or with LoRA the adapters' only.
@@ -80,12 +83,18 @@ public final class StageRun {
     /// Data parallelism (`DataParallelRun.swift`): `dataParallel` says the stage slices its
     /// batches with `localBatch` (a stage that does not is refused under `mpirun`);
     /// `launchFingerprint` (its data, its reference values) must agree across ranks.
+    ///
+    /// Pretraining describes itself by its configuration file rather than `StageSettings`:
+    /// `schedule` and `adam` then replace `settings.schedule` and `settings.adam`, `rngSeed` the
+    /// seed of the run's generator, and `configuration` is kept in the trainer state.
     public init(stage: String, model: LlamaModel, tokenizer: ByteLevelBPETokenizer, settings: StageSettings,
                 output: URL, mode: RunMode, inputs: [URL] = [], signature: [String: String] = [:], allowChanges: Bool = false,
                 extraStateFiles: [String] = [], restoreExtra: ((URL) throws -> Void)? = nil,
                 communicator: Communicator = World.communicator, dataParallel: Bool = false,
-                launchFingerprint: [String: String] = [:]) throws {
+                launchFingerprint: [String: String] = [:], schedule: LearningRateSchedule? = nil, adam: AdamW.Hyperparameters? = nil,
+                rngSeed: UInt64? = nil, configuration: TrainingConfiguration? = nil) throws {
         self.stage = stage; self.model = model; self.tokenizer = tokenizer; self.settings = settings; self.output = output
+        self.schedule = schedule ?? settings.schedule
         self.extraStateFiles = extraStateFiles
         parallel = DataParallel(communicator)
         if parallel.isDistributed && !dataParallel {
@@ -98,13 +107,14 @@ public final class StageRun {
         store = CheckpointStore(runDirectory: output, keep: settings.keepCheckpoints)
         lock = parallel.isPrimary ? try RunDirectoryGuard.prepare(store, mode: mode, inputs: inputs, extraRunFiles: extraStateFiles) : nil
         trainable = try attachLoRAIfRequested(settings, to: model, baseModel: inputs.first)
-        optimizerStepper = try DataParallelOptimizer(parameters: trainable, hyperparameters: settings.adam, parallel: parallel,
+        optimizerStepper = try DataParallelOptimizer(parameters: trainable, hyperparameters: adam ?? settings.adam, parallel: parallel,
                                                      zeroStage: settings.zeroStage)
         optimizer = optimizerStepper.optimizer
         let fullSignature = parallel.withGlobalBatch(signature.isEmpty ? RunSignature.of(settings) : signature,
-                                                     keys: ["settings.batchSize", "batchSize"], perRank: settings.batchSize)
-        state = TrainerState(step: 0, rng: SeededRandom(seed: settings.seed), tokensSeen: 0, stage: stage, totalSteps: settings.steps,
-                             signature: fullSignature)
+                                                     keys: ["settings.batchSize", "batchSize", "configuration.train.batchSize"],
+                                                     perRank: settings.batchSize)
+        state = TrainerState(step: 0, rng: SeededRandom(seed: rngSeed ?? settings.seed), tokensSeen: 0, stage: stage, totalSteps: settings.steps,
+                             configuration: configuration, signature: fullSignature)
         let resuming = mode == .resume || (mode == .resumeIfPresent && !store.candidates().isEmpty)
         if resuming {
             let restoreTarget = optimizerStepper.restoreTarget()
@@ -132,7 +142,7 @@ public final class StageRun {
     }
 
     public var isFinished: Bool { state.step >= settings.steps }
-    public var learningRate: Float { settings.schedule.learningRate(at: state.step) }
+    public var learningRate: Float { schedule.learningRate(at: state.step) }
 
     /// Throws when a loss is NaN or infinite, naming the stage, the step and the checkpoint
     /// that is kept; the stages call it before every backward pass.
@@ -148,11 +158,9 @@ public final class StageRun {
     @discardableResult
     public func optimizerStep(advancing: Bool = true) throws -> (gradNorm: Float, learningRate: Float) {
         let lr = learningRate
-        let norm = optimizerStepper.reduceAndClip(maxNorm: settings.gradClip)
-        guard norm.isFinite else {
-            throw TrainingError("\(stage): gradient norm is \(norm) at step \(state.step + 1); stopping: \(store.describeLastCheckpoint())")
+        let norm = try optimizerStepper.clipCheckUpdate(maxNorm: settings.gradClip, learningRate: lr) { [self] norm in
+            TrainingError("\(stage): gradient norm is \(norm) at step \(state.step + 1); stopping: \(store.describeLastCheckpoint())")
         }
-        optimizerStepper.update(learningRate: lr)
         if advancing {
             state.step += 1
             reseedLoRADropout()
@@ -189,7 +197,7 @@ public final class StageRun {
                 return "\(key) \(v)"
             }
             logLine("\(progressBar(fraction: Double(state.step) / Double(max(settings.steps, 1)))) \(stage) \(state.step)/\(settings.steps) | "
-                    + values.joined(separator: " | ") + " | ETA \(formatDuration(eta))")
+                    + values.joined(separator: " | ") + " | ETA \(DurationText.format(eta))")
         }
     }
 

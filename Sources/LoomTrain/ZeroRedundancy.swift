@@ -32,6 +32,12 @@ final class DataParallelOptimizer {
         optimizer = AdamW(parameters: parameters, hyperparameters: hyperparameters, shard: sharded ? blocks[parallel.rank] : nil)
     }
 
+    /// The optimizer of parameters that one process trains alone (PPO's critic): no averaging
+    /// across ranks, no sharding; `clipCheckUpdate` is then clip, check, AdamW.
+    convenience init(singleProcess parameters: ParameterStore, hyperparameters: AdamW.Hyperparameters) throws {
+        try self.init(parameters: parameters, hyperparameters: hyperparameters, parallel: DataParallel(SingleProcessCommunicator()), zeroStage: 0)
+    }
+
     var isSharded: Bool { optimizer.shard.count != parameters.count }
 
     /// Averages the ranks' gradients (under ZeRO-1: this rank's block of them) and clips them
@@ -52,6 +58,17 @@ final class DataParallelOptimizer {
             let factor = maxNorm / (norm + 1e-6)
             for i in mine { g[i] *= factor }
         }
+        return norm
+    }
+
+    /// The end of every optimizer step, the same in every stage: average and clip the gradients
+    /// (`reduceAndClip`), stop when their norm is not finite — before the parameters are touched,
+    /// so the last checkpoint stays valid — with the error `nonFinite(norm)`, else update.
+    /// Returns the norm before clipping.
+    func clipCheckUpdate(maxNorm: Float, learningRate: Float, nonFinite: (Float) -> Error) throws -> Float {
+        let norm = reduceAndClip(maxNorm: maxNorm)
+        guard norm.isFinite else { throw nonFinite(norm) }
+        update(learningRate: learningRate)
         return norm
     }
 

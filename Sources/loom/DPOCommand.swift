@@ -23,10 +23,10 @@ struct DPOCommand: ParsableCommand {
     var data: [String] = []
     @Option(help: "Output model directory.") var out: String
     @Option(help: "β: strength of the pull toward the reference.") var beta: Float?
-    @Option(help: "Loss: sigmoid (DPO) or ipo.") var loss: String = "sigmoid"
+    @Option(help: "Loss: sigmoid (DPO) or ipo.") var loss: DPOKind = .sigmoid
     @Option(help: "Label smoothing ε of the sigmoid loss (conservative DPO).") var labelSmoothing: Float = 0
     @Option(help: "Weight α of an NLL term on chosen responses: α > 0 is RPO (TRL's rpo_alpha), not plain DPO. Default 0: plain DPO.") var sftWeight: Float?
-    @Option(help: "Pairs from a ranking: all or best-worst.") var rankingPairs: String = "all"
+    @Option(help: "Pairs from a ranking: all (the C(K,2) pairs) or best-worst (one).") var rankingPairs: RankingPairs = .all
     @Option(help: "Prompts with answers for the model's own wrong answers as rejected responses (JSONL {prompt, answer}).")
     var selfRejected: String?
     @Option(help: "Sampled answers per prompt for --self-rejected (besides the greedy one).") var selfRejectedSamples: Int = 3
@@ -42,8 +42,6 @@ struct DPOCommand: ParsableCommand {
 
     func validate() throws {
         try checkNumericFlags()
-        guard DPOKind(rawValue: loss) != nil else { throw ValidationError("--loss must be sigmoid or ipo, got '\(loss)'") }
-        guard RankingPairs(rawValue: rankingPairs) != nil else { throw ValidationError("--ranking-pairs must be all or best-worst, got '\(rankingPairs)'") }
         guard !data.isEmpty || selfRejected != nil else { throw ValidationError("give --data and/or --self-rejected") }
         guard selfRejectedSamples >= 0 else { throw ValidationError("--self-rejected-samples must not be negative") }
     }
@@ -52,10 +50,10 @@ struct DPOCommand: ParsableCommand {
         var options = DPOOptions(model: URL(fileURLWithPath: model), data: data.map { URL(fileURLWithPath: $0) }, output: URL(fileURLWithPath: out))
         stage.apply(to: &options.settings)
         if let beta { options.beta = beta }
-        options.kind = DPOKind(rawValue: loss)!
+        options.kind = loss
         options.labelSmoothing = labelSmoothing
         if let sftWeight { options.sftWeight = sftWeight }
-        options.rankingPairs = RankingPairs(rawValue: rankingPairs)!
+        options.rankingPairs = rankingPairs
         options.heldoutPreferences = heldoutPreferences.map { URL(fileURLWithPath: $0) }
         options.validationFraction = valFraction
         options.maxLength = maxLength

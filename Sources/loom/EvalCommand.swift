@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LoomSupport
 import LoomData
 import LoomEval
 import LoomInference
@@ -91,7 +92,7 @@ struct EvalCommand: ParsableCommand {
             if let pairedWith {
                 let baseline = try AnswerFile.read(URL(fileURLWithPath: pairedWith), shots: pairedShots)
                 let paired = try AnswerFile.pairedDifference(result, baseline: baseline, baselineName: pairedWith)
-                line += ", \"paired\": {\"baseline\": \(jsonString(pairedWith)), \"baseline_accuracy\": \(baseline.accuracy), \"minus_baseline\": \(paired.difference), \"ci95\": [\(paired.low), \(paired.high)], \"only_baseline\": \(paired.onlyBaseline), \"only_this\": \(paired.onlyThis)}"
+                line += ", \"paired\": {\"baseline\": \(JSONString.quoted(pairedWith)), \"baseline_accuracy\": \(baseline.accuracy), \"minus_baseline\": \(paired.difference), \"ci95\": [\(paired.low), \(paired.high)], \"only_baseline\": \(paired.onlyBaseline), \"only_this\": \(paired.onlyThis)}"
             }
             try StandardOutput.writeLine(line + "}")
         case .inContext:
@@ -124,12 +125,8 @@ struct EvalCommand: ParsableCommand {
     }
 
     private func writeAnswers(_ lines: [String], to path: String) throws {
-        do { try (lines.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8) } catch {
+        do { try AtomicFile.write(Data((lines.joined(separator: "\n") + "\n").utf8), to: URL(fileURLWithPath: path)) } catch {
             throw ValidationError("--answers-out \(path): cannot write (\(error.localizedDescription))")
         }
-    }
-
-    private func jsonString(_ text: String) -> String {
-        String(decoding: (try? JSONSerialization.data(withJSONObject: [text], options: [.withoutEscapingSlashes])) ?? Data("[\"\"]".utf8), as: UTF8.self).dropFirst().dropLast().description
     }
 }

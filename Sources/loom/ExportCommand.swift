@@ -19,21 +19,13 @@ struct ExportGGUFCommand: ParsableCommand {
 
     @Argument(help: "The model directory.") var directory: String
     @Option(help: "The .gguf file to write.") var out: String
-    @Option(help: "Type of the weight matrices: f32, f16, q8_0, q4_0 or q4_1.") var type: String = "f16"
-
-    static let types: [String: GGMLType] = ["f32": .f32, "f16": .f16, "q8_0": .q8_0, "q4_0": .q4_0, "q4_1": .q4_1]
-
-    func validate() throws {
-        guard Self.types[type] != nil else {
-            throw ValidationError("--type \(type) is not supported (supported: \(Self.types.keys.sorted().joined(separator: ", ")))")
-        }
-    }
+    @Option(help: "Type of the weight matrices.") var type: GGUFExportType = .f16
 
     func run() throws {
         let started = Date()
         let url = URL(fileURLWithPath: out)
-        try GGUFExport.export(directory: URL(fileURLWithPath: directory), to: url, type: Self.types[type]!)
+        try GGUFExport.export(directory: URL(fileURLWithPath: directory), to: url, type: type.ggmlType)
         let size = (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int) ?? 0
-        print(String(format: "exported %@ → %@ (%@, %.1f MB, %.1f s)", directory, out, type, Double(size) / 1e6, Date().timeIntervalSince(started)))
+        print(String(format: "exported %@ → %@ (%@, %.1f MB, %.1f s)", directory, out, type.rawValue, Double(size) / 1e6, Date().timeIntervalSince(started)))
     }
 }

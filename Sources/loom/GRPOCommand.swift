@@ -22,7 +22,7 @@ struct GRPOCommand: ParsableCommand {
     @Option(help: "Prompts (JSONL {prompt, answer}); repeatable.") var prompts: [String]
     @Option(help: "Output model directory.") var out: String
     @Option(help: "Samples per prompt (G).") var groupSize: Int?
-    @Option(help: "Reward: verifier (answers must match) or model (--reward-model).") var reward: String = "verifier"
+    @Option(help: "Reward: verifier (answers must match) or model (--reward-model).") var reward: GRPORewardSource = .verifier
     @Option(help: "Reward model directory for --reward model.") var rewardModel: String?
     @Option(help: "Weight of the KL penalty toward the initial model (0: no reference).") var klBeta: Float?
     @Option(help: "Clip range ε of the probability ratio.") var clipEps: Float?
@@ -32,7 +32,7 @@ struct GRPOCommand: ParsableCommand {
     @Option(help: "Sampling temperature.") var temperature: Float?
     @Option(help: "Nucleus sampling top-p.") var topP: Float?
     @Option(help: "Reward subtracted from answers that never end.") var unfinishedPenalty: Float?
-    @Option(help: "Loss aggregation: token (DAPO/BNPO), sequence (original GRPO) or dr-grpo.") var aggregation: String = "token"
+    @Option(help: "Loss aggregation: token (DAPO/BNPO), sequence (original GRPO) or dr-grpo.") var aggregation: GRPOAggregationFlag = .token
     @Flag(help: "Only centre rewards within a group (Dr. GRPO), do not divide by their std.") var noStdScaling = false
     @Flag(help: "DAPO dynamic sampling: drop groups whose answers are all right or all wrong and sample more prompts until --batch-size groups have a reward spread.") var dynamicSampling = false
     @Option(help: "Most rounds of --batch-size prompts sampled per step with --dynamic-sampling.") var maxSamplingRounds: Int?
@@ -43,19 +43,15 @@ struct GRPOCommand: ParsableCommand {
 
     func validate() throws {
         try checkNumericFlags()
-        guard let source = GRPORewardSource(rawValue: reward) else { throw ValidationError("--reward must be verifier or model, got '\(reward)'") }
-        if source == .model && rewardModel == nil { throw ValidationError("--reward model needs --reward-model DIR") }
+        if reward == .model && rewardModel == nil { throw ValidationError("--reward model needs --reward-model DIR") }
         if let maxSamplingRounds, maxSamplingRounds < 1 { throw ValidationError("--max-sampling-rounds must be at least 1, got \(maxSamplingRounds)") }
-        guard ["token", "sequence", "dr-grpo"].contains(aggregation) else {
-            throw ValidationError("--aggregation must be token, sequence or dr-grpo, got '\(aggregation)'")
-        }
     }
 
     func run() throws {
         var options = GRPOOptions(model: URL(fileURLWithPath: model), prompts: prompts.map { URL(fileURLWithPath: $0) }, output: URL(fileURLWithPath: out))
         stage.apply(to: &options.settings)
         if let groupSize { options.groupSize = groupSize }
-        options.reward = GRPORewardSource(rawValue: reward)!
+        options.reward = reward
         options.rewardModel = rewardModel.map { URL(fileURLWithPath: $0) }
         if let klBeta { options.klBeta = klBeta }
         if let clipEps { options.clipEpsilon = clipEps }
@@ -65,11 +61,7 @@ struct GRPOCommand: ParsableCommand {
         if let temperature { options.temperature = temperature }
         if let topP { options.topP = topP }
         if let unfinishedPenalty { options.unfinishedPenalty = unfinishedPenalty }
-        switch aggregation {
-        case "sequence": options.aggregation = .sequence
-        case "dr-grpo": options.aggregation = .fixedLength(options.maxNewTokens + 1)
-        default: options.aggregation = .token
-        }
+        options.aggregation = aggregation.aggregation(maxNewTokens: options.maxNewTokens)
         options.scaleRewardsByStd = !noStdScaling
         options.dynamicSampling = dynamicSampling
         if let maxSamplingRounds { options.maxSamplingRounds = maxSamplingRounds }

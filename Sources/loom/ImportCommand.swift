@@ -30,16 +30,12 @@ struct ImportGGUFCommand: ParsableCommand {
     @Argument(help: "The .gguf file.") var file: String
     @Option(help: "The model directory to write.") var out: String
     @Option(help: "Weight type of the written model: f32 (every weight dequantized) or keep (Q8_0, Q4_0, Q4_1 matrices stay quantized).")
-    var dtype: String = "f32"
-
-    func validate() throws {
-        guard ["f32", "keep"].contains(dtype) else { throw ValidationError("--dtype \(dtype) is not supported (supported: f32, keep)") }
-    }
+    var dtype: ImportWeightType = .f32
 
     func run() throws {
         let started = Date()
         let summary = try GGUFImport.importModel(from: URL(fileURLWithPath: file), to: URL(fileURLWithPath: out),
-                                                 keepQuantized: dtype == "keep")
+                                                 keepQuantized: dtype == .keep)
         let c = summary.configuration
         let types = summary.tensorTypes.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
         print("imported \(file) → \(out)")

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LoomSupport
 import LoomPipeline
 import LoomTrain
 
@@ -59,7 +60,7 @@ struct PipelineCommand: ParsableCommand {
         if let config { r.pretrain.config = config }
         if !data.isEmpty { r.pretrain.data = data }
         if let pretrainSteps { r.pretrain.steps = pretrainSteps }
-        if let kinds { r.tasks.kinds = kinds.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
+        if let kinds { r.tasks.kinds = NamedCases.splitList(kinds) }
         if let trainTasks { r.tasks.train = trainTasks }
         if let demonstrations { r.tasks.demonstrations = demonstrations }
         if let devTasks { r.tasks.dev = devTasks }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LoomSupport
 import LoomData
 
 /// `loom prepare`: raw text in, token shards + manifest + tokenizer out.
@@ -109,7 +110,7 @@ struct PrepareCommand: ParsableCommand {
     static func summary(_ result: PrepareResult, seconds: Double) -> String {
         let m = result.manifest
         var lines: [String] = []
-        lines.append("prepared \(result.outputDirectory.path) in \(ProgressBar.formatDuration(seconds))")
+        lines.append("prepared \(result.outputDirectory.path) in \(DurationText.format(seconds))")
         lines.append("  sources:")
         for source in m.sources {
             lines.append("    \(source.path): \(source.documents) documents, \(ProgressBar.formatBytes(source.textBytes))"

@@ -21,14 +21,11 @@ struct QuantizeCommand: ParsableCommand {
             """)
 
     @Argument(help: "The model directory to quantize (float32 model.safetensors).") var directory: String
-    @Option(help: "Block format: q8_0, q4_0 or q4_1.") var type: String
+    @Option(help: "Block format.") var type: QuantizeType
     @Option(help: "The quantized model directory to write (must not hold model.safetensors).") var out: String
     @Option(help: "Threads.") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
     func validate() throws {
-        guard BlockQuantization.allCases.contains(where: { $0.flagName == type }) else {
-            throw ValidationError("--type \(type) is not supported (supported: \(BlockQuantization.allCases.map(\.flagName).joined(separator: ", ")))")
-        }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
         guard URL(fileURLWithPath: directory).standardizedFileURL != URL(fileURLWithPath: out).standardizedFileURL else {
             throw ValidationError("--out \(out) is the input directory: write the quantized model to a new directory")
@@ -38,7 +35,7 @@ struct QuantizeCommand: ParsableCommand {
     func run() throws {
         Threading.configure(threads: threads)
         let started = Date()
-        let blocks = BlockQuantization.allCases.first { $0.flagName == type }!
+        let blocks = type.blocks
         let summary = try QuantizedModelDirectory.quantize(directory: URL(fileURLWithPath: directory), type: blocks,
                                                            to: URL(fileURLWithPath: out))
         let types = summary.tensorTypes.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LoomSupport
 import LoomData
 import LoomEval
 import LoomInference
@@ -36,13 +37,10 @@ struct TasksCommand: ParsableCommand {
 
     func parsedKinds() throws -> [InstructionTaskKind] {
         guard let kinds else { return InstructionTaskKind.allCases }
-        let names = kinds.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        let names = NamedCases.splitList(kinds)
         guard !names.isEmpty else { throw ValidationError("--kinds is empty") }
-        return try names.map { name in
-            guard let kind = InstructionTaskKind(rawValue: name) else {
-                throw ValidationError("unknown task kind '\(name)'; known: \(InstructionTaskKind.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            return kind
+        do { return try NamedCases.parse(names, as: InstructionTaskKind.self, what: "task kind") } catch {
+            throw ValidationError("--kinds: \(error)")
         }
     }
 

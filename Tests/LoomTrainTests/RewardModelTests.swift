@@ -1,6 +1,7 @@
 import XCTest
 import Foundation
 import LoomData
+import LoomInference
 import LoomTokenizer
 @testable import LoomTrain
 

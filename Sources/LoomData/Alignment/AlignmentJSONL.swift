@@ -1,4 +1,5 @@
 import Foundation
+import LoomSupport
 import LoomTokenizer
 
 /// One parsed line of an alignment JSONL file, with accessors whose errors name the file, the
@@ -92,21 +93,8 @@ public enum AlignmentJSONL {
             text += line
             text += "\n"
         }
-        let directory = url.deletingLastPathComponent()
-        let temporary = directory.appendingPathComponent(".\(url.lastPathComponent).tmp-\(ProcessInfo.processInfo.processIdentifier)")
-        do {
-            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-            try Data(text.utf8).write(to: temporary)
-            guard rename(temporary.path, url.path) == 0 else {
-                let reason = String(cString: strerror(errno))
-                try? FileManager.default.removeItem(at: temporary)
-                throw DataError.unreadable(path: url.path, reason: "cannot rename \(temporary.lastPathComponent) into place: \(reason)")
-            }
-        } catch let error as DataError {
-            throw error
-        } catch {
-            try? FileManager.default.removeItem(at: temporary)
-            throw DataError.unreadable(path: url.path, reason: "cannot write: \((error as NSError).localizedDescription)")
+        do { try AtomicFile.write(Data(text.utf8), to: url) } catch let error as AtomicFileError {
+            throw DataError.unreadable(path: url.path, reason: error.reason)
         }
     }
 }
@@ -166,21 +154,6 @@ struct JSONObjectWriter {
     }
 
     static func appendString(_ value: String, to text: inout String) {
-        text += "\""
-        for scalar in value.unicodeScalars {
-            switch scalar {
-            case "\"": text += "\\\""
-            case "\\": text += "\\\\"
-            case "\n": text += "\\n"
-            case "\r": text += "\\r"
-            case "\t": text += "\\t"
-            case _ where scalar.value < 0x20 || scalar.value == 0x2028 || scalar.value == 0x2029:
-                let hex = String(scalar.value, radix: 16)
-                text += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default:
-                text.unicodeScalars.append(scalar)
-            }
-        }
-        text += "\""
+        JSONString.append(value, to: &text, alsoEscaping: .lineSeparators)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import LoomSupport
 
 /// Writes a GGUF file (version 3, little-endian): metadata in the order given, then the tensor
 /// table, then each tensor's bytes at an offset aligned to `alignment`.
@@ -99,6 +100,6 @@ public struct GGUFWriter {
 
     /// Writes the file atomically.
     public func write(to url: URL) throws {
-        try writeAtomically(encoded(), to: url)
+        try AtomicFile.write(encoded(), to: url)
     }
 }

@@ -1,0 +1,59 @@
+import Foundation
+import XCTest
+
+/// The CLI's enum-like flags: `--help` lists their values, and a wrong value fails before any
+/// work with an error that names the flag and the values it takes.
+final class CommandFlagTests: XCTestCase {
+    private func loom(_ arguments: [String]) throws -> (status: Int32, output: String) {
+        guard FileManager.default.isExecutableFile(atPath: CheckpointFaultTests.loom.path) else {
+            throw XCTSkip("the loom executable is not built beside the tests (\(CheckpointFaultTests.loom.path)); run `swift build --build-tests`")
+        }
+        let process = Process()
+        process.executableURL = CheckpointFaultTests.loom
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe; process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    /// (command, flag, a wrong value, the allowed values as the error lists them, as --help lists them)
+    private let flags: [(command: [String], flag: String, values: [String])] = [
+        (["dpo", "--model", "m", "--out", "o", "--data", "d"], "--loss", ["sigmoid", "ipo"]),
+        (["dpo", "--model", "m", "--out", "o", "--data", "d"], "--ranking-pairs", ["all", "best-worst"]),
+        (["grpo", "--model", "m", "--prompts", "p", "--out", "o"], "--reward", ["verifier", "model"]),
+        (["grpo", "--model", "m", "--prompts", "p", "--out", "o"], "--aggregation", ["token", "sequence", "dr-grpo"]),
+        (["export", "gguf", "d", "--out", "o"], "--type", ["f32", "f16", "q8_0", "q4_0", "q4_1"]),
+        (["quantize", "d", "--out", "o"], "--type", ["q8_0", "q4_0", "q4_1"]),
+        (["import", "gguf", "f", "--out", "o"], "--dtype", ["f32", "keep"]),
+    ]
+
+    func testWrongValueNamesTheFlagAndTheValues() throws {
+        for (command, flag, values) in flags {
+            let run = try loom(command + [flag, "nonsense"])
+            XCTAssertNotEqual(run.status, 0, "\(command) \(flag)")
+            XCTAssertTrue(run.output.contains("'nonsense' is invalid for '\(flag) "), "\(flag): \(run.output)")
+            for value in values { XCTAssertTrue(run.output.contains("'\(value)'"), "\(flag) lists \(value): \(run.output)") }
+        }
+    }
+
+    func testHelpListsTheValues() throws {
+        for (command, flag, values) in flags {
+            let subcommand = Array(command.prefix { !$0.hasPrefix("-") && $0 != "d" && $0 != "f" })
+            let help = try loom(subcommand + ["--help"]).output.replacingOccurrences(of: "\n", with: " ")
+                .split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ")
+            XCTAssertTrue(help.contains("(values: \(values.joined(separator: ", "))"), "\(subcommand) --help lists \(flag)'s values: \(help)")
+        }
+    }
+
+    func testUnknownTaskKindIsNamed() throws {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("loom-flags-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: out) }
+        let run = try loom(["tasks", "--out", out.path, "--kinds", "arithmetic, poetry"])
+        XCTAssertNotEqual(run.status, 0)
+        XCTAssertTrue(run.output.contains("--kinds: unknown task kind \"poetry\"; known: arithmetic,"), run.output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out.path), "nothing is written")
+    }
+}
