@@ -40,7 +40,7 @@ echo "# Benchmarks/quant_compare.sh (PROMPT=$prompt TOKENS=$tokens REPEATS=$repe
 echo "cpu: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; loom kernel: $("$loom" bench generate --model "$work/q8_0" --threads 1 --prompt-length 8 --tokens 2 --json >/dev/null && echo "AVX2 (cpuid: $(grep -o -w 'avx2\|avx512f' /proc/cpuinfo | sort -u | tr '\n' ' '))")"
 echo "peers: $("$bench_py" -c 'import llama_cpp; print("llama-cpp-python", llama_cpp.__version__)'); $("$py" -c 'import torch, transformers; print("transformers", transformers.__version__, "torch", torch.__version__)')"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "NOTE: this machine is shared with other agents building and testing at the same time; figures measured under that load are indications, not claims."
+awk '{ exit !($1 > 1.0) }' /proc/loadavg && echo "NOTE: load average above 1 before the run: other work shared the cores, so the figures are indications, not claims."
 echo
 printf "%-5s %3s | %9s %9s %6s | %9s %9s %6s | %9s %7s\n" type thr loom_pp llama_pp ratio loom_dec llama_dec ratio hf_dec loom/hf
 for t in $threads; do

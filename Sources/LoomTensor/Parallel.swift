@@ -1,4 +1,6 @@
+import CLoomCPU
 import Dispatch
+import Foundation
 import COpenBLAS
 
 /// How many threads Loom's kernels use. OpenBLAS itself is kept single-threaded: Loom
@@ -10,6 +12,9 @@ public enum Threading {
     /// Sets Loom's thread count (1 per MPI rank is typical) and pins OpenBLAS to one thread.
     public static func configure(threads: Int) {
         threadCount = Swift.max(1, threads)
+        // LOOM_THREAD_POOL=0 leaves the pool without workers: libdispatch runs everything.
+        let poolDisabled = ProcessInfo.processInfo.environment["LOOM_THREAD_POOL"] == "0"
+        loom_pool_configure(poolDisabled ? 1 : Int32(Swift.min(threadCount, 256)))
         _ = BLASLibrary.shared
         loom_openblas_set_num_threads(1)
         keepFreedMemory()
@@ -28,6 +33,22 @@ public enum Threading {
     }
 }
 
+/// Runs `body(i)` for `i` in `0..<count` on Loom's worker threads (LoomThreadPool.h: persistent
+/// threads that stay awake between the short calls of a decoding step), or with libdispatch
+/// when the pool is taken (another thread's job, or a call nested inside a job).
+@inline(__always)
+func runConcurrently(_ count: Int, _ body: (Int) -> Void) {
+    let ran = withoutActuallyEscaping(body) { escapable -> Int32 in
+        var closure = escapable
+        return withUnsafeMutablePointer(to: &closure) { pointer in
+            loom_pool_run(count, { context, index in
+                context!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(index)
+            }, pointer)
+        }
+    }
+    if ran == 0 { DispatchQueue.concurrentPerform(iterations: count) { body($0) } }
+}
+
 /// Runs `body(i)` for `i` in `0..<count`, spread over `Threading.threadCount` threads.
 /// Use for coarse tasks (each at least tens of microseconds).
 @inline(__always)
@@ -37,7 +58,7 @@ public func parallelFor(_ count: Int, _ body: (Int) -> Void) {
         for i in 0..<count { body(i) }
         return
     }
-    DispatchQueue.concurrentPerform(iterations: count) { body($0) }
+    runConcurrently(count, body)
 }
 
 /// Splits `0..<count` into one contiguous range per thread (each at least `minimumChunk`
@@ -51,7 +72,7 @@ public func parallelRanges(_ count: Int, minimumChunk: Int = 1, _ body: (Range<I
         body(0..<count)
         return
     }
-    DispatchQueue.concurrentPerform(iterations: chunks) { c in
+    runConcurrently(chunks) { c in
         let start = count * c / chunks
         let end = count * (c + 1) / chunks
         if start < end { body(start..<end) }

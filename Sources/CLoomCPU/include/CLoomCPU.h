@@ -2,6 +2,7 @@
 #define LOOM_CPU_H
 #include <stdbool.h>
 #include "LoomRowInvariant.h"
+#include "LoomThreadPool.h"
 
 /// What cpuid and xgetbv report about the processor Loom runs on (x86-64; on other
 /// architectures every flag is false and the strings are empty).
