@@ -326,6 +326,7 @@ public final class GRPOTrainer {
         for u in 0..<o.updatesPerBatch {
             run.zeroGradients()
             let tape = Tape()
+            run.overlapGradientReduction(with: tape)
             let result = tape.record { () -> (loss: Tensor, clipFraction: Float, kl: Float) in
                 let logProbs = batch.tokenLogProbs(model)
                 if oldLogProbs == nil { oldLogProbs = logProbs.scalars }

@@ -317,6 +317,7 @@ public final class PPOTrainer {
                     if updatesPolicy {
                         run.zeroGradients()
                         let tape = Tape()
+                        run.overlapGradientReduction(with: tape)
                         let (objective, policyLoss, clipFraction, ptxLoss) = tape.record { () -> (Tensor, Float, Float, Tensor?) in
                             let logProbs = mb.tokenLogProbs(policy)
                             let pg = ppoPolicyLoss(logProbs: logProbs, oldLogProbs: old, advantages: adv, mask: mb.responseMask, clipRange: o.clipRange)

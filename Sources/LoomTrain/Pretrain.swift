@@ -254,9 +254,10 @@ public final class Pretrainer {
             let lr = schedule.learningRate(at: state.step)
             model.parameters.zeroGradients()
             var stepLoss = 0.0
-            for _ in 0..<train.gradientAccumulation {
+            for micro in 0..<train.gradientAccumulation {
                 let batch = sampler.sample(&state.rng, rows: localRows)
                 let tape = Tape()
+                if micro == train.gradientAccumulation - 1 { stepper.watchGradients(tape) }
                 let loss = tape.record {
                     model.languageModelLoss(tokens: batch.inputs, targets: batch.targets, batch: localRows.count, sequence: train.contextLength)
                 }

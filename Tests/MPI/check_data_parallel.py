@@ -11,7 +11,8 @@ grpo and ppo (rollouts split across ranks, sampled alike whatever the split), wi
 that runs written by 2 ranks (pretrain, ppo) resume on 1 and continue the same curve; and that
 bad launches stop with a message instead of hanging: ranks with different settings, a batch or
 PPO minibatch that does not divide by the ranks, a rank killed mid-run, a command that does not
-train data-parallel.
+train data-parallel; and that the all-reduce overlapped with the backward pass (small buckets)
+equals the one after it bit for bit.
 
 Open MPI refuses to run as root unless told (CI runs as root): the environment below allows it,
 and --oversubscribe lets 2 ranks share fewer cores. Only the Python standard library is used.
@@ -234,6 +235,24 @@ def main():
                 out = f"{stage}-2" + label.replace(" ", "")
                 checker.must(checker.mpirun(2, *stage_args(stage, data, out, 2, *zero)), f"{stage}{label}, 2 ranks")
                 compare_runs(checker, f"{stage}{label}, 2 ranks × 2 = 1 × 4", f"{stage}-1", out)
+
+        # The all-reduce overlapped with the backward pass (buckets of 262 floats: many buckets, each
+        # started as soon as its gradients are final) gives the same gradients as the all-reduce
+        # after the backward pass, bit for bit (2 ranks: each sum has one order).
+        for stage, make in [("pretrain", lambda out: pretrain_args("per_rank.json", out)),
+                            ("sft", lambda out: stage_args("sft", "tasks/sft_train.jsonl", out, 2))]:
+            runs = {}
+            for label, megabytes in [("after", "0"), ("overlapped", "0.001")]:
+                runs[label] = f"{stage}-{label}"
+                checker.must(checker.mpirun(2, *make(runs[label]), env={"LOOM_GRADIENT_BUCKET_MB": megabytes}),
+                             f"{stage}, 2 ranks, LOOM_GRADIENT_BUCKET_MB={megabytes}")
+            same_losses = metric(os.path.join(root, runs["after"]), "loss") == metric(os.path.join(root, runs["overlapped"]), "loss")
+            d_weights = relative_difference(read_safetensors(os.path.join(root, runs["overlapped"], "model.safetensors")),
+                                            read_safetensors(os.path.join(root, runs["after"], "model.safetensors")))
+            checker.check(f"{stage}: all-reduce overlapped with the backward pass = after it, bit for bit", same_losses and d_weights == 0,
+                          f"losses {'identical' if same_losses else 'differ'}, weights relative difference {d_weights:.2e}")
+        code, output, _ = checker.mpirun(2, *pretrain_args("per_rank.json", "bad-bucket"), env={"LOOM_GRADIENT_BUCKET_MB": "lots"})
+        checker.check("a bad LOOM_GRADIENT_BUCKET_MB is refused", code not in (0, None) and "LOOM_GRADIENT_BUCKET_MB" in output, f"exit {code}")
 
         # RL stages: each rank rolls out its rows of the global batch, sampling each with the
         # step's seed + the row's place in the global batch, so 2 ranks draw the answers one
