@@ -18,6 +18,7 @@ public struct PPOOptions {
     public var ptxData: URL?
     /// γ of PPO-ptx: the weight of the pretraining loss in the policy's objective.
     public var ptxCoefficient: Float = 0.5
+    /// Pretraining windows per policy update (per rank in a data-parallel run, like `settings.batchSize`).
     public var ptxBatchSize = 4
     public var ptxContext = 128
     /// Initial β of the per-token KL penalty; with `targetKL` set, an adaptive controller moves it.
@@ -200,7 +201,7 @@ public final class PPOTrainer {
             for storage in [critic.parameters.values, criticOptimizer.firstMoment, criticOptimizer.secondMoment] { parallel.broadcastFromPrimary(storage) }
         }
         let ptxRows = try parallel.localRows(globalBatch: o.ptxBatchSize * parallel.size)
-        logLine("PPO: \(prompts.count) prompts, \(settings.steps) iterations × \(settings.batchSize) rollouts, \(o.ppoEpochs) epochs × \(o.minibatches) minibatches, β \(o.klCoefficient)\(o.targetKL.map { " → target KL \($0)" } ?? ""), ptx \(o.ptxData == nil ? "off" : "γ \(o.ptxCoefficient)")")
+        logLine("PPO: \(prompts.count) prompts, \(settings.steps) iterations × \(run.globalBatchSize) rollouts, \(o.ppoEpochs) epochs × \(o.minibatches) minibatches, β \(o.klCoefficient)\(o.targetKL.map { " → target KL \($0)" } ?? ""), ptx \(o.ptxData == nil ? "off" : "γ \(o.ptxCoefficient)")")
         var meanRewards: [Double] = [], lastKL = 0.0
         var evaluations: [String: Double] = [:]
         if run.state.step == 0, parallel.isPrimary, let evaluate {
