@@ -3,6 +3,8 @@
 # batch cut so that a step takes seconds on a 2-core machine), all in one run:
 #   1. throughput: 1 process × 1 thread, batch B, against mpirun -np 2 × 1 thread, batch B per
 #      rank (weak scaling: twice the global batch); efficiency = tokens/s of 2 ranks / (2 × 1 rank);
+#      the 2 ranks both with the all-reduce overlapped with the backward pass (the default) and
+#      after it (LOOM_GRADIENT_BUCKET_MB=0);
 #   2. memory: peak resident memory of each rank (GNU time) of 2 ranks without and with --zero 1.
 # Tokens/s are global (all ranks), measured from metrics.jsonl between the first and the last
 # step (the first step's start-up is left out).
@@ -40,7 +42,8 @@ run_args=(pretrain --config "$work/config.json" --data "$work/data" --threads 1 
 load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 "$loom" "${run_args[@]}" --out "$work/one" 2>/dev/null
 mpirun -np 2 --oversubscribe --bind-to none "$loom" "${run_args[@]}" --out "$work/two" 2>/dev/null
-one=$(rate "$work/one"); two=$(rate "$work/two")
+LOOM_GRADIENT_BUCKET_MB=0 mpirun -np 2 --oversubscribe --bind-to none -x LOOM_GRADIENT_BUCKET_MB "$loom" "${run_args[@]}" --out "$work/two-after" 2>/dev/null
+one=$(rate "$work/one"); two=$(rate "$work/two"); two_after=$(rate "$work/two-after")
 load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 peak() {  # peak resident MiB of each rank, as "rank0 rank1"
@@ -58,8 +61,9 @@ zero0=$(peak 0); zero1=$(peak 1)
     echo "# these figures were measured under their load and are not claims about an idle machine."
     echo "model: configs/small.json (context $context), batch $batch per rank, $steps steps, 1 thread per process"
     echo "1 process x 1 thread:  $one tokens/s"
-    echo "2 processes x 1 thread: $two tokens/s (global)"
-    python3 -c "print(f'scaling efficiency: {float($two) / (2 * float($one)) * 100:.1f} % (2-rank tokens/s / (2 x 1-process tokens/s))')"
+    echo "2 processes x 1 thread: $two tokens/s (global; all-reduce overlapped with the backward pass, ${LOOM_GRADIENT_BUCKET_MB:-4} MB buckets)"
+    echo "2 processes x 1 thread: $two_after tokens/s (global; all-reduce after the backward pass, LOOM_GRADIENT_BUCKET_MB=0)"
+    python3 -c "print(f'scaling efficiency: {float($two) / (2 * float($one)) * 100:.1f} % overlapped, {float($two_after) / (2 * float($one)) * 100:.1f} % not (2-rank tokens/s / (2 x 1-process tokens/s))')"
     echo "peak resident memory per rank (MiB), 2 ranks, rank 0 / rank 1:"
     echo "  --zero 0 (AdamW moments whole on every rank): ${zero0/ / / }"
     echo "  --zero 1 (moments sharded, half on each rank): ${zero1/ / / }"

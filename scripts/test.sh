@@ -48,8 +48,9 @@ else
     failed=$(( failed + 1 )); status=1
 fi
 
-# mpirun -np 2 with batch B per rank against one process with batch 2B (pretrain, sft, dpo,
-# with and without --zero 1, resumed across rank counts) and bad launches. Counted as one test.
+# mpirun -np 2 with batch B per rank against one process with batch 2B (pretrain, sft, reward,
+# dpo, grpo, ppo, with and without --zero 1, resumed across rank counts) and bad launches.
+# Counted as one test.
 echo "== data-parallel training under mpirun"
 if python3 Tests/MPI/check_data_parallel.py --loom "$loom" --zero; then
     passed=$(( passed + 1 ))

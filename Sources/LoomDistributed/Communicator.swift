@@ -37,6 +37,24 @@ public protocol Communicator: AnyObject {
     func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int)
     /// Returns when every rank has called it.
     func barrier()
+    /// Starts an in-place sum of `buffer` over the ranks and returns at once; the result is
+    /// there after the returned reduction's `wait()`. Every rank starts the same reductions in
+    /// the same order; `buffer` must stay untouched until then.
+    func startAllReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) -> PendingReduction
+}
+
+/// A collective in flight (`Communicator.startAllReduceSum`).
+public protocol PendingReduction: AnyObject {
+    /// Lets the transport progress; true once the reduction is complete.
+    func test() -> Bool
+    /// Returns when the reduction is complete.
+    func wait()
+}
+
+/// A reduction that was complete when it started (a group of one).
+final class CompletedReduction: PendingReduction {
+    func test() -> Bool { true }
+    func wait() {}
 }
 
 extension Communicator {
@@ -85,4 +103,5 @@ public final class SingleProcessCommunicator: Communicator {
     }
     public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) {}
     public func barrier() {}
+    public func startAllReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) -> PendingReduction { CompletedReduction() }
 }

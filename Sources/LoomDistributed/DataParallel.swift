@@ -65,6 +65,45 @@ public final class DataParallel {
         }
     }
 
+    /// Every rank's `local` values concatenated in rank order, on every rank (the counts may
+    /// differ between ranks): how the ranks share what each computed for its slice of a batch
+    /// (rollouts), so that what follows is computed on the whole batch, as one process would.
+    public func gathered(_ local: [Float]) -> [Float] {
+        guard isDistributed else { return local }
+        var counts = [Double](repeating: 0, count: size)
+        counts[rank] = Double(local.count)
+        counts = summed(counts)
+        var start = 0
+        let blocks = counts.map { count -> Range<Int> in
+            defer { start += Int(count) }
+            return start..<(start + Int(count))
+        }
+        var whole = [Float](repeating: 0, count: start)
+        whole.replaceSubrange(blocks[rank], with: local)
+        whole.withUnsafeMutableBufferPointer { communicator.allGather($0, blocks: blocks) }
+        return whole
+    }
+
+    /// Rows of varying lengths from every rank, concatenated in rank order (see `gathered`).
+    public func gathered(rows local: [[Float]]) -> [[Float]] {
+        guard isDistributed else { return local }
+        let lengths = gathered(local.map { Float($0.count) }).map { Int($0) }
+        let flat = gathered(local.flatMap { $0 })
+        var offset = 0
+        return lengths.map { length in
+            defer { offset += length }
+            return Array(flat[offset..<(offset + length)])
+        }
+    }
+
+    /// Token ids of varying lengths from every rank, in rank order (ids below 2^24 travel as
+    /// floats exactly).
+    public func gathered(tokens local: [[Int32]]) -> [[Int32]] {
+        guard isDistributed else { return local }
+        precondition(local.allSatisfy { $0.allSatisfy { $0 >= 0 && $0 < 1 << 24 } }, "gathered(tokens:): ids outside 0..<2^24")
+        return gathered(rows: local.map { $0.map(Float.init) }).map { $0.map { Int32($0) } }
+    }
+
     /// Means of per-rank statistics whose ranks weigh the same (equal slices of a batch).
     public func averaged(_ values: [Double]) -> [Double] {
         isDistributed ? communicator.allReduced(values, .average) : values

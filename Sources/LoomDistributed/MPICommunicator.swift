@@ -110,10 +110,35 @@ public final class MPICommunicator: Communicator {
 
     public func barrier() { MPI_Barrier(communicator) }
 
+    public func startAllReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) -> PendingReduction {
+        precondition(buffer.count <= Int(Int32.max), "startAllReduceSum: buffers over 2^31 elements are not supported")
+        let pending = MPIPendingReduction()
+        guard let base = buffer.baseAddress, buffer.count > 0 else { return pending }
+        loom_mpi_iallreduce_sum_in_place(base, Int32(buffer.count), communicator, &pending.request)
+        return pending
+    }
+
     /// Ends every rank of the job (`MPI_Abort`): what a rank that hits an error calls, so the
     /// others stop at once instead of waiting in their next collective.
     public func abort(exitCode: Int32) -> Never {
         MPI_Abort(communicator, exitCode)
         exit(exitCode)
+    }
+}
+
+/// An `MPI_Iallreduce` in flight.
+final class MPIPendingReduction: PendingReduction {
+    var request: MPI_Request? = loom_mpi_request_null()
+    private var done = false
+
+    func test() -> Bool {
+        if !done { done = loom_mpi_test(&request) != 0 }
+        return done
+    }
+
+    func wait() {
+        guard !done else { return }
+        loom_mpi_wait(&request)
+        done = true
     }
 }

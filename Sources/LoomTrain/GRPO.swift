@@ -194,11 +194,15 @@ public final class GRPOTrainer {
         }
 
         /// G samples of each prompt in `indices` (a group's samples side by side), their rewards
-        /// (minus the penalty for answers that never end) and verdicts.
-        func rollouts(_ indices: [Int]) throws -> Rollouts {
+        /// (minus the penalty for answers that never end) and verdicts. `firstPrompt` is the place
+        /// of `indices[0]` in the step's global batch: sample i of it draws with the step's seed
+        /// + its place in the global batch (`generateBatch` seeds row i with seed + i), so that the
+        /// answers do not depend on how the batch is split across ranks.
+        func rollouts(_ indices: [Int], firstPrompt: Int = 0) throws -> Rollouts {
             let chosen = indices.flatMap { Array(repeating: $0, count: o.groupSize) }
             let inputs = chosen.map { encodedPrompts[$0] }
-            let sampling = SamplingParameters(temperature: o.temperature, topP: o.topP, seed: run.state.rng.next())
+            let sampling = SamplingParameters(temperature: o.temperature, topP: o.topP,
+                                              seed: run.state.rng.next() &+ UInt64(firstPrompt * o.groupSize))
             let generations = model.withAdaptersMerged { Generator(model: model, stopTokens: encoder.stopTokens)
                 .generateBatch(prompts: inputs, maxTokens: o.maxNewTokens, sampling: sampling) }
             let finished = generations.map { $0.finishReason == .stop }
@@ -230,8 +234,9 @@ public final class GRPOTrainer {
             // step) until `batchSize` groups have a reward spread.
             // Each rank rolls out its own slice of the step's prompts (whole groups: advantages are
             // normalised within a group, so they need nothing from the other ranks).
-            let first = try run.localBatch(promptIndices(step: run.state.step))
-            var sampled = try rollouts(first)
+            let stepPrompts = promptIndices(step: run.state.step)
+            let first = try run.localBatch(stepPrompts)
+            var sampled = try rollouts(first, firstPrompt: try run.parallel.localRows(globalBatch: stepPrompts.count).lowerBound)
             var used = o.dynamicSampling ? sampled.groupsWithSpread() : sampled
             if o.dynamicSampling {
                 var drawn = Set(first)
@@ -266,11 +271,11 @@ public final class GRPOTrainer {
             let flat = sampled.flatGroups
             step.zeroVarianceGroups = Double(flat.filter { $0 }.count) / Double(flat.count)
             if run.parallel.isDistributed {
-                // Every rank sampled as many groups: the means over ranks are the step's.
-                let global = run.parallel.averaged([step.meanReward, step.accuracy, step.responseLength, step.finished, step.zeroVarianceGroups,
-                                                    step.loss, step.kl, step.clipFraction])
+                // Every rank sampled as many groups: the means over ranks are the step's (`update`
+                // made loss, KL and clip fraction the whole batch's).
+                let global = run.parallel.averaged([step.meanReward, step.accuracy, step.responseLength, step.finished, step.zeroVarianceGroups])
                 (step.meanReward, step.accuracy, step.responseLength, step.finished) = (global[0], global[1], global[2], global[3])
-                (step.zeroVarianceGroups, step.loss, step.kl, step.clipFraction) = (global[4], global[5], global[6], global[7])
+                step.zeroVarianceGroups = global[4]
             }
             step.groupsUsed = used.groupCount
             step.groupsSampled = sampled.groupCount
@@ -316,6 +321,7 @@ public final class GRPOTrainer {
         for u in 0..<o.updatesPerBatch {
             run.zeroGradients()
             let tape = Tape()
+            run.overlapGradientReduction(with: tape)
             let result = tape.record { () -> (loss: Tensor, clipFraction: Float, kl: Float) in
                 let logProbs = batch.tokenLogProbs(model)
                 if oldLogProbs == nil { oldLogProbs = logProbs.scalars }
@@ -329,6 +335,14 @@ public final class GRPOTrainer {
             tape.backward(from: result.loss, seed: share)
             if u == 0 {
                 stats.loss = Double(result.loss.item); stats.kl = Double(result.kl); stats.clipFraction = Double(result.clipFraction)
+                if run.parallel.isDistributed {
+                    // The whole batch's figures: KL and clip fraction are token means, and so is
+                    // the loss under token aggregation (the others weigh the ranks' equal slices alike).
+                    let tokens = Double(maskedCount(mask)), lossWeight = o.aggregation == .token ? tokens : 1
+                    let sums = run.parallel.summed([stats.loss * lossWeight, lossWeight, stats.kl * tokens, stats.clipFraction * tokens, tokens])
+                    stats.loss = sums[0] / max(sums[1], 1e-30)
+                    (stats.kl, stats.clipFraction) = (sums[2] / max(sums[4], 1), sums[3] / max(sums[4], 1))
+                }
             }
             if u + 1 < o.updatesPerBatch {
                 // Inner updates share the batch's step number (and learning rate).

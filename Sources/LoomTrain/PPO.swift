@@ -1,6 +1,7 @@
 import Foundation
 import LoomSupport
 import LoomData
+import LoomDistributed
 import LoomInference
 import LoomTokenizer
 
@@ -18,6 +19,7 @@ public struct PPOOptions {
     public var ptxData: URL?
     /// γ of PPO-ptx: the weight of the pretraining loss in the policy's objective.
     public var ptxCoefficient: Float = 0.5
+    /// Pretraining windows per policy update (per rank in a data-parallel run, like `settings.batchSize`).
     public var ptxBatchSize = 4
     public var ptxContext = 128
     /// Initial β of the per-token KL penalty; with `targetKL` set, an adaptive controller moves it.
@@ -128,12 +130,21 @@ public final class PPOTrainer {
         guard !prompts.isEmpty else { throw TrainingError("\(o.prompts.path) holds no prompts") }
         guard o.criticWarmupIterations >= 0 else { throw TrainingError("PPO needs --critic-warmup ≥ 0, got \(o.criticWarmupIterations)") }
         let encodedPrompts = prompts.map { encoder.prompt($0.prompt) }
+        var promptFingerprint = Fingerprint()
+        for prompt in encodedPrompts { promptFingerprint.add(prompt) }
 
+        // The run is shaped by the global batches (per rank × ranks), so that it resumes on
+        // another number of ranks (StageRun does the same for settings.batchSize).
+        var signature = RunSignature.of(o)
+        signature["ptxBatchSize"] = String(o.ptxBatchSize * World.communicator.size)
         var ptxSampler: WindowSampler? = nil
         if let ptx = o.ptxData {
+            guard o.ptxBatchSize >= 1 else { throw TrainingError("ppo: --ptx-batch-size must be at least 1, got \(o.ptxBatchSize)") }
             let ptxDataset = try TokenDataset(directory: ptx, split: "train")
             try ptxDataset.checkTokens(below: policy.configuration.vocabularySize)
-            ptxSampler = try WindowSampler(dataset: ptxDataset, batch: o.ptxBatchSize,
+            // --ptx-batch-size is per rank, like --batch-size: every rank draws the global batch's
+            // windows (so that all generators stay in step) and trains on its own rows of them.
+            ptxSampler = try WindowSampler(dataset: ptxDataset, batch: o.ptxBatchSize * World.communicator.size,
                                            context: min(o.ptxContext, maxLength))
         }
 
@@ -151,9 +162,8 @@ public final class PPOTrainer {
         let criticDirectoryName = "critic", ppoStateName = "ppo_state.json"
         let run = try StageRun(
             stage: "ppo", model: policy, tokenizer: tokenizer, settings: settings, output: o.output, mode: o.mode,
-            inputs: [o.policy, o.rewardModel, o.prompts] + (o.ptxData.map { [$0] } ?? []), signature: RunSignature.of(o),
-            allowChanges: o.allowChanges, extraStateFiles: [criticDirectoryName, ppoStateName]
-        ) { checkpoint in
+            inputs: [o.policy, o.rewardModel, o.prompts] + (o.ptxData.map { [$0] } ?? []), signature: signature,
+            allowChanges: o.allowChanges, extraStateFiles: [criticDirectoryName, ppoStateName], restoreExtra: { checkpoint in
             let stateURL = checkpoint.appendingPathComponent(ppoStateName)
             guard let data = FileManager.default.contents(atPath: stateURL.path) else {
                 throw CheckpointError("\(stateURL.path) is missing; cannot resume PPO")
@@ -165,7 +175,7 @@ public final class PPOTrainer {
             rewardStatistics = saved.rewardStatistics
             kl = o.targetKL.map { AdaptiveKLController(initial: saved.klCoefficient, target: $0, horizon: o.klHorizon) }
                 ?? FixedKLController(saved.klCoefficient)
-        }
+        }, dataParallel: true, launchFingerprint: ["data.prompts": promptFingerprint.hex])
         run.saveExtra = { [unowned run] checkpoint in
             try Checkpoint.save(model: critic, optimizer: criticOptimizer, state: run.state, tokenizer: nil,
                                 to: checkpoint.appendingPathComponent(criticDirectoryName))
@@ -175,48 +185,80 @@ public final class PPOTrainer {
                                 to: checkpoint.appendingPathComponent(ppoStateName))
             CheckpointFaults.fileWritten()
         }
-        logLine("PPO: \(prompts.count) prompts, \(settings.steps) iterations × \(settings.batchSize) rollouts, \(o.ppoEpochs) epochs × \(o.minibatches) minibatches, β \(o.klCoefficient)\(o.targetKL.map { " → target KL \($0)" } ?? ""), ptx \(o.ptxData == nil ? "off" : "γ \(o.ptxCoefficient)")")
+        // Data parallelism: each rank rolls out its rows of the global batch, the rollouts are
+        // gathered so that statistics, advantages and running moments are the whole batch's on
+        // every rank, and each minibatch is split across the ranks like a batch of SFT.
+        let parallel = run.parallel
+        let minibatchSize = max(1, run.globalBatchSize / o.minibatches)
+        let minibatchSizes = stride(from: 0, to: run.globalBatchSize, by: minibatchSize).map { min(minibatchSize, run.globalBatchSize - $0) }
+        if let uneven = minibatchSizes.first(where: { $0 % parallel.size != 0 }) {
+            throw TrainingError("ppo: --minibatches \(o.minibatches) cuts the global batch of \(run.globalBatchSize) rollouts into minibatches of \(uneven), "
+                                + "which do not divide by \(parallel.size) ranks; choose --batch-size and --minibatches so that they do")
+        }
+        if parallel.isDistributed {
+            // The critic starts as rank 0's, like the policy (`startTogether`).
+            for storage in [critic.parameters.values, criticOptimizer.firstMoment, criticOptimizer.secondMoment] { parallel.broadcastFromPrimary(storage) }
+        }
+        let ptxRows = try parallel.localRows(globalBatch: o.ptxBatchSize * parallel.size)
+        logLine("PPO: \(prompts.count) prompts, \(settings.steps) iterations × \(run.globalBatchSize) rollouts, \(o.ppoEpochs) epochs × \(o.minibatches) minibatches, β \(o.klCoefficient)\(o.targetKL.map { " → target KL \($0)" } ?? ""), ptx \(o.ptxData == nil ? "off" : "γ \(o.ptxCoefficient)")")
         var meanRewards: [Double] = [], lastKL = 0.0
         var evaluations: [String: Double] = [:]
-        if run.state.step == 0, let evaluate {
+        if run.state.step == 0, parallel.isPrimary, let evaluate {
             evaluations = policy.withAdaptersMerged { evaluate(policy) }
             try run.log(evaluations.mapValues { $0 as Any }, show: Array(evaluations.keys).sorted(), force: true)
         }
         while !run.isFinished {
             // 1. Rollouts.
             var rng = run.state.rng
-            let chosen = (0..<settings.batchSize).map { _ in rng.nextInt(below: prompts.count) }
+            let chosen = (0..<run.globalBatchSize).map { _ in rng.nextInt(below: prompts.count) }
             run.state.rng = rng
             let batchPrompts = chosen.map { encodedPrompts[$0] }
-            let sampling = SamplingParameters(temperature: o.temperature, topP: o.topP, seed: settings.seed &+ UInt64(run.state.step) &* 1_000_003)
+            // This rank's rows of the global batch. Row i of the batch samples with seed + i
+            // (`generateBatch`), counted in the global batch: the same answers whatever the ranks.
+            let mine = try parallel.localRows(globalBatch: chosen.count)
+            let localPrompts = Array(batchPrompts[mine])
+            let sampling = SamplingParameters(temperature: o.temperature, topP: o.topP,
+                                              seed: (settings.seed &+ UInt64(run.state.step) &* 1_000_003) &+ UInt64(mine.lowerBound))
             let generations = policy.withAdaptersMerged { Generator(model: policy, stopTokens: encoder.stopTokens)
-                .generateBatch(prompts: batchPrompts, maxTokens: o.maxNewTokens, sampling: sampling) }
+                .generateBatch(prompts: localPrompts, maxTokens: o.maxNewTokens, sampling: sampling) }
             // Keep the end-of-turn token as part of the response: the policy is trained to emit it.
-            let responses = generations.map { g in g.finishReason == .stop ? g.tokens + [encoder.endOfTurn] : g.tokens }
+            let localResponses = generations.map { g in g.finishReason == .stop ? g.tokens + [encoder.endOfTurn] : g.tokens }
                 .map { $0.isEmpty ? [encoder.endOfTurn] : $0 }
-            let ended = generations.map { $0.finishReason == .stop }
+            let localEnded = generations.map { $0.finishReason == .stop }
 
-            // 2. Scores: reward model minus the missing-EOS penalty, normalised and clipped.
-            var rawScores = rewardModel.score(prompts: batchPrompts, responses: responses, padID: padID, maxLength: maxLength)
-            for i in rawScores.indices where !ended[i] { rawScores[i] = o.missingEOSPenalty }
-            _ = rewardStatistics.update(rawScores)
-            let scores = rewardStatistics.normalize(rawScores).map { max(-o.rewardClip, min(o.rewardClip, $0)) }
+            // 2. Scores: reward model minus the missing-EOS penalty (normalised and clipped below,
+            // over the whole batch).
+            var localScores = rewardModel.score(prompts: localPrompts, responses: localResponses, padID: padID, maxLength: maxLength)
+            for i in localScores.indices where !localEnded[i] { localScores[i] = o.missingEOSPenalty }
 
             // 3. Log-probs of the policy and the SFT model, values of the critic, entropy.
-            let batch = PromptResponseBatch(prompts: batchPrompts, responses: responses, padID: padID, maxLength: maxLength)
-            let (oldLogProbs, entropy) = withoutGradients { () -> ([[Float]], Double) in
+            let batch = PromptResponseBatch(prompts: localPrompts, responses: localResponses, padID: padID, maxLength: maxLength)
+            let (localLogProbs, localEntropy) = withoutGradients { () -> ([[Float]], [Double]) in
                 let logits = policy.logits(tokens: batch.tokens, batch: batch.sequences, sequence: batch.length)
                 let lp = logSoftmaxGather(logits: logits, targets: batch.targets)
                 let rowEntropy = softmaxEntropy(logits: logits)
                 var total = 0.0, count = 0
                 for positions in batch.responsePositions { for p in positions { total += Double(rowEntropy[p]); count += 1 } }
-                return (batch.responsePositions.map { $0.map { lp.data[$0] } }, total / Double(max(count, 1)))
+                return (batch.responsePositions.map { $0.map { lp.data[$0] } }, [total, Double(count)])
             }
-            let referenceLogProbs = batch.responseLogProbs(reference)
-            let values: [[Float]] = withoutGradients {
+            let localReferenceLogProbs = batch.responseLogProbs(reference)
+            let localValues: [[Float]] = withoutGradients {
                 let v = critic.scores(hidden: critic.hiddenStates(tokens: batch.tokens, batch: batch.sequences, sequence: batch.length))
                 return batch.responsePositions.map { $0.map { v.data[$0] } }
             }
+
+            // Every rank's rollouts, in the global batch's order: from here on every rank computes
+            // what one process would with the whole batch (running moments, advantages, statistics).
+            let responses = parallel.gathered(tokens: localResponses)
+            let ended = parallel.gathered(localEnded.map { $0 ? Float(1) : 0 }).map { $0 != 0 }
+            let rawScores = parallel.gathered(localScores)
+            let oldLogProbs = parallel.gathered(rows: localLogProbs)
+            let referenceLogProbs = parallel.gathered(rows: localReferenceLogProbs)
+            let values = parallel.gathered(rows: localValues)
+            let entropySums = parallel.summed(localEntropy)
+            let entropy = entropySums[0] / max(entropySums[1], 1)
+            _ = rewardStatistics.update(rawScores)
+            let scores = rewardStatistics.normalize(rawScores).map { max(-o.rewardClip, min(o.rewardClip, $0)) }
             var rollout = Rollout(prompts: batchPrompts, responses: responses, oldLogProbs: oldLogProbs,
                                   referenceLogProbs: referenceLogProbs, values: values)
             let lengths = rollout.lengths
@@ -247,12 +289,15 @@ public final class PPOTrainer {
             var clipFractions: [Float] = [], valueLosses: [Float] = [], policyLosses: [Float] = [], ptxLosses: [Float] = [], valueClips: [Float] = []
             var gradNorm: Float = 0
             let updatesPolicy = run.state.step >= o.criticWarmupIterations
+            // Per minibatch, summed over the ranks at the end of the iteration: response tokens,
+            // and policy loss, clip fraction, value loss, value clip fraction weighted by them.
+            var minibatchSums: [Double] = []
             var order = Array(0..<responses.count)
             for _ in 0..<o.ppoEpochs {
                 order.shuffle(using: &run.state.rng)
-                let size = max(1, responses.count / o.minibatches)
-                for start in stride(from: 0, to: order.count, by: size) {
-                    let members = Array(order[start..<min(start + size, order.count)])
+                for start in stride(from: 0, to: order.count, by: minibatchSize) {
+                    // The minibatch is drawn from the global batch; each rank trains on its share of it.
+                    let members = try parallel.localSlice(Array(order[start..<min(start + minibatchSize, order.count)]))
                     let mb = PromptResponseBatch(prompts: members.map { batchPrompts[$0] }, responses: members.map { responses[$0] },
                                                  padID: padID, maxLength: maxLength)
                     var old = [Float](repeating: 0, count: mb.sequences * mb.length)
@@ -263,23 +308,31 @@ public final class PPOTrainer {
                             ret[p] = rollout.returns[s][t]; oldValues[p] = rollout.values[s][t]
                         }
                     }
+                    // The losses are means over the minibatch's response tokens: this rank's mean
+                    // weighs by its share of all ranks' tokens (`meanWeight`).
+                    let (share, _) = parallel.meanWeight(localCount: Int(maskedCount(mb.responseMask)))
+                    let localTokens = Double(maskedCount(mb.responseMask))
+                    var sums = [localTokens, 0, 0, 0, 0]
                     // Policy (+ pretraining mix), after the critic's warm-up.
                     if updatesPolicy {
                         run.zeroGradients()
                         let tape = Tape()
-                        let (policyLoss, clipFraction, ptxLoss) = tape.record { () -> (Tensor, Float, Tensor?) in
+                        run.overlapGradientReduction(with: tape)
+                        let (objective, policyLoss, clipFraction, ptxLoss) = tape.record { () -> (Tensor, Float, Float, Tensor?) in
                             let logProbs = mb.tokenLogProbs(policy)
                             let pg = ppoPolicyLoss(logProbs: logProbs, oldLogProbs: old, advantages: adv, mask: mb.responseMask, clipRange: o.clipRange)
-                            guard let sampler = ptxSampler else { return (pg.loss, pg.clipFraction, nil) }
-                            let windows = sampler.sample(&run.state.rng)
-                            let lm = policy.languageModelLoss(tokens: windows.inputs, targets: windows.targets, batch: sampler.batch, sequence: sampler.context)
-                            return (add(pg.loss, scale(lm, o.ptxCoefficient)), pg.clipFraction, lm)
+                            let weighted = share == 1 ? pg.loss : scale(pg.loss, share)
+                            guard let sampler = ptxSampler else { return (weighted, pg.loss.item, pg.clipFraction, nil) }
+                            // The ptx windows are as many on every rank: a plain mean over ranks.
+                            let windows = sampler.sample(&run.state.rng, rows: ptxRows)
+                            let lm = policy.languageModelLoss(tokens: windows.inputs, targets: windows.targets, batch: ptxRows.count, sequence: sampler.context)
+                            return (add(weighted, scale(lm, o.ptxCoefficient)), pg.loss.item, pg.clipFraction, lm)
                         }
-                        try run.requireFinite(policyLoss.item, "policy loss")
-                        tape.backward(from: policyLoss)
+                        try run.requireFinite(objective.item, "policy loss")
+                        tape.backward(from: objective)
                         gradNorm = try run.optimizerStep(advancing: false).gradNorm
-                        policyLosses.append(policyLoss.item)
-                        clipFractions.append(clipFraction)
+                        sums[1] = Double(policyLoss) * localTokens
+                        sums[2] = Double(clipFraction) * localTokens
                         if let ptxLoss { ptxLosses.append(ptxLoss.item) }
                     }
 
@@ -291,15 +344,32 @@ public final class PPOTrainer {
                         let r = ppoValueLoss(values: v, oldValues: oldValues, returns: ret, mask: mb.responseMask, clipRange: o.valueClipRange)
                         return (r.loss, r.clipFraction)
                     }
-                    criticTape.backward(from: valueLoss)
+                    criticTape.backward(from: valueLoss, seed: share)
+                    // The critic is replicated: its gradients are averaged like the policy's,
+                    // then clipped, checked and applied alike on every rank.
+                    parallel.averageGradients(critic.parameters)
                     _ = try criticStepper.clipCheckUpdate(maxNorm: settings.gradClip, learningRate: o.valueLearningRate) { norm in
                         TrainingError("ppo: the critic's gradient norm is \(norm) at step \(run.state.step + 1); stopping: \(run.store.describeLastCheckpoint())")
                     }
-                    valueLosses.append(valueLoss.item)
-                    valueClips.append(valueClip)
+                    sums[3] = Double(valueLoss.item) * localTokens
+                    sums[4] = Double(valueClip) * localTokens
+                    minibatchSums += sums
                 }
             }
-            kl.update(currentKL: Float(meanKL), steps: settings.batchSize)
+            minibatchSums = parallel.summed(minibatchSums)
+            ptxLosses = parallel.averaged(ptxLosses.map(Double.init)).map(Float.init)
+            for m in stride(from: 0, to: minibatchSums.count, by: 5) {
+                let tokens = max(minibatchSums[m], 1)
+                if updatesPolicy {
+                    // The policy's objective: the clipped surrogate plus γ_ptx · the pretraining loss.
+                    let ptx = ptxLosses.isEmpty ? 0 : o.ptxCoefficient * ptxLosses[m / 5]
+                    policyLosses.append(Float(minibatchSums[m + 1] / tokens) + ptx)
+                    clipFractions.append(Float(minibatchSums[m + 2] / tokens))
+                }
+                valueLosses.append(Float(minibatchSums[m + 3] / tokens))
+                valueClips.append(Float(minibatchSums[m + 4] / tokens))
+            }
+            kl.update(currentKL: Float(meanKL), steps: run.globalBatchSize)
             run.state.step += 1
             run.state.tokensSeen += tokenCount
 

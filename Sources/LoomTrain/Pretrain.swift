@@ -225,9 +225,10 @@ public final class Pretrainer {
         while !run.isFinished {
             run.zeroGradients()
             var stepLoss = 0.0
-            for _ in 0..<train.gradientAccumulation {
+            for micro in 0..<train.gradientAccumulation {
                 let batch = sampler.sample(&run.state.rng, rows: localRows)
                 let tape = Tape()
+                if micro == train.gradientAccumulation - 1 { run.overlapGradientReduction(with: tape) }
                 let loss = tape.record {
                     model.languageModelLoss(tokens: batch.inputs, targets: batch.targets, batch: localRows.count, sequence: train.contextLength)
                 }

@@ -122,6 +122,7 @@ public final class SFTTrainer {
             let batch = loss(batchExamples)
             run.zeroGradients()
             let tape = Tape()
+            run.overlapGradientReduction(with: tape)
             let l = tape.record { sftLoss(logits: model.logits(tokens: batch.tokens, batch: batchExamples.count, sequence: batch.length), targets: batch.targets) }
             try run.requireFinite(l.item)
             // The loss is a mean over assistant tokens: weigh this rank's mean by its share of

@@ -168,6 +168,11 @@ public final class StageRun {
         return (norm, lr)
     }
 
+    /// Lets `tape`'s backward pass start averaging the ranks' gradients as they become final,
+    /// overlapped with the rest of the backward pass (data-parallel runs; nothing otherwise).
+    /// Call it before recording the forward pass, for the last backward before `optimizerStep`.
+    public func overlapGradientReduction(with tape: Tape) { optimizerStepper.watchGradients(tape) }
+
     /// Advances the step without an update (a batch that holds nothing to learn from).
     public func skipStep() { state.step += 1; reseedLoRADropout() }
 

@@ -21,6 +21,19 @@ final class DataParallelOptimizer {
     let blocks: [Range<Int>]
     /// AdamW over this rank's block (ZeRO-1) or over every parameter.
     let optimizer: AdamW
+    /// The all-reduce overlapped with the backward pass (data-parallel without sharding, unless
+    /// `LOOM_GRADIENT_BUCKET_MB=0`); nil otherwise.
+    let overlap: OverlappedGradientReduction?
+
+    /// Megabytes of gradients per overlapped all-reduce (`LOOM_GRADIENT_BUCKET_MB`, default 4;
+    /// 0 reduces after the backward pass instead). Every rank must be started with the same value.
+    static func overlapBucketElements(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws -> Int {
+        guard let text = environment["LOOM_GRADIENT_BUCKET_MB"] else { return 1 << 20 }
+        guard let megabytes = Double(text), megabytes >= 0, megabytes.isFinite else {
+            throw TrainingError("LOOM_GRADIENT_BUCKET_MB must be a number of megabytes ≥ 0 (0: no overlap), got \"\(text)\"")
+        }
+        return Int(megabytes * 1_048_576 / Double(MemoryLayout<Float>.size))
+    }
 
     init(parameters: ParameterStore, hyperparameters: AdamW.Hyperparameters, parallel: DataParallel, zeroStage: Int) throws {
         guard zeroStage == 0 || zeroStage == 1 else {
@@ -30,13 +43,21 @@ final class DataParallelOptimizer {
         blocks = evenBlocks(count: parameters.count, parts: parallel.size)
         let sharded = zeroStage == 1 && parallel.isDistributed
         optimizer = AdamW(parameters: parameters, hyperparameters: hyperparameters, shard: sharded ? blocks[parallel.rank] : nil)
+        let bucketElements = try Self.overlapBucketElements()
+        overlap = parallel.isDistributed && !sharded && bucketElements > 0
+            ? OverlappedGradientReduction(parallel: parallel, parameters: parameters, bucketElements: bucketElements) : nil
     }
 
-    /// The optimizer of parameters that one process trains alone (PPO's critic): no averaging
-    /// across ranks, no sharding; `clipCheckUpdate` is then clip, check, AdamW.
+    /// An optimizer that neither averages across ranks nor shards: `clipCheckUpdate` is clip,
+    /// check, AdamW on this process's gradients. PPO's critic uses it and averages its
+    /// gradients itself first (the critic is replicated on every rank).
     convenience init(singleProcess parameters: ParameterStore, hyperparameters: AdamW.Hyperparameters) throws {
         try self.init(parameters: parameters, hyperparameters: hyperparameters, parallel: DataParallel(SingleProcessCommunicator()), zeroStage: 0)
     }
+
+    /// Has `tape`'s backward pass start reducing the gradients as they become final (when the
+    /// run overlaps); call it before recording the forward pass of the step's last backward.
+    func watchGradients(_ tape: Tape) { overlap?.watch(tape) }
 
     var isSharded: Bool { optimizer.shard.count != parameters.count }
 
@@ -44,7 +65,7 @@ final class DataParallelOptimizer {
     /// to `maxNorm` by their global L2 norm; returns the norm before clipping.
     func reduceAndClip(maxNorm: Float) -> Float {
         guard isSharded else {
-            parallel.averageGradients(parameters)
+            if let overlap, overlap.isArmed { overlap.finish() } else { parallel.averageGradients(parameters) }
             return clipGradientNorm(parameters, maxNorm: maxNorm)
         }
         let g = parameters.gradients.pointer, mine = optimizer.shard

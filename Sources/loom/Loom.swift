@@ -40,7 +40,7 @@ struct Loom: ParsableCommand {
         do {
             var command = try parseAsRoot()
             if World.isDistributed && !(command is DataParallelCommand) {
-                throw ValidationError("only pretrain, sft, reward, dpo and grpo run data-parallel under mpirun; run this command as one process")
+                throw ValidationError("only pretrain, sft, reward, dpo, grpo and ppo run data-parallel under mpirun; run this command as one process")
             }
             try command.run()
             World.finalize()
@@ -63,3 +63,4 @@ extension SFTCommand: DataParallelCommand {}
 extension DPOCommand: DataParallelCommand {}
 extension RewardCommand: DataParallelCommand {}
 extension GRPOCommand: DataParallelCommand {}
+extension PPOCommand: DataParallelCommand {}

@@ -23,6 +23,7 @@ struct PPOCommand: ParsableCommand {
     @Option(help: "Held-out prompts with answers: exact-match accuracy at evaluation intervals.") var heldout: String?
     @Option(help: "Token shards (from `loom prepare`) for the pretraining mix.") var ptxData: String?
     @Option(help: "γ: weight of the pretraining loss.") var ptxCoef: Float = 0.5
+    @Option(help: "Pretraining windows per update (per rank under mpirun, like --batch-size).") var ptxBatchSize: Int = 4
     @Option(help: "Initial KL coefficient β.") var klCoef: Float = 0.05
     @Option(help: "Target KL for the adaptive controller (off when unset).") var targetKl: Float?
     @Option(help: "GAE γ.") var gamma: Float = 1
@@ -47,6 +48,7 @@ struct PPOCommand: ParsableCommand {
         options.allowChanges = stage.allowChanges
         options.ptxData = ptxData.map { URL(fileURLWithPath: $0) }
         options.ptxCoefficient = ptxCoef
+        options.ptxBatchSize = ptxBatchSize
         options.klCoefficient = klCoef
         options.targetKL = targetKl
         options.gamma = gamma; options.lambda = lambda

@@ -6,10 +6,13 @@
 
 Checks that `mpirun -np 2` with batch B per rank gives the same loss sequence and final weights
 (relative difference <= 1e-5) as one process with batch 2B on the same data and seed, for
-pretrain, sft and dpo (and with --zero 1 where the binary has it); that a run written by 2 ranks
-resumes on 1 and continues the same curve; and that bad launches stop with a message instead
-of hanging: ranks with different settings, a batch that does not divide by the ranks, a rank
-killed mid-run, a command that does not train data-parallel.
+pretrain, sft, reward and dpo, and the same per-step metrics, final policy (and PPO's critic) for
+grpo and ppo (rollouts split across ranks, sampled alike whatever the split), with --zero 1 too;
+that runs written by 2 ranks (pretrain, ppo) resume on 1 and continue the same curve; and that
+bad launches stop with a message instead of hanging: ranks with different settings, a batch or
+PPO minibatch that does not divide by the ranks, a rank killed mid-run, a command that does not
+train data-parallel; and that the all-reduce overlapped with the backward pass (small buckets)
+equals the one after it bit for bit.
 
 Open MPI refuses to run as root unless told (CI runs as root): the environment below allows it,
 and --oversubscribe lets 2 ranks share fewer cores. Only the Python standard library is used.
@@ -128,18 +131,23 @@ def metric(run_directory, key):
     return values
 
 
-def loss_difference(a, b):
+def loss_difference(a, b, floor=1e-12):
+    """Largest |a - b| / max(|b|, floor) over two sequences (inf when their lengths differ).
+    `floor` keeps figures that are 0 up to rounding (an RL loss of centred advantages) from
+    turning a rounding difference into a huge relative one."""
     if len(a) != len(b) or not a:
         return math.inf
-    return max(abs(x - y) / max(abs(y), 1e-12) for x, y in zip(a, b))
+    return max(abs(x - y) / max(abs(y), floor) for x, y in zip(a, b))
 
 
-def compare_runs(checker, name, single, parallel, loss_key="loss"):
+def compare_runs(checker, name, single, parallel, loss_key="loss", metrics=(), floor=1e-12):
+    """The loss sequence (and each of `metrics`) and the final weights of two runs."""
     single_dir, parallel_dir = os.path.join(checker.root, single), os.path.join(checker.root, parallel)
-    la, lb = metric(parallel_dir, loss_key), metric(single_dir, loss_key)
-    d_loss = loss_difference(la, lb)
-    checker.check(f"{name}: loss sequence", d_loss <= TOLERANCE,
-                  f"{len(la)} vs {len(lb)} steps, max relative difference {d_loss:.2e}")
+    for key in (loss_key,) + tuple(metrics):
+        la, lb = metric(parallel_dir, key), metric(single_dir, key)
+        d_loss = loss_difference(la, lb, floor)
+        checker.check(f"{name}: {key} sequence", d_loss <= TOLERANCE,
+                      f"{len(la)} vs {len(lb)} steps, max relative difference {d_loss:.2e}")
     d_weights = relative_difference(read_safetensors(os.path.join(parallel_dir, "model.safetensors")),
                                     read_safetensors(os.path.join(single_dir, "model.safetensors")))
     checker.check(f"{name}: final weights", d_weights <= TOLERANCE, f"relative difference {d_weights:.2e}")
@@ -174,6 +182,22 @@ def pretrain_args(config, out, *extra):
 def stage_args(stage, data, out, batch, *extra):
     return [stage, "--model", "base", "--data", data, "--out", out, "--steps", "4", "--batch-size", str(batch),
             "--warmup-steps", "1", "--threads", "1", "--log-interval", "100", "--eval-interval", "2"] + list(extra)
+
+
+def grpo_args(out, batch, *extra):
+    return (["grpo", "--model", "base", "--prompts", "tasks/prompts_train.jsonl", "--out", out, "--steps", "3",
+            "--batch-size", str(batch), "--group-size", "2", "--max-new-tokens", "4", "--reward", "model", "--reward-model", "rm",
+            "--updates-per-batch", "2", "--learning-rate", "0.01", "--warmup-steps", "0", "--threads", "1", "--log-interval", "100"]
+            + list(extra))
+
+
+def ppo_args(out, batch, *extra, steps=4):
+    """PPO with the pretraining mix, its ptx batch per rank like --batch-size; 2 minibatches. A
+    constant learning rate, so that a run stopped at step 2 and resumed is the 4-step run."""
+    return ["ppo", "--policy", "base", "--reward", "rm", "--prompts", "tasks/prompts_train.jsonl", "--out", out, "--steps", str(steps),
+            "--batch-size", str(batch), "--ptx-data", "data", "--ptx-batch-size", str(batch // 2 or 1), "--minibatches", "2",
+            "--max-new-tokens", "4", "--learning-rate", "0.01", "--min-learning-rate", "0.01", "--checkpoint-interval", "2",
+            "--threads", "1", "--log-interval", "100"] + list(extra)
 
 
 def main():
@@ -212,13 +236,57 @@ def main():
                 checker.must(checker.mpirun(2, *stage_args(stage, data, out, 2, *zero)), f"{stage}{label}, 2 ranks")
                 compare_runs(checker, f"{stage}{label}, 2 ranks × 2 = 1 × 4", f"{stage}-1", out)
 
-        # GRPO: each rank rolls out its slice of the prompts (sampled with other random streams
-        # than one process would use, so only the run itself is checked: it ends, rank 0 writes).
-        code, output, _ = checker.mpirun(2, "grpo", "--model", "base", "--prompts", "tasks/prompts_train.jsonl", "--out", "grpo-2",
-                                         "--steps", "2", "--batch-size", "2", "--group-size", "2", "--max-new-tokens", "4",
-                                         "--threads", "1", "--log-interval", "100")
-        steps = metric(os.path.join(root, "grpo-2"), "reward") if code == 0 else []
-        checker.check("grpo, 2 ranks: runs to the end, one metrics line per step", code == 0 and len(steps) == 2, f"exit {code}")
+        # The all-reduce overlapped with the backward pass (buckets of 262 floats: many buckets, each
+        # started as soon as its gradients are final) gives the same gradients as the all-reduce
+        # after the backward pass, bit for bit (2 ranks: each sum has one order).
+        for stage, make in [("pretrain", lambda out: pretrain_args("per_rank.json", out)),
+                            ("sft", lambda out: stage_args("sft", "tasks/sft_train.jsonl", out, 2))]:
+            runs = {}
+            for label, megabytes in [("after", "0"), ("overlapped", "0.001")]:
+                runs[label] = f"{stage}-{label}"
+                checker.must(checker.mpirun(2, *make(runs[label]), env={"LOOM_GRADIENT_BUCKET_MB": megabytes}),
+                             f"{stage}, 2 ranks, LOOM_GRADIENT_BUCKET_MB={megabytes}")
+            same_losses = metric(os.path.join(root, runs["after"]), "loss") == metric(os.path.join(root, runs["overlapped"]), "loss")
+            d_weights = relative_difference(read_safetensors(os.path.join(root, runs["overlapped"], "model.safetensors")),
+                                            read_safetensors(os.path.join(root, runs["after"], "model.safetensors")))
+            checker.check(f"{stage}: all-reduce overlapped with the backward pass = after it, bit for bit", same_losses and d_weights == 0,
+                          f"losses {'identical' if same_losses else 'differ'}, weights relative difference {d_weights:.2e}")
+        code, output, _ = checker.mpirun(2, *pretrain_args("per_rank.json", "bad-bucket"), env={"LOOM_GRADIENT_BUCKET_MB": "lots"})
+        checker.check("a bad LOOM_GRADIENT_BUCKET_MB is refused", code not in (0, None) and "LOOM_GRADIENT_BUCKET_MB" in output, f"exit {code}")
+
+        # RL stages: each rank rolls out its rows of the global batch, sampling each with the
+        # step's seed + the row's place in the global batch, so 2 ranks draw the answers one
+        # process draws. The reward model's scores differ between answers: every group has a
+        # spread, and the updates are not zero. RL losses of centred advantages can be ~0:
+        # their differences are relative to max(|loss|, 1e-3).
+        checker.must(checker.loom_once(*stage_args("reward", "tasks/rankings_train.jsonl", "rm", 4)), "reward model for grpo and ppo")
+        for label, zero in variants:
+            if not zero:
+                checker.must(checker.loom_once(*grpo_args("grpo-1", 4)), "grpo, 1 process")
+            out = "grpo-2" + label.replace(" ", "")
+            checker.must(checker.mpirun(2, *grpo_args(out, 2, *zero)), f"grpo{label}, 2 ranks")
+            compare_runs(checker, f"grpo{label}, 2 ranks × 2 prompts = 1 × 4", "grpo-1", out, metrics=("reward", "kl", "clip_fraction"),
+                         floor=1e-3)
+        for label, zero in variants:
+            if not zero:
+                checker.must(checker.loom_once(*ppo_args("ppo-1", 4)), "ppo, 1 process")
+            out = "ppo-2" + label.replace(" ", "")
+            checker.must(checker.mpirun(2, *ppo_args(out, 2, *zero)), f"ppo{label}, 2 ranks")
+            compare_runs(checker, f"ppo{label}, 2 ranks × 2 rollouts = 1 × 4", "ppo-1", out, loss_key="policy_loss",
+                         metrics=("reward", "kl", "value_loss", "ptx_loss"), floor=1e-3)
+            critic = os.path.join("checkpoints", "step-00000004", "critic", "model.safetensors")
+            exported = [os.path.join(root, run, critic) for run in ("ppo-1", out)]
+            if all(os.path.exists(path) for path in exported):
+                d_critic = relative_difference(read_safetensors(exported[1]), read_safetensors(exported[0]))
+                checker.check(f"ppo{label}: final critic", d_critic <= TOLERANCE, f"relative difference {d_critic:.2e}")
+            else:
+                checker.check(f"ppo{label}: final critic", False, f"missing {[p for p in exported if not os.path.exists(p)]}")
+        # A PPO run of 2 ranks (critic, running statistics and KL controller in its checkpoint)
+        # resumes on 1 process and continues the same curve.
+        checker.must(checker.mpirun(2, *ppo_args("ppo-resume", 2, steps=2)), "ppo to step 2, 2 ranks")
+        checker.must(checker.loom_once(*ppo_args("ppo-resume", 4, "--resume")), "ppo resumed on 1 process")
+        compare_runs(checker, "ppo, 2 ranks to step 2, resumed on 1 to step 4", "ppo-1", "ppo-resume", loss_key="policy_loss",
+                     metrics=("reward", "value_loss"), floor=1e-3)
 
         # A run written by 2 ranks resumes on 1 (same global batch) and continues the same curve.
         for label, zero in variants:
@@ -240,9 +308,12 @@ def main():
         code, output, seconds = checker.mpirun(2, *pretrain_args("per_rank.json", "killed"), env={"LOOM_FAULT_CHECKPOINT": "1"}, timeout=60)
         checker.check("a rank killed mid-run stops the others", code not in (0, None) and "signal 9" in output,
                       f"exit {code} after {seconds:.1f} s")
-        checker.must(checker.loom_once(*stage_args("reward", "tasks/rankings_train.jsonl", "rm", 2)), "reward model for ppo")
-        code, output, seconds = checker.mpirun(2, "ppo", "--policy", "base", "--reward", "rm", "--prompts", "tasks/prompts_train.jsonl",
-                                               "--out", "ppo", "--steps", "1", "--batch-size", "2", "--threads", "1")
+        # PPO's minibatches are cut from the global batch, then across the ranks: 2 minibatches
+        # of a global batch of 2 × 3 hold 3 rollouts each, which 2 ranks cannot share.
+        code, output, seconds = checker.mpirun(2, *ppo_args("ppo-uneven", 3))
+        checker.check("ppo: minibatches that do not divide by the ranks are refused",
+                      code not in (0, None) and "do not divide by 2 ranks" in output, f"exit {code}")
+        code, output, seconds = checker.mpirun(2, "generate", "--model", "base", "--prompt", "Hello", "--max-tokens", "2")
         checker.check("a command that does not train data-parallel is refused", code not in (0, None) and "data-parallel" in output,
                       f"exit {code}")
     finally:
