@@ -57,8 +57,8 @@ zero0=$(peak 0); zero1=$(peak 1)
 {
     echo "# Benchmarks/mpi_scaling.sh $steps (CONTEXT=$context BATCH=$batch per rank), $(date -u +%Y-%m-%dT%H:%M:%SZ), loom $(git rev-parse --short HEAD)"
     echo "# CPU: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; Open MPI $(mpirun --version | head -1 | awk '{print $NF}'), shared-memory transport"
-    echo "# load average before: $load_before, after: $load_after. The machine is shared with other agents building and testing:"
-    echo "# these figures were measured under their load and are not claims about an idle machine."
+    echo "# load average before: $load_before, after: $load_after (above 1 before the run: other work may have shared the cores;"
+    echo "# say what it was when quoting these figures)."
     echo "model: configs/small.json (context $context), batch $batch per rank, $steps steps, 1 thread per process"
     echo "1 process x 1 thread:  $one tokens/s"
     echo "2 processes x 1 thread: $two tokens/s (global; all-reduce overlapped with the backward pass, ${LOOM_GRADIENT_BUCKET_MB:-4} MB buckets)"
