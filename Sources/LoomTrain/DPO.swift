@@ -216,6 +216,7 @@ public final class DPOTrainer {
             let batch = try run.localBatch(batchIndices(step: run.state.step)).map { train[$0] }
             run.zeroGradients()
             let tape = Tape()
+            run.overlapGradientReduction(with: tape)
             let result = tape.record { dpoBatchLoss(batch, model: model, padID: padID, maxLength: maxLength) }
             try run.requireFinite(result.loss.item)
             tape.backward(from: result.loss)

@@ -373,6 +373,7 @@ public final class RewardTrainer {
             let batch = PromptResponseBatch(prompts: prompts, responses: responses, padID: padID, maxLength: maxLength)
             run.zeroGradients()
             let tape = Tape()
+            run.overlapGradientReduction(with: tape)
             var scores: Tensor!
             let loss = tape.record { () -> Tensor in
                 scores = model.scores(hidden: model.hiddenStates(tokens: batch.tokens, batch: batch.sequences, sequence: batch.length),
