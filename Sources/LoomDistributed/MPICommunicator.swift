@@ -30,25 +30,28 @@ public final class MPICommunicator: Communicator {
     private static let chunk = Int(Int32.max / 2)
 
     public func allReduce(_ buffer: UnsafeMutableBufferPointer<Float>, _ operation: ReduceOperation) {
-        guard let base = buffer.baseAddress, buffer.count > 0 else { return }
-        for start in stride(from: 0, to: buffer.count, by: Self.chunk) {
-            let n = min(Self.chunk, buffer.count - start)
-            MPI_Allreduce(loom_mpi_in_place(), base + start, Int32(n), loom_mpi_float(), Self.mpiOperation(operation), communicator)
-        }
-        if operation == .average {
+        allReduceInPlace(buffer, datatype: loom_mpi_float(), operation)
+        if operation == .average, let base = buffer.baseAddress {
             let scale = 1 / Float(size)
             for i in 0..<buffer.count { base[i] *= scale }
         }
     }
 
     public func allReduce(_ buffer: UnsafeMutableBufferPointer<Double>, _ operation: ReduceOperation) {
+        allReduceInPlace(buffer, datatype: loom_mpi_double(), operation)
+        if operation == .average, let base = buffer.baseAddress {
+            for i in 0..<buffer.count { base[i] /= Double(size) }
+        }
+    }
+
+    /// `MPI_Allreduce` in place over `buffer`, chunk by chunk (an average is summed here; the
+    /// callers divide, each in its own precision).
+    private func allReduceInPlace<Element>(_ buffer: UnsafeMutableBufferPointer<Element>, datatype: MPI_Datatype,
+                                           _ operation: ReduceOperation) {
         guard let base = buffer.baseAddress, buffer.count > 0 else { return }
         for start in stride(from: 0, to: buffer.count, by: Self.chunk) {
             let n = min(Self.chunk, buffer.count - start)
-            MPI_Allreduce(loom_mpi_in_place(), base + start, Int32(n), loom_mpi_double(), Self.mpiOperation(operation), communicator)
-        }
-        if operation == .average {
-            for i in 0..<buffer.count { base[i] /= Double(size) }
+            MPI_Allreduce(loom_mpi_in_place(), base + start, Int32(n), datatype, Self.mpiOperation(operation), communicator)
         }
     }
 
