@@ -20,9 +20,15 @@ swift build --build-tests
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 set +e
-swift test --skip-build 2>&1 | tee "$log"
+# Line-buffered, so that the log shows the test that was running if one ever hangs, and
+# bounded, so that a hang fails this run with that log instead of using up CI's time limit.
+timeout --kill-after=30 "${LOOM_SWIFT_TEST_TIMEOUT:-2400}" \
+    stdbuf -oL -eL swift test --skip-build 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
+if (( status == 124 || status == 137 )); then
+    echo "error: swift test did not finish within ${LOOM_SWIFT_TEST_TIMEOUT:-2400} s; the last test started above is the one that hung" >&2
+fi
 # XCTest's last summary line counts every test of the run:
 # "Executed N tests, with F failures" or "Executed N tests, with S tests skipped and F failures".
 summary=$(grep -E "Executed [0-9]+ tests?, with " "$log" | tail -n 1)

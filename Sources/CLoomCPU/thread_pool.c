@@ -2,6 +2,7 @@
 #include "LoomThreadPool.h"
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -45,9 +46,12 @@ static void run_indices(void) {
     insideJob = 0;
 }
 
-static void *worker_main(void *unused) {
-    (void)unused;
-    unsigned long seen = atomic_load(&generation);
+// `start` is the generation when the worker was created (configure holds `busy`, so no job
+// can publish in between). Reading `generation` here instead would race with the first job:
+// a worker that starts after that job was published would take the job's generation as
+// already seen, never run it, and the caller would wait for it forever.
+static void *worker_main(void *start) {
+    unsigned long seen = (unsigned long)(uintptr_t)start;
     for (;;) {
         int spins = 0;
         while (atomic_load_explicit(&generation, memory_order_acquire) == seen) {
@@ -86,8 +90,9 @@ void loom_pool_configure(int threads) {
         atomic_store(&stopping, 0);
     }
     workerCount = 0;
+    void *start = (void *)(uintptr_t)atomic_load(&generation);
     for (int i = 0; i < wanted; i++) {
-        if (pthread_create(&workers[i], NULL, worker_main, NULL) != 0) break;
+        if (pthread_create(&workers[i], NULL, worker_main, start) != 0) break;
         workerCount++;
     }
     atomic_store(&busy, 0);
