@@ -27,6 +27,8 @@ timeout --kill-after=30 "${LOOM_SWIFT_TEST_TIMEOUT:-2400}" \
 status=${PIPESTATUS[0]}
 set -e
 if (( status == 124 || status == 137 )); then
+    # The test binary that swift test starts can outlive timeout's kill (seen here): end it too.
+    pkill -KILL -f 'LoomPackageTests.xctest' || true
     echo "error: swift test did not finish within ${LOOM_SWIFT_TEST_TIMEOUT:-2400} s; the last test started above is the one that hung" >&2
 fi
 # XCTest's last summary line counts every test of the run:
