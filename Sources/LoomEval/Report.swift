@@ -34,11 +34,26 @@ public final class PipelineReport {
     public func write() throws {
         var json = figures as [String: Any]
         json["seconds"] = seconds
-        let data = try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
+        // JSON has no NaN or infinity: such a figure (an accuracy over no problems, say) is
+        // written as null rather than losing the whole file.
+        let data = try JSONSerialization.data(withJSONObject: Self.finite(json), options: [.prettyPrinted, .sortedKeys])
         try AtomicFile.write(data, to: directory.appendingPathComponent("report.json"))
         var md = "# Loom pipeline report\n\nTotal time: \(String(format: "%.0f", seconds)) s.\n"
         for s in sections { md += "\n## \(s.title)\n\n\(s.body)\n" }
         try AtomicFile.write(Data(md.utf8), to: directory.appendingPathComponent("report.md"))
+    }
+}
+
+extension PipelineReport {
+    /// `value` with every non-finite number (at any depth) replaced by null.
+    static func finite(_ value: Any) -> Any {
+        switch value {
+        case let d as Double: return d.isFinite ? d : NSNull()
+        case let f as Float: return f.isFinite ? Double(f) : NSNull()
+        case let dictionary as [String: Any]: return dictionary.mapValues(finite)
+        case let array as [Any]: return array.map(finite)
+        default: return value
+        }
     }
 }
 

@@ -28,6 +28,9 @@ public final class Pipeline {
     public var mode: RunMode
     public var stopAfter: PipelineStage?
     public var threads: Int
+    /// False for runs that choose settings (`--dev-only`, Benchmarks/sweep_rl_dev.sh): every
+    /// stage and its dev accuracy as usual, but no model is evaluated on the test split.
+    public var evaluatesTest = true
 
     public init(recipe: PipelineRecipe, output: URL, mode: RunMode = .fresh, stopAfter: PipelineStage? = nil,
                 threads: Int = ProcessInfo.processInfo.activeProcessorCount) {
@@ -56,7 +59,7 @@ public final class Pipeline {
         let report = PipelineReport(directory: root)
         defer {
             report.seconds = Date().timeIntervalSince(start)
-            try? report.write()
+            do { try report.write() } catch { logLine("error: could not write the report in \(root.path): \(error)") }
             logLine("report: \(root.appendingPathComponent("report.md").path) (\(String(format: "%.0f", report.seconds)) s)")
         }
         let configuration = try TrainingConfiguration.load(URL(fileURLWithPath: recipe.pretrain.config))
@@ -367,7 +370,13 @@ public final class Pipeline {
             report.replaceSection("Test results", body)
         }
         try runStages()
-        try evaluateTest()
+        if evaluatesTest {
+            try evaluateTest()
+        } else {
+            logLine("\n(--dev-only: no model was evaluated on the test split)")
+            report.set("recipe", "dev_only", true)
+            report.section("Test results", "Not measured: this run chose settings (`--dev-only`), so its models were evaluated on the dev split only.")
+        }
         return report
     }
 

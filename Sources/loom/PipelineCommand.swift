@@ -46,6 +46,7 @@ struct PipelineCommand: ParsableCommand {
     @Option(help: "Threads.") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
     @Flag(help: "Continue a pipeline run in --out: finished stages are kept, an interrupted one resumes from its latest checkpoint.") var resume = false
     @Flag(help: "Replace the pipeline run already in --out.") var overwrite = false
+    @Flag(help: "For choosing settings: every stage and its dev accuracy, but no model is evaluated on the test split (Benchmarks/sweep_rl_dev.sh).") var devOnly = false
 
     func validate() throws {
         if resume && overwrite { throw ValidationError("--resume and --overwrite exclude each other: continue the run in --out, or replace it") }
@@ -83,6 +84,7 @@ struct PipelineCommand: ParsableCommand {
     func run() throws {
         let pipeline = Pipeline(recipe: try makeRecipe(), output: URL(fileURLWithPath: out),
                                 mode: resume ? .resumeIfPresent : overwrite ? .overwrite : .fresh, stopAfter: stopAfter, threads: threads)
+        pipeline.evaluatesTest = !devOnly
         try pipeline.run()
     }
 }

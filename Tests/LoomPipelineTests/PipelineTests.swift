@@ -83,6 +83,35 @@ final class PipelineTests: XCTestCase {
         }
     }
 
+    /// A run that chooses settings (`--dev-only`) measures dev after each stage and never
+    /// evaluates a model on the test split; resuming it normally adds the test figures.
+    func testDevOnlyRunLeavesTheTestSplitUnmeasured() throws {
+        let directory = temporary("devonly")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let recipe = try miniatureRecipe(in: directory)
+        let out = directory.appendingPathComponent("run")
+        let choosing = Pipeline(recipe: recipe, output: out, stopAfter: .sft, threads: 1)
+        choosing.evaluatesTest = false
+        try choosing.run()
+        func report() throws -> [String: [String: Any]] {
+            let json = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("report.json")))
+            return try XCTUnwrap(json as? [String: Any]).compactMapValues { $0 as? [String: Any] }
+        }
+        let devOnly = try report()
+        XCTAssertNotNil(devOnly["sft"]?["dev_accuracy"] as? Double)
+        let testKeys = devOnly.flatMap { stage, figures in figures.keys.filter { $0.hasPrefix("test_") }.map { "\(stage).\($0)" } }
+        XCTAssertEqual(testKeys, [])
+        XCTAssertEqual(devOnly["recipe"]?["dev_only"] as? Bool, true)
+        XCTAssertTrue(try String(contentsOf: out.appendingPathComponent("report.md"), encoding: .utf8).contains("evaluated on the dev split only"))
+
+        // Resumed, the finished stages train no step (pretraining's mean training loss is then
+        // NaN): the report is still written, that figure as null.
+        try Pipeline(recipe: recipe, output: out, mode: .resumeIfPresent, stopAfter: .sft, threads: 1).run()
+        let measured = try report()
+        XCTAssertNotNil(measured["sft"]?["test_accuracy"] as? Double)
+        XCTAssertNil(measured["recipe"]?["dev_only"])
+    }
+
     func testRecipeFileKeysAreChecked() throws {
         let directory = temporary("recipe")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
