@@ -4,6 +4,8 @@
 # (`loom pipeline --resume --rl-seed S` on a copy of the run: finished stages are kept), then
 # every model is evaluated on the test split. Prints each seed's test accuracy minus SFT per
 # stage and mean ± standard deviation, and writes them to Benchmarks/results/pipeline/replication.json.
+# With INCLUDE_RUN=1 the run itself (its RL stages trained with the recipe's own seeds) is one
+# more seed of the table, labelled "recipe".
 #
 #   Benchmarks/replicate_rl.sh RUN_DIR [SEEDS (default "1 2 3")]
 #
@@ -17,13 +19,23 @@ seeds=${2:-1 2 3}
 loom=${LOOM:-.build/release/loom}
 [[ -x "$loom" ]] || { swift build -c release --product loom >/dev/null; loom=.build/release/loom; }
 reports=()
+[[ "${INCLUDE_RUN:-0}" == 1 ]] && reports+=("$run/report.json")
+# Each seed runs at RUN_DIR's own path (the checkpoints record their input paths, and a
+# resumed stage refuses changed ones): the run is set aside as RUN_DIR.kept meanwhile, the seed's
+# run is then moved to RUN_DIR-rl-seed-S and the original put back (also if the seed's run fails).
+kept="$run.kept"
+[[ ! -e "$kept" ]] || { echo "error: $kept exists: a replication was interrupted; move it back to $run first" >&2; exit 1; }
+restore() { if [[ -d "$kept" ]]; then rm -rf "$run"; mv "$kept" "$run"; fi; }
+trap restore EXIT
 for seed in $seeds; do
     out="$run-rl-seed-$seed"
-    rm -rf "$out"; mkdir -p "$out"
+    rm -rf "$out"
+    mv "$run" "$kept"; mkdir -p "$run"
     # The stages before RL, as they were; PPO, DPO and GRPO start afresh with this seed.
-    for part in tasks data data-ptx base sft reward; do cp -a "$run/$part" "$out/$part"; done
+    for part in tasks data data-ptx base sft reward; do cp -a "$kept/$part" "$run/$part"; done
     echo "== RL stages with seed $seed → $out" >&2
-    "$loom" pipeline --out "$out" --resume --rl-seed "$seed" 2>"$out.log"
+    "$loom" pipeline --out "$run" --resume --rl-seed "$seed" 2>"$out.log"
+    mv "$run" "$out"; mv "$kept" "$run"
     reports+=("$out/report.json")
 done
 python3 - "$run" "${reports[@]}" <<'PY'
@@ -32,7 +44,7 @@ run, paths = sys.argv[1], sys.argv[2:]
 table = {}
 for path in paths:
     report = json.load(open(path))
-    seed = path.split("-rl-seed-")[1].split("/")[0]
+    seed = path.split("-rl-seed-")[1].split("/")[0] if "-rl-seed-" in path else "recipe"
     for stage in ("ppo", "dpo", "grpo"):
         table.setdefault(stage, {})[seed] = {
             "test_accuracy": report[stage]["test_accuracy"],
