@@ -9,7 +9,10 @@
 #
 #   Benchmarks/sweep_rl_dev.sh RUN_DIR [STAGES (default "ppo dpo grpo")]
 #
-# RUN_DIR is a finished `loom pipeline --out RUN_DIR`; variant V of stage S runs in RUN_DIR-dev-S-V.
+# RUN_DIR is a finished `loom pipeline --out RUN_DIR`. Each variant runs at RUN_DIR's own path
+# (checkpoints record their input paths, and a resumed stage refuses changed ones) with the run
+# set aside as RUN_DIR.kept meanwhile, then moves to RUN_DIR-dev-S-V and the run is put back
+# (also if the variant fails).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 run=${1:?usage: Benchmarks/sweep_rl_dev.sh RUN_DIR [STAGES]}
@@ -36,22 +39,30 @@ variants() {
 }
 
 results=()
+kept="$run.kept"
+[[ ! -e "$kept" ]] || { echo "error: $kept exists: an earlier sweep was interrupted; move it back to $run first" >&2; exit 1; }
+restore() { if [[ -d "$kept" ]]; then rm -rf "$run"; mv "$kept" "$run"; fi; }
+trap restore EXIT
 for stage in $stages; do
     while read -r name change; do
         out="$run-dev-$stage-$name"
-        rm -rf "$out"; mkdir -p "$out"
+        rm -rf "$out"
+        mv "$run" "$kept"; mkdir -p "$run"
+        # Everything but the tuned stage, as it was (the stages before it resume as finished).
         for part in tasks data data-ptx base sft reward ppo dpo grpo; do
-            [[ $part == "$stage" ]] || cp -a "$run/$part" "$out/$part"
+            [[ $part == "$stage" ]] || cp -a "$kept/$part" "$run/$part"
         done
-        python3 - "$run/recipe.json" "$out/recipe-variant.json" "$stage" "$change" <<'PY'
+        python3 - "$kept/recipe.json" "$run/recipe-variant.json" "$stage" "$change" <<'PY'
 import json, sys
 recipe = json.load(open(sys.argv[1]))
 recipe[sys.argv[3]].update(json.loads(sys.argv[4]))
 json.dump(recipe, open(sys.argv[2], "w"), indent=2)
 PY
         echo "== $stage $name $change → $out" >&2
-        # The stages after the tuned one are not needed: stop after it.
-        "$loom" pipeline --recipe "$out/recipe-variant.json" --out "$out" --resume --dev-only --stop-after "$stage" 2>"$out.log"
+        # The stages after the tuned one are not needed: stop after it (GRPO is the last).
+        stop=(); [[ $stage == grpo ]] || stop=(--stop-after "$stage")
+        "$loom" pipeline --recipe "$run/recipe-variant.json" --out "$run" --resume --dev-only "${stop[@]}" 2>"$out.log"
+        mv "$run" "$out"; mv "$kept" "$run"
         results+=("$stage|$name|$change|$out/report.json")
     done < <(variants "$stage")
 done
