@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Replication of the pipeline's RL stages over seeds: the base, SFT and reward models of one
 # finished pipeline run are kept, and PPO-ptx, DPO and GRPO are trained again with each seed
-# (`loom pipeline --resume --rl-seed S` on a copy of the run: finished stages are kept), then
+# (`loom pipeline --recipe RUN_DIR/recipe.json --resume --rl-seed S`: finished stages are kept), then
 # every model is evaluated on the test split. Prints each seed's test accuracy minus SFT per
 # stage and mean ± standard deviation, and writes them to Benchmarks/results/pipeline/replication.json.
 # With INCLUDE_RUN=1 the run itself (its RL stages trained with the recipe's own seeds) is one
@@ -20,22 +20,18 @@ loom=${LOOM:-.build/release/loom}
 [[ -x "$loom" ]] || { swift build -c release --product loom >/dev/null; loom=.build/release/loom; }
 reports=()
 [[ "${INCLUDE_RUN:-0}" == 1 ]] && reports+=("$run/report.json")
-# Each seed runs at RUN_DIR's own path (the checkpoints record their input paths, and a
-# resumed stage refuses changed ones): the run is set aside as RUN_DIR.kept meanwhile, the seed's
-# run is then moved to RUN_DIR-rl-seed-S and the original put back (also if the seed's run fails).
-kept="$run.kept"
-[[ ! -e "$kept" ]] || { echo "error: $kept exists: a replication was interrupted; move it back to $run first" >&2; exit 1; }
-restore() { if [[ -d "$kept" ]]; then rm -rf "$run"; mv "$kept" "$run"; fi; }
-trap restore EXIT
+# Each seed runs at RUN_DIR's own path, then moves to RUN_DIR-rl-seed-S (run_at_own_path.sh).
+source Benchmarks/run_at_own_path.sh
 for seed in $seeds; do
     out="$run-rl-seed-$seed"
     rm -rf "$out"
-    mv "$run" "$kept"; mkdir -p "$run"
+    set_aside
     # The stages before RL, as they were; PPO, DPO and GRPO start afresh with this seed.
     for part in tasks data data-ptx base sft reward; do cp -a "$kept/$part" "$run/$part"; done
     echo "== RL stages with seed $seed → $out" >&2
-    "$loom" pipeline --out "$run" --resume --rl-seed "$seed" 2>"$out.log"
-    mv "$run" "$out"; mv "$kept" "$run"
+    # The run's own recipe (not configs/pipeline.json), with only the RL seed changed.
+    "$loom" pipeline --recipe "$kept/recipe.json" --out "$run" --resume --rl-seed "$seed" 2>"$out.log"
+    put_back "$out"
     reports+=("$out/report.json")
 done
 python3 - "$run" "${reports[@]}" <<'PY'

@@ -39,15 +39,12 @@ variants() {
 }
 
 results=()
-kept="$run.kept"
-[[ ! -e "$kept" ]] || { echo "error: $kept exists: an earlier sweep was interrupted; move it back to $run first" >&2; exit 1; }
-restore() { if [[ -d "$kept" ]]; then rm -rf "$run"; mv "$kept" "$run"; fi; }
-trap restore EXIT
+source Benchmarks/run_at_own_path.sh
 for stage in $stages; do
     while read -r name change; do
         out="$run-dev-$stage-$name"
         rm -rf "$out"
-        mv "$run" "$kept"; mkdir -p "$run"
+        set_aside
         # Everything but the tuned stage, as it was (the stages before it resume as finished).
         for part in tasks data data-ptx base sft reward ppo dpo grpo; do
             [[ $part == "$stage" ]] || cp -a "$kept/$part" "$run/$part"
@@ -62,7 +59,7 @@ PY
         # The stages after the tuned one are not needed: stop after it (GRPO is the last).
         stop=(); [[ $stage == grpo ]] || stop=(--stop-after "$stage")
         "$loom" pipeline --recipe "$run/recipe-variant.json" --out "$run" --resume --dev-only "${stop[@]}" 2>"$out.log"
-        mv "$run" "$out"; mv "$kept" "$run"
+        put_back "$out"
         results+=("$stage|$name|$change|$out/report.json")
     done < <(variants "$stage")
 done
