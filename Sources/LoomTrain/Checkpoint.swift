@@ -128,11 +128,15 @@ public enum Checkpoint {
     /// `restore` for a run being resumed: the checkpoint must come from `stage`, and the settings
     /// it was written with must equal `signature` (else the changes are listed, unless
     /// `allowChanges`) — checked before anything is copied.
+    /// `runDirectory` (the stage's output): the saved settings' paths are read relative to it as
+    /// `RunSignature.relativized` writes them, so a checkpoint written before paths were stored
+    /// that way, in a run that has not moved, still matches.
     public static func resumeRun(stage: String, signature: [String: String], allowChanges: Bool,
-                                 model: LlamaModel, optimizer: AdamW, from directory: URL) throws -> TrainerState {
+                                 model: LlamaModel, optimizer: AdamW, from directory: URL, runDirectory: URL? = nil) throws -> TrainerState {
         let saved = try loadState(directory)
         guard saved.stage == stage else { throw CheckpointError("\(directory.path) holds a \(saved.stage) checkpoint, not \(stage)") }
-        try RunSignature.check(saved: saved.signature, current: signature, allowChanges: allowChanges, checkpoint: directory)
+        let savedSignature = saved.signature.map { signature in runDirectory.map { RunSignature.relativized(signature, to: $0) } ?? signature }
+        try RunSignature.check(saved: savedSignature, current: signature, allowChanges: allowChanges, checkpoint: directory)
         return try restore(model: model, optimizer: optimizer, from: directory)
     }
 }
@@ -478,6 +482,28 @@ public enum RunSignature {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         for byte in text.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
         return "\(text.utf8.count) characters, FNV-1a \(String(hash, radix: 16))"
+    }
+
+    /// The signature with every path under the parent of `runDirectory` (the stage's output)
+    /// written as `<run>/…`: a pipeline's stages read their sibling directories (`RUN/base`,
+    /// `RUN/tasks/…`), so a run directory copied or moved whole still resumes, while an input
+    /// outside it (the pretraining text of the repository) stays absolute and a changed one is
+    /// still refused. A value is a path (`describe` of a URL) or a list of them (`[a, b]`).
+    public static func relativized(_ signature: [String: String], to runDirectory: URL) -> [String: String] {
+        let parent = runDirectory.standardizedFileURL.deletingLastPathComponent().path
+        let root = parent.hasSuffix("/") ? parent : parent + "/"
+        guard root != "/" else { return signature }
+        func relative(_ path: Substring) -> String {
+            path.hasPrefix(root) ? "<run>/" + path.dropFirst(root.count) : (path == parent ? "<run>" : String(path))
+        }
+        return signature.mapValues { value in
+            if value.hasPrefix("["), value.hasSuffix("]") {
+                let items = value.dropFirst().dropLast()
+                guard !items.isEmpty else { return value }
+                return "[" + items.components(separatedBy: ", ").map { relative(Substring($0)) }.joined(separator: ", ") + "]"
+            }
+            return relative(Substring(value))
+        }
     }
 
     /// `name: old → new` for every setting that differs (sorted), empty when none does.

@@ -110,9 +110,13 @@ public final class StageRun {
         optimizerStepper = try DataParallelOptimizer(parameters: trainable, hyperparameters: adam ?? settings.adam, parallel: parallel,
                                                      zeroStage: settings.zeroStage)
         optimizer = optimizerStepper.optimizer
-        let fullSignature = parallel.withGlobalBatch(signature.isEmpty ? RunSignature.of(settings) : signature,
-                                                     keys: ["settings.batchSize", "batchSize", "configuration.train.batchSize"],
-                                                     perRank: settings.batchSize)
+        // Paths inside the run's own parent directory are kept relative to it, so that a copied or
+        // moved run resumes (`RunSignature.relativized`).
+        let fullSignature = RunSignature.relativized(
+            parallel.withGlobalBatch(signature.isEmpty ? RunSignature.of(settings) : signature,
+                                     keys: ["settings.batchSize", "batchSize", "configuration.train.batchSize"],
+                                     perRank: settings.batchSize),
+            to: output)
         state = TrainerState(step: 0, rng: SeededRandom(seed: rngSeed ?? settings.seed), tokensSeen: 0, stage: stage, totalSteps: settings.steps,
                              configuration: configuration, signature: fullSignature)
         let resuming = mode == .resume || (mode == .resumeIfPresent && !store.candidates().isEmpty)
@@ -120,7 +124,7 @@ public final class StageRun {
             let restoreTarget = optimizerStepper.restoreTarget()
             let (restored, checkpoint) = try store.resume { [model] directory -> TrainerState in
                 let state = try Checkpoint.resumeRun(stage: stage, signature: fullSignature, allowChanges: allowChanges,
-                                                     model: model, optimizer: restoreTarget, from: directory)
+                                                     model: model, optimizer: restoreTarget, from: directory, runDirectory: output)
                 try restoreExtra?(directory)
                 return state
             }

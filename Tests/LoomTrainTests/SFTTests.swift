@@ -83,4 +83,56 @@ final class SFTTests: XCTestCase {
         try SFTTrainer(options: options(b, steps: 30, resume: true)).run()
         XCTAssertTrue(try AlignmentTestModel.weightsEqual(a, b), "15 steps + resume to 30 should equal 30 straight steps")
     }
+
+    /// A pipeline's stage reads its sibling directories: its checkpoint keeps those paths
+    /// relative to the run, so a run directory moved whole resumes, and ends as the straight run
+    /// does; an input that really changed is still refused.
+    func testRunMovedWholeResumesAndAChangedInputIsStillRefused() throws {
+        let root = AlignmentTestModel.temporary("sft-moved"), moved = AlignmentTestModel.temporary("sft-moved-to")
+        let straight = AlignmentTestModel.temporary("sft-straight")
+        defer { for u in [root, moved, straight] { try? FileManager.default.removeItem(at: u) } }
+        try FileManager.default.createDirectory(at: root.appendingPathComponent("tasks"), withIntermediateDirectories: true)
+        let model = try AlignmentTestModel.make()
+        try FileManager.default.moveItem(at: model, to: root.appendingPathComponent("base"))
+        let lines = (0..<16).map { i in
+            SFTDataset.jsonLine(SFTExample(messages: [ChatMessage(role: "user", content: "question \(i): what is \(i) plus one?"),
+                                                      ChatMessage(role: "assistant", content: i % 2 == 0 ? "yes" : "no")]))
+        }
+        try lines.joined(separator: "\n").write(to: root.appendingPathComponent("tasks/sft.jsonl"), atomically: true, encoding: .utf8)
+        func options(_ run: URL, out: URL? = nil, steps: Int, resume: Bool = false) -> SFTOptions {
+            var o = SFTOptions(model: run.appendingPathComponent("base"), data: [run.appendingPathComponent("tasks/sft.jsonl")],
+                               output: out ?? run.appendingPathComponent("sft"))
+            o.resume = resume
+            o.settings.steps = steps
+            o.settings.batchSize = 4
+            o.settings.learningRate = 1e-2
+            o.settings.minLearningRate = 1e-2
+            o.settings.warmupSteps = 0
+            o.settings.evalInterval = 0
+            o.settings.checkpointInterval = 4
+            o.settings.logInterval = 1000
+            o.settings.threads = 1
+            return o
+        }
+        try SFTTrainer(options: options(root, out: straight, steps: 8)).run()
+        try SFTTrainer(options: options(root, steps: 4)).run()
+        try FileManager.default.moveItem(at: root, to: moved)
+        try SFTTrainer(options: options(moved, steps: 8, resume: true)).run()
+        XCTAssertTrue(try AlignmentTestModel.weightsEqual(straight, moved.appendingPathComponent("sft")),
+                      "4 steps, the run moved, resumed to 8 should equal 8 straight steps")
+        // The same run resumed on other data (outside the run directory) is refused, naming it.
+        let outside = try AlignmentTestModel.write(lines, "sft-outside")
+        defer { try? FileManager.default.removeItem(at: outside) }
+        var other = options(moved, steps: 12, resume: true)
+        other.data = [outside]
+        XCTAssertThrowsError(try SFTTrainer(options: other).run()) { error in
+            XCTAssertTrue("\(error)".contains("data: [<run>/tasks/sft.jsonl] → [\(outside.standardizedFileURL.path)]"), "\(error)")
+        }
+    }
+
+    func testRelativizedSignatureKeepsOutsidePathsAbsolute() {
+        let signature = ["model": "/runs/a/base", "data": "[/runs/a/tasks/x.jsonl, /data/y.jsonl]", "steps": "10", "other": "/runs/ab/c"]
+        XCTAssertEqual(RunSignature.relativized(signature, to: URL(fileURLWithPath: "/runs/a/sft")),
+                       ["model": "<run>/base", "data": "[<run>/tasks/x.jsonl, /data/y.jsonl]", "steps": "10", "other": "/runs/ab/c"])
+    }
 }
