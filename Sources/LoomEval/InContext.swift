@@ -80,33 +80,23 @@ public func inContextEvaluation(model: LlamaModel, tokenizer: ByteLevelBPETokeni
         case .chat: return encoder.response(choice)
         }
     }
-    let padID = Int32(tokenizer.padID ?? tokenizer.endOfTextID)
     return shots.map { k in
         // A context longer than the model's keeps its end (the question), as generation does.
         let inputs = prompts.indices.map { Array(input(prompts[$0], drawn[$0].prefix(k)).suffix(context - maxTokens)) }
         let greedy = greedyExactMatch(model: model, tokenizer: tokenizer, inputs: inputs, prompts: prompts, firstLineOnly: format == .plain,
                                       maxTokens: maxTokens, batchSize: batchSize)
-        // Multiple choice: every (prompt, candidate) scored in batches.
-        var rows: [(prompt: Int, choice: Int, bytes: Int)] = [], contexts: [[Int32]] = [], candidates: [[Int32]] = []
-        for (p, prompt) in prompts.enumerated() where multipleChoice {
-            guard let choices = prompt.choices, prompt.answer != nil else { continue }
-            for (c, choice) in choices.enumerated() {
-                rows.append((p, c, max(1, choice.utf8.count)))
-                contexts.append(inputs[p]); candidates.append(continuation(choice))
-            }
-        }
-        var logLikelihoods: [Float] = []
-        for start in stride(from: 0, to: rows.count, by: batchSize) {
-            let end = min(start + batchSize, rows.count)
-            let batch = PromptResponseBatch(prompts: Array(contexts[start..<end]), responses: Array(candidates[start..<end]),
-                                            padID: padID, maxLength: context)
-            logLikelihoods += batch.sequenceLogProbs(model)
-        }
+        // Multiple choice: each prompt's candidates scored after one prefill of the prompt.
+        let scored = prompts.indices.filter { multipleChoice && prompts[$0].choices != nil && prompts[$0].answer != nil }
+        let logLikelihoods = continuationLogLikelihoods(model: model, contexts: scored.map { inputs[$0] },
+                                                        continuations: scored.map { prompts[$0].choices!.map(continuation) },
+                                                        rowsPerBatch: batchSize)
         var best: [Int: (choice: Int, value: Float)] = [:], bestNormalized: [Int: (choice: Int, value: Float)] = [:]
-        for (row, value) in zip(rows, logLikelihoods) {
-            if best[row.prompt].map({ value > $0.value }) ?? true { best[row.prompt] = (row.choice, value) }
-            let normalized = value / Float(row.bytes)
-            if bestNormalized[row.prompt].map({ normalized > $0.value }) ?? true { bestNormalized[row.prompt] = (row.choice, normalized) }
+        for (p, values) in zip(scored, logLikelihoods) {
+            for (c, value) in values.enumerated() {
+                if best[p].map({ value > $0.value }) ?? true { best[p] = (c, value) }
+                let normalized = value / Float(max(1, prompts[p].choices![c].utf8.count))
+                if bestNormalized[p].map({ normalized > $0.value }) ?? true { bestNormalized[p] = (c, normalized) }
+            }
         }
         func accuracy(_ picks: [Int: (choice: Int, value: Float)]) -> Double? {
             guard !picks.isEmpty else { return nil }

@@ -43,6 +43,20 @@ public final class KVCache {
     }
     public func resetAll() { lengths = [Int](repeating: 0, count: batch) }
     func advance(_ b: Int, by n: Int) { lengths[b] += n }
+
+    /// Makes sequence `slot` a copy of sequence `source` of `other` (its keys, values and
+    /// length), so that several continuations of one prompt share its prefill. `other` must come
+    /// from the same model.
+    public func copySequence(_ source: Int, of other: KVCache, into slot: Int) {
+        let n = other.lengths[source]
+        precondition(other.width == width && other.keys.count == keys.count, "copySequence: caches of different models")
+        precondition(n <= capacity, "copySequence: \(n) positions do not fit a cache of \(capacity)")
+        for l in keys.indices {
+            (keys[l].pointer + slot * capacity * width).update(from: other.keys[l].pointer + source * other.capacity * width, count: n * width)
+            (values[l].pointer + slot * capacity * width).update(from: other.values[l].pointer + source * other.capacity * width, count: n * width)
+        }
+        lengths[slot] = n
+    }
 }
 
 extension LlamaModel {

@@ -3,6 +3,7 @@ import Foundation
 import LoomData
 import LoomEval
 import LoomTokenizer
+import LoomTensor
 @testable import LoomTrain
 
 /// k-shot evaluation: multiple choice picks the candidate with the highest log-likelihood
@@ -38,6 +39,34 @@ final class InContextTests: XCTestCase {
             // k = 0 exact match is the exact match of the same format without examples.
             let plain = exactMatchAccuracy(model: model, tokenizer: tokenizer, prompts: prompts, format: format == .plain ? .fewShot([]) : .chat)
             XCTAssertEqual(curve[0].exactMatch, plain.accuracy, "\(format)")
+        }
+    }
+
+    /// The shared-prefill scoring equals each (context, continuation) pair scored on its own,
+    /// batch boundaries anywhere (3 rows a batch splits prompts of 1 to 4 candidates), single-token
+    /// continuations, and contexts longer than the model's 64 positions (cut at the front).
+    func testSharedPrefillScoresEqualEachPairScoredAlone() throws {
+        let directory = try AlignmentTestModel.make(seed: 5, standardDeviation: 0.3)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let model = try LlamaModel.load(directory: directory)
+        var rng = SeededRandom(seed: 9)
+        let vocabulary = Int32(model.configuration.vocabularySize)
+        func tokens(_ n: Int) -> [Int32] { (0..<n).map { _ in Int32.random(in: 0..<vocabulary, using: &rng) } }
+        let contexts = [tokens(5), tokens(1), tokens(30), tokens(90), tokens(12)]
+        let continuations = [[tokens(1), tokens(3)], [tokens(2)], [tokens(4), tokens(1), tokens(2), tokens(5)], [tokens(3), tokens(6)], [tokens(1), tokens(1), tokens(2)]]
+        for rowsPerBatch in [3, 32] {
+            let shared = continuationLogLikelihoods(model: model, contexts: contexts, continuations: continuations, rowsPerBatch: rowsPerBatch)
+            XCTAssertEqual(shared.map(\.count), continuations.map(\.count))
+            for (c, options) in continuations.enumerated() {
+                for (o, option) in options.enumerated() {
+                    // PromptResponseBatch cuts the context to fit this continuation; the shared
+                    // prefill cuts it to fit the longest of its prompt's continuations.
+                    let longest = options.map(\.count).max()!
+                    let context = Array(contexts[c].suffix(64 - longest))
+                    let alone = PromptResponseBatch(prompts: [context], responses: [option], padID: 0, maxLength: 64).sequenceLogProbs(model)[0]
+                    XCTAssertEqual(shared[c][o], alone, accuracy: 1e-4 * max(1, abs(alone)), "context \(c), continuation \(o), rows \(rowsPerBatch)")
+                }
+            }
         }
     }
 
