@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Chooses the RL stages' settings on the dev split. From one finished pipeline run (its tasks,
-# data, base, SFT and reward models kept as they are), each variant below retrains one RL stage
-# with one or two settings changed (`loom pipeline --resume --dev-only` on a copy of the run:
-# no model of these runs is evaluated on the test split) and records that stage's dev accuracy.
+# Chooses stage settings on the dev split. From one finished pipeline run (its tasks, data, base
+# model and the stages before the tuned one kept as they are), each variant below retrains one
+# stage (SFT, PPO-ptx, DPO or GRPO) with one or two settings changed (`loom pipeline --resume
+# --dev-only` on a copy of the run: no model of these runs is evaluated on the test split) and
+# records that stage's dev accuracy.
 # Prints every variant's dev accuracy beside the recipe's own and writes them all to
-# Benchmarks/results/pipeline/dev_sweep.json; the recipe (configs/pipeline.json) then takes, for
-# each stage, the variant with the best dev accuracy.
+# Benchmarks/results/pipeline/dev_sweep_STAGES.json (dev_sweep_ppo_dpo_grpo.json by default);
+# the recipe (configs/pipeline.json) then takes, for each stage, the variant with the best dev
+# accuracy (SFT's variants are cheaper ones, for the time budget: see the README).
 #
-#   Benchmarks/sweep_rl_dev.sh RUN_DIR [STAGES (default "ppo dpo grpo")]
+#   Benchmarks/sweep_rl_dev.sh RUN_DIR [STAGES (default "ppo dpo grpo"; also "sft")]
 #
 # RUN_DIR is a finished `loom pipeline --out RUN_DIR`. Each variant runs at RUN_DIR's own path
 # (checkpoints record their input paths, and a resumed stage refuses changed ones) with the run
@@ -25,6 +27,8 @@ loom=${LOOM:-.build/release/loom}
 # is the run in RUN_DIR itself.
 variants() {
     case "$1" in
+        sft)  echo 'tasks-only {"extra_data": []}'
+              echo 'tasks-only-600 {"extra_data": [], "steps": 600}' ;;
         ppo)  echo 'lr3e-5 {"learning_rate": 3e-5}'
               echo 'kl0.1  {"kl_coefficient": 0.1}'
               echo 'ptx0.2 {"ptx_coefficient": 0.2}' ;;
@@ -32,9 +36,9 @@ variants() {
               echo 'beta0.5 {"beta": 0.5}'
               echo 'steps40 {"steps": 40}' ;;
         grpo) echo 'lr3e-5 {"learning_rate": 3e-5}'
-              echo 'kl0.2  {"kl_beta": 0.2}'
-              echo 'steps150 {"steps": 150}' ;;
-        *) echo "error: unknown stage $1 (ppo, dpo or grpo)" >&2; exit 1 ;;
+              echo 'lr3e-4 {"learning_rate": 3e-4}'
+              echo 'kl0.2  {"kl_beta": 0.2}' ;;
+        *) echo "error: unknown stage $1 (sft, ppo, dpo or grpo)" >&2; exit 1 ;;
     esac
 }
 
@@ -64,9 +68,9 @@ PY
     done < <(variants "$stage")
 done
 
-python3 - "$run" "${results[@]}" <<'PY'
+python3 - "$run" "${stages// /_}" "${results[@]}" <<'PY'
 import json, os, sys
-run, entries = sys.argv[1], sys.argv[2:]
+run, name, entries = sys.argv[1], sys.argv[2], sys.argv[3:]
 base = json.load(open(os.path.join(run, "report.json")))
 recipe = json.load(open(os.path.join(run, "recipe.json")))
 summary = {"run": run, "sft_dev_accuracy": base["sft"]["dev_accuracy"], "stages": {}}
@@ -83,5 +87,5 @@ for stage, s in summary["stages"].items():
     print(f"{stage}: SFT dev {100 * summary['sft_dev_accuracy']:.1f} %; " +
           ", ".join(f"{n} {100 * a:.1f} %" for n, a in options.items()) + f" → best on dev: {best}")
 os.makedirs("Benchmarks/results/pipeline", exist_ok=True)
-json.dump(summary, open("Benchmarks/results/pipeline/dev_sweep.json", "w"), indent=2, sort_keys=True)
+json.dump(summary, open(f"Benchmarks/results/pipeline/dev_sweep_{name}.json", "w"), indent=2, sort_keys=True)
 PY

@@ -183,7 +183,7 @@ public final class Pipeline {
         report.set("sft", "examples", sftSummary.examples)
         report.set("sft", "steps", sftSummary.steps)
         report.set("sft", "demonstrations", recipe.tasks.demonstrations)
-        report.section("SFT", "\(sftSummary.examples) examples: \(recipe.tasks.demonstrations) task demonstrations (a written answer for \(String(format: "%.0f %%", 100 * Double(recipe.tasks.demonstrations) / Double(recipe.tasks.train))) as many problems as the RL stages get prompts for: demonstrations cost more than grades, as in InstructGPT) and the Python and Debian FAQs, \(sftSummary.steps) steps of \(sft.settings.batchSize) examples of similar length, loss on assistant tokens only. Validation loss \(String(format: "%.4f", sftSummary.validationLoss)).")
+        report.section("SFT", "\(sftSummary.examples) examples: \(recipe.tasks.demonstrations) task demonstrations (a written answer for \(String(format: "%.0f %%", 100 * Double(recipe.tasks.demonstrations) / Double(recipe.tasks.train))) as many problems as the RL stages get prompts for: demonstrations cost more than grades, as in InstructGPT) \(recipe.sft.extraData.isEmpty ? "" : " and \(recipe.sft.extraData.map { URL(fileURLWithPath: $0).lastPathComponent }.joined(separator: ", "))"), \(sftSummary.steps) steps of \(sft.settings.batchSize) examples of similar length, loss on assistant tokens only. Validation loss \(String(format: "%.4f", sftSummary.validationLoss)).")
         if stopAfter == .sft { return }
 
         // 4. Reward model on the rankings: constructed responses and the SFT model's own graded answers.
