@@ -57,14 +57,25 @@ public final class Pipeline {
         try AtomicFile.write(recipe.jsonData(), to: root.appendingPathComponent("recipe.json"))
         Threading.configure(threads: threads)
         let report = PipelineReport(directory: root)
+        // Wall time of each stage (its header to the next one's), in report.json's stage_seconds.
+        var current: (key: String, started: Date)?
+        func closeStage() {
+            if let current { report.set("stage_seconds", current.key, Date().timeIntervalSince(current.started)) }
+            current = nil
+        }
         defer {
+            closeStage()
             report.seconds = Date().timeIntervalSince(start)
             do { try report.write() } catch { logLine("error: could not write the report in \(root.path): \(error)") }
             logLine("report: \(root.appendingPathComponent("report.md").path) (\(String(format: "%.0f", report.seconds)) s)")
         }
         let configuration = try TrainingConfiguration.load(URL(fileURLWithPath: recipe.pretrain.config))
         let taskKinds = try recipe.taskKinds()
-        func stage(_ name: String) { logLine("\n== \(name)  [\(DurationText.format(Date().timeIntervalSince(start))) elapsed]") }
+        func stage(_ name: String) {
+            closeStage()
+            current = (String(name.prefix { $0 != ":" }), Date())
+            logLine("\n== \(name)  [\(DurationText.format(Date().timeIntervalSince(start))) elapsed]")
+        }
 
         // Instruction tasks: train, dev and test problems are disjoint up to each kind's symmetries.
         stage("tasks: \(taskKinds.map(\.rawValue).joined(separator: ", "))")

@@ -66,6 +66,10 @@ final class PipelineTests: XCTestCase {
             XCTAssertTrue((0...1).contains(value), "reward.\(key) = \(value)")
         }
         XCTAssertEqual((report["dpo"] as? [String: Any])?["method"] as? String, "DPO")
+        // Every stage's wall time, and together no more than the run's.
+        let stageSeconds = try XCTUnwrap(report["stage_seconds"] as? [String: Double])
+        XCTAssertEqual(Set(stageSeconds.keys), ["tasks", "prepare", "pretrain", "SFT", "reward model", "PPO-ptx", "DPO", "GRPO", "test"])
+        XCTAssertLessThanOrEqual(stageSeconds.values.reduce(0, +), try XCTUnwrap(report["seconds"] as? Double) + 1e-6)
         XCTAssertNotNil(figure("pretrain", "val_loss"))
         let markdown = try String(contentsOf: out.appendingPathComponent("report.md"), encoding: .utf8)
         for section in ["## Dev accuracy", "## Test results", "## SFT", "## Reward model", "## PPO-ptx", "## DPO", "## GRPO"] {
