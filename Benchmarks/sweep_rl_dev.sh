@@ -37,7 +37,8 @@ variants() {
               echo 'steps40 {"steps": 40}' ;;
         grpo) echo 'lr3e-5 {"learning_rate": 3e-5}'
               echo 'lr3e-4 {"learning_rate": 3e-4}'
-              echo 'kl0.2  {"kl_beta": 0.2}' ;;
+              echo 'kl0.2  {"kl_beta": 0.2}'
+              echo 'steps100 {"steps": 100}' ;;
         *) echo "error: unknown stage $1 (sft, ppo, dpo or grpo)" >&2; exit 1 ;;
     esac
 }
@@ -70,7 +71,7 @@ done
 
 python3 - "$run" "${stages// /_}" "${results[@]}" <<'PY'
 import json, os, sys
-run, name, entries = sys.argv[1], sys.argv[2], sys.argv[3:]
+run, label, entries = sys.argv[1], sys.argv[2], sys.argv[3:]
 base = json.load(open(os.path.join(run, "report.json")))
 recipe = json.load(open(os.path.join(run, "recipe.json")))
 summary = {"run": run, "sft_dev_accuracy": base["sft"]["dev_accuracy"], "stages": {}}
@@ -87,5 +88,5 @@ for stage, s in summary["stages"].items():
     print(f"{stage}: SFT dev {100 * summary['sft_dev_accuracy']:.1f} %; " +
           ", ".join(f"{n} {100 * a:.1f} %" for n, a in options.items()) + f" → best on dev: {best}")
 os.makedirs("Benchmarks/results/pipeline", exist_ok=True)
-json.dump(summary, open(f"Benchmarks/results/pipeline/dev_sweep_{name}.json", "w"), indent=2, sort_keys=True)
+json.dump(summary, open(f"Benchmarks/results/pipeline/dev_sweep_{label}.json", "w"), indent=2, sort_keys=True)
 PY

@@ -76,14 +76,14 @@ public struct PipelineRecipe: Codable, Equatable, Sendable {
         public var steps = 60
         public var learningRate: Float = 1e-4
         public var minLearningRate: Float = 1e-5
-        public var beta: Float = 0.1
+        public var beta: Float = 0.5
         /// α of an NLL term on the chosen answers: 0 is plain DPO, anything else RPO (labelled so).
         public var sftWeight: Float = 0
         public init() {}
     }
 
     public struct GRPO: Codable, Equatable, Sendable {
-        public var steps = 50
+        public var steps = 100
         public var batchSize = 16
         public var groupSize = 8
         public var learningRate: Float = 1e-4
