@@ -43,6 +43,23 @@ final class SFTTests: XCTestCase {
         XCTAssertEqual(Set(small).count, small.count)
     }
 
+    /// Batches of 4 at a constant learning rate of 1e-2 (so a run stopped and resumed follows the
+    /// same schedule), no periodic evaluation, one thread.
+    static func quickOptions(model: URL, data: [URL], output: URL, steps: Int, checkpointInterval: Int, resume: Bool) -> SFTOptions {
+        var o = SFTOptions(model: model, data: data, output: output)
+        o.resume = resume
+        o.settings.steps = steps
+        o.settings.batchSize = 4
+        o.settings.learningRate = 1e-2
+        o.settings.minLearningRate = 1e-2
+        o.settings.warmupSteps = 0
+        o.settings.evalInterval = 0
+        o.settings.checkpointInterval = checkpointInterval
+        o.settings.logInterval = 1000
+        o.settings.threads = 1
+        return o
+    }
+
     func testGroupedSFTLearnsAndResumesExactly() throws {
         let model = try AlignmentTestModel.make()
         // Short answers to short prompts, and a few long prompts (the ones that would pad every batch).
@@ -54,18 +71,9 @@ final class SFTTests: XCTestCase {
         let a = AlignmentTestModel.temporary("sft-a"), b = AlignmentTestModel.temporary("sft-b")
         defer { for u in [model, data, a, b] { try? FileManager.default.removeItem(at: u) } }
         func options(_ out: URL, steps: Int, resume: Bool = false) -> SFTOptions {
-            var o = SFTOptions(model: model, data: [data], output: out)
+            var o = Self.quickOptions(model: model, data: [data], output: out, steps: steps, checkpointInterval: 15, resume: resume)
             o.groupByLength = true
             o.validationFraction = 0.1
-            o.resume = resume
-            o.settings.steps = steps
-            o.settings.batchSize = 4
-            o.settings.learningRate = 1e-2
-            o.settings.minLearningRate = 1e-2
-            o.settings.warmupSteps = 0
-            o.settings.evalInterval = 0
-            o.settings.checkpointInterval = 15
-            o.settings.logInterval = 1000
             o.settings.threads = 2
             return o
         }
@@ -100,19 +108,8 @@ final class SFTTests: XCTestCase {
         }
         try lines.joined(separator: "\n").write(to: root.appendingPathComponent("tasks/sft.jsonl"), atomically: true, encoding: .utf8)
         func options(_ run: URL, out: URL? = nil, steps: Int, resume: Bool = false) -> SFTOptions {
-            var o = SFTOptions(model: run.appendingPathComponent("base"), data: [run.appendingPathComponent("tasks/sft.jsonl")],
-                               output: out ?? run.appendingPathComponent("sft"))
-            o.resume = resume
-            o.settings.steps = steps
-            o.settings.batchSize = 4
-            o.settings.learningRate = 1e-2
-            o.settings.minLearningRate = 1e-2
-            o.settings.warmupSteps = 0
-            o.settings.evalInterval = 0
-            o.settings.checkpointInterval = 4
-            o.settings.logInterval = 1000
-            o.settings.threads = 1
-            return o
+            Self.quickOptions(model: run.appendingPathComponent("base"), data: [run.appendingPathComponent("tasks/sft.jsonl")],
+                              output: out ?? run.appendingPathComponent("sft"), steps: steps, checkpointInterval: 4, resume: resume)
         }
         try SFTTrainer(options: options(root, out: straight, steps: 8)).run()
         try SFTTrainer(options: options(root, steps: 4)).run()
