@@ -45,7 +45,6 @@ public func continuationLogLikelihoods(model: LlamaModel, contexts: [[Int32]], c
         let prefill = KVCache(model: model, batch: chunk.count, capacity: capacity)
         let last = model.forward(newTokens: chunk.map(\.context), cache: prefill)
         let vocabulary = last.shape[1]
-        let lastLogProbs = withoutGradients { logSoftmaxRows(last, vocabulary: vocabulary) }
         // 2. One slot per continuation, a copy of its context's cache, runs all but its last token.
         var owners: [(context: Int, option: Int)] = []
         for (c, entry) in chunk.enumerated() { for o in entry.continuations.indices { owners.append((c, o)) } }
@@ -53,18 +52,23 @@ public func continuationLogLikelihoods(model: LlamaModel, contexts: [[Int32]], c
             let cache = KVCache(model: model, batch: rows, capacity: capacity)
             for (row, owner) in owners.enumerated() { cache.copySequence(owner.context, of: prefill, into: row) }
             let inputs = owners.map { chunk[$0.context].continuations[$0.option].dropLast() }.map(Array.init)
-            var scores = owners.map { owner -> Float in
-                let first = chunk[owner.context].continuations[owner.option][0]
-                return lastLogProbs[owner.context * vocabulary + Int(first)]
+            // First tokens: each owner's row of the context's last logits, one gather.
+            let firstLogits = Tensor(uninitialized: [rows, vocabulary])
+            for (r, owner) in owners.enumerated() {
+                (firstLogits.data + r * vocabulary).update(from: last.data + owner.context * vocabulary, count: vocabulary)
+            }
+            var scores = withoutGradients {
+                logSoftmaxGather(logits: firstLogits, targets: owners.map { chunk[$0.context].continuations[$0.option][0] }).scalars
             }
             if inputs.contains(where: { !$0.isEmpty }) {
+                // The rest: logits row of token t predicts token t + 1, rows in slot order.
                 let logits = model.forward(newTokens: inputs, cache: cache, allLogits: true)
-                let logProbs = withoutGradients { logSoftmaxRows(logits, vocabulary: vocabulary) }
+                let targets = owners.flatMap { chunk[$0.context].continuations[$0.option].dropFirst() }
+                let logProbs = withoutGradients { logSoftmaxGather(logits: logits, targets: Array(targets)).scalars }
                 var row = 0
                 for (r, owner) in owners.enumerated() {
-                    let tokens = chunk[owner.context].continuations[owner.option]
-                    for t in 1..<max(1, tokens.count) {
-                        scores[r] += logProbs[row * vocabulary + Int(tokens[t])]
+                    for _ in 1..<max(1, chunk[owner.context].continuations[owner.option].count) {
+                        scores[r] += logProbs[row]
                         row += 1
                     }
                 }
@@ -74,20 +78,4 @@ public func continuationLogLikelihoods(model: LlamaModel, contexts: [[Int32]], c
         start = end
     }
     return result
-}
-
-/// log-softmax of each row of `[rows, vocabulary]` logits, flat.
-private func logSoftmaxRows(_ logits: Tensor, vocabulary: Int) -> [Float] {
-    let rows = logits.count / vocabulary
-    var out = [Float](repeating: 0, count: logits.count)
-    for r in 0..<rows {
-        let row = logits.data + r * vocabulary
-        var peak = -Float.infinity
-        for v in 0..<vocabulary { peak = max(peak, row[v]) }
-        var total: Double = 0
-        for v in 0..<vocabulary { total += Double(expf(row[v] - peak)) }
-        let logTotal = Float(log(total)) + peak
-        for v in 0..<vocabulary { out[r * vocabulary + v] = row[v] - logTotal }
-    }
-    return out
 }
