@@ -198,8 +198,13 @@ void loom_quant_matmul_scalar(int type, const uint8_t *w, int rows, int blocksPe
 #if defined(__x86_64__)
 #include <immintrin.h>
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
-/// How far ahead (bytes) of the block being multiplied each weight row is fetched.
-enum { PREFETCH_DISTANCE = 512 };
+/// How far ahead (bytes) of the block being multiplied the weight stream is fetched. Every
+/// cache line of it is prefetched: a super-block spans two or three lines, and fetching only
+/// one of them left the kernel waiting on memory. Measured on AMD EPYC (Zen 3, one core, 90
+/// Q8_0 matrices 1536 x 576, 85 MB, 2.6x the L3; best of 5 in 3 alternating runs): one line
+/// per super-block 512 ahead 4.9-6.5 GB/s; every line 512 ahead 7.7-9.1, 1024 ahead 7.6-8.3,
+/// 2048 ahead 8.8-9.6 GB/s (a plain streaming read: 9.5 GB/s).
+enum { PREFETCH_DISTANCE = 2048 };
 
 AVX2 void loom_quantize_activations_avx2(const float *x, LoomActivationBlock *out, int blocks) {
     const __m256 signBit = _mm256_set1_ps(-0.0f);
@@ -286,6 +291,8 @@ static inline __attribute__((always_inline)) AVX2 void group_tile(int type, cons
     for (int b = 0; b < blocks; b++) {
         const uint8_t *s = group + (size_t)b * super;
         _mm_prefetch((const char *)(s + PREFETCH_DISTANCE), _MM_HINT_T0);
+        _mm_prefetch((const char *)(s + PREFETCH_DISTANCE + 64), _MM_HINT_T0);
+        if (super > 128) _mm_prefetch((const char *)(s + PREFETCH_DISTANCE + 128), _MM_HINT_T0);
         const __m128 d = _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)s));
         __m128 scale[2];
         __m256i q[2];
