@@ -61,17 +61,33 @@ static LOOM_AVX2 void gemm_avx2(long m, long j0, long j1, long k, const float *x
             for (long r = 0; r < m4; r += 4)
                 tile_4x1(k, x + r * ldx, ldx, w + j * ldw, ldw, y + r * ldy + j, ldy, accumulate);
     }
-    for (long r = m4; r < m; r++) {
-        long j = j0;
-        for (; j + 8 <= j1; j += 8)
+    // The last m mod 4 rows (all of them for a decoding step): column blocks outermost here
+    // too, so that eight weight rows are read from memory once for all of these rows (the
+    // query heads that share a key head, or a few requests decoded together).
+    long j = j0;
+    for (; j + 8 <= j1; j += 8)
+        for (long r = m4; r < m; r++)
             tile_1x8(k, x + r * ldx, ldx, w + j * ldw, ldw, y + r * ldy + j, ldy, accumulate);
-        for (; j < j1; j++)
+    for (; j < j1; j++)
+        for (long r = m4; r < m; r++)
             tile_1x1(k, x + r * ldx, ldx, w + j * ldw, ldw, y + r * ldy + j, ldy, accumulate);
-    }
 }
 
 static LOOM_AVX2 void weighted_rows_avx2(long n, long width, const float *p, const float *v, long ldv, float *out) {
     long d = 0;
+    // 64 outputs at a time in eight accumulators, each value row read once from front to back
+    // (a row-by-row walk; reading a column strip of all rows per 8 outputs missed the cache).
+    // Each output is still the same chain of fused multiply-adds over increasing t.
+    for (; d + 64 <= width; d += 64) {
+        __m256 acc[8];
+        for (int c = 0; c < 8; c++) acc[c] = _mm256_setzero_ps();
+        for (long t = 0; t < n; t++) {
+            const __m256 weight = _mm256_set1_ps(p[t]);
+            const float *row = v + t * ldv + d;
+            for (int c = 0; c < 8; c++) acc[c] = _mm256_fmadd_ps(weight, _mm256_loadu_ps(row + 8 * c), acc[c]);
+        }
+        for (int c = 0; c < 8; c++) _mm256_storeu_ps(out + d + 8 * c, acc[c]);
+    }
     for (; d + 8 <= width; d += 8) {
         __m256 acc = _mm256_setzero_ps();
         for (long t = 0; t < n; t++) acc = _mm256_fmadd_ps(_mm256_set1_ps(p[t]), _mm256_loadu_ps(v + t * ldv + d), acc);

@@ -100,6 +100,36 @@ extension LlamaModel {
                     (cache.values[l].pointer + dst).update(from: v.data + rowStart[b] * width, count: seq.count * width)
                 }
                 let attended = Tensor(uninitialized: [rows, H * D])
+                if newTokens.allSatisfy({ $0.count <= 1 }) {
+                    // A decoding step. The `group` query heads that share a key/value head have
+                    // adjacent query rows: one batch-invariant product reads that head's cached
+                    // keys once for all of them, and its values are summed row by row. Each
+                    // score and output is computed exactly as on the per-head path below (so a
+                    // step and a one-row prefill agree bit for bit), and for one row these
+                    // loops cost less than BLAS's matrix–vector calls.
+                    let tasks = newTokens.indices.flatMap { b in newTokens[b].isEmpty ? [] : (0..<KV).map { (b, $0) } }
+                    parallelFor(tasks.count) { t in
+                        let (b, kvHead) = tasks[t]
+                        let total = cache.lengths[b] + 1
+                        let keyBase = cache.keys[l].pointer + b * cache.capacity * width + kvHead * D
+                        let valueBase = cache.values[l].pointer + b * cache.capacity * width + kvHead * D
+                        let queries = q.data + rowStart[b] * H * D + kvHead * group * D
+                        let output = attended.data + rowStart[b] * H * D + kvHead * group * D
+                        withUnsafeTemporaryAllocation(of: Float.self, capacity: group * total) { scratch in
+                            let scores = scratch.baseAddress!
+                            RowInvariant.gemmNT(m: group, n: total, k: D, x: queries, ldx: D,
+                                                w: keyBase, ldw: width, y: scores, ldy: total, accumulate: false,
+                                                threaded: false)
+                            for r in 0..<group {
+                                let row = scores + r * total
+                                for c in 0..<total { row[c] *= scale }
+                                softmaxCausalRow(row, valid: total, width: total)
+                                RowInvariant.weightedRows(n: total, width: D, p: row, v: valueBase, ldv: width,
+                                                          out: output + r * D)
+                            }
+                        }
+                    }
+                } else {
                 let tasks = newTokens.indices.flatMap { b in newTokens[b].isEmpty ? [] : (0..<H).map { (b, $0) } }
                 parallelFor(tasks.count) { t in
                     let (b, head) = tasks[t]
@@ -117,7 +147,8 @@ extension LlamaModel {
                             for r in 0..<n {
                                 let row = scores + r * total, valid = past + r + 1
                                 RowInvariant.gemmNT(m: 1, n: valid, k: D, x: queries + r * H * D, ldx: D,
-                                                    w: keyBase, ldw: width, y: row, ldy: valid, accumulate: false)
+                                                    w: keyBase, ldw: width, y: row, ldy: valid, accumulate: false,
+                                                    threaded: false)
                                 for c in 0..<valid { row[c] *= scale }
                                 softmaxCausalRow(row, valid: valid, width: valid)
                                 RowInvariant.weightedRows(n: valid, width: D, p: row, v: valueBase, ldv: width,
@@ -133,6 +164,7 @@ extension LlamaModel {
                               a: scores, lda: total, b: valueBase, ldb: width,
                               beta: 0, c: output, ldc: H * D)
                     }
+                }
                 }
                 // Residual connections: the projections add straight into the stream.
                 projectAdding(attended, layer.o, x)

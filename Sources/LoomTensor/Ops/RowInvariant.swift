@@ -11,17 +11,19 @@ public enum RowInvariant {
     static let useAVX2: Int32 = CPUFeatures.current.hasAVX2FMA ? 1 : 0
 
     /// `y (=|+=) x · wᵀ` for row-major `x` `[m, k]` and `w` `[n, k]`, split by columns of `y`
-    /// across Loom's threads (a split that never changes how an element is summed).
+    /// across Loom's threads (a split that never changes how an element is summed); with
+    /// `threaded: false` on the calling thread only (for callers that are themselves one of
+    /// several parallel tasks).
     public static func gemmNT(m: Int, n: Int, k: Int, x: UnsafePointer<Float>, ldx: Int,
                               w: UnsafePointer<Float>, ldw: Int, y: UnsafeMutablePointer<Float>, ldy: Int,
-                              accumulate: Bool) {
+                              accumulate: Bool, threaded: Bool = true) {
         if m == 0 || n == 0 { return }
         let work = m * n * k
         let body: (Range<Int>) -> Void = { columns in
             loom_rowinv_gemm_nt(useAVX2, m, columns.lowerBound, columns.upperBound, k, x, ldx, w, ldw, y, ldy,
                                 accumulate ? 1 : 0)
         }
-        if work < 1 << 15 { body(0..<n) } else { parallelRanges(n, minimumChunk: 24, body) }
+        if work < 1 << 15 || !threaded { body(0..<n) } else { parallelRanges(n, minimumChunk: 24, body) }
     }
 
     /// `out = Σₜ p[t] · v[t]` over `n` rows of `v` (`width` wide, `ldv` apart), in increasing t.
