@@ -49,7 +49,7 @@ DEFINE_TILE(1, 8)
 DEFINE_TILE(1, 1)
 
 static LOOM_AVX2 void gemm_avx2(long m, long j0, long j1, long k, const float *x, long ldx,
-                                const float *w, long ldw, float *y, long ldy, int accumulate) {
+                                const float *w, long ldw, float *y, long ldy, int accumulate, int streamed) {
     long m4 = m & ~3L;
     if (m4 > 0) {
         // Column blocks outermost: a block of weight rows stays in cache for all row tiles.
@@ -61,10 +61,21 @@ static LOOM_AVX2 void gemm_avx2(long m, long j0, long j1, long k, const float *x
             for (long r = 0; r < m4; r += 4)
                 tile_4x1(k, x + r * ldx, ldx, w + j * ldw, ldw, y + r * ldy + j, ldy, accumulate);
     }
-    // The last m mod 4 rows (all of them for a decoding step): column blocks outermost here
-    // too, so that eight weight rows are read from memory once for all of these rows (the
-    // query heads that share a key head, or a few requests decoded together).
+    // The last m mod 4 rows (all of them for a decoding step): columns outermost here too,
+    // so that each weight row is read from memory once for all of these rows (the query heads
+    // that share a key head, or a few requests decoded together).
     long j = j0;
+    if (streamed) {
+        // Weights read from memory: one weight row after another, a single sequential stream
+        // the hardware prefetcher follows. SmolLM2 F32 decoding on AMD EPYC (1 thread, three
+        // alternating runs): 16.2-18.1 tok/s against 13.1-16.0 with 1x8 tiles (eight streams).
+        for (; j < j1; j++)
+            for (long r = m4; r < m; r++)
+                tile_1x1(k, x + r * ldx, ldx, w + j * ldw, ldw, y + r * ldy + j, ldy, accumulate);
+        return;
+    }
+    // Weights in cache (a small model): 1x8 tiles, eight independent accumulators instead of
+    // one chain of dependent fused multiply-adds (the tiny model decodes about 20 % faster so).
     for (; j + 8 <= j1; j += 8)
         for (long r = m4; r < m; r++)
             tile_1x8(k, x + r * ldx, ldx, w + j * ldw, ldw, y + r * ldy + j, ldy, accumulate);
@@ -122,10 +133,10 @@ static void gemm_portable(long m, long j0, long j1, long k, const float *x, long
 
 void loom_rowinv_gemm_nt(int useAVX2, long m, long columnStart, long columnEnd, long k,
                          const float *x, long ldx, const float *w, long ldw,
-                         float *y, long ldy, int accumulate) {
+                         float *y, long ldy, int accumulate, int streamed) {
     if (m <= 0 || columnEnd <= columnStart) return;
 #if defined(__x86_64__)
-    if (useAVX2) { gemm_avx2(m, columnStart, columnEnd, k, x, ldx, w, ldw, y, ldy, accumulate); return; }
+    if (useAVX2) { gemm_avx2(m, columnStart, columnEnd, k, x, ldx, w, ldw, y, ldy, accumulate, streamed); return; }
 #endif
     gemm_portable(m, columnStart, columnEnd, k, x, ldx, w, ldw, y, ldy, accumulate);
 }

@@ -25,7 +25,7 @@ extension LlamaModel {
     /// the quantized kernels are batch-invariant either way.
     func project(_ x: Tensor, _ weight: Tensor, batchInvariant: Bool = false) -> Tensor {
         if let matrix = quantizedByPlaceholder[ObjectIdentifier(weight)] { return quantizedLinear(x, matrix) }
-        return batchInvariant ? rowInvariantLinear(x, weight) : linear(x, weight)
+        return batchInvariant ? rowInvariantLinear(x, weight, streamed: streamsWeightsFromMemory) : linear(x, weight)
     }
 
     /// `y += x · weightᵀ`, in place (no gradient).
@@ -33,10 +33,18 @@ extension LlamaModel {
         if let matrix = quantizedByPlaceholder[ObjectIdentifier(weight)] {
             quantizedLinear(x, matrix, accumulatingInto: y)
         } else if batchInvariant {
-            rowInvariantLinearAccumulate(x, weight, into: y)
+            rowInvariantLinearAccumulate(x, weight, into: y, streamed: streamsWeightsFromMemory)
         } else {
             linearAccumulate(x, weight, into: y)
         }
+    }
+
+    /// Whether this model's float weights exceed the processor's last-level cache, so that a
+    /// decoding step reads them from memory (SmolLM2-135M in F32: 540 MB) rather than from the
+    /// cache (the pipeline's tiny model: 16 MB); the row-invariant products pick their loop
+    /// order by it.
+    var streamsWeightsFromMemory: Bool {
+        parameters.count * MemoryLayout<Float>.size > CPUFeatures.lastLevelCacheBytes
     }
 
     /// The embedding rows of `ids` (a quantized embedding is dequantized row by row).

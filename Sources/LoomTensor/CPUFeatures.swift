@@ -33,6 +33,16 @@ public struct CPUFeatures: Sendable, Equatable {
     /// The processor this process runs on.
     public static let current = CPUFeatures(detecting: ())
 
+    /// The size of the last-level (L3) cache as the C library reports it, or 32 MiB when it
+    /// does not say.
+    public static let lastLevelCacheBytes: Int = {
+        #if os(Linux)
+        let l3 = sysconf(Int32(_SC_LEVEL3_CACHE_SIZE))
+        if l3 > 0 { return l3 }
+        #endif
+        return 32 << 20
+    }()
+
     init(detecting: Void) {
         var info = LoomCPUInfo()
         loom_cpu_detect(&info)

@@ -37,11 +37,16 @@ final class RowInvariantTests: XCTestCase {
             for r in 0..<11 {
                 RowInvariant.gemmNT(m: 1, n: n, k: k, x: x.data + r * k, ldx: k, w: w.data, ldw: k, y: alone.data + r * n, ldy: n, accumulate: false)
             }
-            for m in [2, 4, 5, 8, 11] {
-                let together = Tensor(zeros: [m, n])
-                RowInvariant.gemmNT(m: m, n: n, k: k, x: x.data, ldx: k, w: w.data, ldw: k, y: together.data, ldy: n, accumulate: false)
-                for i in 0..<(m * n) {
-                    XCTAssertEqual(together.data[i].bitPattern, alone.data[i].bitPattern, "m=\(m) n=\(n) k=\(k) element \(i)")
+            // Rows read as one stream (weights from memory) or in tiles: the same bits too.
+            for m in [1, 2, 4, 5, 8, 11] {
+                for streamed in [false, true] {
+                    let together = Tensor(zeros: [m, n])
+                    RowInvariant.gemmNT(m: m, n: n, k: k, x: x.data, ldx: k, w: w.data, ldw: k, y: together.data, ldy: n,
+                                        accumulate: false, streamed: streamed)
+                    for i in 0..<(m * n) {
+                        XCTAssertEqual(together.data[i].bitPattern, alone.data[i].bitPattern,
+                                       "m=\(m) n=\(n) k=\(k) streamed=\(streamed) element \(i)")
+                    }
                 }
             }
             let reference = linear(x, w)

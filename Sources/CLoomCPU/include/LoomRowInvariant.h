@@ -14,10 +14,12 @@
 /// in the same way but not bit-equal to the AVX2 ones.
 
 /// y[r·ldy + j] = Σₖ x[r·ldx + k] · w[j·ldw + k] for r < m and columnStart ≤ j < columnEnd,
-/// or y += that when `accumulate` is nonzero.
+/// or y += that when `accumulate` is nonzero. `streamed` (nonzero when the caller's weights do
+/// not fit in the cache) reads the rows past the last multiple of 4 one weight row at a time, a
+/// single sequential stream, instead of in tiles of eight; the results are the same bits.
 void loom_rowinv_gemm_nt(int useAVX2, long m, long columnStart, long columnEnd, long k,
                          const float *x, long ldx, const float *w, long ldw,
-                         float *y, long ldy, int accumulate);
+                         float *y, long ldy, int accumulate, int streamed);
 
 /// out[d] = Σ_{t < n} p[t] · v[t·ldv + d] for d < width, t in increasing order: attention's
 /// weighted sum of value rows, for one query row.

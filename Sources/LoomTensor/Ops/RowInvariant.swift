@@ -13,15 +13,17 @@ public enum RowInvariant {
     /// `y (=|+=) x · wᵀ` for row-major `x` `[m, k]` and `w` `[n, k]`, split by columns of `y`
     /// across Loom's threads (a split that never changes how an element is summed); with
     /// `threaded: false` on the calling thread only (for callers that are themselves one of
-    /// several parallel tasks).
+    /// several parallel tasks). `streamed` says the weights come from memory, not the cache
+    /// (see `LlamaModel.streamsWeightsFromMemory`): a decoding step then reads them as one
+    /// sequential stream. Neither changes a single bit of the result.
     public static func gemmNT(m: Int, n: Int, k: Int, x: UnsafePointer<Float>, ldx: Int,
                               w: UnsafePointer<Float>, ldw: Int, y: UnsafeMutablePointer<Float>, ldy: Int,
-                              accumulate: Bool, threaded: Bool = true) {
+                              accumulate: Bool, threaded: Bool = true, streamed: Bool = false) {
         if m == 0 || n == 0 { return }
         let work = m * n * k
         let body: (Range<Int>) -> Void = { columns in
             loom_rowinv_gemm_nt(useAVX2, m, columns.lowerBound, columns.upperBound, k, x, ldx, w, ldw, y, ldy,
-                                accumulate ? 1 : 0)
+                                accumulate ? 1 : 0, streamed ? 1 : 0)
         }
         if work < 1 << 15 || !threaded { body(0..<n) } else { parallelRanges(n, minimumChunk: 24, body) }
     }
@@ -34,25 +36,25 @@ public enum RowInvariant {
 }
 
 /// `x · weightᵀ` with a batch-invariant kernel (no backward: serving only).
-public func rowInvariantLinear(_ x: Tensor, _ weight: Tensor) -> Tensor {
+public func rowInvariantLinear(_ x: Tensor, _ weight: Tensor, streamed: Bool = false) -> Tensor {
     precondition(weight.rank == 2 && x.lastDimension == weight.shape[1],
                  "rowInvariantLinear: input \(x.shape) does not match weight \(weight.shape)")
     let out = weight.shape[0], k = weight.shape[1]
     let y = Tensor(uninitialized: Array(x.shape.dropLast()) + [out])
     Profiler.time("linear", phase: .forward) {
         RowInvariant.gemmNT(m: x.rows, n: out, k: k, x: x.data, ldx: k, w: weight.data, ldw: k, y: y.data, ldy: out,
-                            accumulate: false)
+                            accumulate: false, streamed: streamed)
     }
     return y
 }
 
 /// `y += x · weightᵀ` with a batch-invariant kernel.
-public func rowInvariantLinearAccumulate(_ x: Tensor, _ weight: Tensor, into y: Tensor) {
+public func rowInvariantLinearAccumulate(_ x: Tensor, _ weight: Tensor, into y: Tensor, streamed: Bool = false) {
     precondition(weight.rank == 2 && x.lastDimension == weight.shape[1] && y.lastDimension == weight.shape[0]
                  && x.rows == y.rows, "rowInvariantLinearAccumulate: \(x.shape) · \(weight.shape)ᵀ does not fit \(y.shape)")
     let out = weight.shape[0], k = weight.shape[1]
     Profiler.time("linear", phase: .forward) {
         RowInvariant.gemmNT(m: x.rows, n: out, k: k, x: x.data, ldx: k, w: weight.data, ldw: k, y: y.data, ldy: out,
-                            accumulate: true)
+                            accumulate: true, streamed: streamed)
     }
 }
