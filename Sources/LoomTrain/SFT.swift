@@ -123,7 +123,7 @@ public final class SFTTrainer {
             run.zeroGradients()
             let tape = Tape()
             run.overlapGradientReduction(with: tape)
-            let l = tape.record { sftLoss(logits: model.logits(tokens: batch.tokens, batch: batchExamples.count, sequence: batch.length), targets: batch.targets) }
+            let l = tape.record { sftLoss(model: model, tokens: batch.tokens, targets: batch.targets, batch: batchExamples.count, sequence: batch.length) }
             try run.requireFinite(l.item)
             // The loss is a mean over assistant tokens: weigh this rank's mean by its share of
             // the global batch's tokens (1 in a single process).

@@ -10,11 +10,29 @@
 ///     let targets = assistantOnlyTargets(tokens: tokens, assistantMask: isAssistant, sequenceLength: 512)
 ///     let loss = sftLoss(logits: model.logits(tokens), targets: targets)
 import Foundation
+import LoomNN
+import LoomTensor
 
 /// Mean cross-entropy of `logits` (`[rows, vocab]`) over rows whose target is not `ignoredTarget`.
 /// With no counted row the loss is 0 (PyTorch gives NaN).
 public func sftLoss(logits: Tensor, targets: [Int32]) -> Tensor {
     crossEntropy(logits: logits, targets: targets)
+}
+
+/// The same loss from the model, computing logits only for the rows that have a target. The
+/// vocabulary projection and its cross-entropy are a large part of a step when the vocabulary is
+/// large and the answers short (SmolLM2: 49,152 entries against a few answer tokens in a
+/// 60-token chat example); the prompt's and the padding's rows contribute nothing to the loss,
+/// so they are left out before that projection instead of being masked after it. The loss and
+/// gradients are those of `sftLoss(logits: model.logits(tokens: …), targets:)`.
+public func sftLoss(model: LlamaModel, tokens: [Int32], targets: [Int32], batch: Int, sequence: Int) -> Tensor {
+    precondition(tokens.count == targets.count, "sftLoss: \(tokens.count) tokens, \(targets.count) targets")
+    let counted = targets.indices.filter { targets[$0] != ignoredTarget }
+    let hidden = model.hiddenStates(tokens: tokens, batch: batch, sequence: sequence)
+    if counted.isEmpty || counted.count == targets.count {
+        return sftLoss(logits: model.logits(hidden: hidden), targets: targets)
+    }
+    return sftLoss(logits: model.logits(hidden: gatherRows(hidden, indices: counted)), targets: counted.map { targets[$0] })
 }
 
 /// Next-token targets that count only assistant tokens.
