@@ -28,6 +28,10 @@ public struct GenerationResult: Sendable {
 public struct Generator {
     public let model: LlamaModel
     public var stopTokens: Set<Int32>
+    /// Run every product through the batch-invariant kernels, as `loom serve` does (a
+    /// sequence's tokens then do not depend on the others of the batch); the benchmark uses it
+    /// to measure what that costs.
+    public var batchInvariant = false
 
     public init(model: LlamaModel, stopTokens: Set<Int32>) {
         self.model = model
@@ -48,7 +52,7 @@ public struct Generator {
         var sampler = Sampler(sampling)
         let vocabulary = model.configuration.vocabularySize
         let t0 = DispatchTime.now().uptimeNanoseconds
-        var logits = model.forward(newTokens: [context], cache: cache)
+        var logits = model.forward(newTokens: [context], cache: cache, batchInvariant: batchInvariant)
         let t1 = DispatchTime.now().uptimeNanoseconds
         var history = context, generated: [Int32] = [], reason = FinishReason.length
         while generated.count < maxTokens {
@@ -58,7 +62,7 @@ public struct Generator {
             history.append(token)
             if !onToken(token) { reason = .stop; break }
             if cache.lengths[0] >= cache.capacity || generated.count == maxTokens { break }
-            logits = model.forward(newTokens: [[token]], cache: cache)
+            logits = model.forward(newTokens: [[token]], cache: cache, batchInvariant: batchInvariant)
         }
         let t2 = DispatchTime.now().uptimeNanoseconds
         return GenerationResult(tokens: generated, finishReason: reason, promptTokens: context.count,
@@ -82,7 +86,7 @@ public struct Generator {
         }
         let vocabulary = model.configuration.vocabularySize
         let t0 = DispatchTime.now().uptimeNanoseconds
-        var logits = model.forward(newTokens: contexts, cache: cache)
+        var logits = model.forward(newTokens: contexts, cache: cache, batchInvariant: batchInvariant)
         let t1 = DispatchTime.now().uptimeNanoseconds
         var histories = contexts
         var generated = [[Int32]](repeating: [], count: prompts.count)
@@ -102,7 +106,7 @@ public struct Generator {
             }
             running = stillRunning
             if running.isEmpty { break }
-            logits = model.forward(newTokens: next, cache: cache)
+            logits = model.forward(newTokens: next, cache: cache, batchInvariant: batchInvariant)
         }
         let t2 = DispatchTime.now().uptimeNanoseconds
         return prompts.indices.map { i in

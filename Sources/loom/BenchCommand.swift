@@ -143,6 +143,7 @@ struct BenchGenerateCommand: ParsableCommand {
     @Option(help: "Tokens to generate.") var tokens: Int = 128
     @Option(help: "Sequences decoded together.") var batch: Int = 1
     @Option(help: "Timed runs; the fastest is reported.") var repeats: Int = 1
+    @Flag(help: "Every product through the batch-invariant kernels, as loom serve runs them.") var batchInvariant = false
     @Flag(help: "Print one JSON object.") var json = false
 
     func run() throws {
@@ -169,7 +170,8 @@ struct BenchGenerateCommand: ParsableCommand {
         var rng = SeededRandom(seed: 3)
         let prompts = (0..<batch).map { _ in (0..<promptLength).map { _ in Int32(rng.nextInt(below: vocabulary)) } }
         // Greedy decoding with no stop token, so every sequence produces exactly `tokens` tokens.
-        let generator = Generator(model: model, stopTokens: [])
+        var generator = Generator(model: model, stopTokens: [])
+        generator.batchInvariant = batchInvariant
         var prefill = 0.0, decode = 0.0
         for _ in 0..<repeats {
             let results = generator.generateBatch(prompts: prompts, maxTokens: tokens, sampling: .greedy)
@@ -182,6 +184,7 @@ struct BenchGenerateCommand: ParsableCommand {
                 "framework": "loom", "config": self.model ?? config, "weights": weights, "prefill_tokens_per_second": prefill,
                 "decode_tokens_per_second": decode, "batch": batch, "threads": threads, "tokens": tokens,
                 "prompt_length": promptLength, "cpu_model": cpu.modelName, "blas_core": blas.coreName,
+                "batch_invariant": batchInvariant,
             ]
             let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
