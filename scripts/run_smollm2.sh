@@ -28,8 +28,26 @@ loom="${LOOM:-.build/release/loom}"
 mkdir -p "$out"
 started=$(date +%s)
 log() { echo "[$(date -u +%H:%M:%S)] $*" | tee -a "$out/progress.log" >&2; }
-# Runs a training command under GNU time; its peak resident set lands in OUT/NAME.time.
-timed() { local name=$1; shift; /usr/bin/time -v -o "$out/$name.time" "$@" >"$out/$name.log" 2>&1; }
+# Runs a training command (writing to RUN_DIR) under GNU time; its peak resident set lands in
+# OUT/NAME.time. The process peak is reached while the weights load (file pages, weights and the
+# gradient buffer side by side for a moment), so the resident memory is also sampled every 0.2 s
+# once the first step is logged (RUN_DIR/metrics.jsonl not empty): the largest value goes to
+# OUT/NAME.step_rss_mb, the memory the training steps hold.
+timed() {
+    local name=$1 run_dir=$2; shift 2
+    /usr/bin/time -v -o "$out/$name.time" "$@" >"$out/$name.log" 2>&1 &
+    local timer=$! peak=0 child rss
+    while kill -0 "$timer" 2>/dev/null; do
+        child=$(pgrep -P "$timer" | head -1 || true)
+        if [[ -n "$child" && -s "$run_dir/metrics.jsonl" ]]; then
+            rss=$(awk '/^VmRSS:/ { print int($2 / 1024) }' "/proc/$child/status" 2>/dev/null || true)
+            (( ${rss:-0} > peak )) && peak=$rss
+        fi
+        sleep 0.2
+    done
+    wait "$timer"
+    echo "$peak" >"$out/$name.step_rss_mb"
+}
 
 log "CPU: $(lscpu | sed -nE 's/^Model name: +//p'), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 if [[ ! -f "$out/base/model.safetensors" ]]; then
@@ -60,7 +78,7 @@ log "base: dev picks k = $best_k; in-context on test"
 # 2. Time and memory of a full fine-tuning step, for the comparison with LoRA's (same data, batch).
 if (( full_steps > 0 )) && [[ ! -s "$out/sft-full.time" ]]; then
     log "full fine-tuning: $full_steps timed steps"
-    timed sft-full "$loom" sft --model "$base" --data "$tasks/sft_train.jsonl" --out "$out/sft-full" --steps "$full_steps" \
+    timed sft-full "$out/sft-full" "$loom" sft --model "$base" --data "$tasks/sft_train.jsonl" --out "$out/sft-full" --steps "$full_steps" \
         --batch-size "$sft_batch" --threads "$threads" --eval-interval 0 --checkpoint-interval 0 --warmup-steps 1 --learning-rate 1e-5 --overwrite
     rm -f "$out/sft-full/model.safetensors"   # only the timing is kept
 fi
@@ -71,7 +89,7 @@ for lr in $sft_lrs; do
     run="$out/sft-lora-$lr"
     if [[ ! -f "$run/adapter_model.safetensors" ]]; then
         log "LoRA SFT, lr $lr"
-        timed "sft-lora-$lr" "$loom" sft --model "$base" --data "$tasks/sft_train.jsonl" --out "$run" --steps "$sft_steps" \
+        timed "sft-lora-$lr" "$run" "$loom" sft --model "$base" --data "$tasks/sft_train.jsonl" --out "$run" --steps "$sft_steps" \
             --batch-size "$sft_batch" --learning-rate "$lr" --min-learning-rate 0 --warmup-steps 5 --threads "$threads" \
             --eval-interval 0 --checkpoint-interval 0 --lora-rank "$rank" --overwrite
     fi
@@ -92,7 +110,7 @@ echo "$best_sft" >"$out/sft_chosen.txt"
 grpo="$out/grpo-lora"
 if [[ ! -f "$grpo/adapter_model.safetensors" ]]; then
     log "LoRA GRPO"
-    timed grpo-lora "$loom" grpo --model "$best_sft" --prompts "$tasks/prompts_train.jsonl" --out "$grpo" --steps "$grpo_steps" --batch-size "$grpo_batch" --group-size "$group" --learning-rate "$grpo_lr" \
+    timed grpo-lora "$grpo" "$loom" grpo --model "$best_sft" --prompts "$tasks/prompts_train.jsonl" --out "$grpo" --steps "$grpo_steps" --batch-size "$grpo_batch" --group-size "$group" --learning-rate "$grpo_lr" \
         --max-new-tokens 8 --kl-beta 0.05 --dynamic-sampling --threads "$threads" --eval-interval 0 \
         --checkpoint-interval 0 --lora-rank "$rank" --overwrite
 fi

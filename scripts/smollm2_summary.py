@@ -22,6 +22,14 @@ def peak_mb(path):
     return int(match.group(1)) / 1000 if match else None
 
 
+def step_rss_mb(path):
+    """Largest resident set sampled during the training steps (run_smollm2.sh's `timed`), in MB."""
+    if not os.path.exists(path):
+        return None
+    value = open(path).read().strip()
+    return int(value) if value and int(value) > 0 else None
+
+
 def step_stats(run):
     """Mean seconds per step over steps 2… (step 1 first touches every buffer), and tokens/s
     where the stage logs the tokens of a step (SFT: padded batch tokens)."""
@@ -58,10 +66,13 @@ def main():
         "sft_lora": {"dev_by_run": {d: load(f"{out}/{d}.dev.json")["accuracy"] for d in sft_runs if os.path.exists(f"{out}/{d}.dev.json")},
                      "chosen": os.path.basename(chosen_sft), "test": load(f"{out}/sft_test.json"),
                      "text": load(f"{out}/sft_text.json"), "step": step_stats(chosen_sft),
-                     "peak_mb": peak_mb(f"{out}/{os.path.basename(chosen_sft)}.time")},
-        "sft_full": {"step": step_stats(f"{out}/sft-full"), "peak_mb": peak_mb(f"{out}/sft-full.time")},
+                     "peak_mb": peak_mb(f"{out}/{os.path.basename(chosen_sft)}.time"),
+                     "step_rss_mb": step_rss_mb(f"{out}/{os.path.basename(chosen_sft)}.step_rss_mb")},
+        "sft_full": {"step": step_stats(f"{out}/sft-full"), "peak_mb": peak_mb(f"{out}/sft-full.time"),
+                     "step_rss_mb": step_rss_mb(f"{out}/sft-full.step_rss_mb")},
         "grpo_lora": {"test": load(f"{out}/grpo_test.json"), "text": load(f"{out}/grpo_text.json"),
-                      "step": step_stats(f"{out}/grpo-lora"), "peak_mb": peak_mb(f"{out}/grpo-lora.time")},
+                      "step": step_stats(f"{out}/grpo-lora"), "peak_mb": peak_mb(f"{out}/grpo-lora.time"),
+                      "step_rss_mb": step_rss_mb(f"{out}/grpo-lora.step_rss_mb")},
     }
     with open(f"{out}/results.json", "w") as f:
         json.dump(results, f, indent=1)
@@ -83,13 +94,19 @@ def main():
     p = grpo["paired"]
     lines.append(f"| LoRA GRPO from it | {pct(grpo['accuracy'])} | {pts(p['minus_baseline'])} points over LoRA SFT "
                  f"({pts(p['ci95'][0])} … {pts(p['ci95'][1])}) | {results['grpo_lora']['text']['loss']:.3f} |")
-    lines += ["", "| stage | s/step | tokens/s | peak RSS (MB) |", "|---|---|---|---|"]
+    lines += ["", "| stage | s/step | tokens/s | peak RSS, whole process (MB) | largest RSS during the steps (MB) |",
+              "|---|---|---|---|---|"]
     for name, key in [("SFT, full fine-tuning", "sft_full"), ("SFT, LoRA", "sft_lora"), ("GRPO, LoRA", "grpo_lora")]:
         s = results[key]["step"] or {}
         tps = f"{s['tokens_per_second']:.0f}" if "tokens_per_second" in s else "–"
         sec = f"{s['seconds_per_step']:.1f}" if s else "–"
         mb = f"{results[key]['peak_mb']:.0f}" if results[key]["peak_mb"] else "–"
-        lines.append(f"| {name} | {sec} | {tps} | {mb} |")
+        steps_mb = f"{results[key]['step_rss_mb']}" if results[key]["step_rss_mb"] else "–"
+        lines.append(f"| {name} | {sec} | {tps} | {mb} | {steps_mb} |")
+    full, lora = results["sft_full"]["step_rss_mb"], results["sft_lora"]["step_rss_mb"]
+    if full and lora:
+        lines += ["", f"LoRA SFT steps hold {lora / full:.2f}x the memory of full fine-tuning steps "
+                      f"(whole-process peaks: {results['sft_lora']['peak_mb'] / results['sft_full']['peak_mb']:.2f}x)."]
     with open(f"{out}/results.md", "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
