@@ -1,4 +1,4 @@
-"""Summary of the reduced, hand-run SmolLM2 experiment (Benchmarks/results/smollm2/README.md).
+"""Summary of the reduced, hand-run SmolLM2 experiment (Benchmarks/results/smollm2/reduced_loaded_machine/README.md).
 
 Its test evaluations ran with `loom eval --task exact-match --verbose` (the binary built before
 `--answers-out`/`--paired-with` existed), so the paired bootstrap is computed here from the
