@@ -88,9 +88,17 @@ extension LlamaModel {
         // read each block of weight rows once for all rows, like BLAS's matrix-vector path,
         // and were faster than it on AMD EPYC (SmolLM2 F32 decode, 3 alternating runs: 1
         // thread 13.1-16.1 → 14.2-15.3 tok/s, 2 threads 22.4-23.8 → 25.1-27.3 tok/s).
-        let rowKernels = batchInvariant || rows <= 3
-        let project = { (x: Tensor, weight: Tensor) in self.project(x, weight, batchInvariant: rowKernels) }
-        let projectAdding = { (x: Tensor, weight: Tensor, y: Tensor) in self.projectAccumulate(x, weight, into: y, batchInvariant: rowKernels) }
+        let rowInvariantProducts = batchInvariant || rows <= 3
+        let project = { (x: Tensor, weight: Tensor) in self.project(x, weight, batchInvariant: rowInvariantProducts) }
+        let projectAdding = { (x: Tensor, weight: Tensor, y: Tensor) in self.projectAccumulate(x, weight, into: y, batchInvariant: rowInvariantProducts) }
+        // The batch-invariant end of one query row's attention: its `valid` scores in `row`
+        // scaled, softmax, then the weighted sum of the value rows into `out`.
+        func weighValues(_ row: UnsafeMutablePointer<Float>, valid: Int, values: UnsafePointer<Float>,
+                         into out: UnsafeMutablePointer<Float>) {
+            for c in 0..<valid { row[c] *= scale }
+            softmaxCausalRow(row, valid: valid, width: valid)
+            RowInvariant.weightedRows(n: valid, width: D, p: row, v: values, ldv: width, out: out)
+        }
         return withoutGradients {
             let x = embed(tokens)
             for (l, layer) in layers.enumerated() {
@@ -108,10 +116,9 @@ extension LlamaModel {
                 if newTokens.allSatisfy({ $0.count <= 1 }) {
                     // A decoding step. The `group` query heads that share a key/value head have
                     // adjacent query rows: one batch-invariant product reads that head's cached
-                    // keys once for all of them, and its values are summed row by row. Each
-                    // score and output is computed exactly as on the per-head path below (so a
-                    // step and a one-row prefill agree bit for bit), and for one row these
-                    // loops cost less than BLAS's matrix–vector calls.
+                    // keys once for all of them. Each score and output is computed exactly as on
+                    // the per-head path below (so a step and a one-row prefill agree bit for bit),
+                    // and for one row these loops cost less than BLAS's matrix–vector calls.
                     let tasks = newTokens.indices.flatMap { b in newTokens[b].isEmpty ? [] : (0..<KV).map { (b, $0) } }
                     parallelFor(tasks.count) { t in
                         let (b, kvHead) = tasks[t]
@@ -126,50 +133,43 @@ extension LlamaModel {
                                                 w: keyBase, ldw: width, y: scores, ldy: total, accumulate: false,
                                                 threaded: false)
                             for r in 0..<group {
-                                let row = scores + r * total
-                                for c in 0..<total { row[c] *= scale }
-                                softmaxCausalRow(row, valid: total, width: total)
-                                RowInvariant.weightedRows(n: total, width: D, p: row, v: valueBase, ldv: width,
-                                                          out: output + r * D)
+                                weighValues(scores + r * total, valid: total, values: valueBase, into: output + r * D)
                             }
                         }
                     }
                 } else {
-                let tasks = newTokens.indices.flatMap { b in newTokens[b].isEmpty ? [] : (0..<H).map { (b, $0) } }
-                parallelFor(tasks.count) { t in
-                    let (b, head) = tasks[t]
-                    let n = newTokens[b].count, past = cache.lengths[b], total = past + n
-                    let keyBase = cache.keys[l].pointer + b * cache.capacity * width + (head / group) * D
-                    let valueBase = cache.values[l].pointer + b * cache.capacity * width + (head / group) * D
-                    // Scratch on the stack for a decoding step's few rows; the heap for a long prefill.
-                    withUnsafeTemporaryAllocation(of: Float.self, capacity: n * total) { scratch in
-                        let scores = scratch.baseAddress!
-                        let queries = q.data + rowStart[b] * H * D + head * D
-                        let output = attended.data + rowStart[b] * H * D + head * D
-                        if batchInvariant {
-                            // Row by row over the positions each row sees, so that a row's
-                            // result does not depend on how many rows the prefill has.
-                            for r in 0..<n {
-                                let row = scores + r * total, valid = past + r + 1
-                                RowInvariant.gemmNT(m: 1, n: valid, k: D, x: queries + r * H * D, ldx: D,
-                                                    w: keyBase, ldw: width, y: row, ldy: valid, accumulate: false,
-                                                    threaded: false)
-                                for c in 0..<valid { row[c] *= scale }
-                                softmaxCausalRow(row, valid: valid, width: valid)
-                                RowInvariant.weightedRows(n: valid, width: D, p: row, v: valueBase, ldv: width,
-                                                          out: output + r * H * D)
+                    let tasks = newTokens.indices.flatMap { b in newTokens[b].isEmpty ? [] : (0..<H).map { (b, $0) } }
+                    parallelFor(tasks.count) { t in
+                        let (b, head) = tasks[t]
+                        let n = newTokens[b].count, past = cache.lengths[b], total = past + n
+                        let keyBase = cache.keys[l].pointer + b * cache.capacity * width + (head / group) * D
+                        let valueBase = cache.values[l].pointer + b * cache.capacity * width + (head / group) * D
+                        // Scratch on the stack for a few rows; the heap for a long prefill.
+                        withUnsafeTemporaryAllocation(of: Float.self, capacity: n * total) { scratch in
+                            let scores = scratch.baseAddress!
+                            let queries = q.data + rowStart[b] * H * D + head * D
+                            let output = attended.data + rowStart[b] * H * D + head * D
+                            if batchInvariant {
+                                // Row by row over the positions each row sees, so that a row's
+                                // result does not depend on how many rows the prefill has.
+                                for r in 0..<n {
+                                    let row = scores + r * total, valid = past + r + 1
+                                    RowInvariant.gemmNT(m: 1, n: valid, k: D, x: queries + r * H * D, ldx: D,
+                                                        w: keyBase, ldw: width, y: row, ldy: valid, accumulate: false,
+                                                        threaded: false)
+                                    weighValues(row, valid: valid, values: valueBase, into: output + r * H * D)
+                                }
+                                return
                             }
-                            return
+                            sgemm(transposeA: false, transposeB: true, m: n, n: total, k: D, alpha: scale,
+                                  a: queries, lda: H * D, b: keyBase, ldb: width,
+                                  beta: 0, c: scores, ldc: total)
+                            for r in 0..<n { softmaxCausalRow(scores + r * total, valid: past + r + 1, width: total) }
+                            sgemm(transposeA: false, transposeB: false, m: n, n: D, k: total,
+                                  a: scores, lda: total, b: valueBase, ldb: width,
+                                  beta: 0, c: output, ldc: H * D)
                         }
-                        sgemm(transposeA: false, transposeB: true, m: n, n: total, k: D, alpha: scale,
-                              a: queries, lda: H * D, b: keyBase, ldb: width,
-                              beta: 0, c: scores, ldc: total)
-                        for r in 0..<n { softmaxCausalRow(scores + r * total, valid: past + r + 1, width: total) }
-                        sgemm(transposeA: false, transposeB: false, m: n, n: D, k: total,
-                              a: scores, lda: total, b: valueBase, ldb: width,
-                              beta: 0, c: output, ldc: H * D)
                     }
-                }
                 }
                 // Residual connections: the projections add straight into the stream.
                 projectAdding(attended, layer.o, x)
@@ -179,8 +179,8 @@ extension LlamaModel {
             for (b, seq) in newTokens.enumerated() { cache.advance(b, by: seq.count) }
             let hidden = rmsNorm(x, weight: finalNorm, eps: c.rmsNormEps)
             let head = { (rows: Tensor) -> Tensor in
-                guard rowKernels, let outputProjection = self.outputProjection else { return self.logits(hidden: rows) }
-                return self.project(rows, outputProjection, batchInvariant: true)
+                guard let outputProjection = self.outputProjection else { return self.logits(hidden: rows) }
+                return self.project(rows, outputProjection, batchInvariant: rowInvariantProducts)
             }
             if allLogits { return head(hidden) }
             let lastRows = newTokens.indices.filter { !newTokens[$0].isEmpty }.map { rowStart[$0] + newTokens[$0].count - 1 }
