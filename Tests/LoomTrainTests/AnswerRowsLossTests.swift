@@ -5,14 +5,6 @@ import XCTest
 /// The SFT loss computes logits only on the rows that have a target; this holds it to the full
 /// computation (every row projected, then masked).
 final class AnswerRowsLossTests: XCTestCase {
-    func makeModel() -> LlamaModel {
-        let config = LlamaConfiguration(vocabularySize: 60, hiddenSize: 32, intermediateSize: 64, layerCount: 2,
-                                        headCount: 4, kvHeadCount: 2, maxPositionEmbeddings: 40)
-        let model = LlamaModel(configuration: config)
-        model.initializeWeights(seed: 21, standardDeviation: 0.3)
-        return model
-    }
-
     /// Loss value and every parameter's gradient of `loss`.
     func lossAndGradients(_ model: LlamaModel, _ loss: () -> Tensor) -> (Float, [Float]) {
         model.parameters.zeroGradients()
@@ -32,7 +24,7 @@ final class AnswerRowsLossTests: XCTestCase {
     }
 
     func testSFTLossOnAnswerRowsEqualsTheMaskedFullLoss() {
-        let model = makeModel()
+        let model = tinyRandomLlama(vocabulary: 60, seed: 21)
         let sequences = 3, length = 9
         let tokens = (0..<(sequences * length)).map { Int32(($0 * 7 + 3) % 60) }
         // Answers at the ends of the sequences, one sequence with no answer at all.

@@ -2,13 +2,7 @@ import XCTest
 @testable import LoomInference
 
 final class GenerationTests: XCTestCase {
-    func makeModel() -> LlamaModel {
-        let config = LlamaConfiguration(vocabularySize: 50, hiddenSize: 32, intermediateSize: 64, layerCount: 2,
-                                        headCount: 4, kvHeadCount: 2, maxPositionEmbeddings: 40)
-        let model = LlamaModel(configuration: config)
-        model.initializeWeights(seed: 5, standardDeviation: 0.3)
-        return model
-    }
+    func makeModel() -> LlamaModel { tinyRandomLlama(vocabulary: 50, seed: 5) }
 
     func testGreedyGenerationMatchesArgmaxOfFullRecomputation() {
         let model = makeModel()
