@@ -56,6 +56,26 @@ else
     failed=$(( failed + 1 )); status=1
 fi
 
+# Loom's AVX-512 kernels run on this CPU whatever it has: compiled with SIMDe's portable AVX-512
+# intrinsics and compared bit for bit with the portable and AVX2 versions (on an AVX-512 CPU the
+# Swift tests above also run the real instructions). Its closing line counts its checks.
+echo "== AVX-512 kernels, emulated (SIMDe)"
+emulated=".build/check_avx512_kernels"
+compiler="$(command -v clang || command -v cc)"   # the Swift toolchain's clang
+set +e
+"$compiler" -O1 -mavx2 -mfma -mf16c -ffp-contract=off -Wno-psabi -I Sources/CLoomQuant/include -I Sources/CLoomCPU/include \
+    Tests/Emulated/check_avx512_kernels.c Tests/Emulated/emulated_row_invariant.c -lm -o "$emulated" \
+    && "$emulated" 2>&1 | tee "$log"
+emulated_status=$?
+set -e
+closing=$(grep -E "^avx512 emulated: [0-9]+ passed, [0-9]+ failed$" "$log" | tail -n 1)
+emulated_passed=$(sed -nE 's/.*: ([0-9]+) passed.*/\1/p' <<<"$closing")
+emulated_failed=$(sed -nE 's/.* ([0-9]+) failed$/\1/p' <<<"$closing")
+emulated_passed=${emulated_passed:-0}; emulated_failed=${emulated_failed:-0}
+if (( emulated_status != 0 && emulated_failed == 0 )); then emulated_failed=1; fi
+passed=$(( passed + emulated_passed )); failed=$(( failed + emulated_failed ))
+(( emulated_failed == 0 )) || status=1
+
 # mpirun -np 2 with batch B per rank against one process with batch 2B (pretrain, sft, reward,
 # dpo, grpo, ppo, with and without --zero 1, resumed across rank counts) and bad launches.
 # Counted as one test.

@@ -84,6 +84,63 @@ static LOOM_AVX2 void gemm_avx2(long m, long j0, long j1, long k, const float *x
             tile_1x1(k, x + r * ldx, ldx, w + j * ldw, ldw, y + r * ldy + j, ldy, accumulate);
 }
 
+// MARK: AVX-512: two rows per register, the same arithmetic
+
+// LOOM_EMULATE_AVX512 compiles this part for AVX2, for the harness that runs it with SIMDe's
+// portable AVX-512 intrinsics (Tests/Emulated/check_avx512_kernels.c).
+#ifdef LOOM_EMULATE_AVX512
+#define LOOM_AVX512 LOOM_AVX2
+#else
+#define LOOM_AVX512 __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")))
+#endif
+
+// A tile of 8 rows × C columns. Lanes 0-7 of a register hold an even row's eight lane sums,
+// lanes 8-15 the next row's: each element gets exactly the fused multiply-adds of the AVX2
+// tiles (lane l takes k ≡ l mod 8), then the same tree and tail, so the two are bit-equal.
+// Per 8 k: C broadcast loads of weights, 4 paired loads of x, 4·C 512-bit FMAs.
+#define DEFINE_TILE_AVX512(C)                                                                     \
+static LOOM_AVX512 void tile512_8x##C(long k, const float *x, long ldx, const float *w, long ldw,  \
+                                      float *y, long ldy, int accumulate) {                      \
+    __m512 acc[4][C];                                                                             \
+    for (int p = 0; p < 4; p++) for (int c = 0; c < C; c++) acc[p][c] = _mm512_setzero_ps();      \
+    long k8 = k & ~7L;                                                                            \
+    for (long i = 0; i < k8; i += 8) {                                                            \
+        __m512 wv[C];                                                                             \
+        for (int c = 0; c < C; c++) wv[c] = _mm512_broadcast_f32x8(_mm256_loadu_ps(w + c * ldw + i)); \
+        for (int p = 0; p < 4; p++) {                                                             \
+            __m512 xv = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(x + 2 * p * ldx + i)), \
+                                           _mm256_loadu_ps(x + (2 * p + 1) * ldx + i), 1);        \
+            for (int c = 0; c < C; c++) acc[p][c] = _mm512_fmadd_ps(xv, wv[c], acc[p][c]);        \
+        }                                                                                         \
+    }                                                                                             \
+    for (int p = 0; p < 4; p++) for (int c = 0; c < C; c++) {                                     \
+        const float *even = x + 2 * p * ldx, *odd = x + (2 * p + 1) * ldx;                        \
+        float first = finish_dot(sum_lanes(_mm512_castps512_ps256(acc[p][c])), even, w + c * ldw, k8, k); \
+        float second = finish_dot(sum_lanes(_mm512_extractf32x8_ps(acc[p][c], 1)), odd, w + c * ldw, k8, k); \
+        store(first, y + 2 * p * ldy + c, accumulate);                                            \
+        store(second, y + (2 * p + 1) * ldy + c, accumulate);                                    \
+    }                                                                                             \
+}
+DEFINE_TILE_AVX512(3)
+DEFINE_TILE_AVX512(1)
+
+static LOOM_AVX512 void gemm_avx512(long m, long j0, long j1, long k, const float *x, long ldx,
+                                    const float *w, long ldw, float *y, long ldy, int accumulate, int streamed) {
+    long m8 = m & ~7L;
+    if (m8 > 0) {
+        long j = j0;
+        for (; j + 3 <= j1; j += 3)
+            for (long r = 0; r < m8; r += 8)
+                tile512_8x3(k, x + r * ldx, ldx, w + j * ldw, ldw, y + r * ldy + j, ldy, accumulate);
+        for (; j < j1; j++)
+            for (long r = 0; r < m8; r += 8)
+                tile512_8x1(k, x + r * ldx, ldx, w + j * ldw, ldw, y + r * ldy + j, ldy, accumulate);
+    }
+    // The last m mod 8 rows: the AVX2 tiles (4-row tiles, then single rows as a decoding step
+    // reads them; a memory-bound product gains nothing from wider registers).
+    if (m > m8) gemm_avx2(m - m8, j0, j1, k, x + m8 * ldx, ldx, w, ldw, y + m8 * ldy, ldy, accumulate, streamed);
+}
+
 static LOOM_AVX2 void weighted_rows_avx2(long n, long width, const float *p, const float *v, long ldv, float *out) {
     long d = 0;
     // 64 outputs at a time in eight accumulators, each value row read once from front to back
@@ -131,19 +188,20 @@ static void gemm_portable(long m, long j0, long j1, long k, const float *x, long
     }
 }
 
-void loom_rowinv_gemm_nt(int useAVX2, long m, long columnStart, long columnEnd, long k,
+void loom_rowinv_gemm_nt(int level, long m, long columnStart, long columnEnd, long k,
                          const float *x, long ldx, const float *w, long ldw,
                          float *y, long ldy, int accumulate, int streamed) {
     if (m <= 0 || columnEnd <= columnStart) return;
 #if defined(__x86_64__)
-    if (useAVX2) { gemm_avx2(m, columnStart, columnEnd, k, x, ldx, w, ldw, y, ldy, accumulate, streamed); return; }
+    if (level >= LOOM_KERNELS_AVX512) { gemm_avx512(m, columnStart, columnEnd, k, x, ldx, w, ldw, y, ldy, accumulate, streamed); return; }
+    if (level >= LOOM_KERNELS_AVX2) { gemm_avx2(m, columnStart, columnEnd, k, x, ldx, w, ldw, y, ldy, accumulate, streamed); return; }
 #endif
     gemm_portable(m, columnStart, columnEnd, k, x, ldx, w, ldw, y, ldy, accumulate);
 }
 
-void loom_weighted_rows(int useAVX2, long n, long width, const float *p, const float *v, long ldv, float *out) {
+void loom_weighted_rows(int level, long n, long width, const float *p, const float *v, long ldv, float *out) {
 #if defined(__x86_64__)
-    if (useAVX2) { weighted_rows_avx2(n, width, p, v, ldv, out); return; }
+    if (level >= LOOM_KERNELS_AVX2) { weighted_rows_avx2(n, width, p, v, ldv, out); return; }
 #endif
     for (long d = 0; d < width; d++) {
         float acc = 0;

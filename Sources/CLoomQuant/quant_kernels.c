@@ -399,6 +399,133 @@ AVX2 void loom_quant_matmul_avx2(int type, const uint8_t *w, int rows, int block
     }
 }
 
+// MARK: - AVX-512 with VNNI
+
+// Sixteen int32 lanes hold two weight rows' eight lanes side by side (rows i and i+1 of a group,
+// block b), so each row's lanes get exactly the operations of the AVX2 and portable versions:
+// the integer lane sums (vpdpbusd adds four byte products into each lane exactly, as
+// maddubs + madd do), one fused multiply-add per lane and block with the same rounded scale,
+// and the same summation tree at the end. The results are therefore bit-equal to both.
+//
+// LOOM_EMULATE_AVX512 compiles these functions for AVX2 instead, for the test harness that
+// runs them with SIMDe's portable implementations of the AVX-512 intrinsics on CPUs without
+// AVX-512 (Tests/Emulated/check_avx512_kernels.c).
+#ifdef LOOM_EMULATE_AVX512
+#define AVX512VNNI AVX2
+#else
+#define AVX512VNNI __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")))
+#endif
+
+/// Rows p and p+1 of a group's super-block (values at `v`), 32 weights each, as bytes in one
+/// register: row p's in the low 256 bits, row p+1's in the high, in the order of load_weights.
+static inline __attribute__((always_inline)) AVX512VNNI __m512i load_weight_pair(int type, const uint8_t *v, int p) {
+    if (type == LOOM_QUANT_Q8_0) return _mm512_loadu_si512((const void *)(v + 32 * p));
+    // 128-bit lanes: row p's 16 bytes twice, then row p+1's twice; the second copy of each
+    // is shifted to its high nibbles.
+    __m256i packed = _mm256_loadu_si256((const __m256i *)(v + 16 * p));
+    __m512i twice = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 1, 0, 1, 2, 3, 2, 3), _mm512_castsi256_si512(packed));
+    __m512i nibbles = _mm512_mask_blend_epi64(0xCC, twice, _mm512_srli_epi16(twice, 4));
+    __m512i values = _mm512_and_si512(nibbles, _mm512_set1_epi8(15));
+    if (type == LOOM_QUANT_Q4_0) values = _mm512_sub_epi8(values, _mm512_set1_epi8(8));
+    return values;
+}
+
+/// The sixteen lanes (eight per row) of a weight pair against activations `q` (the block's
+/// 32 bytes in both halves). Signed weights: |w| times q with w's sign, as in the AVX2 version.
+static inline __attribute__((always_inline)) AVX512VNNI __m512i block_lanes_pair(int type, __m512i weights, __m512i q) {
+    if (type == LOOM_QUANT_Q4_1) return _mm512_dpbusd_epi32(_mm512_setzero_si512(), weights, q);
+    __m512i signedQ = _mm512_mask_sub_epi8(q, _mm512_movepi8_mask(weights), _mm512_setzero_si512(), q);
+    return _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(weights), signedQ);
+}
+
+/// The four rows of one interleaved group against `xrows` (1 … 4) activation rows, the
+/// arithmetic of group_tile (AVX2) with two rows per register.
+static inline __attribute__((always_inline)) AVX512VNNI void group_tile_avx512(int type, const uint8_t *group, int blocks,
+                                                                               const LoomActivationBlock *x, int xrows,
+                                                                               float out[4][4]) {
+    const size_t super = GROUP_ROWS * block_bytes(type), header = group_header_bytes(type);
+    // Lanes 0-7 take a row's scale, lanes 8-15 the next row's.
+    const __m512i firstPair = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    const __m512i secondPair = _mm512_setr_epi32(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    __m512 acc[2][4];
+    __m128 minimumTerm[4];
+    for (int r = 0; r < xrows; r++) {
+        minimumTerm[r] = _mm_setzero_ps();
+        acc[0][r] = _mm512_setzero_ps();
+        acc[1][r] = _mm512_setzero_ps();
+    }
+    for (int b = 0; b < blocks; b++) {
+        const uint8_t *s = group + (size_t)b * super;
+        _mm_prefetch((const char *)(s + PREFETCH_DISTANCE), _MM_HINT_T0);
+        _mm_prefetch((const char *)(s + PREFETCH_DISTANCE + 64), _MM_HINT_T0);
+        if (super > 128) _mm_prefetch((const char *)(s + PREFETCH_DISTANCE + 128), _MM_HINT_T0);
+        const __m128 d = _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)s));
+        const __m512 wide = _mm512_castps128_ps512(d);
+        const __m512 d01 = _mm512_permutexvar_ps(firstPair, wide), d23 = _mm512_permutexvar_ps(secondPair, wide);
+        const __m512i w01 = load_weight_pair(type, s + header, 0), w23 = load_weight_pair(type, s + header, 2);
+        for (int r = 0; r < xrows; r++) {
+            const LoomActivationBlock *xb = x + (size_t)r * blocks + b;
+            const __m512 xd = _mm512_set1_ps(xb->d);
+            const __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)xb->q));
+            if (type == LOOM_QUANT_Q4_1)
+                minimumTerm[r] = _mm_fmadd_ps(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(s + 8))), _mm_set1_ps(xb->sum), minimumTerm[r]);
+            acc[0][r] = _mm512_fmadd_ps(_mm512_mul_ps(d01, xd), _mm512_cvtepi32_ps(block_lanes_pair(type, w01, q)), acc[0][r]);
+            acc[1][r] = _mm512_fmadd_ps(_mm512_mul_ps(d23, xd), _mm512_cvtepi32_ps(block_lanes_pair(type, w23, q)), acc[1][r]);
+        }
+    }
+    for (int r = 0; r < xrows; r++) {
+        float minimums[4];
+        _mm_storeu_ps(minimums, minimumTerm[r]);
+        for (int p = 0; p < 2; p++) {
+            const float first = sum_lanes_avx2(_mm512_castps512_ps256(acc[p][r]));
+            const float second = sum_lanes_avx2(_mm512_extractf32x8_ps(acc[p][r], 1));
+            out[2 * p][r] = type == LOOM_QUANT_Q4_1 ? first + minimums[2 * p] : first;
+            out[2 * p + 1][r] = type == LOOM_QUANT_Q4_1 ? second + minimums[2 * p + 1] : second;
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) AVX512VNNI void matmul_typed_avx512(int type, const uint8_t *w, int rows, int blocks,
+                                                                                 int rowBegin, int rowEnd, const LoomActivationBlock *x,
+                                                                                 int xRows, float *y, size_t ldy, int accumulate) {
+    const size_t groupBytes = GROUP_ROWS * block_bytes(type) * (size_t)blocks;
+    const int grouped = rows / GROUP_ROWS * GROUP_ROWS;
+    int o = rowBegin;
+    // Whole groups: up to four activation rows per pass over the group's weights.
+    while (o < rowEnd && !(o % GROUP_ROWS == 0 && o + GROUP_ROWS <= rowEnd && o + GROUP_ROWS <= grouped)) {
+        matmul_typed(type, w, rows, blocks, o, o + 1, x, xRows, y, ldy, accumulate);
+        o += 1;
+    }
+    for (; o % GROUP_ROWS == 0 && o + GROUP_ROWS <= rowEnd && o + GROUP_ROWS <= grouped; o += GROUP_ROWS) {
+        const uint8_t *group = w + (size_t)(o / GROUP_ROWS) * groupBytes;
+        for (int r0 = 0; r0 < xRows; r0 += 4) {
+            float values[4][4];
+            const LoomActivationBlock *xr = x + (size_t)r0 * blocks;
+            const int xrows = xRows - r0 < 4 ? xRows - r0 : 4;
+            // Constant tile sizes let the compiler keep the accumulators in registers.
+            switch (xrows) {
+            case 4: group_tile_avx512(type, group, blocks, xr, 4, values); break;
+            case 3: group_tile_avx512(type, group, blocks, xr, 3, values); break;
+            case 2: group_tile_avx512(type, group, blocks, xr, 2, values); break;
+            default: group_tile_avx512(type, group, blocks, xr, 1, values); break;
+            }
+            for (int i = 0; i < 4; i++)
+                for (int r = 0; r < xrows; r++) store_output(y, ldy, r0 + r, o + i, values[i][r], accumulate);
+        }
+    }
+    // The rows after the last whole group (or past rowEnd's group boundary): the AVX2 row tiles.
+    if (o < rowEnd) matmul_typed(type, w, rows, blocks, o, rowEnd, x, xRows, y, ldy, accumulate);
+}
+
+AVX512VNNI void loom_quant_matmul_avx512vnni(int type, const uint8_t *w, int rows, int blocksPerRow, int rowBegin, int rowEnd,
+                                             const LoomActivationBlock *x, int xRows, float *y, size_t ldy, int accumulate) {
+    switch (type) {
+    case LOOM_QUANT_Q8_0: matmul_typed_avx512(LOOM_QUANT_Q8_0, w, rows, blocksPerRow, rowBegin, rowEnd, x, xRows, y, ldy, accumulate); break;
+    case LOOM_QUANT_Q4_0: matmul_typed_avx512(LOOM_QUANT_Q4_0, w, rows, blocksPerRow, rowBegin, rowEnd, x, xRows, y, ldy, accumulate); break;
+    default: matmul_typed_avx512(LOOM_QUANT_Q4_1, w, rows, blocksPerRow, rowBegin, rowEnd, x, xRows, y, ldy, accumulate); break;
+    }
+}
+
 #else
 
 // Not x86-64: the portable versions stand in (CPUFeatures reports no AVX2, so these are not chosen).
@@ -407,6 +534,10 @@ void loom_quantize_activations_avx2(const float *x, LoomActivationBlock *out, in
 }
 void loom_quant_matmul_avx2(int type, const uint8_t *w, int rows, int blocksPerRow, int rowBegin, int rowEnd,
                             const LoomActivationBlock *x, int xRows, float *y, size_t ldy, int accumulate) {
+    loom_quant_matmul_scalar(type, w, rows, blocksPerRow, rowBegin, rowEnd, x, xRows, y, ldy, accumulate);
+}
+void loom_quant_matmul_avx512vnni(int type, const uint8_t *w, int rows, int blocksPerRow, int rowBegin, int rowEnd,
+                                  const LoomActivationBlock *x, int xRows, float *y, size_t ldy, int accumulate) {
     loom_quant_matmul_scalar(type, w, rows, blocksPerRow, rowBegin, rowEnd, x, xRows, y, ldy, accumulate);
 }
 

@@ -125,3 +125,63 @@ public struct CPUFeatures: Sendable, Equatable {
         CPUFeatures.reportedClockGHz().map { $0 * estimatedFMAFLOPsPerCycle }
     }
 }
+
+/// The instruction sets of Loom's own C kernels (the quantized dot products and the
+/// batch-invariant products), chosen once per process: the widest this CPU and its operating
+/// system support, or `LOOM_CPU_KERNELS` (`avx512`, `avx2` or `portable`), which forces a
+/// narrower one (to compare them, or to keep the AVX2 path in use on an AVX-512 machine).
+/// A level the CPU cannot run, or an unknown name, stops the process with an error that says
+/// which levels it can run. The Swift kernels are compiled for AVX2 and are not affected.
+public enum KernelLevel: Int, Sendable, Comparable, CaseIterable {
+    case portable = 0
+    case avx2 = 1
+    /// AVX-512 F, DQ, CD, BW and VL (the quantized kernels also need VNNI, else they use AVX2).
+    case avx512 = 2
+
+    public static func < (a: KernelLevel, b: KernelLevel) -> Bool { a.rawValue < b.rawValue }
+
+    public var name: String {
+        switch self {
+        case .portable: return "portable"
+        case .avx2: return "avx2"
+        case .avx512: return "avx512"
+        }
+    }
+
+    /// The widest level `cpu` can run.
+    public static func widest(for cpu: CPUFeatures) -> KernelLevel {
+        if cpu.hasAVX512 && cpu.hasAVX2FMA && cpu.f16c { return .avx512 }
+        if cpu.hasAVX2FMA && cpu.f16c { return .avx2 }
+        return .portable
+    }
+
+    /// The level chosen from `LOOM_CPU_KERNELS` (nil or empty: the widest), or the error for
+    /// a value that names no level or one `cpu` cannot run.
+    public static func chosen(setting: String?, cpu: CPUFeatures) -> Result<KernelLevel, KernelLevelError> {
+        let widest = widest(for: cpu)
+        guard let setting, !setting.isEmpty else { return .success(widest) }
+        let runnable = allCases.filter { $0 <= widest }.map(\.name).joined(separator: ", ")
+        guard let level = allCases.first(where: { $0.name == setting.lowercased() }) else {
+            return .failure(KernelLevelError(message: "LOOM_CPU_KERNELS=\(setting) is not a kernel level; use one of: \(runnable)"))
+        }
+        guard level <= widest else {
+            return .failure(KernelLevelError(message: "LOOM_CPU_KERNELS=\(setting) needs instructions this CPU "
+                                             + "(\(cpu.modelName)) lacks; it can run: \(runnable)"))
+        }
+        return .success(level)
+    }
+
+    /// This process's level.
+    public static let current: KernelLevel = {
+        switch chosen(setting: ProcessInfo.processInfo.environment["LOOM_CPU_KERNELS"], cpu: .current) {
+        case .success(let level): return level
+        case .failure(let error):
+            FileHandle.standardError.write(Data(("loom: " + error.message + "\n").utf8))
+            exit(2)
+        }
+    }()
+}
+
+public struct KernelLevelError: Error, Equatable {
+    public let message: String
+}

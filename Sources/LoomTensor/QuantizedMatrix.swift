@@ -231,19 +231,29 @@ public final class QuantizedMatrix: @unchecked Sendable {
     }
 }
 
-/// The implementations of the quantized kernels. `best` is AVX2 (with FMA and F16C) when the
-/// processor and operating system support it, otherwise the portable C version; both give
-/// the same bits. (No AVX-512 version: none of the machines it could be tested on has it.)
+/// The implementations of the quantized kernels, all bit-equal: AVX-512 with VNNI (two weight
+/// rows per register), AVX2 with FMA and F16C, and the portable C version. `best` is the widest
+/// that `KernelLevel.current` allows and the CPU has (AVX-512 without VNNI uses AVX2).
 public enum QuantizedKernel: Sendable, CaseIterable {
+    case avx512vnni
     case avx2
     case portable
 
     public static let best: QuantizedKernel = {
-        let cpu = CPUFeatures.current
-        return cpu.hasAVX2FMA && cpu.f16c ? .avx2 : .portable
+        let level = KernelLevel.current
+        if level >= .avx512 && QuantizedKernel.avx512vnni.isSupported { return .avx512vnni }
+        return level >= .avx2 ? .avx2 : .portable
     }()
 
-    public var isSupported: Bool { self == .portable || QuantizedKernel.best == .avx2 }
+    /// Whether this CPU can run it (whatever `LOOM_CPU_KERNELS` says).
+    public var isSupported: Bool {
+        let cpu = CPUFeatures.current
+        switch self {
+        case .avx512vnni: return KernelLevel.widest(for: cpu) >= .avx512 && cpu.avx512vnni
+        case .avx2: return KernelLevel.widest(for: cpu) >= .avx2
+        case .portable: return true
+        }
+    }
 }
 
 /// Each row of `x` (`[..., columns]`, columns a multiple of 32) quantized to 8 bits per block
@@ -256,7 +266,7 @@ public func quantizeActivations(_ x: UnsafePointer<Float>, rows: Int, columns: I
     func quantizeRows(_ range: Range<Int>) {
         let start = x + range.lowerBound * columns, destination = base + range.lowerBound * blocks
         switch kernel {
-        case .avx2: loom_quantize_activations_avx2(start, destination, Int32(range.count * blocks))
+        case .avx512vnni, .avx2: loom_quantize_activations_avx2(start, destination, Int32(range.count * blocks))
         case .portable: loom_quantize_activations_scalar(start, destination, Int32(range.count * blocks))
         }
     }
@@ -291,6 +301,8 @@ public func quantizedLinear(_ x: Tensor, _ weight: QuantizedMatrix, accumulating
         parallelRanges(groups, minimumChunk: 8) { groupRange in
             let begin = Int32(groupRange.lowerBound * 4), end = Int32(Swift.min(weight.rows, groupRange.upperBound * 4))
             switch kernel {
+            case .avx512vnni:
+                loom_quant_matmul_avx512vnni(type, w, matrixRows, blocks, begin, end, a, Int32(rows), out, ldy, accumulate)
             case .avx2:
                 loom_quant_matmul_avx2(type, w, matrixRows, blocks, begin, end, a, Int32(rows), out, ldy, accumulate)
             case .portable:

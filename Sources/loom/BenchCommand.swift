@@ -184,12 +184,13 @@ struct BenchGenerateCommand: ParsableCommand {
                 "framework": "loom", "config": self.model ?? config, "weights": weights, "prefill_tokens_per_second": prefill,
                 "decode_tokens_per_second": decode, "batch": batch, "threads": threads, "tokens": tokens,
                 "prompt_length": promptLength, "cpu_model": cpu.modelName, "blas_core": blas.coreName,
-                "batch_invariant": batchInvariant,
+                "batch_invariant": batchInvariant, "kernel_level": KernelLevel.current.name,
+                "quantized_kernel": "\(QuantizedKernel.best)",
             ]
             let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
         } else {
-            print("cpu: \(cpu.modelName); blas: \(blas.summary)")
+            print("cpu: \(cpu.modelName); blas: \(blas.summary); Loom's kernels: \(KernelLevel.current.name) (quantized: \(QuantizedKernel.best))")
             print(String(format: "%@ weights: prefill %.0f tokens/s, decode %.0f tokens/s (batch %d, %d thread(s), best of %d)",
                          weights, prefill, decode, batch, threads, repeats))
         }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import LoomData
 import LoomDistributed
+import LoomTensor
 
 @main
 struct Loom: ParsableCommand {
@@ -37,6 +38,8 @@ struct Loom: ParsableCommand {
         signal(SIGPIPE, SIG_IGN)
         // Started by mpirun: join the job before anything prints, so that only rank 0 does.
         if World.launchedByMPI { _ = World.communicator }
+        // A bad LOOM_CPU_KERNELS stops every command here, not the first kernel call.
+        _ = KernelLevel.current
         do {
             var command = try parseAsRoot()
             if World.isDistributed && !(command is DataParallelCommand) {

@@ -77,6 +77,7 @@ struct MachineReport {
                 "core": blas.coreName, "core_source": blas.coreSource.rawValue,
                 "requested_core": blas.requestedCore ?? NSNull(),
             ] as [String: Any],
+            "kernels": ["level": KernelLevel.current.name, "quantized": "\(QuantizedKernel.best)"] as [String: Any],
             "sgemm_gflops": sgemmGFLOPs,
             "sgemm_gflops_per_thread": sgemmGFLOPs / Double(threads),
             "sgemm_gflops_by_core": sgemmGFLOPsByCore,
@@ -94,6 +95,7 @@ struct MachineReport {
         return [
             "cpu: \(cpu.modelName) (\(cpu.vendor) family \(cpu.family) model \(cpu.model)): \(cpu.featureNames.joined(separator: " "))",
             "blas: \(blas.summary)",
+            "Loom's C kernels: \(KernelLevel.current.name) (quantized: \(QuantizedKernel.best)); LOOM_CPU_KERNELS narrows them",
             String(format: "sgemm 1024³ on %d thread(s): %.1f GFLOP/s (%.1f per thread) with %@; by core: %@",
                    threads, sgemmGFLOPs, sgemmGFLOPs / Double(threads), blas.coreName, cores),
             estimatedPeakGFLOPs.map { String(format: "FMA peak %.0f GFLOP/s (%@)", $0, peakBasis) } ?? "FMA peak: \(peakBasis)",

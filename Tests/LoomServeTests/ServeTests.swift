@@ -59,6 +59,33 @@ final class RowInvariantTests: XCTestCase {
         }
     }
 
+    /// The AVX-512 kernel (two rows per register) gives the AVX2 kernel's bits for every row
+    /// count (8-row tiles and the AVX2 tiles after them), tail length, column range and mode.
+    func testAVX512EqualsAVX2BitForBit() throws {
+        let cpu = CPUFeatures.current
+        guard KernelLevel.widest(for: cpu) >= .avx512 else {
+            throw XCTSkip("no AVX-512 on this CPU (\(cpu.modelName)); scripts/test.sh runs these kernels emulated (Tests/Emulated)")
+        }
+        var rng = SeededRandom(seed: 5)
+        for (n, k) in [(37, 64), (10, 77), (50, 576)] {
+            let w = Tensor.randomNormal([n, k], rng: &rng)
+            let x = Tensor.randomNormal([19, k], rng: &rng)
+            for m in 1...19 {
+                for (accumulate, streamed) in [(false, false), (true, false), (false, true)] {
+                    var results: [[UInt32]] = []
+                    for level in [KernelLevel.avx2, .avx512] {
+                        let y = Tensor(zeros: [m, n])
+                        for i in 0..<(m * n) { y.data[i] = Float(i % 7) }
+                        RowInvariant.gemmNT(m: m, n: n, k: k, x: x.data, ldx: k, w: w.data, ldw: k, y: y.data, ldy: n,
+                                            accumulate: accumulate, streamed: streamed, level: level)
+                        results.append(y.scalars.map(\.bitPattern))
+                    }
+                    XCTAssertEqual(results[0], results[1], "m=\(m) n=\(n) k=\(k) accumulate=\(accumulate) streamed=\(streamed)")
+                }
+            }
+        }
+    }
+
     /// A sequence's logits from the batch-invariant forward pass are identical alone and among
     /// others (of other lengths, prefilling or decoding), and agree with the BLAS forward pass.
     func testForwardIsBatchInvariant() {

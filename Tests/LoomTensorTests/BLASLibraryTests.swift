@@ -56,6 +56,30 @@ final class BLASLibraryTests: XCTestCase {
         XCTAssertTrue(BLASLibrary.canRun(core: "haswell", on: cpu))
     }
 
+    func testKernelLevelFollowsTheCPUAndTheSetting() {
+        var cpu = CPUFeatures.current
+        for flag in [\CPUFeatures.avx2, \.fma, \.f16c, \.avx512f, \.avx512dq, \.avx512cd, \.avx512bw, \.avx512vl] {
+            cpu[keyPath: flag] = true
+        }
+        XCTAssertEqual(KernelLevel.widest(for: cpu), .avx512)
+        XCTAssertEqual(try KernelLevel.chosen(setting: nil, cpu: cpu).get(), .avx512)
+        XCTAssertEqual(try KernelLevel.chosen(setting: "", cpu: cpu).get(), .avx512)
+        XCTAssertEqual(try KernelLevel.chosen(setting: "AVX2", cpu: cpu).get(), .avx2)
+        XCTAssertEqual(try KernelLevel.chosen(setting: "portable", cpu: cpu).get(), .portable)
+        guard case .failure(let unknown) = KernelLevel.chosen(setting: "sse9", cpu: cpu) else { return XCTFail("sse9 accepted") }
+        XCTAssertEqual(unknown.message, "LOOM_CPU_KERNELS=sse9 is not a kernel level; use one of: portable, avx2, avx512")
+        cpu.avx512vl = false
+        XCTAssertEqual(KernelLevel.widest(for: cpu), .avx2, "AVX-512 without VL is not the level's set")
+        guard case .failure(let lacking) = KernelLevel.chosen(setting: "avx512", cpu: cpu) else { return XCTFail("avx512 accepted") }
+        XCTAssertTrue(lacking.message.hasPrefix("LOOM_CPU_KERNELS=avx512 needs instructions this CPU"), lacking.message)
+        XCTAssertTrue(lacking.message.hasSuffix("it can run: portable, avx2"), lacking.message)
+        cpu.fma = false
+        XCTAssertEqual(KernelLevel.widest(for: cpu), .portable)
+        // This process: the widest level unless LOOM_CPU_KERNELS narrows it.
+        let setting = ProcessInfo.processInfo.environment["LOOM_CPU_KERNELS"]
+        XCTAssertEqual(KernelLevel.current, try KernelLevel.chosen(setting: setting, cpu: .current).get())
+    }
+
     func testLoadedCoreIsTheAutomaticChoice() throws {
         let environment = ProcessInfo.processInfo.environment
         if environment["LOOM_BLAS_CORETYPE"] != nil || environment["OPENBLAS_CORETYPE"] != nil {

@@ -3,8 +3,8 @@ import Foundation
 import CLoomQuant
 @testable import LoomTensor
 
-/// The quantized dot-product kernels: the AVX2 and portable versions equal each other and an
-/// independent Swift reference bit for bit (integer lane sums, one fused multiply-add per lane
+/// The quantized dot-product kernels: the AVX-512 (where the CPU has it), AVX2 and portable
+/// versions equal each other and an independent Swift reference bit for bit (integer lane sums, one fused multiply-add per lane
 /// and block, a fixed summation tree), and a row's result does not depend on how many rows are
 /// multiplied with it or on the thread count.
 final class QuantizedKernelTests: XCTestCase {
@@ -84,8 +84,8 @@ final class QuantizedKernelTests: XCTestCase {
             }
             XCTAssertEqual(blocks[1].d, 0)
         }
-        if results.count == 2 {
-            for (a, b) in zip(results[0], results[1]) {
+        for other in results.dropFirst() {
+            for (a, b) in zip(results[0], other) {
                 XCTAssertEqual(a.d.bitPattern, b.d.bitPattern)
                 XCTAssertEqual(a.sum.bitPattern, b.sum.bitPattern)
                 XCTAssertTrue(withUnsafeBytes(of: a.q) { qa in withUnsafeBytes(of: b.q) { qb in qa.elementsEqual(qb) } })
@@ -95,7 +95,7 @@ final class QuantizedKernelTests: XCTestCase {
 
     func testKernelsEqualTheSwiftReferenceAndEachOtherBitForBit() throws {
         XCTAssertTrue(QuantizedKernel.portable.isSupported)
-        if QuantizedKernel.best != .avx2 { print("QuantizedKernelTests: no AVX2 on this CPU; only the portable kernel is checked") }
+        print("QuantizedKernelTests: kernels checked on this CPU: \(kernels); chosen: \(QuantizedKernel.best)")
         for type in BlockQuantization.allCases {
             let w = randomWeights(type, rows: 37, columns: 160, seed: 11)
             let x = randomTensor([6, 160], seed: 12)
@@ -113,7 +113,9 @@ final class QuantizedKernelTests: XCTestCase {
                 }
                 outputs.append(bits(y))
             }
-            if outputs.count == 2 { XCTAssertEqual(outputs[0], outputs[1], "\(type): AVX2 and portable differ") }
+            for (kernel, output) in zip(kernels, outputs).dropFirst() {
+                XCTAssertEqual(output, outputs[0], "\(type): \(kernel) and \(kernels[0]) differ")
+            }
             // And the result approximates the float product of the dequantized weights.
             let dense = w.dequantized()
             var worst: Float = 0, largest: Float = 0
@@ -176,6 +178,7 @@ final class QuantizedKernelTests: XCTestCase {
                     for begin in 0 ..< rows {
                         var y = [Float](repeating: .nan, count: 3 * rows)
                         switch kernel {
+                        case .avx512vnni: loom_quant_matmul_avx512vnni(type.ggmlCode, base, Int32(rows), Int32(columns / 32), Int32(begin), Int32(rows), activations.baseAddress!, 3, &y, rows, 0)
                         case .avx2: loom_quant_matmul_avx2(type.ggmlCode, base, Int32(rows), Int32(columns / 32), Int32(begin), Int32(rows), activations.baseAddress!, 3, &y, rows, 0)
                         case .portable: loom_quant_matmul_scalar(type.ggmlCode, base, Int32(rows), Int32(columns / 32), Int32(begin), Int32(rows), activations.baseAddress!, 3, &y, rows, 0)
                         }

@@ -4,13 +4,14 @@ import XCTest
 /// The CLI's enum-like flags: `--help` lists their values, and a wrong value fails before any
 /// work with an error that names the flag and the values it takes.
 final class CommandFlagTests: XCTestCase {
-    private func loom(_ arguments: [String]) throws -> (status: Int32, output: String) {
+    private func loom(_ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
         guard FileManager.default.isExecutableFile(atPath: CheckpointFaultTests.loom.path) else {
             throw XCTSkip("the loom executable is not built beside the tests (\(CheckpointFaultTests.loom.path)); run `swift build --build-tests`")
         }
         let process = Process()
         process.executableURL = CheckpointFaultTests.loom
         process.arguments = arguments
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         let pipe = Pipe()
         process.standardOutput = pipe; process.standardError = pipe
         try process.run()
@@ -55,5 +56,21 @@ final class CommandFlagTests: XCTestCase {
         XCTAssertNotEqual(run.status, 0)
         XCTAssertTrue(run.output.contains("--kinds: unknown task kind \"poetry\"; known: arithmetic,"), run.output)
         XCTAssertFalse(FileManager.default.fileExists(atPath: out.path), "nothing is written")
+    }
+
+    /// LOOM_CPU_KERNELS: an unknown level stops any command before it does anything, naming
+    /// the variable and the levels this CPU runs; a valid one is reported by the benchmarks.
+    func testKernelLevelSettingIsCheckedAtStart() throws {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("loom-kernels-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: out) }
+        let bad = try loom(["tasks", "--out", out.path], environment: ["LOOM_CPU_KERNELS": "sse9"])
+        XCTAssertEqual(bad.status, 2, bad.output)
+        XCTAssertTrue(bad.output.contains("loom: LOOM_CPU_KERNELS=sse9 is not a kernel level; use one of: portable"), bad.output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out.path), "nothing is written")
+        let config = URL(fileURLWithPath: #filePath).appendingPathComponent("../../../configs/tiny.json").standardizedFileURL.path
+        let forced = try loom(["bench", "generate", "--config", config, "--tokens", "4", "--prompt-length", "4"],
+                              environment: ["LOOM_CPU_KERNELS": "portable"])
+        XCTAssertEqual(forced.status, 0, forced.output)
+        XCTAssertTrue(forced.output.contains("Loom's kernels: portable (quantized: portable)"), forced.output)
     }
 }

@@ -48,6 +48,10 @@ void loom_quant_copy_block(int type, const uint8_t *w, int rows, int blocks, int
 /// tree), so results are equal bit for bit across batch sizes and between the two versions.
 void loom_quant_matmul_avx2(int type, const uint8_t *w, int rows, int blocksPerRow, int rowBegin, int rowEnd,
                             const LoomActivationBlock *x, int xRows, float *y, size_t ldy, int accumulate);
+/// The same with AVX-512 (F, BW, DQ, VL) and VNNI, two weight rows per 512-bit register: bit-equal
+/// to the other two. Call only where the CPU has these (CPUFeatures).
+void loom_quant_matmul_avx512vnni(int type, const uint8_t *w, int rows, int blocksPerRow, int rowBegin, int rowEnd,
+                                  const LoomActivationBlock *x, int xRows, float *y, size_t ldy, int accumulate);
 void loom_quant_matmul_scalar(int type, const uint8_t *w, int rows, int blocksPerRow, int rowBegin, int rowEnd,
                               const LoomActivationBlock *x, int xRows, float *y, size_t ldy, int accumulate);
 

@@ -8,21 +8,26 @@ import CLoomCPU
 /// The cost: a hand-written register-tiled kernel instead of OpenBLAS's packed sgemm, about
 /// the same for decoding steps (both stream the weights once) and slower for long prompts.
 public enum RowInvariant {
-    static let useAVX2: Int32 = CPUFeatures.current.hasAVX2FMA ? 1 : 0
+    /// The kernels' instruction set (`KernelLevel.current`): AVX-512 and AVX2 give the same bits.
+    public static let level = KernelLevel.current
+    /// The widest level this CPU runs: a wider one asked for is narrowed to it.
+    static let widest = KernelLevel.widest(for: .current)
 
     /// `y (=|+=) x · wᵀ` for row-major `x` `[m, k]` and `w` `[n, k]`, split by columns of `y`
     /// across Loom's threads (a split that never changes how an element is summed); with
     /// `threaded: false` on the calling thread only (for callers that are themselves one of
     /// several parallel tasks). `streamed` says the weights come from memory, not the cache
     /// (see `LlamaModel.streamsWeightsFromMemory`): a decoding step then reads them as one
-    /// sequential stream. Neither changes a single bit of the result.
+    /// sequential stream. Neither changes a single bit of the result. `level` (for tests) picks
+    /// another instruction set than the process's, at most the widest the CPU runs.
     public static func gemmNT(m: Int, n: Int, k: Int, x: UnsafePointer<Float>, ldx: Int,
                               w: UnsafePointer<Float>, ldw: Int, y: UnsafeMutablePointer<Float>, ldy: Int,
-                              accumulate: Bool, threaded: Bool = true, streamed: Bool = false) {
+                              accumulate: Bool, threaded: Bool = true, streamed: Bool = false, level: KernelLevel = RowInvariant.level) {
         if m == 0 || n == 0 { return }
         let work = m * n * k
+        let code = Int32(Swift.min(level, widest).rawValue)
         let body: (Range<Int>) -> Void = { columns in
-            loom_rowinv_gemm_nt(useAVX2, m, columns.lowerBound, columns.upperBound, k, x, ldx, w, ldw, y, ldy,
+            loom_rowinv_gemm_nt(code, m, columns.lowerBound, columns.upperBound, k, x, ldx, w, ldw, y, ldy,
                                 accumulate ? 1 : 0, streamed ? 1 : 0)
         }
         if work < 1 << 15 || !threaded { body(0..<n) } else { parallelRanges(n, minimumChunk: 24, body) }
@@ -31,7 +36,7 @@ public enum RowInvariant {
     /// `out = Σₜ p[t] · v[t]` over `n` rows of `v` (`width` wide, `ldv` apart), in increasing t.
     public static func weightedRows(n: Int, width: Int, p: UnsafePointer<Float>, v: UnsafePointer<Float>, ldv: Int,
                                     out: UnsafeMutablePointer<Float>) {
-        loom_weighted_rows(useAVX2, n, width, p, v, ldv, out)
+        loom_weighted_rows(Int32(level.rawValue), n, width, p, v, ldv, out)
     }
 }
 
