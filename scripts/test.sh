@@ -15,6 +15,20 @@ swift_only=0
 
 if (( swift_only )); then scripts/install_dependencies.sh; else scripts/install_dependencies.sh --python; fi
 
+# Adds a check's counts to the totals: its closing line "NAME: N passed, F failed" in "$log" (NAME
+# matching the extended regular expression $1); $2 is its exit status, and a check that exited
+# non-zero without reporting a failure counts as one.
+add_closing_counts() {
+    local closing check_passed check_failed
+    closing=$(grep -E "^($1): [0-9]+ passed, [0-9]+ failed$" "$log" | tail -n 1 || true)
+    check_passed=$(sed -nE 's/.*: ([0-9]+) passed.*/\1/p' <<<"$closing")
+    check_failed=$(sed -nE 's/.* ([0-9]+) failed$/\1/p' <<<"$closing")
+    check_passed=${check_passed:-0}; check_failed=${check_failed:-0}
+    if (( $2 != 0 && check_failed == 0 )); then check_failed=1; fi
+    passed=$(( passed + check_passed )); failed=$(( failed + check_failed ))
+    if (( check_failed != 0 )); then status=1; fi
+}
+
 echo "== swift test"
 swift build --build-tests
 log="$(mktemp)"
@@ -68,13 +82,7 @@ set +e
     && "$emulated" 2>&1 | tee "$log"
 emulated_status=$?
 set -e
-closing=$(grep -E "^avx512 emulated: [0-9]+ passed, [0-9]+ failed$" "$log" | tail -n 1)
-emulated_passed=$(sed -nE 's/.*: ([0-9]+) passed.*/\1/p' <<<"$closing")
-emulated_failed=$(sed -nE 's/.* ([0-9]+) failed$/\1/p' <<<"$closing")
-emulated_passed=${emulated_passed:-0}; emulated_failed=${emulated_failed:-0}
-if (( emulated_status != 0 && emulated_failed == 0 )); then emulated_failed=1; fi
-passed=$(( passed + emulated_passed )); failed=$(( failed + emulated_failed ))
-(( emulated_failed == 0 )) || status=1
+add_closing_counts "avx512 emulated" "$emulated_status"
 
 # mpirun -np 2 with batch B per rank against one process with batch 2B (pretrain, sft, reward,
 # dpo, grpo, ppo, with and without --zero 1, resumed across rank counts) and bad launches.
@@ -133,13 +141,7 @@ if smollm2_gguf="$(PYTHON="$py" scripts/fetch_smollm2.sh 2>"$log")"; then
         "$py" "Tests/Serve/$check.py" --loom "$loom" --model "$serve_model" 2>&1 | tee "$log"
         check_status=${PIPESTATUS[0]}
         set -e
-        closing=$(grep -E "^(serve|web page): [0-9]+ passed, [0-9]+ failed$" "$log" | tail -n 1)
-        check_passed=$(sed -nE 's/.*: ([0-9]+) passed.*/\1/p' <<<"$closing")
-        check_failed=$(sed -nE 's/.* ([0-9]+) failed$/\1/p' <<<"$closing")
-        check_passed=${check_passed:-0}; check_failed=${check_failed:-0}
-        if (( check_status != 0 && check_failed == 0 )); then check_failed=1; fi
-        passed=$(( passed + check_passed )); failed=$(( failed + check_failed ))
-        (( check_failed == 0 )) || status=1
+        add_closing_counts "serve|web page" "$check_status"
     done
 else
     echo "SKIPPED loom serve checks: $(cat "$log")"

@@ -48,19 +48,26 @@ DEFINE_TILE(4, 1)
 DEFINE_TILE(1, 8)
 DEFINE_TILE(1, 1)
 
+typedef void (*Tile)(long k, const float *x, long ldx, const float *w, long ldw, float *y, long ldy, int accumulate);
+
+// Rows [0, rows) in tiles of `tileRows` (rows a multiple of it), columns [j0, j1) three at a time
+// with `three`, the rest with `one`. Column blocks outermost: a block of weight rows stays in
+// cache for all row tiles.
+static void tile_columns(Tile three, Tile one, long tileRows, long rows, long j0, long j1, long k, const float *x,
+                         long ldx, const float *w, long ldw, float *y, long ldy, int accumulate) {
+    long j = j0;
+    for (; j + 3 <= j1; j += 3)
+        for (long r = 0; r < rows; r += tileRows)
+            three(k, x + r * ldx, ldx, w + j * ldw, ldw, y + r * ldy + j, ldy, accumulate);
+    for (; j < j1; j++)
+        for (long r = 0; r < rows; r += tileRows)
+            one(k, x + r * ldx, ldx, w + j * ldw, ldw, y + r * ldy + j, ldy, accumulate);
+}
+
 static LOOM_AVX2 void gemm_avx2(long m, long j0, long j1, long k, const float *x, long ldx,
                                 const float *w, long ldw, float *y, long ldy, int accumulate, int streamed) {
     long m4 = m & ~3L;
-    if (m4 > 0) {
-        // Column blocks outermost: a block of weight rows stays in cache for all row tiles.
-        long j = j0;
-        for (; j + 3 <= j1; j += 3)
-            for (long r = 0; r < m4; r += 4)
-                tile_4x3(k, x + r * ldx, ldx, w + j * ldw, ldw, y + r * ldy + j, ldy, accumulate);
-        for (; j < j1; j++)
-            for (long r = 0; r < m4; r += 4)
-                tile_4x1(k, x + r * ldx, ldx, w + j * ldw, ldw, y + r * ldy + j, ldy, accumulate);
-    }
+    if (m4 > 0) tile_columns(tile_4x3, tile_4x1, 4, m4, j0, j1, k, x, ldx, w, ldw, y, ldy, accumulate);
     // The last m mod 4 rows (all of them for a decoding step): columns outermost here too,
     // so that each weight row is read from memory once for all of these rows (the query heads
     // that share a key head, or a few requests decoded together).
@@ -127,15 +134,7 @@ DEFINE_TILE_AVX512(1)
 static LOOM_AVX512 void gemm_avx512(long m, long j0, long j1, long k, const float *x, long ldx,
                                     const float *w, long ldw, float *y, long ldy, int accumulate, int streamed) {
     long m8 = m & ~7L;
-    if (m8 > 0) {
-        long j = j0;
-        for (; j + 3 <= j1; j += 3)
-            for (long r = 0; r < m8; r += 8)
-                tile512_8x3(k, x + r * ldx, ldx, w + j * ldw, ldw, y + r * ldy + j, ldy, accumulate);
-        for (; j < j1; j++)
-            for (long r = 0; r < m8; r += 8)
-                tile512_8x1(k, x + r * ldx, ldx, w + j * ldw, ldw, y + r * ldy + j, ldy, accumulate);
-    }
+    if (m8 > 0) tile_columns(tile512_8x3, tile512_8x1, 8, m8, j0, j1, k, x, ldx, w, ldw, y, ldy, accumulate);
     // The last m mod 8 rows: the AVX2 tiles (4-row tiles, then single rows as a decoding step
     // reads them; a memory-bound product gains nothing from wider registers).
     if (m > m8) gemm_avx2(m - m8, j0, j1, k, x + m8 * ldx, ldx, w, ldw, y + m8 * ldy, ldy, accumulate, streamed);

@@ -238,6 +238,14 @@ AVX2 void loom_quantize_activations_avx2(const float *x, LoomActivationBlock *ou
     }
 }
 
+/// Fetches every cache line of the super-block PREFETCH_DISTANCE bytes after `s` (a super-block
+/// spans two lines, or three for Q8_0's 136 bytes).
+static inline __attribute__((always_inline)) void prefetch_super_block(const uint8_t *s, size_t super) {
+    _mm_prefetch((const char *)(s + PREFETCH_DISTANCE), _MM_HINT_T0);
+    _mm_prefetch((const char *)(s + PREFETCH_DISTANCE + 64), _MM_HINT_T0);
+    if (super > 128) _mm_prefetch((const char *)(s + PREFETCH_DISTANCE + 128), _MM_HINT_T0);
+}
+
 /// The 32 weights of a block, from its quantized values, as bytes: signed for Q8_0 and Q4_0,
 /// unsigned nibbles for Q4_1.
 static inline __attribute__((always_inline)) AVX2 __m256i load_weights(int type, const uint8_t *v) {
@@ -290,9 +298,7 @@ static inline __attribute__((always_inline)) AVX2 void group_tile(int type, cons
     }
     for (int b = 0; b < blocks; b++) {
         const uint8_t *s = group + (size_t)b * super;
-        _mm_prefetch((const char *)(s + PREFETCH_DISTANCE), _MM_HINT_T0);
-        _mm_prefetch((const char *)(s + PREFETCH_DISTANCE + 64), _MM_HINT_T0);
-        if (super > 128) _mm_prefetch((const char *)(s + PREFETCH_DISTANCE + 128), _MM_HINT_T0);
+        prefetch_super_block(s, super);
         const __m128 d = _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)s));
         __m128 scale[2];
         __m256i q[2];
@@ -456,9 +462,7 @@ static inline __attribute__((always_inline)) AVX512VNNI void group_tile_avx512(i
     }
     for (int b = 0; b < blocks; b++) {
         const uint8_t *s = group + (size_t)b * super;
-        _mm_prefetch((const char *)(s + PREFETCH_DISTANCE), _MM_HINT_T0);
-        _mm_prefetch((const char *)(s + PREFETCH_DISTANCE + 64), _MM_HINT_T0);
-        if (super > 128) _mm_prefetch((const char *)(s + PREFETCH_DISTANCE + 128), _MM_HINT_T0);
+        prefetch_super_block(s, super);
         const __m128 d = _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)s));
         const __m512 wide = _mm512_castps128_ps512(d);
         const __m512 d01 = _mm512_permutexvar_ps(firstPair, wide), d23 = _mm512_permutexvar_ps(secondPair, wide);
