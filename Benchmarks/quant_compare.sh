@@ -37,7 +37,7 @@ ratio() { "$py" -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2])
 
 {
 echo "# Benchmarks/quant_compare.sh (PROMPT=$prompt TOKENS=$tokens REPEATS=$repeats, batch 1, greedy), $(date -u '+%Y-%m-%d %H:%M UTC')"
-echo "cpu: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; loom kernel: $("$loom" bench generate --model "$work/q8_0" --threads 1 --prompt-length 8 --tokens 2 --json >/dev/null && echo "AVX2 (cpuid: $(grep -o -w 'avx2\|avx512f' /proc/cpuinfo | sort -u | tr '\n' ' '))")"
+echo "cpu: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; loom quantized kernel: $("$loom" bench generate --model "$work/q8_0" --threads 1 --prompt-length 8 --tokens 2 --json | json_field quantized_kernel) (cpuid: $(grep -o -w 'avx2\|avx512f\|avx512_vnni' /proc/cpuinfo | sort -u | tr '\n' ' '))"
 echo "peers: $("$bench_py" -c 'import llama_cpp; print("llama-cpp-python", llama_cpp.__version__)'); $("$py" -c 'import torch, transformers; print("transformers", transformers.__version__, "torch", torch.__version__)')"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 awk '{ exit !($1 > 1.0) }' /proc/loadavg && echo "NOTE: load average above 1 before the run: other work shared the cores, so the figures are indications, not claims."
