@@ -493,15 +493,20 @@ static inline __attribute__((always_inline)) AVX512VNNI void matmul_typed_avx512
                                                                                  int rowBegin, int rowEnd, const LoomActivationBlock *x,
                                                                                  int xRows, float *y, size_t ldy, int accumulate) {
     const size_t groupBytes = GROUP_ROWS * block_bytes(type) * (size_t)blocks;
+    // The whole groups inside [rowBegin, rowEnd) run here; the rows before and after them (a
+    // thread's share that starts or ends inside a group, the rows after the last whole group)
+    // take the AVX2 path, whose row tiles give the same bits.
     const int grouped = rows / GROUP_ROWS * GROUP_ROWS;
-    int o = rowBegin;
-    // Whole groups: up to four activation rows per pass over the group's weights.
-    while (o < rowEnd && !(o % GROUP_ROWS == 0 && o + GROUP_ROWS <= rowEnd && o + GROUP_ROWS <= grouped)) {
-        matmul_typed(type, w, rows, blocks, o, o + 1, x, xRows, y, ldy, accumulate);
-        o += 1;
+    const int groupsBegin = (rowBegin + GROUP_ROWS - 1) / GROUP_ROWS * GROUP_ROWS;
+    const int groupsEnd = (rowEnd < grouped ? rowEnd : grouped) / GROUP_ROWS * GROUP_ROWS;
+    if (groupsBegin >= groupsEnd) {
+        matmul_typed(type, w, rows, blocks, rowBegin, rowEnd, x, xRows, y, ldy, accumulate);
+        return;
     }
-    for (; o % GROUP_ROWS == 0 && o + GROUP_ROWS <= rowEnd && o + GROUP_ROWS <= grouped; o += GROUP_ROWS) {
+    if (rowBegin < groupsBegin) matmul_typed(type, w, rows, blocks, rowBegin, groupsBegin, x, xRows, y, ldy, accumulate);
+    for (int o = groupsBegin; o < groupsEnd; o += GROUP_ROWS) {
         const uint8_t *group = w + (size_t)(o / GROUP_ROWS) * groupBytes;
+        // Up to four activation rows per pass over the group's weights.
         for (int r0 = 0; r0 < xRows; r0 += 4) {
             float values[4][4];
             const LoomActivationBlock *xr = x + (size_t)r0 * blocks;
@@ -517,8 +522,7 @@ static inline __attribute__((always_inline)) AVX512VNNI void matmul_typed_avx512
                 for (int r = 0; r < xrows; r++) store_output(y, ldy, r0 + r, o + i, values[i][r], accumulate);
         }
     }
-    // The rows after the last whole group (or past rowEnd's group boundary): the AVX2 row tiles.
-    if (o < rowEnd) matmul_typed(type, w, rows, blocks, o, rowEnd, x, xRows, y, ldy, accumulate);
+    if (groupsEnd < rowEnd) matmul_typed(type, w, rows, blocks, groupsEnd, rowEnd, x, xRows, y, ldy, accumulate);
 }
 
 AVX512VNNI void loom_quant_matmul_avx512vnni(int type, const uint8_t *w, int rows, int blocksPerRow, int rowBegin, int rowEnd,
