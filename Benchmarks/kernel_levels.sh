@@ -25,11 +25,7 @@ work=".build/kernel-levels"
 [[ -x "$loom" ]] || swift build -c release --product loom
 [[ -x "$py" ]] || scripts/setup_python.sh "$(dirname "$(dirname "$py")")" >/dev/null
 
-gguf=$(PYTHON="$py" scripts/fetch_smollm2.sh)
-rm -rf "$work" && mkdir -p "$work"
-"$loom" import gguf "$gguf" --out "$work/f32" >/dev/null
-"$loom" import gguf "$gguf" --out "$work/q4_1" --dtype keep >/dev/null
-"$loom" quantize "$work/f32" --type q8_0 --out "$work/q8_0" >/dev/null
+LOOM="$loom" PYTHON="$py" Benchmarks/smollm2_weight_types.sh "$work"
 
 json_field() { python3 -c "import json,sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])['$1'])"; }
 # The levels this CPU runs, widest first (a level it cannot run stops loom with exit status 2).

@@ -25,11 +25,7 @@ work=".build/quant-bench"
 [[ -x "$bench_py" ]] || scripts/setup_bench.sh "$(dirname "$(dirname "$bench_py")")"
 [[ -x "$py" ]] || scripts/setup_python.sh "$(dirname "$(dirname "$py")")" >/dev/null
 
-gguf=$(PYTHON="$py" scripts/fetch_smollm2.sh)
-rm -rf "$work" && mkdir -p "$work"
-"$loom" import gguf "$gguf" --out "$work/f32" >/dev/null
-"$loom" import gguf "$gguf" --out "$work/q4_1" --dtype keep >/dev/null
-"$loom" quantize "$work/f32" --type q8_0 --out "$work/q8_0" >/dev/null
+LOOM="$loom" PYTHON="$py" Benchmarks/smollm2_weight_types.sh "$work"
 "$loom" export gguf "$work/f32" --out "$work/f32.gguf" --type f32 >/dev/null
 
 json_field() { "$py" -c "import json,sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])['$1'])"; }
