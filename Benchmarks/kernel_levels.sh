@@ -61,4 +61,6 @@ echo
 echo "kernel: the quantized kernel (Q8_0, Q4_1 rows) or the batch-invariant products' level (F32 rows) that ran."
 echo "prefill/s: prompt tokens per second (batch x PROMPT tokens); decode/s: generated tokens per second over the batch."
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
-} | tee "$out"
+} | tee "$out.partial"
+# Only a finished run replaces the results file: a run stopped half-way leaves the last one as it was.
+mv "$out.partial" "$out"

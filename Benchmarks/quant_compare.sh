@@ -60,4 +60,6 @@ echo
 echo "pp = prompt processing ($prompt tokens, tok/s); dec = decoding ($tokens tokens, tok/s); ratio = Loom ÷ llama.cpp; loom/hf = Loom decode ÷ transformers fp32 decode."
 echo "Loom Q8_0 = loom quantize of the F32 import (embedding Q8_0 too); Q4_1 = SmolLM2's own Q4_1 GGUF imported with --dtype keep (210 Q4_1, embedding Q8_0)."
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
-} | tee "$out"
+} | tee "$out.partial"
+# Only a finished run replaces the results file: a run stopped half-way leaves the last one as it was.
+mv "$out.partial" "$out"
