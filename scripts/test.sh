@@ -78,7 +78,7 @@ emulated=".build/check_avx512_kernels"
 compiler="$(command -v clang || command -v cc)"   # the Swift toolchain's clang
 set +e
 "$compiler" -O1 -mavx2 -mfma -mf16c -ffp-contract=off -Wno-psabi -I Sources/CLoomQuant/include -I Sources/CLoomCPU/include \
-    Tests/Emulated/check_avx512_kernels.c Tests/Emulated/emulated_row_invariant.c -lm -o "$emulated" \
+    Tests/Emulated/check_avx512_kernels.c Tests/Emulated/emulated_row_invariant.c Tests/Emulated/emulated_bf16.c -lm -o "$emulated" \
     && "$emulated" 2>&1 | tee "$log"
 emulated_status=$?
 set -e

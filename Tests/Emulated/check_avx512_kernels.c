@@ -7,7 +7,7 @@
 //
 //   cc -O1 -mavx2 -mfma -mf16c -ffp-contract=off -Wno-psabi -I Sources/CLoomQuant/include \
 //      -I Sources/CLoomCPU/include Tests/Emulated/check_avx512_kernels.c \
-//      Tests/Emulated/emulated_row_invariant.c -lm -o check && ./check
+//      Tests/Emulated/emulated_row_invariant.c Tests/Emulated/emulated_bf16.c -lm -o check && ./check
 //
 // Prints "avx512 emulated: N passed, F failed" and exits non-zero on any failure.
 #include <immintrin.h>
@@ -19,6 +19,8 @@
 #include "../../Sources/CLoomQuant/quant_kernels.c"
 
 #include "LoomRowInvariant.h"
+#include "LoomBF16.h"
+#include <string.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -91,6 +93,27 @@ static void check_row_invariant(long m, long n, long k, long j0, long j1, int ac
     free(x); free(w); free(expected); free(got);
 }
 
+// The bf16 product of the vdpbf16ps kernel (emulated_bf16.c) against the portable code, which
+// computes the definition in LoomBF16.h directly: bit for bit, with C's padding untouched.
+static void check_bf16(long m, long n, long k, int transA, int transB, float alpha, float beta) {
+    long lda = (transA ? m : k) + 1, ldb = (transB ? k : n) + 2, ldc = n + 3;
+    long aCount = (transA ? k : m) * lda + 1, bCount = (transB ? n : k) * ldb + 1;
+    float *a = malloc(sizeof(float) * aCount), *b = malloc(sizeof(float) * bCount);
+    float *expected = malloc(sizeof(float) * m * ldc), *got = malloc(sizeof(float) * m * ldc);
+    for (long i = 0; i < aCount; i++) a[i] = uniform(-2, 2);
+    for (long i = 0; i < bCount; i++) b[i] = uniform(-2, 2);
+    for (long i = 0; i < m * ldc; i++) expected[i] = got[i] = uniform(-1, 1);
+    int ok = loom_bf16_gemm(LOOM_BF16_EMULATED_PORTABLE, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, expected, ldc) == 0
+          && loom_bf16_gemm(LOOM_BF16_NATIVE, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, got, ldc) == 0
+          && memcmp(expected, got, sizeof(float) * m * ldc) == 0;
+    if (ok) passed++;
+    else {
+        failed++;
+        fprintf(stderr, "FAIL bf16: m %ld n %ld k %ld transA %d transB %d alpha %g beta %g\n", m, n, k, transA, transB, alpha, beta);
+    }
+    free(a); free(b); free(expected); free(got);
+}
+
 int main(void) {
     const long ks[4] = {8, 13, 64, 77};
     for (long m = 1; m <= 19; m++)
@@ -108,6 +131,11 @@ int main(void) {
                 // A thread's share that starts and ends inside groups.
                 if (rows > 6) check_quantized(types[t], rows, blocks, xRows, 1, rows - 2, 0);
             }
+    // Row tiles of 8, 4, 2 and 1; panels of 48 columns and a partial one; odd k (a half pair).
+    const long bf16Shapes[8][3] = {{1, 1, 1}, {8, 48, 2}, {15, 49, 7}, {3, 100, 33}, {21, 17, 64}, {9, 96, 1}, {2, 5, 0}, {13, 150, 40}};
+    for (int s = 0; s < 8; s++)
+        for (int t = 0; t < 4; t++)
+            check_bf16(bf16Shapes[s][0], bf16Shapes[s][1], bf16Shapes[s][2], t & 1, t >> 1, t == 3 ? -0.5f : 1.0f, t % 2 ? 1.0f : 0.0f);
     printf("avx512 emulated: %d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
 }

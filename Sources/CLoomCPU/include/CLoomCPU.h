@@ -1,6 +1,7 @@
 #ifndef LOOM_CPU_H
 #define LOOM_CPU_H
 #include <stdbool.h>
+#include "LoomBF16.h"
 #include "LoomRowInvariant.h"
 #include "LoomThreadPool.h"
 

@@ -1,0 +1,266 @@
+// bf16 matrix products; the arithmetic is described in include/LoomBF16.h.
+//
+// Both vector codes pack op(A) row by row and op(B) in panels of W columns ([k][W] each, the
+// last one padded with zeros), then compute tiles of R rows × W columns: per k, the panel's W
+// values are loaded once and each row's A element is broadcast, so one tile's R·W accumulators
+// each take exactly one fused multiply-add per k, in increasing k. Panels are the outer loop:
+// a panel (k·W values) stays in cache while every row tile passes over it.
+#include "LoomBF16.h"
+#include <stdlib.h>
+#include <string.h>
+
+uint16_t loom_bf16_from_float(float x) {
+    uint32_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    if ((bits & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((bits >> 16) | 0x0040u);  // NaN, kept quiet
+    uint32_t rounded = bits + 0x7fffu + ((bits >> 16) & 1u);  // nearest, ties to even; large values to ±inf
+    uint16_t h = (uint16_t)(rounded >> 16);
+    if ((h & 0x7f80u) == 0) h &= 0x8000u;  // subnormal: vdpbf16ps reads it as zero
+    return h;
+}
+
+float loom_bf16_to_float(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float x;
+    memcpy(&x, &bits, sizeof x);
+    return x;
+}
+
+static inline float rounded(float x) { return loom_bf16_to_float(loom_bf16_from_float(x)); }
+
+// The result of one element from its accumulated dot product (one rounding each step).
+static inline float finish(float acc, float alpha, float beta, float old) {
+    float scaled = alpha * acc;
+    return beta == 0.0f ? scaled : __builtin_fmaf(beta, old, scaled);
+}
+
+// Packing buffers, four per thread, grown as needed and kept.
+static _Thread_local void *buffers[4];
+static _Thread_local size_t capacities[4];
+
+static void *buffer(int which, size_t bytes) {
+    if (buffers[which] && bytes <= capacities[which]) return buffers[which];
+    size_t size = bytes < 64 ? 64 : (bytes + 63) & ~(size_t)63;
+    void *p = aligned_alloc(64, size);
+    if (!p) return NULL;
+    free(buffers[which]);
+    buffers[which] = p;
+    capacities[which] = size;
+    return p;
+}
+
+// op(A) rounded, row-major [m][k]. A transposed is read in blocks of 64 rows of op(A) so that
+// both the reads (rows of A) and the writes (64 open rows) stay in cache lines.
+static void pack_a(float *ap, const float *a, long lda, int transA, long m, long k) {
+    if (!transA) {
+        for (long i = 0; i < m; i++)
+            for (long kk = 0; kk < k; kk++) ap[i * k + kk] = rounded(a[i * lda + kk]);
+        return;
+    }
+    for (long i0 = 0; i0 < m; i0 += 64) {
+        long i1 = i0 + 64 < m ? i0 + 64 : m;
+        for (long kk = 0; kk < k; kk++)
+            for (long i = i0; i < i1; i++) ap[i * k + kk] = rounded(a[kk * lda + i]);
+    }
+}
+
+// op(B) rounded, in panels of `width` columns: panel p is [k][width], columns past n are zero.
+// Each panel is filled in the order that reads B along its rows.
+static void pack_b(float *bp, const float *b, long ldb, int transB, long n, long k, long width) {
+    long panels = (n + width - 1) / width;
+    for (long p = 0; p < panels; p++) {
+        float *panel = bp + p * k * width;
+        long j0 = p * width, cols = n - j0 < width ? n - j0 : width;
+        if (transB) {
+            for (long w = 0; w < cols; w++)
+                for (long kk = 0; kk < k; kk++) panel[kk * width + w] = rounded(b[(j0 + w) * ldb + kk]);
+        } else {
+            for (long kk = 0; kk < k; kk++)
+                for (long w = 0; w < cols; w++) panel[kk * width + w] = rounded(b[kk * ldb + j0 + w]);
+        }
+        for (long kk = 0; kk < k; kk++)
+            for (long w = cols; w < width; w++) panel[kk * width + w] = 0.0f;
+    }
+}
+
+// Writes tile results (R rows × W columns of `acc`, row stride W) into C, columns [0, cols).
+static void store_tile(const float *acc, long rows, long width, long cols, float alpha, float beta, float *c, long ldc) {
+    for (long r = 0; r < rows; r++)
+        for (long j = 0; j < cols; j++) c[r * ldc + j] = finish(acc[r * width + j], alpha, beta, c[r * ldc + j]);
+}
+
+// MARK: Portable
+
+static int gemm_portable(int transA, int transB, long m, long n, long k, float alpha, const float *a, long lda,
+                         const float *b, long ldb, float beta, float *c, long ldc) {
+    float *ap = buffer(0, sizeof(float) * (size_t)m * (size_t)k);
+    float *bt = buffer(1, sizeof(float) * (size_t)n * (size_t)k);  // panels of one column: op(B)ᵀ, [n][k]
+    if (!ap || !bt) return -1;
+    pack_a(ap, a, lda, transA, m, k);
+    pack_b(bt, b, ldb, transB, n, k, 1);
+    for (long i = 0; i < m; i++) {
+        for (long j = 0; j < n; j++) {
+            float acc = 0.0f;
+            for (long kk = 0; kk < k; kk++) acc = __builtin_fmaf(ap[i * k + kk], bt[j * k + kk], acc);
+            c[i * ldc + j] = finish(acc, alpha, beta, c[i * ldc + j]);
+        }
+    }
+    return 0;
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define LOOM_AVX2 __attribute__((target("avx2,fma")))
+
+// MARK: AVX2: the rounded values as float32
+
+enum { W2 = 24 };  // panel width: three 8-float registers
+
+// R rows × 24 columns: 3R accumulators, 3 loads and R broadcasts per k.
+#define DEFINE_TILE_AVX2(R)                                                                        \
+static LOOM_AVX2 void tile_avx2_##R(long k, const float *ap, const float *panel, float *out) {     \
+    __m256 acc[R][3];                                                                              \
+    for (int r = 0; r < R; r++) for (int v = 0; v < 3; v++) acc[r][v] = _mm256_setzero_ps();       \
+    for (long kk = 0; kk < k; kk++) {                                                              \
+        __m256 bv[3];                                                                              \
+        for (int v = 0; v < 3; v++) bv[v] = _mm256_load_ps(panel + kk * W2 + 8 * v);              \
+        for (int r = 0; r < R; r++) {                                                              \
+            __m256 av = _mm256_broadcast_ss(ap + r * k + kk);                                      \
+            for (int v = 0; v < 3; v++) acc[r][v] = _mm256_fmadd_ps(av, bv[v], acc[r][v]);        \
+        }                                                                                          \
+    }                                                                                              \
+    for (int r = 0; r < R; r++) for (int v = 0; v < 3; v++) _mm256_storeu_ps(out + r * W2 + 8 * v, acc[r][v]); \
+}
+DEFINE_TILE_AVX2(4)
+DEFINE_TILE_AVX2(2)
+DEFINE_TILE_AVX2(1)
+
+static int gemm_avx2(int transA, int transB, long m, long n, long k, float alpha, const float *a, long lda,
+                     const float *b, long ldb, float beta, float *c, long ldc) {
+    long panels = (n + W2 - 1) / W2;
+    float *ap = buffer(0, sizeof(float) * (size_t)m * (size_t)k);
+    float *bp = buffer(1, sizeof(float) * (size_t)panels * (size_t)k * W2);
+    if (!ap || !bp) return -1;
+    pack_a(ap, a, lda, transA, m, k);
+    pack_b(bp, b, ldb, transB, n, k, W2);
+    float out[4 * W2];
+    for (long p = 0; p < panels; p++) {
+        const float *panel = bp + p * k * W2;
+        long cols = n - p * W2 < W2 ? n - p * W2 : W2;
+        long i = 0;
+        for (; i + 4 <= m; i += 4) {
+            tile_avx2_4(k, ap + i * k, panel, out);
+            store_tile(out, 4, W2, cols, alpha, beta, c + i * ldc + p * W2, ldc);
+        }
+        if (i + 2 <= m) {
+            tile_avx2_2(k, ap + i * k, panel, out);
+            store_tile(out, 2, W2, cols, alpha, beta, c + i * ldc + p * W2, ldc);
+            i += 2;
+        }
+        if (i < m) {
+            tile_avx2_1(k, ap + i * k, panel, out);
+            store_tile(out, 1, W2, cols, alpha, beta, c + i * ldc + p * W2, ldc);
+        }
+    }
+    return 0;
+}
+
+// MARK: AVX512-BF16: vdpbf16ps on pairs
+
+// LOOM_EMULATE_AVX512 compiles this part for AVX2, for the harness that runs it with SIMDe's
+// portable AVX-512 intrinsics and a vdpbf16ps written from Intel's definition
+// (Tests/Emulated/check_avx512_kernels.c).
+#ifdef LOOM_EMULATE_AVX512
+#define LOOM_BF16_TARGET LOOM_AVX2
+#else
+#define LOOM_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma")))
+static inline LOOM_BF16_TARGET __attribute__((always_inline)) __m512 dot_pairs(__m512 acc, __m512i a, __m512i b) {
+    return _mm512_dpbf16_ps(acc, (__m512bh)a, (__m512bh)b);
+}
+#endif
+
+enum { W16 = 48 };  // panel width: three 16-float registers
+
+// A pair: k's value in the odd (high) half, which vdpbf16ps adds first, k + 1's in the even half.
+static inline uint32_t pair(float first, float second) {
+    return ((uint32_t)loom_bf16_from_float(first) << 16) | loom_bf16_from_float(second);
+}
+
+// R rows × 48 columns: 3R accumulators, 3 loads and R broadcasts per pair of k.
+#define DEFINE_TILE_BF16(R)                                                                        \
+static LOOM_BF16_TARGET void tile_bf16_##R(long pairs, const uint32_t *ap, const uint32_t *panel, float *out) { \
+    __m512 acc[R][3];                                                                              \
+    for (int r = 0; r < R; r++) for (int v = 0; v < 3; v++) acc[r][v] = _mm512_setzero_ps();       \
+    for (long q = 0; q < pairs; q++) {                                                             \
+        __m512i bv[3];                                                                             \
+        for (int v = 0; v < 3; v++) bv[v] = _mm512_load_si512((const void *)(panel + q * W16 + 16 * v)); \
+        for (int r = 0; r < R; r++) {                                                              \
+            __m512i av = _mm512_set1_epi32((int)ap[r * pairs + q]);                                \
+            for (int v = 0; v < 3; v++) acc[r][v] = dot_pairs(acc[r][v], av, bv[v]);               \
+        }                                                                                          \
+    }                                                                                              \
+    for (int r = 0; r < R; r++) for (int v = 0; v < 3; v++) _mm512_storeu_ps(out + r * W16 + 16 * v, acc[r][v]); \
+}
+DEFINE_TILE_BF16(8)
+DEFINE_TILE_BF16(4)
+DEFINE_TILE_BF16(2)
+DEFINE_TILE_BF16(1)
+
+static int gemm_bf16(int transA, int transB, long m, long n, long k, float alpha, const float *a, long lda,
+                     const float *b, long ldb, float beta, float *c, long ldc) {
+    long pairs = (k + 1) / 2, panels = (n + W16 - 1) / W16;
+    float *af = buffer(0, sizeof(float) * (size_t)m * (size_t)k);
+    float *bf = buffer(1, sizeof(float) * (size_t)panels * (size_t)k * W16);
+    uint32_t *ap = buffer(2, sizeof(uint32_t) * (size_t)m * (size_t)pairs);
+    uint32_t *bp = buffer(3, sizeof(uint32_t) * (size_t)panels * (size_t)pairs * W16);
+    if (!af || !bf || !ap || !bp) return -1;
+    // Rounded as float32 first (the packing order that reads A and B along rows), then paired:
+    // rounding a bfloat16 value again changes nothing.
+    pack_a(af, a, lda, transA, m, k);
+    pack_b(bf, b, ldb, transB, n, k, W16);
+    for (long i = 0; i < m; i++)
+        for (long q = 0; q < pairs; q++)
+            ap[i * pairs + q] = pair(af[i * k + 2 * q], 2 * q + 1 < k ? af[i * k + 2 * q + 1] : 0.0f);
+    for (long p = 0; p < panels; p++)
+        for (long q = 0; q < pairs; q++)
+            for (long w = 0; w < W16; w++) {
+                const float *panel = bf + p * k * W16;
+                bp[(p * pairs + q) * W16 + w] = pair(panel[2 * q * W16 + w], 2 * q + 1 < k ? panel[(2 * q + 1) * W16 + w] : 0.0f);
+            }
+    float out[8 * W16];
+    for (long p = 0; p < panels; p++) {
+        const uint32_t *panel = bp + p * pairs * W16;
+        long cols = n - p * W16 < W16 ? n - p * W16 : W16;
+        long i = 0;
+        for (; i + 8 <= m; i += 8) {
+            tile_bf16_8(pairs, ap + i * pairs, panel, out);
+            store_tile(out, 8, W16, cols, alpha, beta, c + i * ldc + p * W16, ldc);
+        }
+        if (i + 4 <= m) {
+            tile_bf16_4(pairs, ap + i * pairs, panel, out);
+            store_tile(out, 4, W16, cols, alpha, beta, c + i * ldc + p * W16, ldc);
+            i += 4;
+        }
+        if (i + 2 <= m) {
+            tile_bf16_2(pairs, ap + i * pairs, panel, out);
+            store_tile(out, 2, W16, cols, alpha, beta, c + i * ldc + p * W16, ldc);
+            i += 2;
+        }
+        if (i < m) {
+            tile_bf16_1(pairs, ap + i * pairs, panel, out);
+            store_tile(out, 1, W16, cols, alpha, beta, c + i * ldc + p * W16, ldc);
+        }
+    }
+    return 0;
+}
+#endif
+
+int loom_bf16_gemm(int code, int transA, int transB, long m, long n, long k, float alpha,
+                   const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc) {
+    if (m <= 0 || n <= 0) return 0;
+#if defined(__x86_64__)
+    if (code == LOOM_BF16_NATIVE) return gemm_bf16(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    if (code == LOOM_BF16_EMULATED_AVX2) return gemm_avx2(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+#endif
+    return gemm_portable(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}

@@ -1,0 +1,33 @@
+#ifndef LOOM_BF16_H
+#define LOOM_BF16_H
+
+#include <stdint.h>
+
+/// Matrix products with bfloat16 inputs and float32 accumulation, as PyTorch's CPU autocast
+/// runs them: C = alpha · op(A) · op(B) + beta · C (row-major, op = transpose or not), where
+/// every element of op(A) and op(B) is first rounded to bfloat16 (nearest, ties to even; a
+/// result below bfloat16's smallest normal becomes a signed zero, as vdpbf16ps reads it).
+///
+/// Every element of C is one dot product accumulated in float32 in increasing k, one fused
+/// multiply-add per k, starting from zero (a product of two bfloat16 values is exact in float32,
+/// so each step rounds once); then c = alpha·acc when beta is 0, else fma(beta, c, alpha·acc).
+/// The order does not depend on m, n, the tiling or the code below, so the three codes give the
+/// same bits (the native one up to vdpbf16ps flushing a partial sum below 2⁻¹²⁶ to zero):
+///
+/// - LOOM_BF16_NATIVE: AVX512-BF16's vdpbf16ps on bfloat16 pairs. The instruction adds a pair's
+///   odd element before its even one, so the pairs are packed with k in the odd (high) half and
+///   k + 1 in the even half: the increasing-k order above.
+/// - LOOM_BF16_EMULATED_AVX2: the rounded values as float32, with AVX2 fused multiply-adds.
+/// - LOOM_BF16_EMULATED_PORTABLE: the same in plain C.
+enum { LOOM_BF16_EMULATED_PORTABLE = 0, LOOM_BF16_EMULATED_AVX2 = 1, LOOM_BF16_NATIVE = 2 };
+
+/// Returns 0, or -1 when the packing buffers could not be allocated (C is then untouched).
+/// Single-threaded; the packing buffers are per thread and kept for the next call.
+int loom_bf16_gemm(int code, int transA, int transB, long m, long n, long k, float alpha,
+                   const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc);
+
+/// x rounded to bfloat16 (nearest, ties to even; NaN stays NaN; below the smallest normal → ±0).
+uint16_t loom_bf16_from_float(float x);
+float loom_bf16_to_float(uint16_t h);
+
+#endif
