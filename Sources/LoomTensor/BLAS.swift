@@ -164,7 +164,8 @@ public struct BLASLibrary: Sendable {
 }
 
 /// Row-major single-precision GEMM: C = alpha · op(A) · op(B) + beta · C, where op(A) is
-/// m×k and op(B) is k×n, on the calling thread. A single row (m = 1, every decoding step)
+/// m×k and op(B) is k×n, on the calling thread (with bf16 inputs while a training stage runs
+/// with `--precision bf16`: `MatrixProducts`). A single row (m = 1, every decoding step)
 /// goes to sgemv, which streams the matrix once instead of packing it as sgemm does.
 @inline(__always)
 public func sgemm(
@@ -174,6 +175,11 @@ public func sgemm(
     beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
 ) {
     if m == 0 || n == 0 { return }
+    if MatrixProducts.precision == .bf16 {
+        bf16Gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                 b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+        return
+    }
     _ = BLASLibrary.shared
     if m == 1 {
         // c[1, n] = op(A)[1, k] · op(B)[k, n]: op(B)ᵀ · a, with a's elements one row apart

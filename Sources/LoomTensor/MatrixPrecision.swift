@@ -1,0 +1,139 @@
+import CLoomCPU
+import Foundation
+
+/// The precision of the matrix products of training: every product that goes through
+/// `sgemm` (linear layers forward and backward, attention's scores and weighted sums, LoRA).
+///
+/// - `fp32`: float32 inputs, float32 accumulation (OpenBLAS), the default.
+/// - `bf16`: the inputs rounded to bfloat16, products accumulated in float32, as PyTorch's
+///   `torch.autocast("cpu", dtype=torch.bfloat16)` runs its matrix products. Weights, their
+///   gradients, the optimizer state and every other operation (RMSNorm, softmax, SwiGLU,
+///   cross-entropy, AdamW) stay float32. Each element is one dot product in increasing k
+///   (`LoomBF16.h`), so the result does not depend on how a product is split over threads.
+public enum MatrixPrecision: String, CaseIterable, Codable, Sendable, CustomStringConvertible {
+    case fp32
+    case bf16
+
+    public var description: String { rawValue }
+
+    /// The precision named `text`, or an error naming `flag` and the choices.
+    public static func parse(_ text: String, flag: String = "--precision") throws -> MatrixPrecision {
+        guard let precision = MatrixPrecision(rawValue: text.lowercased()) else {
+            throw MatrixPrecisionError(message: "\(flag) \(text) is not a precision; use one of: "
+                                       + allCases.map(\.rawValue).joined(separator: ", "))
+        }
+        return precision
+    }
+}
+
+public struct MatrixPrecisionError: Error, Equatable, CustomStringConvertible {
+    public let message: String
+    public var description: String { message }
+}
+
+/// How this process computes bf16 products, if it can.
+public enum BF16Implementation: Equatable, Sendable {
+    /// AVX512-BF16's `vdpbf16ps`: two bfloat16 multiply-adds per float32 lane and instruction.
+    case native
+    /// `LOOM_BF16_EMULATION=1` on a CPU without AVX512-BF16: the same rounding and the same
+    /// order of float32 additions, computed with float32 vector code (the same bits as the
+    /// native kernel, slower than fp32). For checking bf16's numerics, not for speed.
+    case emulated(KernelLevel)
+
+    var code: Int32 {
+        switch self {
+        case .native: return Int32(LOOM_BF16_NATIVE)
+        case .emulated(let level): return level >= .avx2 ? Int32(LOOM_BF16_EMULATED_AVX2) : Int32(LOOM_BF16_EMULATED_PORTABLE)
+        }
+    }
+
+    public var name: String {
+        switch self {
+        case .native: return "avx512_bf16 (vdpbf16ps)"
+        case .emulated(let level): return "emulated with \(level.name) float32 code, LOOM_BF16_EMULATION=1"
+        }
+    }
+
+    /// The implementation `cpu` offers at `level`, given `LOOM_BF16_EMULATION` (`emulation`),
+    /// or the error that says why bf16 is unavailable.
+    public static func chosen(cpu: CPUFeatures, level: KernelLevel, emulation: String?) -> Result<BF16Implementation, MatrixPrecisionError> {
+        let emulate: Bool
+        switch emulationSetting(emulation) {
+        case .success(let value): emulate = value
+        case .failure(let error): return .failure(error)
+        }
+        if emulate { return .success(.emulated(level)) }
+        if cpu.hasAVX512BF16 && level == .avx512 { return .success(.native) }
+        let reason = cpu.hasAVX512BF16
+            ? "LOOM_CPU_KERNELS=\(level.name) excludes the AVX-512 kernels that bf16 needs"
+            : "bf16 products need AVX512-BF16 (vdpbf16ps), which this CPU (\(cpu.modelName)) lacks"
+        return .failure(MatrixPrecisionError(message: "--precision bf16: \(reason). Train in fp32 (the default), "
+            + "or set LOOM_BF16_EMULATION=1 to check bf16's numerics with the same rounding computed in float32 (slower than fp32)"))
+    }
+
+    /// `LOOM_BF16_EMULATION`: unset, empty or 0 (off), or 1.
+    static func emulationSetting(_ text: String?) -> Result<Bool, MatrixPrecisionError> {
+        switch text {
+        case nil, "", "0": return .success(false)
+        case "1": return .success(true)
+        case let other?:
+            return .failure(MatrixPrecisionError(message: "LOOM_BF16_EMULATION=\(other) must be 1 (emulate bf16 products) or 0"))
+        }
+    }
+
+    /// The error for a `LOOM_BF16_EMULATION` value that is neither 0 nor 1 (checked at start).
+    public static var settingError: MatrixPrecisionError? {
+        if case .failure(let error) = emulationSetting(ProcessInfo.processInfo.environment["LOOM_BF16_EMULATION"]) { return error }
+        return nil
+    }
+
+    /// This process's implementation, or why there is none.
+    public static let current: Result<BF16Implementation, MatrixPrecisionError> =
+        chosen(cpu: .current, level: .current, emulation: ProcessInfo.processInfo.environment["LOOM_BF16_EMULATION"])
+}
+
+/// The precision `sgemm` uses, set by a training stage (`use(_:)`) for its whole run.
+public enum MatrixProducts {
+    nonisolated(unsafe) public private(set) static var precision: MatrixPrecision = .fp32
+    nonisolated(unsafe) static var bf16Code: Int32 = 0
+
+    /// What computes bf16 products in this process, or "unavailable".
+    public static var bf16Name: String { (try? BF16Implementation.current.get())?.name ?? "unavailable" }
+
+    /// Makes every following product run in `precision`; throws (and changes nothing) when
+    /// this CPU cannot run bf16 products.
+    public static func use(_ precision: MatrixPrecision) throws {
+        if precision == .bf16 {
+            let implementation = try BF16Implementation.current.get()
+            bf16Code = implementation.code
+        }
+        MatrixProducts.precision = precision
+    }
+
+    /// Runs `body` with bf16 products computed by `implementation` (tests compare them).
+    public static func with<T>(bf16 implementation: BF16Implementation, _ body: () throws -> T) rethrows -> T {
+        let saved = (precision, bf16Code)
+        precision = .bf16
+        bf16Code = implementation.code
+        defer { (precision, bf16Code) = saved }
+        return try body()
+    }
+}
+
+/// C = alpha · op(A) · op(B) + beta · C with bf16 inputs (see `LoomBF16.h`), on the calling thread.
+@inline(never)
+func bf16Gemm(
+    transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
+    alpha: Float, a: UnsafePointer<Float>, lda: Int,
+    b: UnsafePointer<Float>, ldb: Int,
+    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+) {
+    let status = loom_bf16_gemm(MatrixProducts.bf16Code, transposeA ? 1 : 0, transposeB ? 1 : 0, m, n, k, alpha,
+                                a, lda, b, ldb, beta, c, ldc)
+    if status != 0 {
+        fatalError("bf16 product \(m)×\(k) · \(k)×\(n): out of memory for its packing buffers")
+    }
+}
+
+/// `x` rounded to bfloat16 and back (nearest, ties to even; subnormals to ±0).
+public func bf16Rounded(_ x: Float) -> Float { loom_bf16_to_float(loom_bf16_from_float(x)) }
