@@ -1,5 +1,6 @@
 import Foundation
 import LoomSupport
+import LoomTensor
 import LoomData
 import LoomEval
 import LoomInference
@@ -31,6 +32,8 @@ public final class Pipeline {
     /// False for runs that choose settings (`--dev-only`, Benchmarks/sweep_rl_dev.sh): every
     /// stage and its dev accuracy as usual, but no model is evaluated on the test split.
     public var evaluatesTest = true
+    /// Precision of every training stage's matrix products (`--precision`, `MatrixPrecision`).
+    public var precision: MatrixPrecision = .fp32
 
     public init(recipe: PipelineRecipe, output: URL, mode: RunMode = .fresh, stopAfter: PipelineStage? = nil,
                 threads: Int = ProcessInfo.processInfo.activeProcessorCount) {
@@ -116,6 +119,7 @@ public final class Pipeline {
             configuration: configuration, dataDirectory: root.appendingPathComponent("data"),
             outputDirectory: baseDirectory, steps: recipe.pretrain.steps, threads: threads, logInterval: 25)
         pretrainOptions.mode = mode
+        pretrainOptions.precision = precision
         let pretrain = try Pretrainer(options: pretrainOptions).run()
         try reportPretraining(pretrain, directory: baseDirectory, report)
         let baseModel = try LlamaModel.load(directory: baseDirectory)
@@ -187,6 +191,7 @@ public final class Pipeline {
         sft.settings.evalInterval = 250
         sft.settings.logInterval = 100
         sft.settings.threads = threads
+        sft.settings.precision = precision
         let sftSummary = try SFTTrainer(options: sft).run()
         recordDev("sft", "SFT", try LlamaModel.load(directory: sftDirectory))
         trained.append(("sft", "SFT", sftDirectory))
@@ -215,6 +220,7 @@ public final class Pipeline {
         reward.heldout = [tasksDirectory.appendingPathComponent(InstructionTaskFiles.rankingsDev)]
         reward.settings.steps = recipe.reward.steps
         reward.settings.threads = threads
+        reward.settings.precision = precision
         let rewardSummary = try RewardTrainer(options: reward).run()
         rewardDirectoryForTest = rewardDirectory
         report.set("reward", "dev_pair_accuracy", rewardSummary.heldoutPairAccuracy)
@@ -235,6 +241,7 @@ public final class Pipeline {
         ppo.settings.steps = recipe.ppo.steps
         if let rlSeed = recipe.rlSeed { ppo.settings.seed = rlSeed }
         ppo.settings.threads = threads
+        ppo.settings.precision = precision
         ppo.settings.batchSize = recipe.ppo.batchSize
         ppo.settings.learningRate = recipe.ppo.learningRate
         ppo.settings.minLearningRate = recipe.ppo.learningRate
@@ -263,6 +270,7 @@ public final class Pipeline {
         dpo.settings.steps = recipe.dpo.steps
         if let rlSeed = recipe.rlSeed { dpo.settings.seed = rlSeed }
         dpo.settings.threads = threads
+        dpo.settings.precision = precision
         // Plain DPO by default (an NLL term on the chosen answers would be RPO, which also trains
         // on the written answers of the pairs).
         dpo.sftWeight = recipe.dpo.sftWeight
@@ -286,6 +294,7 @@ public final class Pipeline {
         grpo.settings.steps = recipe.grpo.steps
         if let rlSeed = recipe.rlSeed { grpo.settings.seed = rlSeed }
         grpo.settings.threads = threads
+        grpo.settings.precision = precision
         grpo.settings.batchSize = recipe.grpo.batchSize
         grpo.groupSize = recipe.grpo.groupSize
         // DAPO's dynamic sampling: groups whose answers are all right (or all wrong) carry no
@@ -468,8 +477,9 @@ public final class Pipeline {
         report.set("pretrain", "val_bpb", pretrain.validation?.bitsPerByte ?? Double.nan)
         report.set("pretrain", "tokens_per_second", pretrain.tokensPerSecond)
         report.set("pretrain", "seconds", pretrain.seconds)
+        report.set("pretrain", "precision", precision.rawValue)
         report.section("Pretraining", """
-            \(pretrain.parameters) parameters, \(pretrain.steps) steps, \(String(format: "%.0f", pretrain.tokensPerSecond)) tokens/s on \(threads) thread(s), \(String(format: "%.0f", pretrain.seconds)) s.
+            \(pretrain.parameters) parameters, \(pretrain.steps) steps, \(String(format: "%.0f", pretrain.tokensPerSecond)) tokens/s on \(threads) thread(s)\(precision == .bf16 ? " with bf16 matrix products" : ""), \(String(format: "%.0f", pretrain.seconds)) s.
 
             \(markdownTable(["final train loss", "validation loss", "validation bits/byte"],
                             [[String(format: "%.4f", pretrain.finalTrainLoss), String(format: "%.4f", pretrain.validation?.loss ?? .nan),

@@ -513,10 +513,24 @@ public enum RunSignature {
         }
     }
 
+    /// Settings added after runs were already saved, by their last name, with the value a
+    /// run that predates them had: a checkpoint without the setting resumes when it has that value.
+    public static let addedSettings: [String: String] = ["precision": MatrixPrecision.fp32.rawValue]
+
+    /// `saved` with the value of every later-added setting it lacks but `current` has.
+    static func completed(_ saved: [String: String], current: [String: String]) -> [String: String] {
+        var result = saved
+        for key in current.keys where saved[key] == nil {
+            let name = key.split(separator: ".").last.map(String.init) ?? key
+            if let old = addedSettings[name] { result[key] = old }
+        }
+        return result
+    }
+
     /// Throws, listing the changed settings, unless `allowChanges`.
     public static func check(saved: [String: String]?, current: [String: String], allowChanges: Bool, checkpoint: URL) throws {
         guard let saved else { return }
-        let changed = changes(from: saved, to: current)
+        let changed = changes(from: completed(saved, current: current), to: current)
         guard !changed.isEmpty else { return }
         if allowChanges {
             logLine("note: resuming with changed settings (--allow-changes): " + changed.joined(separator: "; "))

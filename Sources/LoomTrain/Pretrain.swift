@@ -39,6 +39,8 @@ public struct PretrainOptions {
     public var initialModel: URL?
     /// ZeRO stage of a data-parallel run (`StageSettings.zeroStage`).
     public var zeroStage = 0
+    /// Precision of the matrix products (`StageSettings.precision`).
+    public var precision: MatrixPrecision = .fp32
 
     public init(configuration: TrainingConfiguration, dataDirectory: URL, outputDirectory: URL, steps: Int? = nil,
                 threads: Int = 1, resume: Bool = false, logInterval: Int = 10, initialModel: URL? = nil) {
@@ -197,6 +199,7 @@ public final class Pretrainer {
         settings.seed = train.seed
         settings.threads = options.threads
         settings.zeroStage = options.zeroStage
+        settings.precision = options.precision
         let run = try StageRun(stage: "pretrain", model: model, tokenizer: tokenizer, settings: settings, output: out, mode: options.mode,
                                inputs: [options.dataDirectory] + (options.initialModel.map { [$0] } ?? []), signature: signature,
                                allowChanges: options.allowChanges, communicator: communicator, dataParallel: true,
@@ -210,7 +213,8 @@ public final class Pretrainer {
         // Tokens of one optimizer step over all ranks: the throughput reported is the global one.
         let tokensPerStep = globalBatch * train.contextLength * train.gradientAccumulation
         logLine("pretraining \(model.parameters.count) parameters on \(trainData.count) tokens: \(totalSteps) steps × \(tokensPerStep) tokens, \(options.threads) thread(s)"
-                + (parallel.isDistributed ? " per rank × \(parallel.size) ranks (batch \(train.batchSize) per rank)" : ""))
+                + (parallel.isDistributed ? " per rank × \(parallel.size) ranks (batch \(train.batchSize) per rank)" : "")
+                + (options.precision == .bf16 ? ", bf16 matrix products (\(MatrixProducts.bf16Name))" : ""))
 
         func evaluate() -> EvaluationResult? {
             guard parallel.isPrimary, let validationData, validationData.count > train.contextLength + 1 else { return nil }

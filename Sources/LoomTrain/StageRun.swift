@@ -28,6 +28,9 @@ public struct StageSettings: Codable, Equatable, Sendable {
     /// ZeRO stage of a data-parallel run: 0 (every rank holds the whole optimizer state) or 1
     /// (the state sharded across ranks, `DataParallelOptimizer`). Same results either way.
     public var zeroStage: Int = 0
+    /// Precision of the matrix products (`--precision`): fp32, or bf16 inputs with fp32
+    /// accumulation (`MatrixPrecision`); weights, gradients and optimizer state stay fp32.
+    public var precision: MatrixPrecision = .fp32
 
     public init() {}
 
@@ -101,6 +104,7 @@ public final class StageRun {
             throw TrainingError("loom \(stage) does not train data-parallel yet; run it as one process (without mpirun)")
         }
         Threading.configure(threads: settings.threads)
+        do { try MatrixProducts.use(settings.precision) } catch let error as MatrixPrecisionError { throw TrainingError(error.message) }
         guard settings.keepCheckpoints >= 1 else {
             throw TrainingError("--keep-checkpoints must be at least 1, got \(settings.keepCheckpoints)")
         }
@@ -250,6 +254,9 @@ public final class StageRun {
     }
 
     public var seconds: Double { Date().timeIntervalSince(started) }
+
+    // The products after the run (a test, the next stage of a pipeline) run in fp32 again.
+    deinit { try? MatrixProducts.use(.fp32) }
 }
 
 /// Pads rows of token ids to a common length: `[rows, length]` ids (pad = `padID`) and

@@ -11,6 +11,14 @@ import LoomTrain
 extension DPOKind: ExpressibleByArgument {}
 extension RankingPairs: ExpressibleByArgument {}
 extension GRPORewardSource: ExpressibleByArgument {}
+extension MatrixPrecision: ExpressibleByArgument {}
+
+/// `--precision bf16` is refused before anything is read or written on a CPU that cannot run
+/// bf16 products (and without `LOOM_BF16_EMULATION=1`).
+func validatePrecision(_ precision: MatrixPrecision) throws {
+    guard precision == .bf16 else { return }
+    if case .failure(let error) = BF16Implementation.current { throw ValidationError(error.message) }
+}
 
 /// `loom grpo --aggregation`: how per-token losses become one number.
 enum GRPOAggregationFlag: String, CaseIterable, ExpressibleByArgument {

@@ -56,7 +56,16 @@ struct BenchTrainCommand: ParsableCommand {
     @Flag(inversion: .prefixedNo,
           help: "Measure sgemm with every OpenBLAS core type this CPU can run (in child processes), so MFU is against the fastest.")
     var sweepCores = true
+    @Option(help: "Matrix products in fp32, or bf16 (bf16 inputs, fp32 accumulation; needs AVX512-BF16).") var precision: MatrixPrecision = .fp32
     @Flag(help: "Print one JSON object.") var json = false
+
+    func validate() throws {
+        try FlagRange.threads(threads)
+        try FlagRange.atLeast(1, steps, "steps")
+        try FlagRange.atLeast(0, warmup, "warmup")
+        try FlagRange.atLeast(1, batchSize, "batch-size")
+        try validatePrecision(precision)
+    }
 
     func run() throws {
         let configuration = try TrainingConfiguration.load(URL(fileURLWithPath: config))
@@ -64,6 +73,9 @@ struct BenchTrainCommand: ParsableCommand {
         var train = configuration.train
         if let batchSize { train.batchSize = batchSize }
         let machine = MachineReport(threads: threads, sweepCores: sweepCores)
+        // After the sgemm measurement, which stays fp32: MFU is against the fastest fp32 sgemm.
+        try MatrixProducts.use(precision)
+        let products = precision == .fp32 ? "fp32 (OpenBLAS)" : "bf16 inputs, fp32 accumulation: \(MatrixProducts.bf16Name)"
         let model = LlamaModel(configuration: c)
         model.initializeWeights(seed: train.seed)
         let optimizer = AdamW(parameters: model.parameters, hyperparameters: train.adamHyperparameters)
@@ -104,7 +116,7 @@ struct BenchTrainCommand: ParsableCommand {
                 "mfu_of_loaded_sgemm": gflops / machine.sgemmGFLOPs,
                 "flops_per_token": flopsPerToken, "flops_convention": trainingFLOPsConvention,
                 "flops_per_token_full_attention": trainingFLOPsPerTokenFullAttention(c, contextLength: T),
-                "loss": lastLoss, "op_ms_per_step": ops,
+                "loss": lastLoss, "op_ms_per_step": ops, "precision": precision.rawValue, "matrix_products": products,
             ]
             object.merge(machine.jsonObject) { current, _ in current }
             if let peak = machine.estimatedPeakGFLOPs { object["mfu_of_fma_peak_estimate"] = gflops / peak }
@@ -112,7 +124,7 @@ struct BenchTrainCommand: ParsableCommand {
             print(String(decoding: data, as: UTF8.self))
         } else {
             for line in machine.lines { print(line) }
-            print("config \(config): \(model.parameters.count) parameters, batch \(B) × \(T), \(threads) thread(s)")
+            print("config \(config): \(model.parameters.count) parameters, batch \(B) × \(T), \(threads) thread(s), matrix products \(products)")
             let best = machine.best
             print(String(format: "tokens/s %.0f   ms/step %.1f   GFLOP/s %.1f   MFU %.1f%% of the fastest sgemm (%@, %.1f GFLOP/s)",
                          tokensPerSecond, seconds / Double(steps) * 1000, gflops, mfu * 100, best.core, best.gflops))

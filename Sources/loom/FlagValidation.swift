@@ -66,6 +66,7 @@ extension StageFlags {
         try FlagRange.threads(threads)
         try validateRunFlags(resume: resume, overwrite: overwrite, allowChanges: allowChanges, keepCheckpoints: keepCheckpoints)
         try validateLoRAFlags()
+        try validatePrecision(precision)
     }
 
     /// The rank's upper bound depends on the model and is checked when it is loaded.
@@ -180,6 +181,7 @@ extension PretrainCommand {
         try FlagRange.threads(threads)
         try FlagRange.atLeast(1, logInterval, "log-interval")
         try validateRunFlags(resume: resume, overwrite: overwrite, allowChanges: allowChanges, keepCheckpoints: keepCheckpoints)
+        try validatePrecision(precision)
     }
 }
 

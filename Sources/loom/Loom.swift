@@ -40,6 +40,10 @@ struct Loom: ParsableCommand {
         if World.launchedByMPI { _ = World.communicator }
         // A bad LOOM_CPU_KERNELS stops every command here, not the first kernel call.
         _ = KernelLevel.current
+        if let error = BF16Implementation.settingError {
+            StandardError.writeLine("loom: " + error.message)
+            Foundation.exit(2)
+        }
         do {
             var command = try parseAsRoot()
             if World.isDistributed && !(command is DataParallelCommand) {

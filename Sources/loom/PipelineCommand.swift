@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import LoomSupport
 import LoomPipeline
+import LoomTensor
 import LoomTrain
 
 extension PipelineStage: ExpressibleByArgument {}
@@ -44,6 +45,7 @@ struct PipelineCommand: ParsableCommand {
     @Option(help: "Seed of the RL stages (recipe: rl_seed); with --resume on a copy of a run, replicates its RL part (Benchmarks/replicate_rl.sh).") var rlSeed: UInt64?
     @Option(help: "Stop after this stage.") var stopAfter: PipelineStage?
     @Option(help: "Threads.") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    @Option(help: "Matrix products of every training stage in fp32, or bf16 (bf16 inputs, fp32 accumulation; needs AVX512-BF16).") var precision: MatrixPrecision = .fp32
     @Flag(help: "Continue a pipeline run in --out: finished stages are kept, an interrupted one resumes from its latest checkpoint.") var resume = false
     @Flag(help: "Replace the pipeline run already in --out.") var overwrite = false
     @Flag(help: "For choosing settings: every stage and its dev accuracy, but no model is evaluated on the test split (Benchmarks/sweep_rl_dev.sh).") var devOnly = false
@@ -52,6 +54,7 @@ struct PipelineCommand: ParsableCommand {
         if resume && overwrite { throw ValidationError("--resume and --overwrite exclude each other: continue the run in --out, or replace it") }
         try checkNumericFlags()
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
+        try validatePrecision(precision)
         do { try makeRecipe().validate() } catch let error as RecipeError { throw ValidationError(error.message) }
     }
 
@@ -85,6 +88,7 @@ struct PipelineCommand: ParsableCommand {
         let pipeline = Pipeline(recipe: try makeRecipe(), output: URL(fileURLWithPath: out),
                                 mode: resume ? .resumeIfPresent : overwrite ? .overwrite : .fresh, stopAfter: stopAfter, threads: threads)
         pipeline.evaluatesTest = !devOnly
+        pipeline.precision = precision
         try pipeline.run()
     }
 }

@@ -27,6 +27,7 @@ struct PretrainCommand: ParsableCommand {
     @Option(help: "Print a progress line every N steps.") var logInterval: Int = 10
     @Option(help: "Start from this model directory instead of random weights.") var initFrom: String?
     @Option(help: "Under mpirun: 1 shards the optimizer state across ranks (ZeRO-1), 0 keeps it whole on every rank.") var zero: Int = 0
+    @Option(help: "Matrix products in fp32, or bf16: bf16 inputs, fp32 accumulation, fp32 weights and optimizer state (needs AVX512-BF16).") var precision: MatrixPrecision = .fp32
 
     func run() throws {
         let configuration = try TrainingConfiguration.load(URL(fileURLWithPath: config))
@@ -39,6 +40,7 @@ struct PretrainCommand: ParsableCommand {
         options.allowChanges = allowChanges
         options.keepCheckpoints = keepCheckpoints
         options.zeroStage = zero
+        options.precision = precision
         try Pretrainer(options: options).run()
     }
 }

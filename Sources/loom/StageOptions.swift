@@ -18,6 +18,7 @@ struct StageFlags: ParsableArguments {
     @Option(help: "Threads.") var threads: Int?
     @Option(help: "Complete checkpoints kept in --out/checkpoints (the newest).") var keepCheckpoints: Int?
     @Option(help: "Under mpirun: 1 shards the optimizer state across ranks (ZeRO-1), 0 keeps it whole on every rank.") var zero: Int?
+    @Option(help: "Matrix products in fp32, or bf16: bf16 inputs, fp32 accumulation, fp32 weights and optimizer state (needs AVX512-BF16).") var precision: MatrixPrecision = .fp32
     @Flag(help: "Continue the run in --out from its latest complete checkpoint.") var resume = false
     @Flag(help: "Replace the run already in --out (its model, checkpoints and metrics).") var overwrite = false
     @Flag(help: "With --resume: continue even though settings that shape the run differ from the checkpoint's.") var allowChanges = false
@@ -48,6 +49,7 @@ struct StageFlags: ParsableArguments {
             settings.lora = LoRASettings(rank: loraRank, alpha: loraAlpha, dropout: loraDropout ?? 0, targets: targets)
         }
         if let zero { settings.zeroStage = zero }
+        settings.precision = precision
     }
 }
 

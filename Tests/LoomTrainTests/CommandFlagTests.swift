@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import LoomTensor
 
 /// The CLI's enum-like flags: `--help` lists their values, and a wrong value fails before any
 /// work with an error that names the flag and the values it takes.
@@ -29,6 +30,8 @@ final class CommandFlagTests: XCTestCase {
         (["export", "gguf", "d", "--out", "o"], "--type", ["f32", "f16", "q8_0", "q4_0", "q4_1"]),
         (["quantize", "d", "--out", "o"], "--type", ["q8_0", "q4_0", "q4_1"]),
         (["import", "gguf", "f", "--out", "o"], "--dtype", ["f32", "keep"]),
+        (["pretrain", "--data", "d", "--out", "o"], "--precision", ["fp32", "bf16"]),
+        (["sft", "--model", "m", "--data", "d", "--out", "o"], "--precision", ["fp32", "bf16"]),
     ]
 
     func testWrongValueNamesTheFlagAndTheValues() throws {
@@ -72,5 +75,32 @@ final class CommandFlagTests: XCTestCase {
                               environment: ["LOOM_CPU_KERNELS": "portable"])
         XCTAssertEqual(forced.status, 0, forced.output)
         XCTAssertTrue(forced.output.contains("Loom's kernels: portable (quantized: portable)"), forced.output)
+    }
+
+    /// `--precision bf16` on a CPU without AVX512-BF16 stops before anything is read or written,
+    /// saying why and what to do; a bad LOOM_BF16_EMULATION stops any command at start.
+    func testBF16NeedsTheInstructionsOrTheEmulationSetting() throws {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("loom-bf16-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: out) }
+        let bad = try loom(["tasks", "--out", out.path], environment: ["LOOM_BF16_EMULATION": "yes"])
+        XCTAssertEqual(bad.status, 2, bad.output)
+        XCTAssertTrue(bad.output.contains("loom: LOOM_BF16_EMULATION=yes must be 1 (emulate bf16 products) or 0"), bad.output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out.path), "nothing is written")
+        if CPUFeatures.current.hasAVX512BF16 && KernelLevel.current == .avx512 {
+            throw XCTSkip("this CPU runs bf16 products (BF16TrainingTests trains with them)")
+        }
+        for command in [["pretrain", "--data", out.path], ["sft", "--model", out.path, "--data", out.path],
+                        ["bench", "train"]] {
+            let refused = try loom(command + (command[0] == "bench" ? [] : ["--out", out.path]) + ["--precision", "bf16"])
+            XCTAssertNotEqual(refused.status, 0, refused.output)
+            XCTAssertTrue(refused.output.contains("--precision bf16: bf16 products need AVX512-BF16 (vdpbf16ps), which this CPU ("), refused.output)
+            XCTAssertTrue(refused.output.contains("LOOM_BF16_EMULATION=1"), refused.output)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: out.path), "nothing is written")
+        }
+        let config = URL(fileURLWithPath: #filePath).appendingPathComponent("../../../configs/tiny.json").standardizedFileURL.path
+        let emulated = try loom(["bench", "train", "--config", config, "--steps", "1", "--warmup", "0", "--batch-size", "1",
+                                 "--no-sweep-cores", "--precision", "bf16"], environment: ["LOOM_BF16_EMULATION": "1"])
+        XCTAssertEqual(emulated.status, 0, emulated.output)
+        XCTAssertTrue(emulated.output.contains("matrix products bf16 inputs, fp32 accumulation: emulated with"), emulated.output)
     }
 }
