@@ -1,10 +1,14 @@
 // bf16 matrix products; the arithmetic is described in include/LoomBF16.h.
 //
-// Both vector codes pack op(A) row by row and op(B) in panels of W columns ([k][W] each, the
-// last one padded with zeros), then compute tiles of R rows × W columns: per k, the panel's W
-// values are loaded once and each row's A element is broadcast, so one tile's R·W accumulators
-// each take exactly one fused multiply-add per k, in increasing k. Panels are the outer loop:
-// a panel (k·W values) stays in cache while every row tile passes over it.
+// Each code packs op(B) in panels of W columns (the last one padded with zeros) and op(A) row by
+// row, then computes tiles of R rows × W columns: per k, the panel's W values are loaded once and
+// each row's A element is broadcast, so one tile's R·W accumulators each take exactly one fused
+// multiply-add per k, in increasing k. Panels are the outer loop: a panel stays in cache while
+// every row tile passes over it. Packed B can be shared: a product split by rows over threads
+// packs it once (loom_bf16_pack_b) and each thread packs only its rows of A.
+//
+// Packed layouts of op(B), by code: portable [n][k] floats (panels of one column); AVX2 panels
+// of 24 columns, [k][24] floats each; native panels of 48 columns, [pairs][48] pairs each.
 #include "LoomBF16.h"
 #include <stdlib.h>
 #include <string.h>
@@ -34,9 +38,9 @@ static inline float finish(float acc, float alpha, float beta, float old) {
     return beta == 0.0f ? scaled : __builtin_fmaf(beta, old, scaled);
 }
 
-// Packing buffers, four per thread, grown as needed and kept.
-static _Thread_local void *buffers[4];
-static _Thread_local size_t capacities[4];
+// Packing buffers per thread, grown as needed and kept: 0 for A, 1 for B.
+static _Thread_local void *buffers[2];
+static _Thread_local size_t capacities[2];
 
 static void *buffer(int which, size_t bytes) {
     if (buffers[which] && bytes <= capacities[which]) return buffers[which];
@@ -91,13 +95,11 @@ static void store_tile(const float *acc, long rows, long width, long cols, float
 
 // MARK: Portable
 
-static int gemm_portable(int transA, int transB, long m, long n, long k, float alpha, const float *a, long lda,
-                         const float *b, long ldb, float beta, float *c, long ldc) {
+static int gemm_portable(int transA, long m, long n, long k, float alpha, const float *a, long lda,
+                         const float *bt, float beta, float *c, long ldc) {
     float *ap = buffer(0, sizeof(float) * (size_t)m * (size_t)k);
-    float *bt = buffer(1, sizeof(float) * (size_t)n * (size_t)k);  // panels of one column: op(B)ᵀ, [n][k]
-    if (!ap || !bt) return -1;
+    if (!ap) return -1;
     pack_a(ap, a, lda, transA, m, k);
-    pack_b(bt, b, ldb, transB, n, k, 1);
     for (long i = 0; i < m; i++) {
         for (long j = 0; j < n; j++) {
             float acc = 0.0f;
@@ -135,14 +137,12 @@ DEFINE_TILE_AVX2(4)
 DEFINE_TILE_AVX2(2)
 DEFINE_TILE_AVX2(1)
 
-static int gemm_avx2(int transA, int transB, long m, long n, long k, float alpha, const float *a, long lda,
-                     const float *b, long ldb, float beta, float *c, long ldc) {
+static int gemm_avx2(int transA, long m, long n, long k, float alpha, const float *a, long lda,
+                     const float *bp, float beta, float *c, long ldc) {
     long panels = (n + W2 - 1) / W2;
     float *ap = buffer(0, sizeof(float) * (size_t)m * (size_t)k);
-    float *bp = buffer(1, sizeof(float) * (size_t)panels * (size_t)k * W2);
-    if (!ap || !bp) return -1;
+    if (!ap) return -1;
     pack_a(ap, a, lda, transA, m, k);
-    pack_b(bp, b, ldb, transB, n, k, W2);
     float out[4 * W2];
     for (long p = 0; p < panels; p++) {
         const float *panel = bp + p * k * W2;
@@ -186,6 +186,49 @@ static inline uint32_t pair(float first, float second) {
     return ((uint32_t)loom_bf16_from_float(first) << 16) | loom_bf16_from_float(second);
 }
 
+// op(A) as pairs, [m][pairs], in one pass (the last pair of an odd k is padded with zero);
+// A transposed is read two rows at a time, in blocks of 64 rows of op(A).
+static void pack_a_pairs(uint32_t *ap, const float *a, long lda, int transA, long m, long k) {
+    long pairs = (k + 1) / 2, whole = k / 2;
+    if (!transA) {
+        for (long i = 0; i < m; i++) {
+            const float *row = a + i * lda;
+            for (long q = 0; q < whole; q++) ap[i * pairs + q] = pair(row[2 * q], row[2 * q + 1]);
+            if (pairs > whole) ap[i * pairs + whole] = pair(row[k - 1], 0.0f);
+        }
+        return;
+    }
+    for (long i0 = 0; i0 < m; i0 += 64) {
+        long i1 = i0 + 64 < m ? i0 + 64 : m;
+        for (long q = 0; q < pairs; q++) {
+            const float *first = a + 2 * q * lda, *second = 2 * q + 1 < k ? a + (2 * q + 1) * lda : NULL;
+            for (long i = i0; i < i1; i++) ap[i * pairs + q] = pair(first[i], second ? second[i] : 0.0f);
+        }
+    }
+}
+
+// op(B) as pair panels of 48 columns, [pairs][48] each, in one pass, read along B's rows.
+static void pack_b_pairs(uint32_t *bp, const float *b, long ldb, int transB, long n, long k) {
+    long pairs = (k + 1) / 2, panels = (n + W16 - 1) / W16;
+    for (long p = 0; p < panels; p++) {
+        uint32_t *panel = bp + p * pairs * W16;
+        long j0 = p * W16, cols = n - j0 < W16 ? n - j0 : W16;
+        if (transB) {
+            for (long w = 0; w < cols; w++) {
+                const float *row = b + (j0 + w) * ldb;
+                for (long q = 0; q < pairs; q++) panel[q * W16 + w] = pair(row[2 * q], 2 * q + 1 < k ? row[2 * q + 1] : 0.0f);
+            }
+        } else {
+            for (long q = 0; q < pairs; q++) {
+                const float *first = b + 2 * q * ldb + j0, *second = 2 * q + 1 < k ? b + (2 * q + 1) * ldb + j0 : NULL;
+                for (long w = 0; w < cols; w++) panel[q * W16 + w] = pair(first[w], second ? second[w] : 0.0f);
+            }
+        }
+        for (long q = 0; q < pairs; q++)
+            for (long w = cols; w < W16; w++) panel[q * W16 + w] = 0u;
+    }
+}
+
 // R rows × 48 columns: 3R accumulators, 3 loads and R broadcasts per pair of k.
 #define DEFINE_TILE_BF16(R)                                                                        \
 static LOOM_BF16_TARGET void tile_bf16_##R(long pairs, const uint32_t *ap, const uint32_t *panel, float *out) { \
@@ -206,27 +249,12 @@ DEFINE_TILE_BF16(4)
 DEFINE_TILE_BF16(2)
 DEFINE_TILE_BF16(1)
 
-static int gemm_bf16(int transA, int transB, long m, long n, long k, float alpha, const float *a, long lda,
-                     const float *b, long ldb, float beta, float *c, long ldc) {
+static int gemm_bf16(int transA, long m, long n, long k, float alpha, const float *a, long lda,
+                     const uint32_t *bp, float beta, float *c, long ldc) {
     long pairs = (k + 1) / 2, panels = (n + W16 - 1) / W16;
-    float *af = buffer(0, sizeof(float) * (size_t)m * (size_t)k);
-    float *bf = buffer(1, sizeof(float) * (size_t)panels * (size_t)k * W16);
-    uint32_t *ap = buffer(2, sizeof(uint32_t) * (size_t)m * (size_t)pairs);
-    uint32_t *bp = buffer(3, sizeof(uint32_t) * (size_t)panels * (size_t)pairs * W16);
-    if (!af || !bf || !ap || !bp) return -1;
-    // Rounded as float32 first (the packing order that reads A and B along rows), then paired:
-    // rounding a bfloat16 value again changes nothing.
-    pack_a(af, a, lda, transA, m, k);
-    pack_b(bf, b, ldb, transB, n, k, W16);
-    for (long i = 0; i < m; i++)
-        for (long q = 0; q < pairs; q++)
-            ap[i * pairs + q] = pair(af[i * k + 2 * q], 2 * q + 1 < k ? af[i * k + 2 * q + 1] : 0.0f);
-    for (long p = 0; p < panels; p++)
-        for (long q = 0; q < pairs; q++)
-            for (long w = 0; w < W16; w++) {
-                const float *panel = bf + p * k * W16;
-                bp[(p * pairs + q) * W16 + w] = pair(panel[2 * q * W16 + w], 2 * q + 1 < k ? panel[(2 * q + 1) * W16 + w] : 0.0f);
-            }
+    uint32_t *ap = buffer(0, sizeof(uint32_t) * (size_t)m * (size_t)pairs);
+    if (!ap) return -1;
+    pack_a_pairs(ap, a, lda, transA, m, k);
     float out[8 * W16];
     for (long p = 0; p < panels; p++) {
         const uint32_t *panel = bp + p * pairs * W16;
@@ -255,12 +283,41 @@ static int gemm_bf16(int transA, int transB, long m, long n, long k, float alpha
 }
 #endif
 
+// MARK: Entry points
+
+static size_t packed_b_bytes(int code, long n, long k) {
+#if defined(__x86_64__)
+    if (code == LOOM_BF16_NATIVE) return sizeof(uint32_t) * (size_t)((n + W16 - 1) / W16) * (size_t)((k + 1) / 2) * W16;
+    if (code == LOOM_BF16_EMULATED_AVX2) return sizeof(float) * (size_t)((n + W2 - 1) / W2) * (size_t)k * W2;
+#endif
+    return sizeof(float) * (size_t)n * (size_t)k;
+}
+
+const void *loom_bf16_pack_b(int code, int transB, long n, long k, const float *b, long ldb) {
+    void *bp = buffer(1, packed_b_bytes(code, n, k));
+    if (!bp) return NULL;
+#if defined(__x86_64__)
+    if (code == LOOM_BF16_NATIVE) { pack_b_pairs(bp, b, ldb, transB, n, k); return bp; }
+    if (code == LOOM_BF16_EMULATED_AVX2) { pack_b(bp, b, ldb, transB, n, k, W2); return bp; }
+#endif
+    pack_b(bp, b, ldb, transB, n, k, 1);
+    return bp;
+}
+
+int loom_bf16_gemm_packed(int code, int transA, long m, long n, long k, float alpha, const float *a, long lda,
+                          const void *packedB, float beta, float *c, long ldc) {
+    if (m <= 0 || n <= 0) return 0;
+#if defined(__x86_64__)
+    if (code == LOOM_BF16_NATIVE) return gemm_bf16(transA, m, n, k, alpha, a, lda, packedB, beta, c, ldc);
+    if (code == LOOM_BF16_EMULATED_AVX2) return gemm_avx2(transA, m, n, k, alpha, a, lda, packedB, beta, c, ldc);
+#endif
+    return gemm_portable(transA, m, n, k, alpha, a, lda, packedB, beta, c, ldc);
+}
+
 int loom_bf16_gemm(int code, int transA, int transB, long m, long n, long k, float alpha,
                    const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc) {
     if (m <= 0 || n <= 0) return 0;
-#if defined(__x86_64__)
-    if (code == LOOM_BF16_NATIVE) return gemm_bf16(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-    if (code == LOOM_BF16_EMULATED_AVX2) return gemm_avx2(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-#endif
-    return gemm_portable(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    const void *packedB = loom_bf16_pack_b(code, transB, n, k, b, ldb);
+    if (!packedB) return -1;
+    return loom_bf16_gemm_packed(code, transA, m, n, k, alpha, a, lda, packedB, beta, c, ldc);
 }

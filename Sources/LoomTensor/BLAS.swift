@@ -217,6 +217,12 @@ public func parallelSgemm(
         return
     }
     if m >= n || m >= 64 * threads {
+        if MatrixProducts.precision == .bf16 {
+            // B is packed once for all threads, each packs its rows of A.
+            bf16GemmSplitByRows(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
+                                a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+            return
+        }
         // Split rows of C: rows of op(A) are rows of A (no transpose) or columns of A.
         parallelRanges(m, minimumChunk: 16) { rows in
             let aBlock = transposeA ? a + rows.lowerBound : a + rows.lowerBound * lda

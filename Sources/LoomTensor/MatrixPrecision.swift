@@ -135,5 +135,25 @@ func bf16Gemm(
     }
 }
 
+/// The same product split by rows of C over `Threading.threadCount` threads: op(B) packed once
+/// on this thread, each thread packing and multiplying its rows of A. The same bits as unsplit.
+func bf16GemmSplitByRows(
+    transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
+    alpha: Float, a: UnsafePointer<Float>, lda: Int,
+    b: UnsafePointer<Float>, ldb: Int,
+    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+) {
+    let code = MatrixProducts.bf16Code
+    guard let packed = loom_bf16_pack_b(code, transposeB ? 1 : 0, n, k, b, ldb) else {
+        fatalError("bf16 product \(m)×\(k) · \(k)×\(n): out of memory for its packing buffers")
+    }
+    parallelRanges(m, minimumChunk: 16) { rows in
+        let aBlock = transposeA ? a + rows.lowerBound : a + rows.lowerBound * lda
+        let status = loom_bf16_gemm_packed(code, transposeA ? 1 : 0, rows.count, n, k, alpha, aBlock, lda, packed, beta,
+                                           c + rows.lowerBound * ldc, ldc)
+        if status != 0 { fatalError("bf16 product \(rows.count)×\(k) · \(k)×\(n): out of memory for its packing buffers") }
+    }
+}
+
 /// `x` rounded to bfloat16 and back (nearest, ties to even; subnormals to ±0).
 public func bf16Rounded(_ x: Float) -> Float { loom_bf16_to_float(loom_bf16_from_float(x)) }

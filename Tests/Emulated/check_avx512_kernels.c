@@ -103,9 +103,20 @@ static void check_bf16(long m, long n, long k, int transA, int transB, float alp
     for (long i = 0; i < aCount; i++) a[i] = uniform(-2, 2);
     for (long i = 0; i < bCount; i++) b[i] = uniform(-2, 2);
     for (long i = 0; i < m * ldc; i++) expected[i] = got[i] = uniform(-1, 1);
+    float *split = malloc(sizeof(float) * m * ldc);
+    memcpy(split, got, sizeof(float) * m * ldc);
     int ok = loom_bf16_gemm(LOOM_BF16_EMULATED_PORTABLE, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, expected, ldc) == 0
           && loom_bf16_gemm(LOOM_BF16_NATIVE, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, got, ldc) == 0
           && memcmp(expected, got, sizeof(float) * m * ldc) == 0;
+    // B packed once, C computed in two row blocks (as a product split over threads is).
+    const void *packed = loom_bf16_pack_b(LOOM_BF16_NATIVE, transB, n, k, b, ldb);
+    long half = m / 2;
+    ok = ok && packed
+         && loom_bf16_gemm_packed(LOOM_BF16_NATIVE, transA, half, n, k, alpha, a, lda, packed, beta, split, ldc) == 0
+         && loom_bf16_gemm_packed(LOOM_BF16_NATIVE, transA, m - half, n, k, alpha, transA ? a + half : a + half * lda, lda,
+                                  packed, beta, split + half * ldc, ldc) == 0
+         && memcmp(expected, split, sizeof(float) * m * ldc) == 0;
+    free(split);
     if (ok) passed++;
     else {
         failed++;

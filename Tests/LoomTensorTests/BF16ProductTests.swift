@@ -89,12 +89,13 @@ final class BF16ProductTests: XCTestCase {
 
     /// Runs `sgemm` with bf16 products by `implementation` on random inputs with padded leading
     /// dimensions, and returns (result, definition) per case.
-    func products(_ implementation: BF16Implementation, threads: Int = 1, parallel: Bool = false) -> [(Case, [Float], [Float])] {
+    func products(_ implementation: BF16Implementation, threads: Int = 1, parallel: Bool = false,
+                  cases: [Case] = BF16ProductTests.cases) -> [(Case, [Float], [Float])] {
         var rng = SeededRandom(seed: 3)
         func random(_ count: Int) -> [Float] { (0..<count).map { _ in Float(rng.nextDouble() * 4 - 2) } }
         Threading.configure(threads: threads)
         defer { Threading.configure(threads: 1) }
-        return Self.cases.map { t in
+        return cases.map { t in
             let lda = (t.transposeA ? t.m : t.k) + 3, ldb = (t.transposeB ? t.k : t.n) + 2, ldc = t.n + 4
             let a = random((t.transposeA ? t.k : t.m) * lda + 1), b = random((t.transposeB ? t.n : t.k) * ldb + 1)
             let c0 = random(t.m * ldc)
@@ -135,7 +136,14 @@ final class BF16ProductTests: XCTestCase {
     /// (rows or columns) cannot change a bit.
     func testThreadSplitDoesNotChangeBF16Products() {
         let level: KernelLevel = KernelLevel.widest(for: .current) >= .avx2 ? .avx2 : .portable
-        for (t, result, expected) in products(.emulated(level), threads: 2, parallel: true) {
+        // Large enough for parallelSgemm to split: by rows (B packed once, shared) and by columns.
+        let split = [false, true].flatMap { transposeA in
+            [false, true].flatMap { transposeB in
+                [Case(m: 203, n: 50, k: 41, transposeA: transposeA, transposeB: transposeB, alpha: 1, beta: 0),
+                 Case(m: 20, n: 301, k: 64, transposeA: transposeA, transposeB: transposeB, alpha: 0.5, beta: 1)]
+            }
+        }
+        for (t, result, expected) in products(.emulated(level), threads: 2, parallel: true, cases: split) {
             XCTAssertEqual(result.map(\.bitPattern), expected.map(\.bitPattern), "\(t)")
         }
     }

@@ -26,6 +26,14 @@ enum { LOOM_BF16_EMULATED_PORTABLE = 0, LOOM_BF16_EMULATED_AVX2 = 1, LOOM_BF16_N
 int loom_bf16_gemm(int code, int transA, int transB, long m, long n, long k, float alpha,
                    const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc);
 
+/// The same product in two steps, for a product split by rows over threads: op(B) (k×n) packed
+/// once into the calling thread's buffer (NULL when it could not be allocated; valid until that
+/// thread's next bf16 call), then any number of row blocks of C from it, on any threads, with the
+/// same `code`. Each block equals the same rows of `loom_bf16_gemm`, bit for bit.
+const void *loom_bf16_pack_b(int code, int transB, long n, long k, const float *b, long ldb);
+int loom_bf16_gemm_packed(int code, int transA, long m, long n, long k, float alpha, const float *a, long lda,
+                          const void *packedB, float beta, float *c, long ldc);
+
 /// x rounded to bfloat16 (nearest, ties to even; NaN stays NaN; below the smallest normal → ±0).
 uint16_t loom_bf16_from_float(float x);
 float loom_bf16_to_float(uint16_t h);
