@@ -4,13 +4,16 @@ batches with the same model and optimizer settings as a Loom config, and reports
 
     python Benchmarks/torch_train.py --config configs/tiny.json --threads 1
     python Benchmarks/torch_train.py --config configs/tiny.json --threads 2 --compile --json
+    python Benchmarks/torch_train.py --config configs/small.json --threads 1 --autocast bf16
 
 The config is Loom's format: a "model" object with Hugging Face Llama fields and a "train" object
 (batch_size, context_length, learning_rate, weight_decay, beta1, beta2, eps, grad_clip). Each step
 is what a Loom training step is: forward, mean cross-entropy loss (labels = inputs, shifted inside
 transformers), backward, gradient clipping by global norm, AdamW with weight decay on 2-D weight
 matrices only. Tokens per step = batch_size × context_length. The learning-rate schedule is left
-out (a constant rate costs the same). Set up the environment with scripts/setup_python.sh.
+out (a constant rate costs the same). With --autocast bf16 the forward pass and the loss run under
+torch.autocast("cpu", dtype=torch.bfloat16) (bf16 matrix products, fp32 weights and optimizer),
+the peer of `loom bench train --precision bf16`. Set up the environment with scripts/setup_python.sh.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, help="override train.batch_size")
     p.add_argument("--context-length", type=int, help="override train.context_length")
     p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--autocast", choices=("none", "bf16"), default="none",
+                   help="run forward and loss under torch.autocast('cpu', dtype=torch.bfloat16) (default none: fp32)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     return p.parse_args()
 
@@ -120,7 +125,8 @@ def main() -> int:
 
     def train_step() -> float:
         tokens = torch.randint(0, vocab, (batch_size, context_length), generator=generator)
-        loss = step_model(input_ids=tokens, labels=tokens).loss
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.autocast == "bf16"):
+            loss = step_model(input_ids=tokens, labels=tokens).loss
         loss.backward()
         if grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
@@ -165,6 +171,7 @@ def main() -> int:
         "batch_size": batch_size,
         "context_length": context_length,
         "attention": attn,
+        "autocast": args.autocast,
         "last_loss": last_loss,
         # CPU time of this process over the measured steps ÷ (wall time × threads): well below 1
         # means the threads waited, often because other work shared the cores.
@@ -179,7 +186,8 @@ def main() -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"pytorch {torch.__version__} {mode} ({attn} attention), {args.threads} thread(s), "
+        print(f"pytorch {torch.__version__} {mode} ({attn} attention"
+              + (", autocast bf16" if args.autocast == "bf16" else "") + f"), {args.threads} thread(s), "
               f"{n_params:,} parameters, batch {batch_size} × {context_length}")
         print(f"  {result['tokens_per_second']:,.0f} tokens/s, {result['ms_per_step']:.1f} ms/step "
               f"(median {result['ms_per_step_median']:.1f}) over {len(step_times)} steps "
