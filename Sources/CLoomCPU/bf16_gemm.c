@@ -115,17 +115,54 @@ static int gemm_portable(int transA, long m, long n, long k, float alpha, const 
 #include <immintrin.h>
 #define LOOM_AVX2 __attribute__((target("avx2,fma")))
 
+// A vector code: its tiles of 8 (or none), 4, 2 and 1 rows, each over `depth` steps of 4-byte
+// values (floats, or bfloat16 pairs), its store, and its panel width.
+typedef void (*Tile)(long depth, const void *ap, const void *panel, float *out);
+typedef void (*Store)(const float *acc, long rows, long width, long cols, float alpha, float beta, float *c, long ldc);
+typedef struct { Tile rows8, rows4, rows2, rows1; Store store; long width; } Code;
+
+// C from packed A ([m][depth]) and packed panels of op(B) ([depth][width] each): panels
+// outermost, rows in the largest tiles that fit.
+static void run_panels(const Code *code, long m, long n, long depth, const uint32_t *ap, const uint32_t *bp,
+                       float alpha, float beta, float *c, long ldc) {
+    float out[8 * 48];  // the largest tile: 8 rows × 48 columns
+    long width = code->width, panels = (n + width - 1) / width;
+    for (long p = 0; p < panels; p++) {
+        const uint32_t *panel = bp + p * depth * width;
+        long j0 = p * width, cols = n - j0 < width ? n - j0 : width, i = 0;
+        if (code->rows8)
+            for (; i + 8 <= m; i += 8) {
+                code->rows8(depth, ap + i * depth, panel, out);
+                code->store(out, 8, width, cols, alpha, beta, c + i * ldc + j0, ldc);
+            }
+        for (; i + 4 <= m; i += 4) {
+            code->rows4(depth, ap + i * depth, panel, out);
+            code->store(out, 4, width, cols, alpha, beta, c + i * ldc + j0, ldc);
+        }
+        if (i + 2 <= m) {
+            code->rows2(depth, ap + i * depth, panel, out);
+            code->store(out, 2, width, cols, alpha, beta, c + i * ldc + j0, ldc);
+            i += 2;
+        }
+        if (i < m) {
+            code->rows1(depth, ap + i * depth, panel, out);
+            code->store(out, 1, width, cols, alpha, beta, c + i * ldc + j0, ldc);
+        }
+    }
+}
+
 // MARK: AVX2: the rounded values as float32
 
 enum { W2 = 24 };  // panel width: three 8-float registers
 
-static LOOM_AVX2 void store_tile(const float *acc, long rows, long width, long cols, float alpha, float beta, float *c, long ldc) {
+static LOOM_AVX2 void store_tile_avx2(const float *acc, long rows, long width, long cols, float alpha, float beta, float *c, long ldc) {
     STORE_TILE_BODY
 }
 
 // R rows × 24 columns: 3R accumulators, 3 loads and R broadcasts per k.
 #define DEFINE_TILE_AVX2(R)                                                                        \
-static LOOM_AVX2 void tile_avx2_##R(long k, const float *ap, const float *panel, float *out) {     \
+static LOOM_AVX2 void tile_avx2_##R(long k, const void *apv, const void *panelv, float *out) {    \
+    const float *ap = apv, *panel = panelv;                                                        \
     __m256 acc[R][3];                                                                              \
     for (int r = 0; r < R; r++) for (int v = 0; v < 3; v++) acc[r][v] = _mm256_setzero_ps();       \
     for (long kk = 0; kk < k; kk++) {                                                              \
@@ -142,31 +179,14 @@ DEFINE_TILE_AVX2(4)
 DEFINE_TILE_AVX2(2)
 DEFINE_TILE_AVX2(1)
 
+static const Code avx2 = {NULL, tile_avx2_4, tile_avx2_2, tile_avx2_1, store_tile_avx2, W2};
+
 static int gemm_avx2(int transA, long m, long n, long k, float alpha, const float *a, long lda,
                      const float *bp, float beta, float *c, long ldc) {
-    long panels = (n + W2 - 1) / W2;
     float *ap = buffer(0, sizeof(float) * (size_t)m * (size_t)k);
     if (!ap) return -1;
     pack_a(ap, a, lda, transA, m, k);
-    float out[4 * W2];
-    for (long p = 0; p < panels; p++) {
-        const float *panel = bp + p * k * W2;
-        long cols = n - p * W2 < W2 ? n - p * W2 : W2;
-        long i = 0;
-        for (; i + 4 <= m; i += 4) {
-            tile_avx2_4(k, ap + i * k, panel, out);
-            store_tile(out, 4, W2, cols, alpha, beta, c + i * ldc + p * W2, ldc);
-        }
-        if (i + 2 <= m) {
-            tile_avx2_2(k, ap + i * k, panel, out);
-            store_tile(out, 2, W2, cols, alpha, beta, c + i * ldc + p * W2, ldc);
-            i += 2;
-        }
-        if (i < m) {
-            tile_avx2_1(k, ap + i * k, panel, out);
-            store_tile(out, 1, W2, cols, alpha, beta, c + i * ldc + p * W2, ldc);
-        }
-    }
+    run_panels(&avx2, m, n, k, (const uint32_t *)ap, (const uint32_t *)bp, alpha, beta, c, ldc);
     return 0;
 }
 
@@ -241,7 +261,8 @@ static void pack_b_pairs(uint32_t *bp, const float *b, long ldb, int transB, lon
 
 // R rows × 48 columns: 3R accumulators, 3 loads and R broadcasts per pair of k.
 #define DEFINE_TILE_BF16(R)                                                                        \
-static LOOM_BF16_TARGET void tile_bf16_##R(long pairs, const uint32_t *ap, const uint32_t *panel, float *out) { \
+static LOOM_BF16_TARGET void tile_bf16_##R(long pairs, const void *apv, const void *panelv, float *out) { \
+    const uint32_t *ap = apv, *panel = panelv;                                                     \
     __m512 acc[R][3];                                                                              \
     for (int r = 0; r < R; r++) for (int v = 0; v < 3; v++) acc[r][v] = _mm512_setzero_ps();       \
     for (long q = 0; q < pairs; q++) {                                                             \
@@ -259,36 +280,15 @@ DEFINE_TILE_BF16(4)
 DEFINE_TILE_BF16(2)
 DEFINE_TILE_BF16(1)
 
+static const Code bf16 = {tile_bf16_8, tile_bf16_4, tile_bf16_2, tile_bf16_1, store_tile_bf16, W16};
+
 static int gemm_bf16(int transA, long m, long n, long k, float alpha, const float *a, long lda,
                      const uint32_t *bp, float beta, float *c, long ldc) {
-    long pairs = (k + 1) / 2, panels = (n + W16 - 1) / W16;
+    long pairs = (k + 1) / 2;
     uint32_t *ap = buffer(0, sizeof(uint32_t) * (size_t)m * (size_t)pairs);
     if (!ap) return -1;
     pack_a_pairs(ap, a, lda, transA, m, k);
-    float out[8 * W16];
-    for (long p = 0; p < panels; p++) {
-        const uint32_t *panel = bp + p * pairs * W16;
-        long cols = n - p * W16 < W16 ? n - p * W16 : W16;
-        long i = 0;
-        for (; i + 8 <= m; i += 8) {
-            tile_bf16_8(pairs, ap + i * pairs, panel, out);
-            store_tile_bf16(out, 8, W16, cols, alpha, beta, c + i * ldc + p * W16, ldc);
-        }
-        if (i + 4 <= m) {
-            tile_bf16_4(pairs, ap + i * pairs, panel, out);
-            store_tile_bf16(out, 4, W16, cols, alpha, beta, c + i * ldc + p * W16, ldc);
-            i += 4;
-        }
-        if (i + 2 <= m) {
-            tile_bf16_2(pairs, ap + i * pairs, panel, out);
-            store_tile_bf16(out, 2, W16, cols, alpha, beta, c + i * ldc + p * W16, ldc);
-            i += 2;
-        }
-        if (i < m) {
-            tile_bf16_1(pairs, ap + i * pairs, panel, out);
-            store_tile_bf16(out, 1, W16, cols, alpha, beta, c + i * ldc + p * W16, ldc);
-        }
-    }
+    run_panels(&bf16, m, n, pairs, ap, bp, alpha, beta, c, ldc);
     return 0;
 }
 #endif
