@@ -39,13 +39,7 @@ final class BF16TrainingTests: XCTestCase {
     }
 
     func testBF16PretrainingLearnsLikeFP32AndResumesExactly() throws {
-        let config = AlignmentTestModel.temporary("bf16-config").appendingPathExtension("json")
-        try """
-        {"model": {"vocab_size": 300, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-                   "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 32},
-         "train": {"batch_size": 4, "context_length": 32, "steps": 24, "learning_rate": 0.003, "min_learning_rate": 0.0003,
-                   "warmup_steps": 2, "eval_interval": 12, "eval_batches": 2, "checkpoint_interval": 12, "seed": 5}}
-        """.write(to: config, atomically: true, encoding: .utf8)
+        let config = try PretrainTests.writeSmallConfig("bf16-config", steps: 24, evalInterval: 12, checkpointInterval: 12)
         let fp32 = AlignmentTestModel.temporary("bf16-fp32"), bf16 = AlignmentTestModel.temporary("bf16-run"),
             stopped = AlignmentTestModel.temporary("bf16-stopped")
         defer { for url in [config, fp32, bf16, stopped] { try? FileManager.default.removeItem(at: url) } }

@@ -79,13 +79,7 @@ final class CheckpointFaultTests: XCTestCase {
     }
 
     func testPretrainKilledInsideEverySaveResumesExactly() throws {
-        let config = AlignmentTestModel.temporary("fault-config").appendingPathExtension("json")
-        try """
-        {"model": {"vocab_size": 300, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-                   "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 32},
-         "train": {"batch_size": 4, "context_length": 32, "steps": 6, "learning_rate": 0.003, "min_learning_rate": 0.0003,
-                   "warmup_steps": 2, "eval_interval": 3, "eval_batches": 2, "checkpoint_interval": 2, "seed": 5}}
-        """.write(to: config, atomically: true, encoding: .utf8)
+        let config = try PretrainTests.writeSmallConfig("fault-config", steps: 6, evalInterval: 3, checkpointInterval: 2)
         let reference = AlignmentTestModel.temporary("fault-reference")
         defer { try? FileManager.default.removeItem(at: config); try? FileManager.default.removeItem(at: reference) }
         let arguments = { (out: URL) in ["pretrain", "--config", config.path, "--data", PretrainTests.corpus.path, "--out", out.path, "--threads", "1"] }

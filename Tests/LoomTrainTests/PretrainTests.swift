@@ -6,6 +6,19 @@ import LoomData
 /// Pretraining end to end on a small prepared corpus: exact resume, atomic checkpoints,
 /// and a clear stop on a non-finite loss.
 final class PretrainTests: XCTestCase {
+    /// A configuration file for `loom pretrain` runs in tests: a 2-layer model of width 32 on
+    /// `corpus`'s 300-token vocabulary, batch 4 × 32.
+    static func writeSmallConfig(_ name: String, steps: Int, evalInterval: Int, checkpointInterval: Int) throws -> URL {
+        let config = AlignmentTestModel.temporary(name).appendingPathExtension("json")
+        try """
+        {"model": {"vocab_size": 300, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                   "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 32},
+         "train": {"batch_size": 4, "context_length": 32, "steps": \(steps), "learning_rate": 0.003, "min_learning_rate": 0.0003,
+                   "warmup_steps": 2, "eval_interval": \(evalInterval), "eval_batches": 2, "checkpoint_interval": \(checkpointInterval), "seed": 5}}
+        """.write(to: config, atomically: true, encoding: .utf8)
+        return config
+    }
+
     static let corpus: URL = {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("loom-pretrain-test-\(getpid())")
         try? FileManager.default.removeItem(at: root)
