@@ -15,15 +15,6 @@ public enum MatrixPrecision: String, CaseIterable, Codable, Sendable, CustomStri
     case bf16
 
     public var description: String { rawValue }
-
-    /// The precision named `text`, or an error naming `flag` and the choices.
-    public static func parse(_ text: String, flag: String = "--precision") throws -> MatrixPrecision {
-        guard let precision = MatrixPrecision(rawValue: text.lowercased()) else {
-            throw MatrixPrecisionError(message: "\(flag) \(text) is not a precision; use one of: "
-                                       + allCases.map(\.rawValue).joined(separator: ", "))
-        }
-        return precision
-    }
 }
 
 public struct MatrixPrecisionError: Error, Equatable, CustomStringConvertible {
@@ -110,8 +101,11 @@ public enum MatrixProducts {
         MatrixProducts.precision = precision
     }
 
+    /// Back to fp32 products (which every CPU runs).
+    public static func useFP32() { precision = .fp32 }
+
     /// Runs `body` with bf16 products computed by `implementation` (tests compare them).
-    public static func with<T>(bf16 implementation: BF16Implementation, _ body: () throws -> T) rethrows -> T {
+    static func with<T>(bf16 implementation: BF16Implementation, _ body: () throws -> T) rethrows -> T {
         let saved = (precision, bf16Code)
         precision = .bf16
         bf16Code = implementation.code
@@ -130,9 +124,13 @@ func bf16Gemm(
 ) {
     let status = loom_bf16_gemm(MatrixProducts.bf16Code, transposeA ? 1 : 0, transposeB ? 1 : 0, m, n, k, alpha,
                                 a, lda, b, ldb, beta, c, ldc)
-    if status != 0 {
-        fatalError("bf16 product \(m)×\(k) · \(k)×\(n): out of memory for its packing buffers")
-    }
+    if status != 0 { packingFailed(m: m, n: n, k: k) }
+}
+
+/// The packing buffers of a bf16 product (at most the size of its operands) could not be
+/// allocated: the process is out of memory, as an fp32 product's BLAS would be.
+private func packingFailed(m: Int, n: Int, k: Int) -> Never {
+    fatalError("bf16 product \(m)×\(k) · \(k)×\(n): out of memory for its packing buffers")
 }
 
 /// The same product split by rows of C over `Threading.threadCount` threads: op(B) packed once
@@ -144,14 +142,12 @@ func bf16GemmSplitByRows(
     beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
 ) {
     let code = MatrixProducts.bf16Code
-    guard let packed = loom_bf16_pack_b(code, transposeB ? 1 : 0, n, k, b, ldb) else {
-        fatalError("bf16 product \(m)×\(k) · \(k)×\(n): out of memory for its packing buffers")
-    }
+    guard let packed = loom_bf16_pack_b(code, transposeB ? 1 : 0, n, k, b, ldb) else { packingFailed(m: m, n: n, k: k) }
     parallelRanges(m, minimumChunk: 16) { rows in
         let aBlock = transposeA ? a + rows.lowerBound : a + rows.lowerBound * lda
         let status = loom_bf16_gemm_packed(code, transposeA ? 1 : 0, rows.count, n, k, alpha, aBlock, lda, packed, beta,
                                            c + rows.lowerBound * ldc, ldc)
-        if status != 0 { fatalError("bf16 product \(rows.count)×\(k) · \(k)×\(n): out of memory for its packing buffers") }
+        if status != 0 { packingFailed(m: rows.count, n: n, k: k) }
     }
 }
 

@@ -256,7 +256,7 @@ public final class StageRun {
     public var seconds: Double { Date().timeIntervalSince(started) }
 
     // The products after the run (a test, the next stage of a pipeline) run in fp32 again.
-    deinit { try? MatrixProducts.use(.fp32) }
+    deinit { MatrixProducts.useFP32() }
 }
 
 /// Pads rows of token ids to a common length: `[rows, length]` ids (pad = `padID`) and

@@ -61,16 +61,25 @@ final class CommandFlagTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: out.path), "nothing is written")
     }
 
+    private let tinyConfig = URL(fileURLWithPath: #filePath).appendingPathComponent("../../../configs/tiny.json").standardizedFileURL.path
+
+    /// A bad value of an environment setting stops `loom tasks` at start with exit 2 and
+    /// `message`, before it writes anything.
+    private func assertSettingStopsAtStart(_ environment: [String: String], message: String,
+                                           file: StaticString = #filePath, line: UInt = #line) throws {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("loom-setting-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: out) }
+        let bad = try loom(["tasks", "--out", out.path], environment: environment)
+        XCTAssertEqual(bad.status, 2, bad.output, file: file, line: line)
+        XCTAssertTrue(bad.output.contains(message), bad.output, file: file, line: line)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out.path), "nothing is written", file: file, line: line)
+    }
+
     /// LOOM_CPU_KERNELS: an unknown level stops any command before it does anything, naming
     /// the variable and the levels this CPU runs; a valid one is reported by the benchmarks.
     func testKernelLevelSettingIsCheckedAtStart() throws {
-        let out = FileManager.default.temporaryDirectory.appendingPathComponent("loom-kernels-\(UUID().uuidString)")
-        defer { try? FileManager.default.removeItem(at: out) }
-        let bad = try loom(["tasks", "--out", out.path], environment: ["LOOM_CPU_KERNELS": "sse9"])
-        XCTAssertEqual(bad.status, 2, bad.output)
-        XCTAssertTrue(bad.output.contains("loom: LOOM_CPU_KERNELS=sse9 is not a kernel level; use one of: portable"), bad.output)
-        XCTAssertFalse(FileManager.default.fileExists(atPath: out.path), "nothing is written")
-        let config = URL(fileURLWithPath: #filePath).appendingPathComponent("../../../configs/tiny.json").standardizedFileURL.path
+        try assertSettingStopsAtStart(["LOOM_CPU_KERNELS": "sse9"], message: "loom: LOOM_CPU_KERNELS=sse9 is not a kernel level; use one of: portable")
+        let config = tinyConfig
         let forced = try loom(["bench", "generate", "--config", config, "--tokens", "4", "--prompt-length", "4"],
                               environment: ["LOOM_CPU_KERNELS": "portable"])
         XCTAssertEqual(forced.status, 0, forced.output)
@@ -80,15 +89,17 @@ final class CommandFlagTests: XCTestCase {
     /// `--precision bf16` on a CPU without AVX512-BF16 stops before anything is read or written,
     /// saying why and what to do; a bad LOOM_BF16_EMULATION stops any command at start.
     func testBF16NeedsTheInstructionsOrTheEmulationSetting() throws {
-        let out = FileManager.default.temporaryDirectory.appendingPathComponent("loom-bf16-\(UUID().uuidString)")
-        defer { try? FileManager.default.removeItem(at: out) }
-        let bad = try loom(["tasks", "--out", out.path], environment: ["LOOM_BF16_EMULATION": "yes"])
-        XCTAssertEqual(bad.status, 2, bad.output)
-        XCTAssertTrue(bad.output.contains("loom: LOOM_BF16_EMULATION=yes must be 1 (emulate bf16 products) or 0"), bad.output)
-        XCTAssertFalse(FileManager.default.fileExists(atPath: out.path), "nothing is written")
+        try assertSettingStopsAtStart(["LOOM_BF16_EMULATION": "yes"], message: "loom: LOOM_BF16_EMULATION=yes must be 1 (emulate bf16 products) or 0")
+        // The emulation runs on every CPU, and says so.
+        let emulated = try loom(["bench", "train", "--config", tinyConfig, "--steps", "1", "--warmup", "0", "--batch-size", "1",
+                                 "--no-sweep-cores", "--precision", "bf16"], environment: ["LOOM_BF16_EMULATION": "1"])
+        XCTAssertEqual(emulated.status, 0, emulated.output)
+        XCTAssertTrue(emulated.output.contains("matrix products bf16 inputs, fp32 accumulation: emulated with"), emulated.output)
         if CPUFeatures.current.hasAVX512BF16 && KernelLevel.current == .avx512 {
             throw XCTSkip("this CPU runs bf16 products (BF16TrainingTests trains with them)")
         }
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("loom-bf16-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: out) }
         for command in [["pretrain", "--data", out.path], ["sft", "--model", out.path, "--data", out.path],
                         ["bench", "train"]] {
             let refused = try loom(command + (command[0] == "bench" ? [] : ["--out", out.path]) + ["--precision", "bf16"])
@@ -97,10 +108,5 @@ final class CommandFlagTests: XCTestCase {
             XCTAssertTrue(refused.output.contains("LOOM_BF16_EMULATION=1"), refused.output)
             XCTAssertFalse(FileManager.default.fileExists(atPath: out.path), "nothing is written")
         }
-        let config = URL(fileURLWithPath: #filePath).appendingPathComponent("../../../configs/tiny.json").standardizedFileURL.path
-        let emulated = try loom(["bench", "train", "--config", config, "--steps", "1", "--warmup", "0", "--batch-size", "1",
-                                 "--no-sweep-cores", "--precision", "bf16"], environment: ["LOOM_BF16_EMULATION": "1"])
-        XCTAssertEqual(emulated.status, 0, emulated.output)
-        XCTAssertTrue(emulated.output.contains("matrix products bf16 inputs, fp32 accumulation: emulated with"), emulated.output)
     }
 }
