@@ -53,8 +53,9 @@ static void *buffer(int which, size_t bytes) {
     return p;
 }
 
-// op(A) rounded, row-major [m][k]. A transposed is read in blocks of 64 rows of op(A) so that
-// both the reads (rows of A) and the writes (64 open rows) stay in cache lines.
+// The portable code's packing: op(A) rounded, row-major [m][k] (A transposed is read in blocks
+// of 64 rows of op(A), so that both the reads and the 64 open rows written stay in cache), and
+// op(B) rounded as [n][k] (each column of op(B) one row), read along B's rows.
 static void pack_a(float *ap, const float *a, long lda, int transA, long m, long k) {
     if (!transA) {
         for (long i = 0; i < m; i++)
@@ -68,22 +69,13 @@ static void pack_a(float *ap, const float *a, long lda, int transA, long m, long
     }
 }
 
-// op(B) rounded, in panels of `width` columns: panel p is [k][width], columns past n are zero.
-// Each panel is filled in the order that reads B along its rows.
-static void pack_b(float *bp, const float *b, long ldb, int transB, long n, long k, long width) {
-    long panels = (n + width - 1) / width;
-    for (long p = 0; p < panels; p++) {
-        float *panel = bp + p * k * width;
-        long j0 = p * width, cols = n - j0 < width ? n - j0 : width;
-        if (transB) {
-            for (long w = 0; w < cols; w++)
-                for (long kk = 0; kk < k; kk++) panel[kk * width + w] = rounded(b[(j0 + w) * ldb + kk]);
-        } else {
-            for (long kk = 0; kk < k; kk++)
-                for (long w = 0; w < cols; w++) panel[kk * width + w] = rounded(b[kk * ldb + j0 + w]);
-        }
+static void pack_b(float *bt, const float *b, long ldb, int transB, long n, long k) {
+    if (transB) {
+        for (long j = 0; j < n; j++)
+            for (long kk = 0; kk < k; kk++) bt[j * k + kk] = rounded(b[j * ldb + kk]);
+    } else {
         for (long kk = 0; kk < k; kk++)
-            for (long w = cols; w < width; w++) panel[kk * width + w] = 0.0f;
+            for (long j = 0; j < n; j++) bt[j * k + kk] = rounded(b[kk * ldb + j]);
     }
 }
 
@@ -114,6 +106,212 @@ static int gemm_portable(int transA, long m, long n, long k, float alpha, const 
 #if defined(__x86_64__)
 #include <immintrin.h>
 #define LOOM_AVX2 __attribute__((target("avx2,fma")))
+
+// MARK: Packing with AVX2
+//
+// The packers of the AVX2 code and of the native one (every CPU with AVX512-BF16 has AVX2): the
+// same values as rounded() and pair(), eight at a time. Where the packed layout runs across the
+// source's rows (A or B transposed), 8×8 blocks are transposed in registers, so that both the
+// reads and the writes are whole vectors; the edges past the last whole block use the scalar
+// helpers. Packing is a pass over every operand of every product, so done one element at a time
+// it would cost a large part of the product itself.
+
+enum { W2 = 24, W16 = 48 };  // panel widths: three 8-float registers (AVX2), three 16-float ones (native)
+
+// A pair: k's value in the odd (high) half, which vdpbf16ps adds first, k + 1's in the even half.
+static inline uint32_t pair(float first, float second) {
+    return ((uint32_t)loom_bf16_from_float(first) << 16) | loom_bf16_from_float(second);
+}
+
+// The pair of x[2q·stride] and x[(2q + 1)·stride] (zero past k).
+static inline uint32_t pair_along(const float *x, long stride, long q, long k) {
+    return pair(x[2 * q * stride], 2 * q + 1 < k ? x[(2 * q + 1) * stride] : 0.0f);
+}
+
+#define LOOM_AVX2_INLINE static inline LOOM_AVX2 __attribute__((always_inline))
+
+// x[0..8) rounded as loom_bf16_from_float does, each as its float32 bit pattern (the bfloat16
+// in the high half, the low half zero).
+LOOM_AVX2_INLINE __m256i round8(const float *x) {
+    const __m256i bits = _mm256_loadu_si256((const __m256i *)x);
+    const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(bits, _mm256_set1_epi32(0x7fffffff)), _mm256_set1_epi32(0x7f800000));
+    const __m256i lowestKept = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
+    __m256i r = _mm256_add_epi32(bits, _mm256_add_epi32(lowestKept, _mm256_set1_epi32(0x7fff)));
+    r = _mm256_blendv_epi8(r, _mm256_or_si256(bits, _mm256_set1_epi32(0x00400000)), nan);  // NaN: quiet, not rounded
+    r = _mm256_and_si256(r, _mm256_set1_epi32((int)0xffff0000u));
+    const __m256i subnormal = _mm256_cmpeq_epi32(_mm256_and_si256(r, _mm256_set1_epi32(0x7f800000)), _mm256_setzero_si256());
+    return _mm256_andnot_si256(_mm256_and_si256(subnormal, _mm256_set1_epi32(0x7fffffff)), r);  // → ±0
+}
+
+// Lane by lane, the pairs of two rounded vectors: first (k) in the high half.
+LOOM_AVX2_INLINE __m256i pairs_of(__m256i first, __m256i second) {
+    return _mm256_or_si256(first, _mm256_srli_epi32(second, 16));
+}
+
+// The 8 pairs of x[0..16): (x[0], x[1]), (x[2], x[3]), …
+LOOM_AVX2_INLINE __m256i pairs16(const float *x) {
+    __m256i lo = round8(x), hi = round8(x + 8);
+    // In each 64-bit half the even element's bfloat16 is at bits 16–31; the odd one's goes to 0–15.
+    lo = _mm256_or_si256(lo, _mm256_srli_epi64(lo, 48));
+    hi = _mm256_or_si256(hi, _mm256_srli_epi64(hi, 48));
+    // The pairs are the low 32 bits of each 64: lanes p0 p1 p4 p5 | p2 p3 p6 p7, then in order.
+    const __m256 gathered = _mm256_shuffle_ps(_mm256_castsi256_ps(lo), _mm256_castsi256_ps(hi), _MM_SHUFFLE(2, 0, 2, 0));
+    return _mm256_permute4x64_epi64(_mm256_castps_si256(gathered), _MM_SHUFFLE(3, 1, 2, 0));
+}
+
+// r[i][j] ↔ r[j][i] for an 8×8 block of 32-bit values.
+LOOM_AVX2_INLINE void transpose8(__m256i r[8]) {
+    __m256 t[8], s[8];
+    for (int i = 0; i < 4; i++) {  // t[2i] = columns 0, 1 | 4, 5 of rows 2i and 2i + 1, interleaved; t[2i + 1] = 2, 3 | 6, 7
+        t[2 * i] = _mm256_unpacklo_ps(_mm256_castsi256_ps(r[2 * i]), _mm256_castsi256_ps(r[2 * i + 1]));
+        t[2 * i + 1] = _mm256_unpackhi_ps(_mm256_castsi256_ps(r[2 * i]), _mm256_castsi256_ps(r[2 * i + 1]));
+    }
+    for (int h = 0; h < 2; h++) {  // s[4h + j] = column j | j + 4 of rows 4h … 4h + 3
+        s[4 * h] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        s[4 * h + 1] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        s[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        s[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int j = 0; j < 4; j++) {
+        r[j] = _mm256_castps_si256(_mm256_permute2f128_ps(s[j], s[4 + j], 0x20));
+        r[j + 4] = _mm256_castps_si256(_mm256_permute2f128_ps(s[j], s[4 + j], 0x31));
+    }
+}
+
+LOOM_AVX2_INLINE void store8(void *p, __m256i v) { _mm256_storeu_si256((__m256i *)p, v); }
+
+// Rows of op(A) packed together when A is transposed: each row of A is read 1 KB at a time, so
+// fewer pages are walked per element than with 64 rows' 256 bytes (the weight gradient's dYᵀ of
+// the small config on AMD EPYC Zen 3: 1.3-1.8 ns an element with 256 rows, 2.1-2.3 with 64).
+enum { ROWS_TRANSPOSED = 256 };
+
+// op(A) rounded, row-major [m][k] floats (the AVX2 code). A transposed: 8×8 blocks, 256 rows of
+// op(A) at a time, so that the rows being written stay in cache.
+static LOOM_AVX2 void pack_a_avx2(float *ap, const float *a, long lda, int transA, long m, long k) {
+    if (!transA) {
+        for (long i = 0; i < m; i++) {
+            long kk = 0;
+            for (; kk + 8 <= k; kk += 8) store8(ap + i * k + kk, round8(a + i * lda + kk));
+            for (; kk < k; kk++) ap[i * k + kk] = rounded(a[i * lda + kk]);
+        }
+        return;
+    }
+    for (long i0 = 0; i0 < m; i0 += ROWS_TRANSPOSED) {
+        long i1 = i0 + ROWS_TRANSPOSED < m ? i0 + ROWS_TRANSPOSED : m, iv = i0 + ((i1 - i0) & ~7L), kk = 0;
+        for (; kk + 8 <= k; kk += 8)
+            for (long i = i0; i < iv; i += 8) {
+                __m256i r[8];
+                for (int t = 0; t < 8; t++) r[t] = round8(a + (kk + t) * lda + i);
+                transpose8(r);
+                for (int t = 0; t < 8; t++) store8(ap + (i + t) * k + kk, r[t]);
+            }
+        for (long q = kk; q < k; q++)
+            for (long i = i0; i < iv; i++) ap[i * k + q] = rounded(a[q * lda + i]);
+        for (long q = 0; q < k; q++)
+            for (long i = iv; i < i1; i++) ap[i * k + q] = rounded(a[q * lda + i]);
+    }
+}
+
+// op(B) rounded, in panels of 24 columns, [k][24] floats each (the AVX2 code); read as the
+// pairs are in pack_b_pairs.
+static LOOM_AVX2 void pack_b_avx2(float *bp, const float *b, long ldb, int transB, long n, long k) {
+    long panels = (n + W2 - 1) / W2;
+    if (!transB) {
+        for (long kk = 0; kk < k; kk++)
+            for (long p = 0; p < panels; p++) {
+                float *row = bp + (p * k + kk) * W2;
+                long j0 = p * W2, cols = n - j0 < W2 ? n - j0 : W2, cv = cols & ~7L, w = 0;
+                for (; w < cv; w += 8) store8(row + w, round8(b + kk * ldb + j0 + w));
+                for (; w < cols; w++) row[w] = rounded(b[kk * ldb + j0 + w]);
+                for (; w < W2; w++) row[w] = 0.0f;
+            }
+        return;
+    }
+    long k8 = k & ~7L;
+    for (long p = 0; p < panels; p++) {
+        float *panel = bp + p * k * W2;
+        long j0 = p * W2, cols = n - j0 < W2 ? n - j0 : W2, cv = cols & ~7L;
+        for (long w = 0; w < cv; w += 8)
+            for (long kk = 0; kk < k8; kk += 8) {
+                __m256i r[8];
+                for (int t = 0; t < 8; t++) r[t] = round8(b + (j0 + w + t) * ldb + kk);
+                transpose8(r);
+                for (int t = 0; t < 8; t++) store8(panel + (kk + t) * W2 + w, r[t]);
+            }
+        for (long kk = k8; kk < k; kk++)
+            for (long w = 0; w < cv; w++) panel[kk * W2 + w] = rounded(b[(j0 + w) * ldb + kk]);
+        for (long w = cv; w < W2; w++)
+            for (long kk = 0; kk < k; kk++) panel[kk * W2 + w] = w < cols ? rounded(b[(j0 + w) * ldb + kk]) : 0.0f;
+    }
+}
+
+// op(A) as pairs, [m][pairs] (the native code; the last pair of an odd k is padded with zero).
+// A transposed: a pair joins two rows of A; 8×8 blocks of pairs, 256 rows of op(A) at a time.
+static LOOM_AVX2 void pack_a_pairs(uint32_t *ap, const float *a, long lda, int transA, long m, long k) {
+    long pairs = (k + 1) / 2, whole = k / 2;
+    if (!transA) {
+        for (long i = 0; i < m; i++) {
+            const float *row = a + i * lda;
+            long q = 0;
+            for (; q + 8 <= whole; q += 8) store8(ap + i * pairs + q, pairs16(row + 2 * q));
+            for (; q < pairs; q++) ap[i * pairs + q] = pair_along(row, 1, q, k);
+        }
+        return;
+    }
+    for (long i0 = 0; i0 < m; i0 += ROWS_TRANSPOSED) {
+        long i1 = i0 + ROWS_TRANSPOSED < m ? i0 + ROWS_TRANSPOSED : m, iv = i0 + ((i1 - i0) & ~7L), q = 0;
+        for (; q + 8 <= whole; q += 8)
+            for (long i = i0; i < iv; i += 8) {
+                __m256i r[8];
+                for (int t = 0; t < 8; t++)
+                    r[t] = pairs_of(round8(a + 2 * (q + t) * lda + i), round8(a + (2 * (q + t) + 1) * lda + i));
+                transpose8(r);
+                for (int t = 0; t < 8; t++) store8(ap + (i + t) * pairs + q, r[t]);
+            }
+        for (long u = q; u < pairs; u++)
+            for (long i = i0; i < iv; i++) ap[i * pairs + u] = pair_along(a + i, lda, u, k);
+        for (long u = 0; u < pairs; u++)
+            for (long i = iv; i < i1; i++) ap[i * pairs + u] = pair_along(a + i, lda, u, k);
+    }
+}
+
+// op(B) as pair panels of 48 columns, [pairs][48] each (the native code). B not transposed: row
+// q of every panel from rows 2q and 2q + 1 of B, read whole; transposed: 8 rows of B at a time,
+// read whole, into 8 columns of one panel.
+static LOOM_AVX2 void pack_b_pairs(uint32_t *bp, const float *b, long ldb, int transB, long n, long k) {
+    long pairs = (k + 1) / 2, whole = k / 2, panels = (n + W16 - 1) / W16;
+    if (!transB) {
+        for (long q = 0; q < pairs; q++)
+            for (long p = 0; p < panels; p++) {
+                uint32_t *row = bp + (p * pairs + q) * W16;
+                long j0 = p * W16, cols = n - j0 < W16 ? n - j0 : W16, cv = cols & ~7L, w = 0;
+                const float *first = b + 2 * q * ldb + j0, *second = first + ldb;
+                if (2 * q + 1 < k)
+                    for (; w < cv; w += 8) store8(row + w, pairs_of(round8(first + w), round8(second + w)));
+                else  // a half pair: (x, 0) is x's rounded bit pattern
+                    for (; w < cv; w += 8) store8(row + w, round8(first + w));
+                for (; w < cols; w++) row[w] = pair_along(b + j0 + w, ldb, q, k);
+                for (; w < W16; w++) row[w] = 0u;
+            }
+        return;
+    }
+    long q8 = whole & ~7L;
+    for (long p = 0; p < panels; p++) {
+        uint32_t *panel = bp + p * pairs * W16;
+        long j0 = p * W16, cols = n - j0 < W16 ? n - j0 : W16, cv = cols & ~7L;
+        for (long w = 0; w < cv; w += 8)
+            for (long q = 0; q < q8; q += 8) {
+                __m256i r[8];
+                for (int t = 0; t < 8; t++) r[t] = pairs16(b + (j0 + w + t) * ldb + 2 * q);
+                transpose8(r);
+                for (int t = 0; t < 8; t++) store8(panel + (q + t) * W16 + w, r[t]);
+            }
+        for (long u = q8; u < pairs; u++)
+            for (long w = 0; w < cv; w++) panel[u * W16 + w] = pair_along(b + (j0 + w) * ldb, 1, u, k);
+        for (long w = cv; w < W16; w++)
+            for (long u = 0; u < pairs; u++) panel[u * W16 + w] = w < cols ? pair_along(b + (j0 + w) * ldb, 1, u, k) : 0u;
+    }
+}
 
 // A vector code: its tiles of 8 (or none), 4, 2 and 1 rows, each over `depth` steps of 4-byte
 // values (floats, or bfloat16 pairs), its store, and its panel width.
@@ -153,8 +351,6 @@ static void run_panels(const Code *code, long m, long n, long depth, const uint3
 
 // MARK: AVX2: the rounded values as float32
 
-enum { W2 = 24 };  // panel width: three 8-float registers
-
 static LOOM_AVX2 void store_tile_avx2(const float *acc, long rows, long width, long cols, float alpha, float beta, float *c, long ldc) {
     STORE_TILE_BODY
 }
@@ -185,7 +381,7 @@ static int gemm_avx2(int transA, long m, long n, long k, float alpha, const floa
                      const float *bp, float beta, float *c, long ldc) {
     float *ap = buffer(0, sizeof(float) * (size_t)m * (size_t)k);
     if (!ap) return -1;
-    pack_a(ap, a, lda, transA, m, k);
+    pack_a_avx2(ap, a, lda, transA, m, k);
     run_panels(&avx2, m, n, k, (const uint32_t *)ap, (const uint32_t *)bp, alpha, beta, c, ldc);
     return 0;
 }
@@ -204,59 +400,9 @@ static inline LOOM_BF16_TARGET __attribute__((always_inline)) __m512 dot_pairs(_
 }
 #endif
 
-enum { W16 = 48 };  // panel width: three 16-float registers
-
 static LOOM_BF16_TARGET void store_tile_bf16(const float *acc, long rows, long width, long cols, float alpha, float beta,
                                              float *c, long ldc) {
     STORE_TILE_BODY
-}
-
-// A pair: k's value in the odd (high) half, which vdpbf16ps adds first, k + 1's in the even half.
-static inline uint32_t pair(float first, float second) {
-    return ((uint32_t)loom_bf16_from_float(first) << 16) | loom_bf16_from_float(second);
-}
-
-// op(A) as pairs, [m][pairs], in one pass (the last pair of an odd k is padded with zero);
-// A transposed is read two rows at a time, in blocks of 64 rows of op(A).
-static void pack_a_pairs(uint32_t *ap, const float *a, long lda, int transA, long m, long k) {
-    long pairs = (k + 1) / 2, whole = k / 2;
-    if (!transA) {
-        for (long i = 0; i < m; i++) {
-            const float *row = a + i * lda;
-            for (long q = 0; q < whole; q++) ap[i * pairs + q] = pair(row[2 * q], row[2 * q + 1]);
-            if (pairs > whole) ap[i * pairs + whole] = pair(row[k - 1], 0.0f);
-        }
-        return;
-    }
-    for (long i0 = 0; i0 < m; i0 += 64) {
-        long i1 = i0 + 64 < m ? i0 + 64 : m;
-        for (long q = 0; q < pairs; q++) {
-            const float *first = a + 2 * q * lda, *second = 2 * q + 1 < k ? a + (2 * q + 1) * lda : NULL;
-            for (long i = i0; i < i1; i++) ap[i * pairs + q] = pair(first[i], second ? second[i] : 0.0f);
-        }
-    }
-}
-
-// op(B) as pair panels of 48 columns, [pairs][48] each, in one pass, read along B's rows.
-static void pack_b_pairs(uint32_t *bp, const float *b, long ldb, int transB, long n, long k) {
-    long pairs = (k + 1) / 2, panels = (n + W16 - 1) / W16;
-    for (long p = 0; p < panels; p++) {
-        uint32_t *panel = bp + p * pairs * W16;
-        long j0 = p * W16, cols = n - j0 < W16 ? n - j0 : W16;
-        if (transB) {
-            for (long w = 0; w < cols; w++) {
-                const float *row = b + (j0 + w) * ldb;
-                for (long q = 0; q < pairs; q++) panel[q * W16 + w] = pair(row[2 * q], 2 * q + 1 < k ? row[2 * q + 1] : 0.0f);
-            }
-        } else {
-            for (long q = 0; q < pairs; q++) {
-                const float *first = b + 2 * q * ldb + j0, *second = 2 * q + 1 < k ? b + (2 * q + 1) * ldb + j0 : NULL;
-                for (long w = 0; w < cols; w++) panel[q * W16 + w] = pair(first[w], second ? second[w] : 0.0f);
-            }
-        }
-        for (long q = 0; q < pairs; q++)
-            for (long w = cols; w < W16; w++) panel[q * W16 + w] = 0u;
-    }
 }
 
 // R rows × 48 columns: 3R accumulators, 3 loads and R broadcasts per pair of k.
@@ -308,9 +454,9 @@ const void *loom_bf16_pack_b(int code, int transB, long n, long k, const float *
     if (!bp) return NULL;
 #if defined(__x86_64__)
     if (code == LOOM_BF16_NATIVE) { pack_b_pairs(bp, b, ldb, transB, n, k); return bp; }
-    if (code == LOOM_BF16_EMULATED_AVX2) { pack_b(bp, b, ldb, transB, n, k, W2); return bp; }
+    if (code == LOOM_BF16_EMULATED_AVX2) { pack_b_avx2(bp, b, ldb, transB, n, k); return bp; }
 #endif
-    pack_b(bp, b, ldb, transB, n, k, 1);
+    pack_b(bp, b, ldb, transB, n, k);
     return bp;
 }
 

@@ -95,6 +95,8 @@ static void check_row_invariant(long m, long n, long k, long j0, long j1, int ac
 
 // The bf16 product of the vdpbf16ps kernel (emulated_bf16.c) against the portable code, which
 // computes the definition in LoomBF16.h directly: bit for bit, with C's padding untouched.
+long emulated_bf16_rounding_mismatches(void);  // emulated_bf16.c
+
 static void check_bf16(long m, long n, long k, int transA, int transB, float alpha, float beta) {
     long lda = (transA ? m : k) + 1, ldb = (transB ? k : n) + 2, ldc = n + 3;
     long aCount = (transA ? k : m) * lda + 1, bCount = (transB ? n : k) * ldb + 1;
@@ -105,9 +107,15 @@ static void check_bf16(long m, long n, long k, int transA, int transB, float alp
     for (long i = 0; i < m * ldc; i++) expected[i] = got[i] = uniform(-1, 1);
     float *split = malloc(sizeof(float) * m * ldc);
     memcpy(split, got, sizeof(float) * m * ldc);
+    float *avx2 = malloc(sizeof(float) * m * ldc);
+    memcpy(avx2, got, sizeof(float) * m * ldc);
     int ok = loom_bf16_gemm(LOOM_BF16_EMULATED_PORTABLE, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, expected, ldc) == 0
           && loom_bf16_gemm(LOOM_BF16_NATIVE, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, got, ldc) == 0
-          && memcmp(expected, got, sizeof(float) * m * ldc) == 0;
+          && memcmp(expected, got, sizeof(float) * m * ldc) == 0
+          // The AVX2 code too: its packers share the vector rounding and transposes with the native ones.
+          && loom_bf16_gemm(LOOM_BF16_EMULATED_AVX2, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, avx2, ldc) == 0
+          && memcmp(expected, avx2, sizeof(float) * m * ldc) == 0;
+    free(avx2);
     // B packed once, C computed in two row blocks (as a product split over threads is).
     const void *packed = loom_bf16_pack_b(LOOM_BF16_NATIVE, transB, n, k, b, ldb);
     long half = m / 2;
@@ -142,11 +150,19 @@ int main(void) {
                 // A thread's share that starts and ends inside groups.
                 if (rows > 6) check_quantized(types[t], rows, blocks, xRows, 1, rows - 2, 0);
             }
-    // Row tiles of 8, 4, 2 and 1; panels of 48 columns and a partial one; odd k (a half pair).
-    const long bf16Shapes[8][3] = {{1, 1, 1}, {8, 48, 2}, {15, 49, 7}, {3, 100, 33}, {21, 17, 64}, {9, 96, 1}, {2, 5, 0}, {13, 150, 40}};
-    for (int s = 0; s < 8; s++)
+    // Row tiles of 8, 4, 2 and 1; panels of 48 columns and a partial one; odd k (a half pair);
+    // packing's 8×8 blocks with edges on both sides, and more than 256 rows of op(A) (one block of them).
+    const long bf16Shapes[11][3] = {{1, 1, 1}, {8, 48, 2}, {15, 49, 7}, {3, 100, 33}, {21, 17, 64}, {9, 96, 1}, {2, 5, 0},
+                                    {13, 150, 40}, {70, 53, 35}, {19, 60, 37}, {300, 20, 18}};
+    for (int s = 0; s < 11; s++)
         for (int t = 0; t < 4; t++)
             check_bf16(bf16Shapes[s][0], bf16Shapes[s][1], bf16Shapes[s][2], t & 1, t >> 1, t == 3 ? -0.5f : 1.0f, t % 2 ? 1.0f : 0.0f);
+    long mismatches = emulated_bf16_rounding_mismatches();
+    if (mismatches == 0) passed++;
+    else {
+        failed++;
+        fprintf(stderr, "FAIL bf16 vector rounding: %ld of 2^32 float bit patterns differ from loom_bf16_from_float\n", mismatches);
+    }
     printf("avx512 emulated: %d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
 }

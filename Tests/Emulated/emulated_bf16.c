@@ -32,3 +32,21 @@ static simde__m512 dot_pairs(simde__m512 acc, simde__m512i a, simde__m512i b) {
 
 #define LOOM_EMULATE_AVX512 1
 #include "../../Sources/CLoomCPU/bf16_gemm.c"
+
+// The packers' vector rounding (round8) against loom_bf16_from_float on every float32 bit
+// pattern: returns how many differ.
+long emulated_bf16_rounding_mismatches(void) {
+    long mismatches = 0;
+    float x[8];
+    uint32_t got[8];
+    for (uint64_t base = 0; base < (1ull << 32); base += 8) {
+        for (int lane = 0; lane < 8; lane++) {
+            uint32_t bits = (uint32_t)(base + lane);
+            memcpy(&x[lane], &bits, sizeof bits);
+        }
+        store8(got, round8(x));
+        for (int lane = 0; lane < 8; lane++)
+            if (got[lane] != (uint32_t)loom_bf16_from_float(x[lane]) << 16) mismatches++;
+    }
+    return mismatches;
+}

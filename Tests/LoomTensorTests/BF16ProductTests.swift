@@ -75,7 +75,8 @@ final class BF16ProductTests: XCTestCase {
 
     static var cases: [Case] {
         var cases: [Case] = []
-        let shapes = [(1, 1, 1), (3, 5, 2), (4, 24, 16), (5, 23, 7), (9, 50, 33), (17, 49, 64), (2, 97, 5), (8, 48, 1), (6, 7, 0)]
+        let shapes = [(1, 1, 1), (3, 5, 2), (4, 24, 16), (5, 23, 7), (9, 50, 33), (17, 49, 64), (2, 97, 5), (8, 48, 1), (6, 7, 0),
+                      (70, 53, 35), (261, 9, 19)]  // packing's 8×8 blocks with edges on both sides; past 256 rows of op(A)
         for (index, (m, n, k)) in shapes.enumerated() {
             for transposeA in [false, true] {
                 for transposeB in [false, true] {
@@ -87,12 +88,15 @@ final class BF16ProductTests: XCTestCase {
         return cases
     }
 
-    /// Runs `sgemm` with bf16 products by `implementation` on random inputs with padded leading
-    /// dimensions, and returns (result, definition) per case.
+    /// Runs `sgemm` with bf16 products by `implementation` on random inputs (uniform in [-2, 2),
+    /// or drawn by `input`) with padded leading dimensions, and returns (result, definition) per case.
     func products(_ implementation: BF16Implementation, threads: Int = 1, parallel: Bool = false,
-                  cases: [Case] = BF16ProductTests.cases) -> [(Case, [Float], [Float])] {
+                  cases: [Case] = BF16ProductTests.cases,
+                  input: ((inout SeededRandom) -> Float)? = nil) -> [(Case, [Float], [Float])] {
         var rng = SeededRandom(seed: 3)
-        func random(_ count: Int) -> [Float] { (0..<count).map { _ in Float(rng.nextDouble() * 4 - 2) } }
+        func random(_ count: Int) -> [Float] {
+            (0..<count).map { _ in input.map { $0(&rng) } ?? Float(rng.nextDouble() * 4 - 2) }
+        }
         Threading.configure(threads: threads)
         defer { Threading.configure(threads: 1) }
         return cases.map { t in
@@ -127,6 +131,29 @@ final class BF16ProductTests: XCTestCase {
         for level in levels {
             for (t, result, expected) in products(.emulated(level)) {
                 // Every element, including the columns past n (ldc padding) that must stay untouched.
+                XCTAssertEqual(result.map(\.bitPattern), expected.map(\.bitPattern), "\(level.name): \(t)")
+            }
+        }
+    }
+
+    /// Inputs at rounding's edges go through every code's packers as the definition rounds them:
+    /// the dropped half exactly a tie, just below or above one, all ones (a carry into the
+    /// exponent), zero; exponents from subnormal (→ ±0, or up to the smallest normal) to 2.
+    func testEmulatedProductsRoundEdgeValuesAsTheDefinition() {
+        let lowHalves: [UInt32] = [0x8000, 0x7fff, 0x8001, 0xffff, 0x0000]
+        let exponents: [UInt32] = [0, 1, 2, 120, 126, 127, 128]
+        let edge: (inout SeededRandom) -> Float = { rng in
+            let r = rng.next()
+            let sign = UInt32(truncatingIfNeeded: r & 1) << 31
+            let exponent = exponents[Int((r >> 1) % UInt64(exponents.count))] << 23
+            let high = UInt32(truncatingIfNeeded: r >> 8) & 0x7f_0000  // the 7 mantissa bits bfloat16 keeps
+            let low = (r >> 40) % 6 == 5 ? UInt32(truncatingIfNeeded: r >> 16) & 0xffff : lowHalves[Int((r >> 40) % 6)]
+            return Float(bitPattern: sign | exponent | high | low)
+        }
+        var levels: [KernelLevel] = [.portable]
+        if KernelLevel.widest(for: .current) >= .avx2 { levels.append(.avx2) }
+        for level in levels {
+            for (t, result, expected) in products(.emulated(level), input: edge) {
                 XCTAssertEqual(result.map(\.bitPattern), expected.map(\.bitPattern), "\(level.name): \(t)")
             }
         }
