@@ -87,8 +87,10 @@ extension LlamaModel {
         // A step of at most three rows (decoding) also takes the row-invariant products: they
         // read each block of weight rows once for all rows, like BLAS's matrix-vector path,
         // and were faster than it on AMD EPYC (SmolLM2 F32 decode, 3 alternating runs: 1
-        // thread 13.1-16.1 → 14.2-15.3 tok/s, 2 threads 22.4-23.8 → 25.1-27.3 tok/s).
-        let rowInvariantProducts = batchInvariant || rows <= 3
+        // thread 13.1-16.1 → 14.2-15.3 tok/s, 2 threads 22.4-23.8 → 25.1-27.3 tok/s). Not while a
+        // stage trains with bf16 products (`--precision bf16`): its rollouts decode with bf16
+        // products at every step, also once only a few sequences are left running.
+        let rowInvariantProducts = batchInvariant || (rows <= 3 && MatrixProducts.precision == .fp32)
         let project = { (x: Tensor, weight: Tensor) in self.project(x, weight, batchInvariant: rowInvariantProducts) }
         let projectAdding = { (x: Tensor, weight: Tensor, y: Tensor) in self.projectAccumulate(x, weight, into: y, batchInvariant: rowInvariantProducts) }
         // The batch-invariant end of one query row's attention: its `valid` scores in `row`
@@ -113,12 +115,14 @@ extension LlamaModel {
                     (cache.values[l].pointer + dst).update(from: v.data + rowStart[b] * width, count: seq.count * width)
                 }
                 let attended = Tensor(uninitialized: [rows, H * D])
-                if newTokens.allSatisfy({ $0.count <= 1 }) {
+                if newTokens.allSatisfy({ $0.count <= 1 }) && (batchInvariant || MatrixProducts.precision == .fp32) {
                     // A decoding step. The `group` query heads that share a key/value head have
                     // adjacent query rows: one batch-invariant product reads that head's cached
                     // keys once for all of them. Each score and output is computed exactly as on
                     // the per-head path below (so a step and a one-row prefill agree bit for bit),
                     // and for one row these loops cost less than BLAS's matrix–vector calls.
+                    // With bf16 products (a training stage's rollouts) a step takes the per-head
+                    // path, whose products are bf16 like the training forward pass's.
                     let tasks = newTokens.indices.flatMap { b in newTokens[b].isEmpty ? [] : (0..<KV).map { (b, $0) } }
                     parallelFor(tasks.count) { t in
                         let (b, kvHead) = tasks[t]

@@ -1,0 +1,64 @@
+import XCTest
+@testable import LoomTensor
+@testable import LoomNN
+
+/// `--precision bf16` covers decoding too (PPO's and GRPO's rollouts): every step's products are
+/// bf16 whatever its number of rows, as under PyTorch's autocast. A bf16 product is row-invariant
+/// by its definition (each element one dot product in increasing k), so a sequence decodes to the
+/// same logits alone as beside others.
+final class BF16DecodingTests: XCTestCase {
+    func testDecodingStepsUseBF16ProductsWhateverTheRowCount() {
+        let vocabulary = 97
+        let config = LlamaConfiguration(vocabularySize: vocabulary, hiddenSize: 64, intermediateSize: 96, layerCount: 2,
+                                        headCount: 4, kvHeadCount: 2, maxPositionEmbeddings: 64)
+        let model = LlamaModel(configuration: config)
+        model.initializeWeights(seed: 5, standardDeviation: 0.3)
+        var rng = SeededRandom(seed: 9)
+        let prompts = (0..<5).map { _ in (0..<6).map { _ in Int32(rng.nextInt(below: vocabulary)) } }
+        let next: [Int32] = [3, 14, 15, 92, 65]
+        // The first sequence's logits after its prompt and one decoding step, decoded with others.
+        func firstSequenceLogits(decodedWith count: Int) -> [Float] {
+            withoutGradients {
+                let cache = KVCache(model: model, batch: count)
+                _ = model.forward(newTokens: Array(prompts[0..<count]), cache: cache)
+                let logits = model.forward(newTokens: (0..<count).map { [next[$0]] }, cache: cache)
+                return Array(UnsafeBufferPointer(start: logits.data, count: vocabulary))
+            }
+        }
+        let level: KernelLevel = KernelLevel.widest(for: .current) >= .avx2 ? .avx2 : .portable
+        let (alone, together) = MatrixProducts.with(bf16: .emulated(level)) {
+            (firstSequenceLogits(decodedWith: 1), firstSequenceLogits(decodedWith: 5))
+        }
+        XCTAssertEqual(alone.map(\.bitPattern), together.map(\.bitPattern), "a 1-row decoding step against a 5-row one")
+        // They are bf16's logits: float32 products give others.
+        XCTAssertNotEqual(alone, firstSequenceLogits(decodedWith: 1))
+    }
+
+    /// Decoding steps (a 5-token prompt, then one token at a time through the KV cache) give the
+    /// logits of the training forward pass over the whole sequence, both with bf16 products: the
+    /// attention of a step too, not only its projections. Float32 attention in the steps would
+    /// differ by bf16's rounding of the queries and keys (about 1e-3 here).
+    func testDecodingStepsMatchTheBF16ForwardPass() {
+        let vocabulary = 97, length = 9
+        let config = LlamaConfiguration(vocabularySize: vocabulary, hiddenSize: 64, intermediateSize: 96, layerCount: 2,
+                                        headCount: 4, kvHeadCount: 2, maxPositionEmbeddings: 64)
+        let model = LlamaModel(configuration: config)
+        model.initializeWeights(seed: 6, standardDeviation: 0.3)
+        var rng = SeededRandom(seed: 10)
+        let sequence = (0..<length).map { _ in Int32(rng.nextInt(below: vocabulary)) }
+        let level: KernelLevel = KernelLevel.widest(for: .current) >= .avx2 ? .avx2 : .portable
+        MatrixProducts.with(bf16: .emulated(level)) {
+            withoutGradients {
+                let full = model.logits(tokens: sequence, batch: 1, sequence: length)
+                let cache = KVCache(model: model, batch: 1)
+                _ = model.forward(newTokens: [Array(sequence[0..<5])], cache: cache)
+                for t in 5..<length {
+                    let step = model.forward(newTokens: [[sequence[t]]], cache: cache)
+                    for v in 0..<vocabulary {
+                        XCTAssertEqual(step.data[v], full.data[t * vocabulary + v], accuracy: 2e-5, "position \(t), token \(v)")
+                    }
+                }
+            }
+        }
+    }
+}
