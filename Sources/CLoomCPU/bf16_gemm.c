@@ -449,15 +449,34 @@ static size_t packed_b_bytes(int code, long n, long k) {
     return sizeof(float) * (size_t)n * (size_t)k;
 }
 
+size_t loom_bf16_packed_b_size(int code, long n, long k) { return packed_b_bytes(code, n, k); }
+
+void loom_bf16_pack_b_into(int code, int transB, long n, long k, const float *b, long ldb, void *packed) {
+#if defined(__x86_64__)
+    if (code == LOOM_BF16_NATIVE) { pack_b_pairs(packed, b, ldb, transB, n, k); return; }
+    if (code == LOOM_BF16_EMULATED_AVX2) { pack_b_avx2(packed, b, ldb, transB, n, k); return; }
+#endif
+    pack_b(packed, b, ldb, transB, n, k);
+}
+
 const void *loom_bf16_pack_b(int code, int transB, long n, long k, const float *b, long ldb) {
     void *bp = buffer(1, packed_b_bytes(code, n, k));
-    if (!bp) return NULL;
-#if defined(__x86_64__)
-    if (code == LOOM_BF16_NATIVE) { pack_b_pairs(bp, b, ldb, transB, n, k); return bp; }
-    if (code == LOOM_BF16_EMULATED_AVX2) { pack_b_avx2(bp, b, ldb, transB, n, k); return bp; }
-#endif
-    pack_b(bp, b, ldb, transB, n, k);
+    if (bp) loom_bf16_pack_b_into(code, transB, n, k, b, ldb, bp);
     return bp;
+}
+
+long loom_bf16_panel_width(int code) {
+#if defined(__x86_64__)
+    if (code == LOOM_BF16_NATIVE) return W16;
+    if (code == LOOM_BF16_EMULATED_AVX2) return W2;
+#endif
+    return 1;
+}
+
+const void *loom_bf16_packed_b_columns(int code, const void *packed, long k, long column) {
+    // Panels of `width` columns follow one another, each packed_b_bytes(code, width, k) long.
+    long width = loom_bf16_panel_width(code);
+    return (const char *)packed + (size_t)(column / width) * packed_b_bytes(code, width, k);
 }
 
 int loom_bf16_gemm_packed(int code, int transA, long m, long n, long k, float alpha, const float *a, long lda,

@@ -40,8 +40,15 @@ public struct Generator {
 
     /// Generates up to `maxTokens` after `prompt`. `onToken` sees each token as it is made
     /// (not stop tokens) and may return false to stop early.
+    /// While a training stage runs with bf16 products (PPO's and GRPO's rollouts), each weight
+    /// is packed for them once per generation rather than at every step (`PackedWeights`).
     public func generate(prompt: [Int32], maxTokens: Int, sampling: SamplingParameters,
                          onToken: (Int32) -> Bool = { _ in true }) -> GenerationResult {
+        PackedWeights.during { decode(prompt: prompt, maxTokens: maxTokens, sampling: sampling, onToken: onToken) }
+    }
+
+    private func decode(prompt: [Int32], maxTokens: Int, sampling: SamplingParameters,
+                        onToken: (Int32) -> Bool) -> GenerationResult {
         precondition(!prompt.isEmpty, "generate: empty prompt")
         // A prompt longer than the context window keeps its most recent tokens; generation
         // then stops at the window's end with finish reason `length`.
@@ -74,6 +81,10 @@ public struct Generator {
     /// own sampler seeded with `sampling.seed + index`, so results do not depend on the
     /// batch composition.
     public func generateBatch(prompts: [[Int32]], maxTokens: Int, sampling: SamplingParameters) -> [GenerationResult] {
+        PackedWeights.during { decodeBatch(prompts: prompts, maxTokens: maxTokens, sampling: sampling) }
+    }
+
+    private func decodeBatch(prompts: [[Int32]], maxTokens: Int, sampling: SamplingParameters) -> [GenerationResult] {
         precondition(prompts.allSatisfy { !$0.isEmpty }, "generateBatch: empty prompt")
         let window = model.configuration.maxPositionEmbeddings
         let contexts = prompts.map { Array($0.suffix(window - 1)) }

@@ -153,3 +153,78 @@ func bf16GemmSplitByRows(
 
 /// `x` rounded to bfloat16 and back (nearest, ties to even; subnormals to ±0).
 public func bf16Rounded(_ x: Float) -> Float { loom_bf16_to_float(loom_bf16_from_float(x)) }
+
+/// Weights packed once for the bf16 products of a generation (PPO's and GRPO's rollouts under
+/// `--precision bf16`). Every decoding step multiplies a few rows by the same weights, and packing
+/// a weight matrix costs about as much as such a product (`Benchmarks/results/bf16_packing.txt`),
+/// so while `during` runs, `linear` packs each weight at its first product and reuses it after.
+/// The weights must not change inside `during`: generation only reads them (LoRA adapters are
+/// merged before it starts and unmerged after it ends). The packed copies (half the float32 size
+/// natively, as large emulated) are freed when it returns. The products have the same bits either way.
+public enum PackedWeights {
+    final class Cache: @unchecked Sendable {
+        struct Key: Hashable { let address: UInt, n: Int, k: Int, code: Int32 }
+        private var entries: [Key: UnsafeMutableRawPointer] = [:]
+        private let lock = NSLock()
+        private(set) var packings = 0
+
+        /// `weight` ([n][k], row-major: op(B) = weightᵀ) packed for `code`, packed now if new.
+        func packed(_ weight: UnsafePointer<Float>, n: Int, k: Int, code: Int32) -> UnsafeRawPointer {
+            let key = Key(address: UInt(bitPattern: weight), n: n, k: k, code: code)
+            lock.lock()
+            defer { lock.unlock() }
+            if let found = entries[key] { return UnsafeRawPointer(found) }
+            let memory = UnsafeMutableRawPointer.allocate(byteCount: max(64, loom_bf16_packed_b_size(code, n, k)), alignment: 64)
+            loom_bf16_pack_b_into(code, 1, n, k, weight, k, memory)
+            entries[key] = memory
+            packings += 1
+            return UnsafeRawPointer(memory)
+        }
+
+        deinit { for memory in entries.values { memory.deallocate() } }
+    }
+
+    nonisolated(unsafe) static var active: Cache?
+    /// How many weights the last finished `during` packed (tests check each is packed once).
+    nonisolated(unsafe) static var lastPackings = 0
+
+    /// Runs `body` with weights packed once per bf16 product; with fp32 products, or inside
+    /// another `during`, it only runs `body`.
+    public static func during<T>(_ body: () throws -> T) rethrows -> T {
+        guard MatrixProducts.precision == .bf16, active == nil else { return try body() }
+        let cache = Cache()
+        active = cache
+        defer {
+            active = nil
+            lastPackings = cache.packings
+        }
+        return try body()
+    }
+}
+
+/// c = a · weightᵀ (beta 0) or c += a · weightᵀ (beta 1) for `linear` in bf16, with the weight
+/// packed once in `cache`: a: [m][k], weight: [n][k], c: [m][n]. Split over the threads by rows
+/// of C when there are many, otherwise by columns at panel boundaries, sharing the packed weight.
+func bf16LinearWithPackedWeight(_ cache: PackedWeights.Cache, m: Int, n: Int, k: Int, a: UnsafePointer<Float>,
+                                weight: UnsafePointer<Float>, beta: Float, c: UnsafeMutablePointer<Float>) {
+    if m == 0 || n == 0 { return }
+    let code = MatrixProducts.bf16Code
+    let packed = cache.packed(weight, n: n, k: k, code: code)
+    func product(rows: Range<Int>, columns: Range<Int>) {
+        let status = loom_bf16_gemm_packed(code, 0, rows.count, columns.count, k, 1, a + rows.lowerBound * k, k,
+                                           loom_bf16_packed_b_columns(code, packed, k, columns.lowerBound), beta,
+                                           c + rows.lowerBound * n + columns.lowerBound, n)
+        if status != 0 { packingFailed(m: rows.count, n: columns.count, k: k) }
+    }
+    let threads = Threading.threadCount
+    if threads == 1 || m * n * k < (m == 1 ? 1 << 15 : 1 << 18) {
+        product(rows: 0..<m, columns: 0..<n)
+    } else if m >= 64 * threads {
+        parallelRanges(m, minimumChunk: 16) { product(rows: $0, columns: 0..<n) }
+    } else {
+        let width = loom_bf16_panel_width(code), panels = (n + width - 1) / width
+        parallelRanges(panels) { block in
+            product(rows: 0..<m, columns: block.lowerBound * width ..< min(n, block.upperBound * width))
+        }
+    }
+}

@@ -107,8 +107,9 @@ static void check_bf16(long m, long n, long k, int transA, int transB, float alp
     for (long i = 0; i < m * ldc; i++) expected[i] = got[i] = uniform(-1, 1);
     float *split = malloc(sizeof(float) * m * ldc);
     memcpy(split, got, sizeof(float) * m * ldc);
-    float *avx2 = malloc(sizeof(float) * m * ldc);
+    float *avx2 = malloc(sizeof(float) * m * ldc), *columns = malloc(sizeof(float) * m * ldc);
     memcpy(avx2, got, sizeof(float) * m * ldc);
+    memcpy(columns, got, sizeof(float) * m * ldc);
     int ok = loom_bf16_gemm(LOOM_BF16_EMULATED_PORTABLE, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, expected, ldc) == 0
           && loom_bf16_gemm(LOOM_BF16_NATIVE, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, got, ldc) == 0
           && memcmp(expected, got, sizeof(float) * m * ldc) == 0
@@ -125,6 +126,20 @@ static void check_bf16(long m, long n, long k, int transA, int transB, float alp
                                   packed, beta, split + half * ldc, ldc) == 0
          && memcmp(expected, split, sizeof(float) * m * ldc) == 0;
     free(split);
+    // B packed once into memory kept by the caller, C computed in two column blocks split at a
+    // panel boundary (a product of a few rows split over threads, its weights packed once).
+    long width = loom_bf16_panel_width(LOOM_BF16_NATIVE), column = (n / 2) / width * width;
+    void *kept = aligned_alloc(64, (loom_bf16_packed_b_size(LOOM_BF16_NATIVE, n, k) + 63) / 64 * 64);
+    ok = ok && kept;
+    if (kept) {
+        loom_bf16_pack_b_into(LOOM_BF16_NATIVE, transB, n, k, b, ldb, kept);
+        ok = ok && loom_bf16_gemm_packed(LOOM_BF16_NATIVE, transA, m, column, k, alpha, a, lda, kept, beta, columns, ldc) == 0
+             && loom_bf16_gemm_packed(LOOM_BF16_NATIVE, transA, m, n - column, k, alpha, a, lda,
+                                      loom_bf16_packed_b_columns(LOOM_BF16_NATIVE, kept, k, column), beta, columns + column, ldc) == 0
+             && memcmp(expected, columns, sizeof(float) * m * ldc) == 0;
+    }
+    free(kept);
+    free(columns);
     if (ok) passed++;
     else {
         failed++;

@@ -1,6 +1,7 @@
 import XCTest
 @testable import LoomTensor
 @testable import LoomNN
+@testable import LoomInference
 
 /// `--precision bf16` covers decoding too (PPO's and GRPO's rollouts): every step's products are
 /// bf16 whatever its number of rows, as under PyTorch's autocast. A bf16 product is row-invariant
@@ -59,6 +60,55 @@ final class BF16DecodingTests: XCTestCase {
                     }
                 }
             }
+        }
+    }
+
+    /// Generation under bf16 packs each weight once (`PackedWeights`) and computes the same bits
+    /// as packing it at every product: prefill (split by rows over 2 threads), 5-row steps (split
+    /// by columns at panel boundaries), then a 1-row step; and it is wired into `Generator`.
+    func testGenerationPacksEachWeightOnceWithTheSameBits() {
+        let vocabulary = 97
+        let config = LlamaConfiguration(vocabularySize: vocabulary, hiddenSize: 256, intermediateSize: 384, layerCount: 2,
+                                        headCount: 4, kvHeadCount: 2, maxPositionEmbeddings: 64)
+        let model = LlamaModel(configuration: config)
+        model.initializeWeights(seed: 8, standardDeviation: 0.05)
+        let weightCount = 2 * 7 + 1  // q, k, v, o, gate, up, down per layer, and the tied head
+        var rng = SeededRandom(seed: 12)
+        let prompts = (0..<5).map { _ in (0..<30).map { _ in Int32(rng.nextInt(below: vocabulary)) } }
+        func steps() -> [[UInt32]] {
+            withoutGradients {
+                let cache = KVCache(model: model, batch: 5)
+                var logits = [model.forward(newTokens: prompts, cache: cache).scalars.map(\.bitPattern)]
+                for t in 0..<3 {
+                    logits.append(model.forward(newTokens: (0..<5).map { [Int32(($0 * 7 + t) % vocabulary)] }, cache: cache)
+                        .scalars.map(\.bitPattern))
+                }
+                logits.append(model.forward(newTokens: [[11], [], [], [], []], cache: cache).scalars.map(\.bitPattern))
+                return logits
+            }
+        }
+        let level: KernelLevel = KernelLevel.widest(for: .current) >= .avx2 ? .avx2 : .portable
+        for threads in [1, 2] {
+            Threading.configure(threads: threads)
+            defer { Threading.configure(threads: 1) }
+            MatrixProducts.with(bf16: .emulated(level)) {
+                let everyProduct = steps()
+                let once = PackedWeights.during { steps() }
+                XCTAssertEqual(once, everyProduct, "\(threads) thread(s)")
+                XCTAssertEqual(PackedWeights.lastPackings, weightCount, "\(threads) thread(s)")
+                // A weight changed between two generations (as LoRA's merge does) is packed anew.
+                let q = model.parameters["model.layers.0.self_attn.q_proj.weight"]
+                let saved = q.scalars
+                for i in 0..<q.count { q.data[i] *= 1.5 }
+                defer { q.data.update(from: saved, count: saved.count) }
+                XCTAssertEqual(PackedWeights.during { steps() }, steps(), "after a weight changed, \(threads) thread(s)")
+                XCTAssertNotEqual(steps(), everyProduct)
+            }
+        }
+        MatrixProducts.with(bf16: .emulated(level)) {
+            PackedWeights.lastPackings = 0
+            _ = Generator(model: model, stopTokens: []).generateBatch(prompts: Array(prompts[0..<2]), maxTokens: 3, sampling: .greedy)
+            XCTAssertEqual(PackedWeights.lastPackings, weightCount, "Generator.generateBatch")
         }
     }
 }

@@ -1,6 +1,7 @@
 #ifndef LOOM_BF16_H
 #define LOOM_BF16_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /// Matrix products with bfloat16 inputs and float32 accumulation, as PyTorch's CPU autocast
@@ -33,6 +34,17 @@ int loom_bf16_gemm(int code, int transA, int transB, long m, long n, long k, flo
 const void *loom_bf16_pack_b(int code, int transB, long n, long k, const float *b, long ldb);
 int loom_bf16_gemm_packed(int code, int transA, long m, long n, long k, float alpha, const float *a, long lda,
                           const void *packedB, float beta, float *c, long ldc);
+
+/// op(B) packed into memory the caller keeps (for weights used by many products, while they do
+/// not change): `loom_bf16_packed_b_size` bytes, 64-byte aligned.
+size_t loom_bf16_packed_b_size(int code, long n, long k);
+void loom_bf16_pack_b_into(int code, int transB, long n, long k, const float *b, long ldb, void *packed);
+
+/// Packed op(B) is a sequence of panels of `loom_bf16_panel_width(code)` columns: the columns
+/// from `column` on (a multiple of that width) start at `loom_bf16_packed_b_columns`, so a
+/// product split by columns of C at panel boundaries shares one packed B.
+long loom_bf16_panel_width(int code);
+const void *loom_bf16_packed_b_columns(int code, const void *packed, long k, long column);
 
 /// x rounded to bfloat16 (nearest, ties to even; NaN stays NaN; below the smallest normal → ±0).
 uint16_t loom_bf16_from_float(float x);

@@ -12,8 +12,12 @@ public func linear(_ x: Tensor, _ weight: Tensor) -> Tensor {
     let n = x.rows
     let y = Tensor(uninitialized: Array(x.shape.dropLast()) + [outFeatures])
     Profiler.time("linear", phase: .forward) {
-        parallelSgemm(transposeA: false, transposeB: true, m: n, n: outFeatures, k: inFeatures,
-                      a: x.data, lda: inFeatures, b: weight.data, ldb: inFeatures, beta: 0, c: y.data, ldc: outFeatures)
+        if MatrixProducts.precision == .bf16, let cache = PackedWeights.active {
+            bf16LinearWithPackedWeight(cache, m: n, n: outFeatures, k: inFeatures, a: x.data, weight: weight.data, beta: 0, c: y.data)
+        } else {
+            parallelSgemm(transposeA: false, transposeB: true, m: n, n: outFeatures, k: inFeatures,
+                          a: x.data, lda: inFeatures, b: weight.data, ldb: inFeatures, beta: 0, c: y.data, ldc: outFeatures)
+        }
     }
     y.requiresGrad = Tape.recordIfNeeded("linear", inputs: [x, weight]) {
         guard let dy = y.gradIfPresent else { return }
@@ -97,7 +101,11 @@ public func linearAccumulate(_ x: Tensor, _ weight: Tensor, into y: Tensor) {
                  "linearAccumulate records no backward: use y + linear(x, weight) while recording gradients")
     let outFeatures = weight.shape[0], inFeatures = weight.shape[1]
     Profiler.time("linear", phase: .forward) {
-        parallelSgemm(transposeA: false, transposeB: true, m: x.rows, n: outFeatures, k: inFeatures,
-                      a: x.data, lda: inFeatures, b: weight.data, ldb: inFeatures, beta: 1, c: y.data, ldc: outFeatures)
+        if MatrixProducts.precision == .bf16, let cache = PackedWeights.active {
+            bf16LinearWithPackedWeight(cache, m: x.rows, n: outFeatures, k: inFeatures, a: x.data, weight: weight.data, beta: 1, c: y.data)
+        } else {
+            parallelSgemm(transposeA: false, transposeB: true, m: x.rows, n: outFeatures, k: inFeatures,
+                          a: x.data, lda: inFeatures, b: weight.data, ldb: inFeatures, beta: 1, c: y.data, ldc: outFeatures)
+        }
     }
 }
