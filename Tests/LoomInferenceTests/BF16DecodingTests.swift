@@ -8,12 +8,20 @@ import XCTest
 /// by its definition (each element one dot product in increasing k), so a sequence decodes to the
 /// same logits alone as beside others.
 final class BF16DecodingTests: XCTestCase {
-    func testDecodingStepsUseBF16ProductsWhateverTheRowCount() {
-        let vocabulary = 97
-        let config = LlamaConfiguration(vocabularySize: vocabulary, hiddenSize: 64, intermediateSize: 96, layerCount: 2,
-                                        headCount: 4, kvHeadCount: 2, maxPositionEmbeddings: 64)
+    let vocabulary = 97
+    let level: KernelLevel = KernelLevel.widest(for: .current) >= .avx2 ? .avx2 : .portable
+
+    /// A random 2-layer model (4 heads, 2 key/value heads, tied head) of `hidden` width.
+    func randomModel(hidden: Int = 64, intermediate: Int = 96, seed: UInt64, standardDeviation: Float = 0.3) -> LlamaModel {
+        let config = LlamaConfiguration(vocabularySize: vocabulary, hiddenSize: hidden, intermediateSize: intermediate,
+                                        layerCount: 2, headCount: 4, kvHeadCount: 2, maxPositionEmbeddings: 64)
         let model = LlamaModel(configuration: config)
-        model.initializeWeights(seed: 5, standardDeviation: 0.3)
+        model.initializeWeights(seed: seed, standardDeviation: standardDeviation)
+        return model
+    }
+
+    func testDecodingStepsUseBF16ProductsWhateverTheRowCount() {
+        let model = randomModel(seed: 5)
         var rng = SeededRandom(seed: 9)
         let prompts = (0..<5).map { _ in (0..<6).map { _ in Int32(rng.nextInt(below: vocabulary)) } }
         let next: [Int32] = [3, 14, 15, 92, 65]
@@ -26,7 +34,6 @@ final class BF16DecodingTests: XCTestCase {
                 return Array(UnsafeBufferPointer(start: logits.data, count: vocabulary))
             }
         }
-        let level: KernelLevel = KernelLevel.widest(for: .current) >= .avx2 ? .avx2 : .portable
         let (alone, together) = MatrixProducts.with(bf16: .emulated(level)) {
             (firstSequenceLogits(decodedWith: 1), firstSequenceLogits(decodedWith: 5))
         }
@@ -40,14 +47,10 @@ final class BF16DecodingTests: XCTestCase {
     /// attention of a step too, not only its projections. Float32 attention in the steps would
     /// differ by bf16's rounding of the queries and keys (about 1e-3 here).
     func testDecodingStepsMatchTheBF16ForwardPass() {
-        let vocabulary = 97, length = 9
-        let config = LlamaConfiguration(vocabularySize: vocabulary, hiddenSize: 64, intermediateSize: 96, layerCount: 2,
-                                        headCount: 4, kvHeadCount: 2, maxPositionEmbeddings: 64)
-        let model = LlamaModel(configuration: config)
-        model.initializeWeights(seed: 6, standardDeviation: 0.3)
+        let length = 9
+        let model = randomModel(seed: 6)
         var rng = SeededRandom(seed: 10)
         let sequence = (0..<length).map { _ in Int32(rng.nextInt(below: vocabulary)) }
-        let level: KernelLevel = KernelLevel.widest(for: .current) >= .avx2 ? .avx2 : .portable
         MatrixProducts.with(bf16: .emulated(level)) {
             withoutGradients {
                 let full = model.logits(tokens: sequence, batch: 1, sequence: length)
@@ -67,11 +70,7 @@ final class BF16DecodingTests: XCTestCase {
     /// as packing it at every product: prefill (split by rows over 2 threads), 5-row steps (split
     /// by columns at panel boundaries), then a 1-row step; and it is wired into `Generator`.
     func testGenerationPacksEachWeightOnceWithTheSameBits() {
-        let vocabulary = 97
-        let config = LlamaConfiguration(vocabularySize: vocabulary, hiddenSize: 256, intermediateSize: 384, layerCount: 2,
-                                        headCount: 4, kvHeadCount: 2, maxPositionEmbeddings: 64)
-        let model = LlamaModel(configuration: config)
-        model.initializeWeights(seed: 8, standardDeviation: 0.05)
+        let model = randomModel(hidden: 256, intermediate: 384, seed: 8, standardDeviation: 0.05)
         let weightCount = 2 * 7 + 1  // q, k, v, o, gate, up, down per layer, and the tied head
         var rng = SeededRandom(seed: 12)
         let prompts = (0..<5).map { _ in (0..<30).map { _ in Int32(rng.nextInt(below: vocabulary)) } }
@@ -87,7 +86,6 @@ final class BF16DecodingTests: XCTestCase {
                 return logits
             }
         }
-        let level: KernelLevel = KernelLevel.widest(for: .current) >= .avx2 ? .avx2 : .portable
         for threads in [1, 2] {
             Threading.configure(threads: threads)
             defer { Threading.configure(threads: 1) }
