@@ -163,25 +163,27 @@ public func bf16Rounded(_ x: Float) -> Float { loom_bf16_to_float(loom_bf16_from
 /// natively, as large emulated) are freed when it returns. The products have the same bits either way.
 public enum PackedWeights {
     final class Cache: @unchecked Sendable {
-        struct Key: Hashable { let address: UInt, n: Int, k: Int, code: Int32 }
-        private var entries: [Key: UnsafeMutableRawPointer] = [:]
+        struct Key: Hashable { let tensor: ObjectIdentifier, address: UInt, n: Int, k: Int, code: Int32 }
+        /// Each packed weight with its tensor, kept alive so that no other tensor can take its
+        /// identity or its memory while the cache lives.
+        private var entries: [Key: (tensor: Tensor, memory: UnsafeMutableRawPointer)] = [:]
         private let lock = NSLock()
         private(set) var packings = 0
 
         /// `weight` ([n][k], row-major: op(B) = weightᵀ) packed for `code`, packed now if new.
-        func packed(_ weight: UnsafePointer<Float>, n: Int, k: Int, code: Int32) -> UnsafeRawPointer {
-            let key = Key(address: UInt(bitPattern: weight), n: n, k: k, code: code)
+        func packed(_ weight: Tensor, n: Int, k: Int, code: Int32) -> UnsafeRawPointer {
+            let key = Key(tensor: ObjectIdentifier(weight), address: UInt(bitPattern: weight.data), n: n, k: k, code: code)
             lock.lock()
             defer { lock.unlock() }
-            if let found = entries[key] { return UnsafeRawPointer(found) }
+            if let found = entries[key] { return UnsafeRawPointer(found.memory) }
             let memory = UnsafeMutableRawPointer.allocate(byteCount: max(64, loom_bf16_packed_b_size(code, n, k)), alignment: 64)
-            loom_bf16_pack_b_into(code, 1, n, k, weight, k, memory)
-            entries[key] = memory
+            loom_bf16_pack_b_into(code, 1, n, k, weight.data, k, memory)
+            entries[key] = (weight, memory)
             packings += 1
             return UnsafeRawPointer(memory)
         }
 
-        deinit { for memory in entries.values { memory.deallocate() } }
+        deinit { for entry in entries.values { entry.memory.deallocate() } }
     }
 
     nonisolated(unsafe) static var active: Cache?
@@ -206,7 +208,7 @@ public enum PackedWeights {
 /// packed once in `cache`: a: [m][k], weight: [n][k], c: [m][n]. Split over the threads by rows
 /// of C when there are many, otherwise by columns at panel boundaries, sharing the packed weight.
 func bf16LinearWithPackedWeight(_ cache: PackedWeights.Cache, m: Int, n: Int, k: Int, a: UnsafePointer<Float>,
-                                weight: UnsafePointer<Float>, beta: Float, c: UnsafeMutablePointer<Float>) {
+                                weight: Tensor, beta: Float, c: UnsafeMutablePointer<Float>) {
     if m == 0 || n == 0 { return }
     let code = MatrixProducts.bf16Code
     let packed = cache.packed(weight, n: n, k: k, code: code)

@@ -159,6 +159,21 @@ final class BF16ProductTests: XCTestCase {
         }
     }
 
+    /// A weight packed while `PackedWeights.during` runs is kept alive until it returns, so a later
+    /// tensor cannot take its memory or its identity and be given its packed copy: products by a
+    /// new temporary weight each time give the products without the cache.
+    func testPackedWeightsAreNotMistakenForALaterTensor() {
+        let level: KernelLevel = KernelLevel.widest(for: .current) >= .avx2 ? .avx2 : .portable
+        MatrixProducts.with(bf16: .emulated(level)) {
+            let x = Tensor(shape: [2, 8], values: (0..<16).map { Float($0) * 0.1 })
+            let weights = (0..<20).map { trial in (0..<24).map { Float($0 * 3 + trial) * 0.01 } }
+            let expected = weights.map { linear(x, Tensor(shape: [3, 8], values: $0)).scalars }
+            let got = PackedWeights.during { weights.map { linear(x, Tensor(shape: [3, 8], values: $0)).scalars } }
+            XCTAssertEqual(got, expected)
+            XCTAssertEqual(PackedWeights.lastPackings, weights.count)
+        }
+    }
+
     /// Each element is one dot product in a fixed order, so splitting the product over threads
     /// (rows or columns) cannot change a bit.
     func testThreadSplitDoesNotChangeBF16Products() {

@@ -13,7 +13,7 @@ public func linear(_ x: Tensor, _ weight: Tensor) -> Tensor {
     let y = Tensor(uninitialized: Array(x.shape.dropLast()) + [outFeatures])
     Profiler.time("linear", phase: .forward) {
         if MatrixProducts.precision == .bf16, let cache = PackedWeights.active {
-            bf16LinearWithPackedWeight(cache, m: n, n: outFeatures, k: inFeatures, a: x.data, weight: weight.data, beta: 0, c: y.data)
+            bf16LinearWithPackedWeight(cache, m: n, n: outFeatures, k: inFeatures, a: x.data, weight: weight, beta: 0, c: y.data)
         } else {
             parallelSgemm(transposeA: false, transposeB: true, m: n, n: outFeatures, k: inFeatures,
                           a: x.data, lda: inFeatures, b: weight.data, ldb: inFeatures, beta: 0, c: y.data, ldc: outFeatures)
@@ -102,7 +102,7 @@ public func linearAccumulate(_ x: Tensor, _ weight: Tensor, into y: Tensor) {
     let outFeatures = weight.shape[0], inFeatures = weight.shape[1]
     Profiler.time("linear", phase: .forward) {
         if MatrixProducts.precision == .bf16, let cache = PackedWeights.active {
-            bf16LinearWithPackedWeight(cache, m: x.rows, n: outFeatures, k: inFeatures, a: x.data, weight: weight.data, beta: 1, c: y.data)
+            bf16LinearWithPackedWeight(cache, m: x.rows, n: outFeatures, k: inFeatures, a: x.data, weight: weight, beta: 1, c: y.data)
         } else {
             parallelSgemm(transposeA: false, transposeB: true, m: x.rows, n: outFeatures, k: inFeatures,
                           a: x.data, lda: inFeatures, b: weight.data, ldb: inFeatures, beta: 1, c: y.data, ldc: outFeatures)
