@@ -35,7 +35,7 @@ int main(void) {
         float *a = malloc(sizeof(float) * (size_t)(m * k)), *b = malloc(sizeof(float) * (size_t)(n * k));
         float *c = malloc(sizeof(float) * (size_t)(m * n));
         uint32_t *ap = aligned_alloc(64, sizeof(uint32_t) * (size_t)(m * ((k + 1) / 2)) + 64);
-        uint32_t *bp = aligned_alloc(64, packed_b_bytes(LOOM_BF16_NATIVE, n, k) + 64);
+        uint32_t *bp = aligned_alloc(64, loom_bf16_packed_b_size(LOOM_BF16_NATIVE, n, k) + 64);
         if (!a || !b || !c || !ap || !bp) { fprintf(stderr, "bf16_packing: out of memory\n"); return 1; }
         for (long i = 0; i < m * k; i++) a[i] = (float)((i * 7919) % 1000) * 0.001f - 0.5f;
         for (long i = 0; i < n * k; i++) b[i] = (float)((i * 104729) % 1000) * 0.001f - 0.5f;

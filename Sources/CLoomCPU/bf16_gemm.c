@@ -441,15 +441,13 @@ static int gemm_bf16(int transA, long m, long n, long k, float alpha, const floa
 
 // MARK: Entry points
 
-static size_t packed_b_bytes(int code, long n, long k) {
+size_t loom_bf16_packed_b_size(int code, long n, long k) {
 #if defined(__x86_64__)
     if (code == LOOM_BF16_NATIVE) return sizeof(uint32_t) * (size_t)((n + W16 - 1) / W16) * (size_t)((k + 1) / 2) * W16;
     if (code == LOOM_BF16_EMULATED_AVX2) return sizeof(float) * (size_t)((n + W2 - 1) / W2) * (size_t)k * W2;
 #endif
     return sizeof(float) * (size_t)n * (size_t)k;
 }
-
-size_t loom_bf16_packed_b_size(int code, long n, long k) { return packed_b_bytes(code, n, k); }
 
 void loom_bf16_pack_b_into(int code, int transB, long n, long k, const float *b, long ldb, void *packed) {
 #if defined(__x86_64__)
@@ -460,7 +458,7 @@ void loom_bf16_pack_b_into(int code, int transB, long n, long k, const float *b,
 }
 
 const void *loom_bf16_pack_b(int code, int transB, long n, long k, const float *b, long ldb) {
-    void *bp = buffer(1, packed_b_bytes(code, n, k));
+    void *bp = buffer(1, loom_bf16_packed_b_size(code, n, k));
     if (bp) loom_bf16_pack_b_into(code, transB, n, k, b, ldb, bp);
     return bp;
 }
@@ -474,9 +472,9 @@ long loom_bf16_panel_width(int code) {
 }
 
 const void *loom_bf16_packed_b_columns(int code, const void *packed, long k, long column) {
-    // Panels of `width` columns follow one another, each packed_b_bytes(code, width, k) long.
+    // Panels of `width` columns follow one another, each loom_bf16_packed_b_size(code, width, k) long.
     long width = loom_bf16_panel_width(code);
-    return (const char *)packed + (size_t)(column / width) * packed_b_bytes(code, width, k);
+    return (const char *)packed + (size_t)(column / width) * loom_bf16_packed_b_size(code, width, k);
 }
 
 int loom_bf16_gemm_packed(int code, int transA, long m, long n, long k, float alpha, const float *a, long lda,

@@ -87,10 +87,12 @@ extension LlamaModel {
         // A step of at most three rows (decoding) also takes the row-invariant products: they
         // read each block of weight rows once for all rows, like BLAS's matrix-vector path,
         // and were faster than it on AMD EPYC (SmolLM2 F32 decode, 3 alternating runs: 1
-        // thread 13.1-16.1 → 14.2-15.3 tok/s, 2 threads 22.4-23.8 → 25.1-27.3 tok/s). Not while a
-        // stage trains with bf16 products (`--precision bf16`): its rollouts decode with bf16
-        // products at every step, also once only a few sequences are left running.
-        let rowInvariantProducts = batchInvariant || (rows <= 3 && MatrixProducts.precision == .fp32)
+        // thread 13.1-16.1 → 14.2-15.3 tok/s, 2 threads 22.4-23.8 → 25.1-27.3 tok/s). Those fast
+        // paths are float32: while a stage trains with bf16 products (`--precision bf16`), its
+        // rollouts decode with bf16 products at every step, also once only a few sequences are
+        // left running, so they sample from the model being trained.
+        let float32Decoding = MatrixProducts.precision == .fp32
+        let rowInvariantProducts = batchInvariant || (rows <= 3 && float32Decoding)
         let project = { (x: Tensor, weight: Tensor) in self.project(x, weight, batchInvariant: rowInvariantProducts) }
         let projectAdding = { (x: Tensor, weight: Tensor, y: Tensor) in self.projectAccumulate(x, weight, into: y, batchInvariant: rowInvariantProducts) }
         // The batch-invariant end of one query row's attention: its `valid` scores in `row`
@@ -115,7 +117,7 @@ extension LlamaModel {
                     (cache.values[l].pointer + dst).update(from: v.data + rowStart[b] * width, count: seq.count * width)
                 }
                 let attended = Tensor(uninitialized: [rows, H * D])
-                if newTokens.allSatisfy({ $0.count <= 1 }) && (batchInvariant || MatrixProducts.precision == .fp32) {
+                if newTokens.allSatisfy({ $0.count <= 1 }) && (batchInvariant || float32Decoding) {
                     // A decoding step. The `group` query heads that share a key/value head have
                     // adjacent query rows: one batch-invariant product reads that head's cached
                     // keys once for all of them. Each score and output is computed exactly as on

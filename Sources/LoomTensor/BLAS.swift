@@ -197,40 +197,46 @@ public func sgemm(
         Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
 }
 
-/// The same product split across `Threading.threadCount` threads: by rows of C when there
-/// are enough of them, otherwise by columns. Each thread runs a single-threaded sgemm on its
-/// block, so the result equals the unsplit product up to the order of no sums (each
-/// element of C is still computed by one dot product).
+/// How a product of m×k by k×n is split over `threads` threads: not at all when it is small
+/// (a matrix–vector product is bound by reading B, so it pays to split much smaller ones), by
+/// rows of C when there are enough of them, otherwise by columns.
+enum ProductSplit {
+    case none, rows, columns
+
+    init(m: Int, n: Int, k: Int, threads: Int) {
+        if threads == 1 || m * n * k < (m == 1 ? 1 << 15 : 1 << 18) { self = .none }
+        else if m >= n || m >= 64 * threads { self = .rows }
+        else { self = .columns }
+    }
+}
+
+/// The same product split across `Threading.threadCount` threads (`ProductSplit`). Each thread
+/// runs a single-threaded sgemm on its block, so the result equals the unsplit product up to
+/// the order of no sums (each element of C is still computed by one dot product).
 public func parallelSgemm(
     transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
     alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
     b: UnsafePointer<Float>, ldb: Int,
     beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
 ) {
-    let threads = Threading.threadCount
-    let work = m * n * k
-    // A matrix–vector product is bound by reading B, so it pays to split much smaller ones.
-    let splitThreshold = m == 1 ? 1 << 15 : 1 << 18
-    if threads == 1 || work < splitThreshold {
+    switch ProductSplit(m: m, n: n, k: k, threads: Threading.threadCount) {
+    case .none:
         sgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
               a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
-        return
-    }
-    if m >= n || m >= 64 * threads {
-        if MatrixProducts.precision == .bf16 {
-            // B is packed once for all threads, each packs its rows of A.
-            bf16GemmSplitByRows(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
-                                a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
-            return
-        }
+    case .rows where MatrixProducts.precision == .bf16:
+        // B is packed once for all threads, each packs its rows of A.
+        bf16GemmPacked(.rows, transposeA: transposeA, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                       packedB: bf16PackB(transposeB: transposeB, n: n, k: k, b: b, ldb: ldb), beta: beta, c: c, ldc: ldc)
+    case .rows:
         // Split rows of C: rows of op(A) are rows of A (no transpose) or columns of A.
         parallelRanges(m, minimumChunk: 16) { rows in
             let aBlock = transposeA ? a + rows.lowerBound : a + rows.lowerBound * lda
             sgemm(transposeA: transposeA, transposeB: transposeB, m: rows.count, n: n, k: k, alpha: alpha,
                   a: aBlock, lda: lda, b: b, ldb: ldb, beta: beta, c: c + rows.lowerBound * ldc, ldc: ldc)
         }
-    } else {
+    case .columns:
         // Split columns of C: columns of op(B) are columns of B (no transpose) or rows of B.
+        // (In bf16 each thread packs its own block of B, which for a few rows is most of the work.)
         parallelRanges(n, minimumChunk: 16) { cols in
             let bBlock = transposeB ? b + cols.lowerBound * ldb : b + cols.lowerBound
             sgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: cols.count, k: k, alpha: alpha,

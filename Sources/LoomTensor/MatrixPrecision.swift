@@ -124,30 +124,50 @@ func bf16Gemm(
 ) {
     let status = loom_bf16_gemm(MatrixProducts.bf16Code, transposeA ? 1 : 0, transposeB ? 1 : 0, m, n, k, alpha,
                                 a, lda, b, ldb, beta, c, ldc)
-    if status != 0 { packingFailed(m: m, n: n, k: k) }
+    if status != 0 { bf16PackingFailed(m: m, n: n, k: k) }
 }
 
 /// The packing buffers of a bf16 product (at most the size of its operands) could not be
 /// allocated: the process is out of memory, as an fp32 product's BLAS would be.
-private func packingFailed(m: Int, n: Int, k: Int) -> Never {
+func bf16PackingFailed(m: Int, n: Int, k: Int) -> Never {
     fatalError("bf16 product \(m)×\(k) · \(k)×\(n): out of memory for its packing buffers")
 }
 
-/// The same product split by rows of C over `Threading.threadCount` threads: op(B) packed once
-/// on this thread, each thread packing and multiplying its rows of A. The same bits as unsplit.
-func bf16GemmSplitByRows(
-    transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
-    alpha: Float, a: UnsafePointer<Float>, lda: Int,
-    b: UnsafePointer<Float>, ldb: Int,
+/// op(B) packed for the bf16 code in use, in the calling thread's buffer (valid until its next
+/// bf16 product), for `bf16GemmPacked`.
+func bf16PackB(transposeB: Bool, n: Int, k: Int, b: UnsafePointer<Float>, ldb: Int) -> UnsafeRawPointer {
+    guard let packed = loom_bf16_pack_b(MatrixProducts.bf16Code, transposeB ? 1 : 0, n, k, b, ldb) else {
+        bf16PackingFailed(m: 0, n: n, k: k)
+    }
+    return packed
+}
+
+/// The same product with op(B) already packed (`loom_bf16_pack_b`, or a weight `PackedWeights`
+/// keeps), shared by the threads of `split`: each packs and multiplies its rows of A, split by
+/// rows of C, or by columns at panel boundaries. The same bits whichever the split.
+func bf16GemmPacked(
+    _ split: ProductSplit, transposeA: Bool, m: Int, n: Int, k: Int,
+    alpha: Float, a: UnsafePointer<Float>, lda: Int, packedB: UnsafeRawPointer,
     beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
 ) {
     let code = MatrixProducts.bf16Code
-    guard let packed = loom_bf16_pack_b(code, transposeB ? 1 : 0, n, k, b, ldb) else { packingFailed(m: m, n: n, k: k) }
-    parallelRanges(m, minimumChunk: 16) { rows in
+    func product(rows: Range<Int>, columns: Range<Int>) {
         let aBlock = transposeA ? a + rows.lowerBound : a + rows.lowerBound * lda
-        let status = loom_bf16_gemm_packed(code, transposeA ? 1 : 0, rows.count, n, k, alpha, aBlock, lda, packed, beta,
-                                           c + rows.lowerBound * ldc, ldc)
-        if status != 0 { packingFailed(m: rows.count, n: n, k: k) }
+        let status = loom_bf16_gemm_packed(code, transposeA ? 1 : 0, rows.count, columns.count, k, alpha, aBlock, lda,
+                                           loom_bf16_packed_b_columns(code, packedB, k, columns.lowerBound), beta,
+                                           c + rows.lowerBound * ldc + columns.lowerBound, ldc)
+        if status != 0 { bf16PackingFailed(m: rows.count, n: columns.count, k: k) }
+    }
+    switch split {
+    case .none:
+        product(rows: 0..<m, columns: 0..<n)
+    case .rows:
+        parallelRanges(m, minimumChunk: 16) { product(rows: $0, columns: 0..<n) }
+    case .columns:
+        let width = loom_bf16_panel_width(code)
+        parallelRanges((n + width - 1) / width) { panels in
+            product(rows: 0..<m, columns: panels.lowerBound * width ..< min(n, panels.upperBound * width))
+        }
     }
 }
 
@@ -205,28 +225,11 @@ public enum PackedWeights {
 }
 
 /// c = a · weightᵀ (beta 0) or c += a · weightᵀ (beta 1) for `linear` in bf16, with the weight
-/// packed once in `cache`: a: [m][k], weight: [n][k], c: [m][n]. Split over the threads by rows
-/// of C when there are many, otherwise by columns at panel boundaries, sharing the packed weight.
+/// packed once in `cache`: a: [m][k], weight: [n][k], c: [m][n].
 func bf16LinearWithPackedWeight(_ cache: PackedWeights.Cache, m: Int, n: Int, k: Int, a: UnsafePointer<Float>,
                                 weight: Tensor, beta: Float, c: UnsafeMutablePointer<Float>) {
     if m == 0 || n == 0 { return }
-    let code = MatrixProducts.bf16Code
-    let packed = cache.packed(weight, n: n, k: k, code: code)
-    func product(rows: Range<Int>, columns: Range<Int>) {
-        let status = loom_bf16_gemm_packed(code, 0, rows.count, columns.count, k, 1, a + rows.lowerBound * k, k,
-                                           loom_bf16_packed_b_columns(code, packed, k, columns.lowerBound), beta,
-                                           c + rows.lowerBound * n + columns.lowerBound, n)
-        if status != 0 { packingFailed(m: rows.count, n: columns.count, k: k) }
-    }
-    let threads = Threading.threadCount
-    if threads == 1 || m * n * k < (m == 1 ? 1 << 15 : 1 << 18) {
-        product(rows: 0..<m, columns: 0..<n)
-    } else if m >= 64 * threads {
-        parallelRanges(m, minimumChunk: 16) { product(rows: $0, columns: 0..<n) }
-    } else {
-        let width = loom_bf16_panel_width(code), panels = (n + width - 1) / width
-        parallelRanges(panels) { block in
-            product(rows: 0..<m, columns: block.lowerBound * width ..< min(n, block.upperBound * width))
-        }
-    }
+    let packed = cache.packed(weight, n: n, k: k, code: MatrixProducts.bf16Code)
+    bf16GemmPacked(ProductSplit(m: m, n: n, k: k, threads: Threading.threadCount), transposeA: false, m: m, n: n, k: k,
+                   alpha: 1, a: a, lda: k, packedB: packed, beta: beta, c: c, ldc: n)
 }

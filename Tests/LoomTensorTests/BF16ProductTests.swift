@@ -5,6 +5,10 @@ import XCTest
 /// multiply-add per k in increasing k. The emulated codes run on every CPU and must equal that
 /// definition bit for bit; the native vdpbf16ps code runs where the CPU has AVX512-BF16.
 final class BF16ProductTests: XCTestCase {
+    /// The emulated codes this CPU runs (portable everywhere, AVX2 where it has it), and the widest.
+    static let emulatedLevels: [KernelLevel] = KernelLevel.widest(for: .current) >= .avx2 ? [.portable, .avx2] : [.portable]
+    static var widestEmulated: KernelLevel { emulatedLevels.last! }
+
     /// Rounding to bfloat16 by its definition, independent of the bit trick in the kernels: the
     /// two neighbouring bfloat16 values (the high 16 bits, and one unit above), the nearer one,
     /// ties to the even one; subnormal results become ±0.
@@ -126,9 +130,7 @@ final class BF16ProductTests: XCTestCase {
     }
 
     func testEmulatedProductsEqualTheDefinitionBitForBit() {
-        var levels: [KernelLevel] = [.portable]
-        if KernelLevel.widest(for: .current) >= .avx2 { levels.append(.avx2) }
-        for level in levels {
+        for level in Self.emulatedLevels {
             for (t, result, expected) in products(.emulated(level)) {
                 // Every element, including the columns past n (ldc padding) that must stay untouched.
                 XCTAssertEqual(result.map(\.bitPattern), expected.map(\.bitPattern), "\(level.name): \(t)")
@@ -150,9 +152,7 @@ final class BF16ProductTests: XCTestCase {
             let low = (r >> 40) % 6 == 5 ? UInt32(truncatingIfNeeded: r >> 16) & 0xffff : lowHalves[Int((r >> 40) % 6)]
             return Float(bitPattern: sign | exponent | high | low)
         }
-        var levels: [KernelLevel] = [.portable]
-        if KernelLevel.widest(for: .current) >= .avx2 { levels.append(.avx2) }
-        for level in levels {
+        for level in Self.emulatedLevels {
             for (t, result, expected) in products(.emulated(level), input: edge) {
                 XCTAssertEqual(result.map(\.bitPattern), expected.map(\.bitPattern), "\(level.name): \(t)")
             }
@@ -163,7 +163,7 @@ final class BF16ProductTests: XCTestCase {
     /// tensor cannot take its memory or its identity and be given its packed copy: products by a
     /// new temporary weight each time give the products without the cache.
     func testPackedWeightsAreNotMistakenForALaterTensor() {
-        let level: KernelLevel = KernelLevel.widest(for: .current) >= .avx2 ? .avx2 : .portable
+        let level = Self.widestEmulated
         MatrixProducts.with(bf16: .emulated(level)) {
             let x = Tensor(shape: [2, 8], values: (0..<16).map { Float($0) * 0.1 })
             let weights = (0..<20).map { trial in (0..<24).map { Float($0 * 3 + trial) * 0.01 } }
@@ -177,7 +177,7 @@ final class BF16ProductTests: XCTestCase {
     /// Each element is one dot product in a fixed order, so splitting the product over threads
     /// (rows or columns) cannot change a bit.
     func testThreadSplitDoesNotChangeBF16Products() {
-        let level: KernelLevel = KernelLevel.widest(for: .current) >= .avx2 ? .avx2 : .portable
+        let level = Self.widestEmulated
         // Large enough for parallelSgemm to split: by rows (B packed once, shared) and by columns.
         let split = [false, true].flatMap { transposeA in
             [false, true].flatMap { transposeB in
@@ -211,7 +211,7 @@ final class BF16ProductTests: XCTestCase {
     /// `linear` under bf16: the forward product and both backward products see rounded inputs,
     /// so a value bf16 cannot hold is visibly rounded, where fp32 keeps it.
     func testLinearForwardAndBackwardUseBF16() {
-        let level: KernelLevel = KernelLevel.widest(for: .current) >= .avx2 ? .avx2 : .portable
+        let level = Self.widestEmulated
         let x = Tensor(shape: [1, 2], values: [1 + 0x1p-10, 2], requiresGrad: true)
         let w = Tensor(shape: [2, 2], values: [1, 0x1p-12, 3, 1], requiresGrad: true)
         MatrixProducts.with(bf16: .emulated(level)) {
