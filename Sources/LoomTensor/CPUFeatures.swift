@@ -33,15 +33,52 @@ public struct CPUFeatures: Sendable, Equatable {
     /// The processor this process runs on.
     public static let current = CPUFeatures(detecting: ())
 
-    /// The size of the last-level (L3) cache as the C library reports it, or 32 MiB when it
-    /// does not say.
+    /// The size of the last-level cache one core shares with its neighbours, in bytes, or
+    /// 32 MiB when the system does not say. Linux's sysfs describes the cache instance the
+    /// core actually uses (`/sys/devices/system/cpu/cpu0/cache/index*/`); glibc's
+    /// `sysconf(_SC_LEVEL3_CACHE_SIZE)` is only the fallback, because it can report a whole
+    /// socket's L3 (256 MiB on an AMD EPYC whose cores each see a 32 MiB slice), which made a
+    /// 110 MB model look cache-resident.
     public static let lastLevelCacheBytes: Int = {
         #if os(Linux)
+        if let bytes = lastLevelCacheBytes(sysfsCacheDirectory: "/sys/devices/system/cpu/cpu0/cache") { return bytes }
         let l3 = sysconf(Int32(_SC_LEVEL3_CACHE_SIZE))
         if l3 > 0 { return l3 }
         #endif
         return 32 << 20
     }()
+
+    /// The size of the highest-level data or unified cache described under `directory`
+    /// (`index0`, `index1`, … each with `level`, `type` and `size` files), or nil when none is.
+    static func lastLevelCacheBytes(sysfsCacheDirectory directory: String) -> Int? {
+        func read(_ path: String) -> String? {
+            guard let data = FileManager.default.contents(atPath: path) else { return nil }
+            return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        var best: (level: Int, bytes: Int)?
+        for index in 0..<16 {
+            let entry = "\(directory)/index\(index)"
+            guard let levelText = read("\(entry)/level"), let level = Int(levelText),
+                  let type = read("\(entry)/type"), type == "Data" || type == "Unified",
+                  let sizeText = read("\(entry)/size"), let bytes = cacheSizeBytes(sizeText) else { continue }
+            if best == nil || level > best!.level { best = (level, bytes) }
+        }
+        return best?.bytes
+    }
+
+    /// A sysfs cache size ("32768K", "1M", "512") in bytes, or nil when it is not one.
+    static func cacheSizeBytes(_ text: String) -> Int? {
+        var digits = Substring(text)
+        var unit = 1
+        switch digits.last {
+        case "K": unit = 1 << 10; digits = digits.dropLast()
+        case "M": unit = 1 << 20; digits = digits.dropLast()
+        case "G": unit = 1 << 30; digits = digits.dropLast()
+        default: break
+        }
+        guard let value = Int(digits), value > 0, value <= (1 << 40) / unit else { return nil }
+        return value * unit
+    }
 
     init(detecting: Void) {
         var info = LoomCPUInfo()

@@ -1,0 +1,34 @@
+import Foundation
+import XCTest
+@testable import LoomTensor
+
+/// The last-level cache size that decides whether decoding streams the weights from memory.
+final class CacheSizeTests: XCTestCase {
+    func testSysfsSizesParse() {
+        XCTAssertEqual(CPUFeatures.cacheSizeBytes("32768K"), 32 << 20)
+        XCTAssertEqual(CPUFeatures.cacheSizeBytes("1M"), 1 << 20)
+        XCTAssertEqual(CPUFeatures.cacheSizeBytes("512"), 512)
+        for bad in ["", "K", "-4K", "0K", "12Q", "3.5M", "99999999999999G"] {
+            XCTAssertNil(CPUFeatures.cacheSizeBytes(bad), bad)
+        }
+    }
+
+    /// An AMD EPYC guest as seen from sysfs: the core's own L3 slice (32 MiB), whatever the
+    /// socket holds in all; instruction caches and unreadable entries are skipped.
+    func testTheHighestDataOrUnifiedLevelIsTheLastLevel() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("loom-cache-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let entries: [(String, String, String)] = [("1", "Data", "32K"), ("1", "Instruction", "32K"),
+                                                   ("2", "Unified", "512K"), ("3", "Unified", "32768K"),
+                                                   ("4", "Instruction", "999M"), ("5", "Unified", "garbled")]
+        for (index, (level, type, size)) in entries.enumerated() {
+            let entry = directory.appendingPathComponent("index\(index)")
+            try FileManager.default.createDirectory(at: entry, withIntermediateDirectories: true)
+            try "\(level)\n".write(to: entry.appendingPathComponent("level"), atomically: true, encoding: .utf8)
+            try "\(type)\n".write(to: entry.appendingPathComponent("type"), atomically: true, encoding: .utf8)
+            try "\(size)\n".write(to: entry.appendingPathComponent("size"), atomically: true, encoding: .utf8)
+        }
+        XCTAssertEqual(CPUFeatures.lastLevelCacheBytes(sysfsCacheDirectory: directory.path), 32 << 20)
+        XCTAssertNil(CPUFeatures.lastLevelCacheBytes(sysfsCacheDirectory: directory.path + "-missing"))
+    }
+}
