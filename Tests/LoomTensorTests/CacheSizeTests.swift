@@ -32,3 +32,22 @@ final class CacheSizeTests: XCTestCase {
         XCTAssertNil(CPUFeatures.lastLevelCacheBytes(sysfsCacheDirectory: directory.path + "-missing"))
     }
 }
+
+/// The long-lived flat buffers (parameters, gradients, optimizer moments) on huge pages.
+final class HugePageStorageTests: XCTestCase {
+    func testLargeBuffersAreAlignedForHugePagesAndZeroFilled() throws {
+        try XCTSkipUnless(Storage.hugePagesEnabled, "LOOM_HUGE_PAGES=0 is set")
+        let count = 3 << 20 / MemoryLayout<Float>.size + 5
+        let large = Storage(count: count, hugePages: true)
+        XCTAssertEqual(Int(bitPattern: large.pointer) % (2 << 20), 0)
+        XCTAssertTrue(large.buffer.allSatisfy { $0 == 0 })
+        large.pointer[count - 1] = 1   // the whole requested range is writable
+        // Below one huge page, and without the request, the usual 64-byte alignment.
+        let small = Storage(count: 1000, hugePages: true)
+        XCTAssertEqual(Int(bitPattern: small.pointer) % 64, 0)
+        XCTAssertTrue(small.buffer.allSatisfy { $0 == 0 })
+        let store = ParameterStore([("w", [1024, 1024])])
+        XCTAssertEqual(Int(bitPattern: store.values.pointer) % (2 << 20), 0)
+        XCTAssertEqual(Int(bitPattern: store.gradients.pointer) % (2 << 20), 0)
+    }
+}
