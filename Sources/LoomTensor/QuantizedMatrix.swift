@@ -120,7 +120,8 @@ public final class QuantizedMatrix: @unchecked Sendable {
     public let columns: Int
     /// Bytes of one row in the plain layout (`blocksPerRow` blocks).
     public let bytesPerRow: Int
-    /// The blocks in the interleaved layout (64-byte aligned), `rows × bytesPerRow` bytes.
+    /// The blocks in the interleaved layout (64-byte aligned, on huge pages: `HugePageSlabs`),
+    /// `rows × bytesPerRow` bytes.
     public let interleavedBytes: UnsafeMutableRawBufferPointer
 
     public var blocksPerRow: Int { columns / BlockQuantization.blockSize }
@@ -138,8 +139,9 @@ public final class QuantizedMatrix: @unchecked Sendable {
         self.rows = rows
         self.columns = columns
         bytesPerRow = columns / BlockQuantization.blockSize * type.bytesPerBlock
-        let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: rows * bytesPerRow, alignment: 64)
-        do { try fill(storage) } catch { storage.deallocate(); throw error }
+        let storage = UnsafeMutableRawBufferPointer(start: HugePageSlabs.shared.allocate(bytes: rows * bytesPerRow),
+                                                    count: rows * bytesPerRow)
+        do { try fill(storage) } catch { HugePageSlabs.shared.release(storage.baseAddress!); throw error }
         interleavedBytes = storage
         let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 4 * bytesPerRow, alignment: 64)
         defer { scratch.deallocate() }
@@ -173,7 +175,7 @@ public final class QuantizedMatrix: @unchecked Sendable {
         }
     }
 
-    deinit { interleavedBytes.deallocate() }
+    deinit { HugePageSlabs.shared.release(interleavedBytes.baseAddress!) }
 
     /// Block `block` of row `row` in the plain block layout, written to `output` (`type.bytesPerBlock` bytes).
     public func copyBlock(row: Int, block: Int, into output: UnsafeMutableRawPointer) {

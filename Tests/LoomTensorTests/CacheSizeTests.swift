@@ -51,3 +51,34 @@ final class HugePageStorageTests: XCTestCase {
         XCTAssertEqual(Int(bitPattern: store.gradients.pointer) % (2 << 20), 0)
     }
 }
+
+/// Small long-lived buffers (quantized matrices) carved from huge-page slabs.
+final class HugePageSlabTests: XCTestCase {
+    func testBuffersAreAlignedDisjointAndReleased() throws {
+        try XCTSkipUnless(Storage.hugePagesEnabled, "LOOM_HUGE_PAGES=0 is set")
+        let slabs = HugePageSlabs()
+        // 5 MiB buffers of odd sizes: six fit in a 32 MiB slab, so 14 of them fill three slabs.
+        let sizes = (0..<14).map { 5 << 20 + 3 * $0 + 1 }
+        let buffers = sizes.map { slabs.allocate(bytes: $0) }
+        XCTAssertEqual(slabs.census.slabs, 3)
+        XCTAssertEqual(slabs.census.buffers, 14)
+        for (index, (pointer, size)) in zip(buffers, sizes).enumerated() {
+            XCTAssertEqual(Int(bitPattern: pointer) % 64, 0)
+            memset(pointer, Int32(index + 1), size)
+        }
+        for (index, (pointer, size)) in zip(buffers, sizes).enumerated() {
+            let bytes = pointer.assumingMemoryBound(to: UInt8.self)
+            let probes = Array(stride(from: 0, to: size, by: 4093)) + [size - 1]   // every page, both ends
+            XCTAssertTrue(probes.allSatisfy { bytes[$0] == UInt8(index + 1) }, "buffer \(index) was overwritten by a neighbour")
+        }
+        // A buffer of half a slab or more is an allocation of its own.
+        let large = slabs.allocate(bytes: 16 << 20)
+        XCTAssertEqual(slabs.census.buffers, 14)
+        slabs.release(large)
+        for pointer in buffers.prefix(6) { slabs.release(pointer) }
+        XCTAssertEqual(slabs.census.slabs, 2)
+        for pointer in buffers.dropFirst(6) { slabs.release(pointer) }
+        XCTAssertEqual(slabs.census.slabs, 0)
+        XCTAssertEqual(slabs.census.buffers, 0)
+    }
+}
