@@ -51,11 +51,15 @@ final class RowInvariantTests: XCTestCase {
             }
             let reference = linear(x, w)
             for i in 0..<(11 * n) { XCTAssertEqual(alone.data[i], reference.data[i], accuracy: 1e-3 * Float(k).squareRoot()) }
-            // Accumulating adds to what is there.
-            let base = Tensor(zeros: [11, n])
-            for i in 0..<(11 * n) { base.data[i] = 1 }
-            rowInvariantLinearAccumulate(x, w, into: base)
-            for i in 0..<(11 * n) { XCTAssertEqual(base.data[i], 1 + alone.data[i], accuracy: 1e-4 * max(1, abs(alone.data[i]))) }
+            // Accumulating adds to what is there, in tiles and streamed.
+            for streamed in [false, true] {
+                let base = Tensor(zeros: [11, n])
+                for i in 0..<(11 * n) { base.data[i] = 1 }
+                rowInvariantLinearAccumulate(x, w, into: base, streamed: streamed)
+                for i in 0..<(11 * n) {
+                    XCTAssertEqual(base.data[i], 1 + alone.data[i], accuracy: 1e-4 * max(1, abs(alone.data[i])), "streamed=\(streamed)")
+                }
+            }
         }
     }
 
