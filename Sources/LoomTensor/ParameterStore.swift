@@ -20,8 +20,8 @@ public final class ParameterStore {
 
     public init(_ layout: [(name: String, shape: [Int])]) {
         let total = layout.reduce(0) { $0 + $1.shape.reduce(1, *) }
-        values = Storage(count: total, hugePages: true)
-        gradients = Storage(count: total, hugePages: true)
+        values = Storage(count: total, longLived: true)
+        gradients = Storage(count: total, longLived: true)
         var offset = 0
         for (name, shape) in layout {
             precondition(index[name] == nil, "duplicate parameter \(name)")

@@ -6,53 +6,76 @@ public final class Storage: @unchecked Sendable {
     public let pointer: UnsafeMutablePointer<Float>
     public let count: Int
     private let parent: Storage?
+    /// The length of this storage's own memory mapping (`Storage.mapPages`), or 0 for memory
+    /// from `malloc`.
+    private let mappedBytes: Int
 
-    /// Allocates `count` floats, zero-filled. With `hugePages`, a buffer of at least 2 MiB is
-    /// aligned to 2 MiB and offered to the kernel's transparent huge pages (Linux, see
-    /// `Storage.hugePagesEnabled`): the flat parameter, gradient and optimizer buffers, which a
-    /// decoding step or an optimizer step streams from front to back. With 4 KiB pages such a
-    /// stream crosses a page, and misses the TLB, every 4 KiB.
-    public init(count: Int, hugePages: Bool = false) {
+    /// Allocates `count` floats, zero-filled. With `longLived` (the flat parameter, gradient and
+    /// optimizer buffers), a buffer of 2 MiB or more is mapped from the kernel on its own
+    /// (`Storage.mapPages`): aligned to 2 MiB and offered to transparent huge pages, because a
+    /// decoding or optimizer step streams it from front to back and with 4 KiB pages such a
+    /// stream misses the TLB every 4 KiB; and zero without being written, so a page nobody
+    /// touches costs no memory (a model loaded only for inference never touches its gradients).
+    public init(count: Int, longLived: Bool = false) {
         precondition(count >= 0, "Storage count must be non-negative")
         let bytes = max(count, 1) * MemoryLayout<Float>.stride
-        let raw = Storage.allocate(bytes: bytes, hugePages: hugePages)
-        memset(raw, 0, bytes)
-        self.pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+        if longLived, let (raw, length) = Storage.mapPages(bytes: bytes) {
+            pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+            mappedBytes = length
+        } else {
+            let raw = Storage.allocate(bytes: bytes)
+            memset(raw, 0, bytes)
+            pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+            mappedBytes = 0
+        }
         self.count = count
         self.parent = nil
     }
 
-    /// Whether `init(count:hugePages: true)` asks for huge pages: yes unless the environment
-    /// sets `LOOM_HUGE_PAGES=0`. Whether the kernel grants them is its own setting
+    /// Whether `mapPages` asks for huge pages: yes unless the environment sets
+    /// `LOOM_HUGE_PAGES=0`. Whether the kernel grants them is its own setting
     /// (`/sys/kernel/mm/transparent_hugepage/enabled`: `always` or `madvise` grant them,
-    /// `never` does not); the memory is the same either way.
+    /// `never` does not); the values are the same either way.
     public static let hugePagesEnabled = ProcessInfo.processInfo.environment["LOOM_HUGE_PAGES"] != "0"
 
     static let hugePageBytes = 2 << 20
 
-    /// `bytes` of memory that `free` releases: 64-byte aligned, so that SIMD loads stay on one
-    /// cache line, or 2 MiB aligned and advised for huge pages (before any page is touched).
-    static func allocate(bytes: Int, hugePages: Bool) -> UnsafeMutableRawPointer {
+    /// `bytes` of 64-byte-aligned memory (SIMD loads stay on one cache line) that `free` releases.
+    static func allocate(bytes: Int) -> UnsafeMutableRawPointer {
         var raw: UnsafeMutableRawPointer? = nil
-        if hugePages && hugePagesEnabled && bytes >= hugePageBytes {
-            let rounded = (bytes + hugePageBytes - 1) / hugePageBytes * hugePageBytes
-            if posix_memalign(&raw, hugePageBytes, rounded) == 0, let raw {
-                #if os(Linux)
-                _ = madvise(raw, rounded, 14 /* MADV_HUGEPAGE */)
-                #endif
-                return raw
-            }
-        }
         guard posix_memalign(&raw, 64, bytes) == 0, let raw else { fatalError("out of memory allocating \(bytes) bytes") }
         return raw
     }
 
+    /// Zero-filled memory of at least `bytes` (2 MiB or more) mapped from the kernel, aligned to
+    /// 2 MiB and advised for huge pages unless `LOOM_HUGE_PAGES=0`; `munmap(pointer, length)`
+    /// releases it. Nil below 2 MiB, off Linux, or when the mapping fails.
+    static func mapPages(bytes: Int) -> (pointer: UnsafeMutableRawPointer, length: Int)? {
+        #if os(Linux)
+        guard bytes >= hugePageBytes else { return nil }
+        let length = (bytes + hugePageBytes - 1) / hugePageBytes * hugePageBytes
+        // Map one huge page more than needed, then give back the unaligned head and tail.
+        guard let raw = mmap(nil, length + hugePageBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+              raw != MAP_FAILED else { return nil }
+        let address = Int(bitPattern: raw)
+        let head = (hugePageBytes - address % hugePageBytes) % hugePageBytes
+        if head > 0 { munmap(raw, head) }
+        if hugePageBytes - head > 0 { munmap(raw + head + length, hugePageBytes - head) }
+        let aligned = raw + head
+        if hugePagesEnabled { _ = madvise(aligned, length, 14 /* MADV_HUGEPAGE */) }
+        return (aligned, length)
+        #else
+        return nil
+        #endif
+    }
+
     /// Allocates `count` floats without zero-filling (the caller writes every element).
     public init(uninitializedCount count: Int) {
-        let raw = Storage.allocate(bytes: max(count, 1) * MemoryLayout<Float>.stride, hugePages: false)
+        let raw = Storage.allocate(bytes: max(count, 1) * MemoryLayout<Float>.stride)
         self.pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
         self.count = count
         self.parent = nil
+        self.mappedBytes = 0
     }
 
     /// A view of `count` floats starting at `offset` in `parent`.
@@ -61,10 +84,15 @@ public final class Storage: @unchecked Sendable {
         self.pointer = parent.pointer + offset
         self.count = count
         self.parent = parent
+        self.mappedBytes = 0
     }
 
     deinit {
-        if parent == nil { free(pointer) }
+        if mappedBytes > 0 {
+            munmap(pointer, mappedBytes)
+        } else if parent == nil {
+            free(pointer)
+        }
     }
 
     public func zero() { memset(pointer, 0, count * MemoryLayout<Float>.stride) }

@@ -36,8 +36,8 @@ public final class AdamW {
         self.hyperparameters = hyperparameters
         self.shard = shard ?? 0..<parameters.count
         precondition(self.shard.lowerBound >= 0 && self.shard.upperBound <= parameters.count, "AdamW: shard \(self.shard) outside \(parameters.count) parameters")
-        firstMoment = Storage(count: self.shard.count, hugePages: true)
-        secondMoment = Storage(count: self.shard.count, hugePages: true)
+        firstMoment = Storage(count: self.shard.count, longLived: true)
+        secondMoment = Storage(count: self.shard.count, longLived: true)
         ranges = parameters.entries.map { ($0.offset, $0.tensor.count, $0.shape.count >= 2) }
     }
 

@@ -33,19 +33,31 @@ final class CacheSizeTests: XCTestCase {
     }
 }
 
-/// The long-lived flat buffers (parameters, gradients, optimizer moments) on huge pages.
-final class HugePageStorageTests: XCTestCase {
-    func testLargeBuffersAreAlignedForHugePagesAndZeroFilled() throws {
-        try XCTSkipUnless(Storage.hugePagesEnabled, "LOOM_HUGE_PAGES=0 is set")
-        let count = 3 << 20 / MemoryLayout<Float>.size + 5
-        let large = Storage(count: count, hugePages: true)
+/// The long-lived flat buffers (parameters, gradients, optimizer moments): mapped on their own,
+/// 2 MiB aligned for huge pages, zero without being written.
+final class LongLivedStorageTests: XCTestCase {
+    func testLargeBuffersAreAlignedZeroAndCostNothingUntilTouched() throws {
+        #if os(Linux)
+        let count = 64 << 20 / MemoryLayout<Float>.size + 5
+        let large = Storage(count: count, longLived: true)
         XCTAssertEqual(Int(bitPattern: large.pointer) % (2 << 20), 0)
-        XCTAssertTrue(large.buffer.allSatisfy { $0 == 0 })
+        // No page is resident before one is touched: a model loaded for inference pays nothing
+        // for its gradient buffer.
+        let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let pages = (count * 4 + pageSize - 1) / pageSize
+        var residency = [UInt8](repeating: 0, count: pages)
+        XCTAssertEqual(mincore(large.pointer, count * 4, &residency), 0)
+        XCTAssertEqual(residency.filter { $0 & 1 != 0 }.count, 0, "pages resident before any write")
         large.pointer[count - 1] = 1   // the whole requested range is writable
-        // Below one huge page, and without the request, the usual 64-byte alignment.
-        let small = Storage(count: 1000, hugePages: true)
-        XCTAssertEqual(Int(bitPattern: small.pointer) % 64, 0)
-        XCTAssertTrue(small.buffer.allSatisfy { $0 == 0 })
+        XCTAssertEqual(mincore(large.pointer, count * 4, &residency), 0)
+        XCTAssertGreaterThan(residency.filter { $0 & 1 != 0 }.count, 0)
+        XCTAssertTrue(stride(from: 0, to: count - 1, by: 1021).allSatisfy { large.pointer[$0] == 0 })
+        #endif
+        // Below 2 MiB, and without the request, ordinary zero-filled 64-byte-aligned memory.
+        for storage in [Storage(count: 1000, longLived: true), Storage(count: 1 << 20)] {
+            XCTAssertEqual(Int(bitPattern: storage.pointer) % 64, 0)
+            XCTAssertTrue(storage.buffer.allSatisfy { $0 == 0 })
+        }
         let store = ParameterStore([("w", [1024, 1024])])
         XCTAssertEqual(Int(bitPattern: store.values.pointer) % (2 << 20), 0)
         XCTAssertEqual(Int(bitPattern: store.gradients.pointer) % (2 << 20), 0)
@@ -74,7 +86,10 @@ final class HugePageSlabTests: XCTestCase {
         // A buffer of half a slab or more is an allocation of its own.
         let large = slabs.allocate(bytes: 16 << 20)
         XCTAssertEqual(slabs.census.buffers, 14)
+        XCTAssertEqual(slabs.census.ownMappings, 1)
+        memset(large, 7, 16 << 20)
         slabs.release(large)
+        XCTAssertEqual(slabs.census.ownMappings, 0)
         for pointer in buffers.prefix(6) { slabs.release(pointer) }
         XCTAssertEqual(slabs.census.slabs, 2)
         for pointer in buffers.dropFirst(6) { slabs.release(pointer) }
