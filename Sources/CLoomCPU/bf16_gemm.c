@@ -7,8 +7,9 @@
 // every row tile passes over it. Packed B can be shared: a product split by rows over threads
 // packs it once (loom_bf16_pack_b) and each thread packs only its rows of A.
 //
-// Packed layouts of op(B), by code: portable [n][k] floats (panels of one column); AVX2 panels
-// of 24 columns, [k][24] floats each; native panels of 48 columns, [pairs][48] pairs each.
+// Packed layouts of op(B), by code: portable [n][k] floats (panels of one column); native and
+// AVX2 panels of 48 columns, [pairs][48] bfloat16 pairs each (the AVX2 code takes each pair apart
+// into two float32 values in its tiles).
 #include "LoomBF16.h"
 #include <stdlib.h>
 #include <string.h>
@@ -116,7 +117,7 @@ static int gemm_portable(int transA, long m, long n, long k, float alpha, const 
 // helpers. Packing is a pass over every operand of every product, so done one element at a time
 // it would cost a large part of the product itself.
 
-enum { W2 = 24, W16 = 48 };  // panel widths: three 8-float registers (AVX2), three 16-float ones (native)
+enum { W16 = 48 };  // the panel width: three 16-float registers
 
 // A pair: k's value in the odd (high) half, which vdpbf16ps adds first, k + 1's in the even half.
 static inline uint32_t pair(float first, float second) {
@@ -185,67 +186,7 @@ LOOM_AVX2_INLINE void store8(void *p, __m256i v) { _mm256_storeu_si256((__m256i 
 // the small config on AMD EPYC Zen 3: 1.3-1.8 ns an element with 256 rows, 2.1-2.3 with 64).
 enum { ROWS_TRANSPOSED = 256 };
 
-// op(A) rounded, row-major [m][k] floats (the AVX2 code). A transposed: 8×8 blocks, 256 rows of
-// op(A) at a time, so that the rows being written stay in cache.
-static LOOM_AVX2 void pack_a_avx2(float *ap, const float *a, long lda, int transA, long m, long k) {
-    if (!transA) {
-        for (long i = 0; i < m; i++) {
-            long kk = 0;
-            for (; kk + 8 <= k; kk += 8) store8(ap + i * k + kk, round8(a + i * lda + kk));
-            for (; kk < k; kk++) ap[i * k + kk] = rounded(a[i * lda + kk]);
-        }
-        return;
-    }
-    for (long i0 = 0; i0 < m; i0 += ROWS_TRANSPOSED) {
-        long i1 = i0 + ROWS_TRANSPOSED < m ? i0 + ROWS_TRANSPOSED : m, iv = i0 + ((i1 - i0) & ~7L), kk = 0;
-        for (; kk + 8 <= k; kk += 8)
-            for (long i = i0; i < iv; i += 8) {
-                __m256i r[8];
-                for (int t = 0; t < 8; t++) r[t] = round8(a + (kk + t) * lda + i);
-                transpose8(r);
-                for (int t = 0; t < 8; t++) store8(ap + (i + t) * k + kk, r[t]);
-            }
-        for (long q = kk; q < k; q++)
-            for (long i = i0; i < iv; i++) ap[i * k + q] = rounded(a[q * lda + i]);
-        for (long q = 0; q < k; q++)
-            for (long i = iv; i < i1; i++) ap[i * k + q] = rounded(a[q * lda + i]);
-    }
-}
-
-// op(B) rounded, in panels of 24 columns, [k][24] floats each (the AVX2 code); read as the
-// pairs are in pack_b_pairs.
-static LOOM_AVX2 void pack_b_avx2(float *bp, const float *b, long ldb, int transB, long n, long k) {
-    long panels = (n + W2 - 1) / W2;
-    if (!transB) {
-        for (long kk = 0; kk < k; kk++)
-            for (long p = 0; p < panels; p++) {
-                float *row = bp + (p * k + kk) * W2;
-                long j0 = p * W2, cols = n - j0 < W2 ? n - j0 : W2, cv = cols & ~7L, w = 0;
-                for (; w < cv; w += 8) store8(row + w, round8(b + kk * ldb + j0 + w));
-                for (; w < cols; w++) row[w] = rounded(b[kk * ldb + j0 + w]);
-                for (; w < W2; w++) row[w] = 0.0f;
-            }
-        return;
-    }
-    long k8 = k & ~7L;
-    for (long p = 0; p < panels; p++) {
-        float *panel = bp + p * k * W2;
-        long j0 = p * W2, cols = n - j0 < W2 ? n - j0 : W2, cv = cols & ~7L;
-        for (long w = 0; w < cv; w += 8)
-            for (long kk = 0; kk < k8; kk += 8) {
-                __m256i r[8];
-                for (int t = 0; t < 8; t++) r[t] = round8(b + (j0 + w + t) * ldb + kk);
-                transpose8(r);
-                for (int t = 0; t < 8; t++) store8(panel + (kk + t) * W2 + w, r[t]);
-            }
-        for (long kk = k8; kk < k; kk++)
-            for (long w = 0; w < cv; w++) panel[kk * W2 + w] = rounded(b[(j0 + w) * ldb + kk]);
-        for (long w = cv; w < W2; w++)
-            for (long kk = 0; kk < k; kk++) panel[kk * W2 + w] = w < cols ? rounded(b[(j0 + w) * ldb + kk]) : 0.0f;
-    }
-}
-
-// op(A) as pairs, [m][pairs] (the native code; the last pair of an odd k is padded with zero).
+// op(A) as pairs, [m][pairs] (the native and AVX2 codes; the last pair of an odd k is padded with zero).
 // A transposed: a pair joins two rows of A; 8×8 blocks of pairs, 256 rows of op(A) at a time.
 static LOOM_AVX2 void pack_a_pairs(uint32_t *ap, const float *a, long lda, int transA, long m, long k) {
     long pairs = (k + 1) / 2, whole = k / 2;
@@ -275,7 +216,7 @@ static LOOM_AVX2 void pack_a_pairs(uint32_t *ap, const float *a, long lda, int t
     }
 }
 
-// op(B) as pair panels of 48 columns, [pairs][48] each (the native code). B not transposed: row
+// op(B) as pair panels of 48 columns, [pairs][48] each (the native and AVX2 codes). B not transposed: row
 // q of every panel from rows 2q and 2q + 1 of B, read whole; transposed: 8 rows of B at a time,
 // read whole, into 8 columns of one panel.
 static LOOM_AVX2 void pack_b_pairs(uint32_t *bp, const float *b, long ldb, int transB, long n, long k) {
@@ -313,15 +254,15 @@ static LOOM_AVX2 void pack_b_pairs(uint32_t *bp, const float *b, long ldb, int t
     }
 }
 
-// A vector code: its tiles of 8 (or none), 4, 2 and 1 rows, each over `depth` steps of 4-byte
-// values (floats, or bfloat16 pairs), its store, and its panel width.
-typedef void (*Tile)(long depth, const void *ap, const void *panel, float *out);
+// A vector code: its tiles of 8 (or none), 4, 2 and 1 rows, each over `depth` bfloat16 pairs
+// (the last one half padding when k is odd), its store, and its panel width.
+typedef void (*Tile)(long depth, long k, const void *ap, const void *panel, float *out);
 typedef void (*Store)(const float *acc, long rows, long width, long cols, float alpha, float beta, float *c, long ldc);
 typedef struct { Tile rows8, rows4, rows2, rows1; Store store; long width; } Code;
 
 // C from packed A ([m][depth]) and packed panels of op(B) ([depth][width] each): panels
 // outermost, rows in the largest tiles that fit.
-static void run_panels(const Code *code, long m, long n, long depth, const uint32_t *ap, const uint32_t *bp,
+static void run_panels(const Code *code, long m, long n, long k, long depth, const uint32_t *ap, const uint32_t *bp,
                        float alpha, float beta, float *c, long ldc) {
     float out[8 * 48];  // the largest tile: 8 rows × 48 columns
     long width = code->width, panels = (n + width - 1) / width;
@@ -330,59 +271,73 @@ static void run_panels(const Code *code, long m, long n, long depth, const uint3
         long j0 = p * width, cols = n - j0 < width ? n - j0 : width, i = 0;
         if (code->rows8)
             for (; i + 8 <= m; i += 8) {
-                code->rows8(depth, ap + i * depth, panel, out);
+                code->rows8(depth, k, ap + i * depth, panel, out);
                 code->store(out, 8, width, cols, alpha, beta, c + i * ldc + j0, ldc);
             }
         for (; i + 4 <= m; i += 4) {
-            code->rows4(depth, ap + i * depth, panel, out);
+            code->rows4(depth, k, ap + i * depth, panel, out);
             code->store(out, 4, width, cols, alpha, beta, c + i * ldc + j0, ldc);
         }
         if (i + 2 <= m) {
-            code->rows2(depth, ap + i * depth, panel, out);
+            code->rows2(depth, k, ap + i * depth, panel, out);
             code->store(out, 2, width, cols, alpha, beta, c + i * ldc + j0, ldc);
             i += 2;
         }
         if (i < m) {
-            code->rows1(depth, ap + i * depth, panel, out);
+            code->rows1(depth, k, ap + i * depth, panel, out);
             code->store(out, 1, width, cols, alpha, beta, c + i * ldc + j0, ldc);
         }
     }
 }
 
-// MARK: AVX2: the rounded values as float32
+// MARK: AVX2: the native layout, each pair taken apart into two float32 values
 
 static LOOM_AVX2 void store_tile_avx2(const float *acc, long rows, long width, long cols, float alpha, float beta, float *c, long ldc) {
     STORE_TILE_BODY
 }
 
-// R rows × 24 columns: 3R accumulators, 3 loads and R broadcasts per k.
+// R rows × 48 columns, one half panel (24 columns, 3R accumulators) after the other: per pair,
+// 3 loads of B pairs, each split into its first (k) and second (k + 1) values, then two fused
+// multiply-adds per accumulator, k's first, as vdpbf16ps adds them. The padding half of an odd
+// k's last pair is not added: 0·0 added to a partial sum that underflowed to −0 would make it +0.
 #define DEFINE_TILE_AVX2(R)                                                                        \
-static LOOM_AVX2 void tile_avx2_##R(long k, const void *apv, const void *panelv, float *out) {    \
-    const float *ap = apv, *panel = panelv;                                                        \
-    __m256 acc[R][3];                                                                              \
-    for (int r = 0; r < R; r++) for (int v = 0; v < 3; v++) acc[r][v] = _mm256_setzero_ps();       \
-    for (long kk = 0; kk < k; kk++) {                                                              \
-        __m256 bv[3];                                                                              \
-        for (int v = 0; v < 3; v++) bv[v] = _mm256_load_ps(panel + kk * W2 + 8 * v);              \
-        for (int r = 0; r < R; r++) {                                                              \
-            __m256 av = _mm256_broadcast_ss(ap + r * k + kk);                                      \
-            for (int v = 0; v < 3; v++) acc[r][v] = _mm256_fmadd_ps(av, bv[v], acc[r][v]);        \
+static LOOM_AVX2 void tile_avx2_##R(long pairs, long k, const void *apv, const void *panelv, float *out) { \
+    const uint32_t *ap = apv, *panel = panelv;                                                     \
+    const __m256i high = _mm256_set1_epi32((int)0xffff0000u);                                      \
+    for (int half = 0; half < 2; half++) {                                                         \
+        __m256 acc[R][3];                                                                          \
+        for (int r = 0; r < R; r++) for (int v = 0; v < 3; v++) acc[r][v] = _mm256_setzero_ps();   \
+        for (long q = 0; q < pairs; q++) {                                                         \
+            for (int v = 0; v < 3; v++) {                                                          \
+                __m256i bv = _mm256_load_si256((const __m256i *)(panel + q * W16 + 24 * half + 8 * v)); \
+                __m256 first = _mm256_castsi256_ps(_mm256_and_si256(bv, high));                    \
+                __m256 second = _mm256_castsi256_ps(_mm256_slli_epi32(bv, 16));                    \
+                for (int r = 0; r < R; r++) {                                                      \
+                    uint32_t p = ap[r * pairs + q];                                                \
+                    __m256 af = _mm256_castsi256_ps(_mm256_set1_epi32((int)(p & 0xffff0000u)));     \
+                    __m256 as = _mm256_castsi256_ps(_mm256_set1_epi32((int)(p << 16)));             \
+                    acc[r][v] = _mm256_fmadd_ps(af, first, acc[r][v]);                            \
+                    if (2 * q + 1 < k) acc[r][v] = _mm256_fmadd_ps(as, second, acc[r][v]);         \
+                }                                                                                  \
+            }                                                                                      \
         }                                                                                          \
+        for (int r = 0; r < R; r++) for (int v = 0; v < 3; v++)                                    \
+            _mm256_storeu_ps(out + r * W16 + 24 * half + 8 * v, acc[r][v]);                        \
     }                                                                                              \
-    for (int r = 0; r < R; r++) for (int v = 0; v < 3; v++) _mm256_storeu_ps(out + r * W2 + 8 * v, acc[r][v]); \
 }
 DEFINE_TILE_AVX2(4)
 DEFINE_TILE_AVX2(2)
 DEFINE_TILE_AVX2(1)
 
-static const Code avx2 = {NULL, tile_avx2_4, tile_avx2_2, tile_avx2_1, store_tile_avx2, W2};
+static const Code avx2 = {NULL, tile_avx2_4, tile_avx2_2, tile_avx2_1, store_tile_avx2, W16};
 
 static int gemm_avx2(int transA, long m, long n, long k, float alpha, const float *a, long lda,
-                     const float *bp, float beta, float *c, long ldc) {
-    float *ap = buffer(0, sizeof(float) * (size_t)m * (size_t)k);
+                     const uint32_t *bp, float beta, float *c, long ldc) {
+    long pairs = (k + 1) / 2;
+    uint32_t *ap = buffer(0, sizeof(uint32_t) * (size_t)m * (size_t)pairs);
     if (!ap) return -1;
-    pack_a_avx2(ap, a, lda, transA, m, k);
-    run_panels(&avx2, m, n, k, (const uint32_t *)ap, (const uint32_t *)bp, alpha, beta, c, ldc);
+    pack_a_pairs(ap, a, lda, transA, m, k);
+    run_panels(&avx2, m, n, k, pairs, ap, bp, alpha, beta, c, ldc);
     return 0;
 }
 
@@ -407,7 +362,8 @@ static LOOM_BF16_TARGET void store_tile_bf16(const float *acc, long rows, long w
 
 // R rows × 48 columns: 3R accumulators, 3 loads and R broadcasts per pair of k.
 #define DEFINE_TILE_BF16(R)                                                                        \
-static LOOM_BF16_TARGET void tile_bf16_##R(long pairs, const void *apv, const void *panelv, float *out) { \
+static LOOM_BF16_TARGET void tile_bf16_##R(long pairs, long k, const void *apv, const void *panelv, float *out) { \
+    (void)k;  /* vdpbf16ps adds the padding product too, as the hardware defines it */            \
     const uint32_t *ap = apv, *panel = panelv;                                                     \
     __m512 acc[R][3];                                                                              \
     for (int r = 0; r < R; r++) for (int v = 0; v < 3; v++) acc[r][v] = _mm512_setzero_ps();       \
@@ -434,7 +390,7 @@ static int gemm_bf16(int transA, long m, long n, long k, float alpha, const floa
     uint32_t *ap = buffer(0, sizeof(uint32_t) * (size_t)m * (size_t)pairs);
     if (!ap) return -1;
     pack_a_pairs(ap, a, lda, transA, m, k);
-    run_panels(&bf16, m, n, pairs, ap, bp, alpha, beta, c, ldc);
+    run_panels(&bf16, m, n, k, pairs, ap, bp, alpha, beta, c, ldc);
     return 0;
 }
 #endif
@@ -443,16 +399,15 @@ static int gemm_bf16(int transA, long m, long n, long k, float alpha, const floa
 
 size_t loom_bf16_packed_b_size(int code, long n, long k) {
 #if defined(__x86_64__)
-    if (code == LOOM_BF16_NATIVE) return sizeof(uint32_t) * (size_t)((n + W16 - 1) / W16) * (size_t)((k + 1) / 2) * W16;
-    if (code == LOOM_BF16_EMULATED_AVX2) return sizeof(float) * (size_t)((n + W2 - 1) / W2) * (size_t)k * W2;
+    if (code == LOOM_BF16_NATIVE || code == LOOM_BF16_EMULATED_AVX2)
+        return sizeof(uint32_t) * (size_t)((n + W16 - 1) / W16) * (size_t)((k + 1) / 2) * W16;
 #endif
     return sizeof(float) * (size_t)n * (size_t)k;
 }
 
 void loom_bf16_pack_b_into(int code, int transB, long n, long k, const float *b, long ldb, void *packed) {
 #if defined(__x86_64__)
-    if (code == LOOM_BF16_NATIVE) { pack_b_pairs(packed, b, ldb, transB, n, k); return; }
-    if (code == LOOM_BF16_EMULATED_AVX2) { pack_b_avx2(packed, b, ldb, transB, n, k); return; }
+    if (code == LOOM_BF16_NATIVE || code == LOOM_BF16_EMULATED_AVX2) { pack_b_pairs(packed, b, ldb, transB, n, k); return; }
 #endif
     pack_b(packed, b, ldb, transB, n, k);
 }
@@ -465,8 +420,7 @@ const void *loom_bf16_pack_b(int code, int transB, long n, long k, const float *
 
 long loom_bf16_panel_width(int code) {
 #if defined(__x86_64__)
-    if (code == LOOM_BF16_NATIVE) return W16;
-    if (code == LOOM_BF16_EMULATED_AVX2) return W2;
+    if (code == LOOM_BF16_NATIVE || code == LOOM_BF16_EMULATED_AVX2) return W16;
 #endif
     return 1;
 }

@@ -113,7 +113,7 @@ static void check_bf16(long m, long n, long k, int transA, int transB, float alp
     int ok = loom_bf16_gemm(LOOM_BF16_EMULATED_PORTABLE, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, expected, ldc) == 0
           && loom_bf16_gemm(LOOM_BF16_NATIVE, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, got, ldc) == 0
           && memcmp(expected, got, sizeof(float) * m * ldc) == 0
-          // The AVX2 code too: its packers share the vector rounding and transposes with the native ones.
+          // The AVX2 code too: it reads the native packers' pairs, taking each apart in its tiles.
           && loom_bf16_gemm(LOOM_BF16_EMULATED_AVX2, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, avx2, ldc) == 0
           && memcmp(expected, avx2, sizeof(float) * m * ldc) == 0;
     free(avx2);

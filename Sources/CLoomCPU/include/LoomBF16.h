@@ -18,7 +18,8 @@
 /// - LOOM_BF16_NATIVE: AVX512-BF16's vdpbf16ps on bfloat16 pairs. The instruction adds a pair's
 ///   odd element before its even one, so the pairs are packed with k in the odd (high) half and
 ///   k + 1 in the even half: the increasing-k order above.
-/// - LOOM_BF16_EMULATED_AVX2: the rounded values as float32, with AVX2 fused multiply-adds.
+/// - LOOM_BF16_EMULATED_AVX2: the native code's packed pairs, each taken apart into its two
+///   rounded values as float32, with AVX2 fused multiply-adds (so it checks the native packers).
 /// - LOOM_BF16_EMULATED_PORTABLE: the same in plain C.
 enum { LOOM_BF16_EMULATED_PORTABLE = 0, LOOM_BF16_EMULATED_AVX2 = 1, LOOM_BF16_NATIVE = 2 };
 
