@@ -61,7 +61,7 @@ public struct CPUFeatures: Sendable, Equatable {
             guard let levelText = read("\(entry)/level"), let level = Int(levelText),
                   let type = read("\(entry)/type"), type == "Data" || type == "Unified",
                   let sizeText = read("\(entry)/size"), let bytes = cacheSizeBytes(sizeText) else { continue }
-            if best == nil || level > best!.level { best = (level, bytes) }
+            if level > best?.level ?? 0 { best = (level, bytes) }
         }
         return best?.bytes
     }

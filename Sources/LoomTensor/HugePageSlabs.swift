@@ -36,13 +36,16 @@ public final class HugePageSlabs: @unchecked Sendable {
             return pointer
         }
         let rounded = (size + 63) & ~63
-        if filling == nil || filling!.used + rounded > HugePageSlabs.slabBytes {
+        let slab: Slab
+        if let current = filling, current.used + rounded <= HugePageSlabs.slabBytes {
+            slab = current
+        } else {
             if let full = filling, full.live == 0 { munmap(full.base, HugePageSlabs.slabBytes) }
             filling = nil
             guard let (base, _) = Storage.mapPages(bytes: HugePageSlabs.slabBytes) else { return Storage.allocate(bytes: size) }
-            filling = Slab(base: base)
+            slab = Slab(base: base)
+            filling = slab
         }
-        let slab = filling!
         let pointer = slab.base + slab.used
         slab.used += rounded
         slab.live += 1

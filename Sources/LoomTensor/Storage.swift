@@ -1,3 +1,5 @@
+import Foundation
+
 /// A contiguous block of `Float`s. A storage either owns its memory or is a view into
 /// another storage (it then keeps the parent alive). Parameters, gradients and optimizer
 /// moments are views into one flat storage each, so the optimizer and a checkpoint see
@@ -99,8 +101,6 @@ public final class Storage: @unchecked Sendable {
 
     public var buffer: UnsafeMutableBufferPointer<Float> { UnsafeMutableBufferPointer(start: pointer, count: count) }
 }
-
-import Foundation
 
 #if canImport(Glibc)
 import Glibc
