@@ -408,6 +408,11 @@ public enum RunDirectoryGuard {
         for input in inputs where canonical(input) == output {
             throw CheckpointError("--out \(store.runDirectory.path) is also an input (\(input.path)); write the run to another directory")
         }
+        // Nothing to resume in a directory that does not exist (a mistyped --out): say so before
+        // the lock would create it, so that the failed command leaves no directory behind.
+        if mode == .resume && !FileManager.default.fileExists(atPath: store.runDirectory.path) {
+            throw CheckpointError("\(store.runDirectory.path): no checkpoint to resume from: the directory does not exist (run without --resume to start a new run)")
+        }
         let lock = try RunLock(directory: store.runDirectory)
         switch mode {
         case .fresh:

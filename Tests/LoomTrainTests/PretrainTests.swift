@@ -20,9 +20,9 @@ final class PretrainTests: XCTestCase {
     }
 
     static let corpus: URL = {
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("loom-pretrain-test-\(getpid())")
+        let root = ProcessFixtures.removedAtExit(FileManager.default.temporaryDirectory.appendingPathComponent("loom-pretrain-test-\(getpid())"))
         try? FileManager.default.removeItem(at: root)
-        let texts = FileManager.default.temporaryDirectory.appendingPathComponent("loom-pretrain-texts-\(getpid())")
+        let texts = ProcessFixtures.removedAtExit(FileManager.default.temporaryDirectory.appendingPathComponent("loom-pretrain-texts-\(getpid())"))
         try! FileManager.default.createDirectory(at: texts, withIntermediateDirectories: true)
         // Varied, non-repeating text so that deduplication keeps every document.
         for d in 0..<40 {
@@ -229,8 +229,16 @@ final class PretrainTests: XCTestCase {
         XCTAssertTrue(windowMeans([]).first.isNaN)
     }
 
-    func testResumeWithoutCheckpointFailsClearly() {
+    func testResumeWithoutCheckpointFailsClearly() throws {
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("loom-nothing-\(UUID())")
+        XCTAssertThrowsError(try run(out, steps: 2, resume: true)) { error in
+            XCTAssertTrue("\(error)".contains("no checkpoint to resume from: the directory does not exist"), "\(error)")
+        }
+        // The failed command created nothing (before, the run lock left DIR/.loom.lock behind).
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out.path))
+        // An existing directory without a checkpoint: the same error, the directory kept.
+        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: out) }
         XCTAssertThrowsError(try run(out, steps: 2, resume: true)) { error in
             XCTAssertTrue("\(error)".contains("no checkpoint to resume from"), "\(error)")
         }
