@@ -29,10 +29,20 @@ add_closing_counts() {
     if (( check_failed != 0 )); then status=1; fi
 }
 
+# Everything the run writes to the temporary directory (test fixtures, server logs, the compiler's
+# scratch directories, mpirun's session files) goes to one directory of its own: removed when every
+# check passed, kept, with its path printed, when one failed (the logs a failure names are there).
+run_tmp="$(mktemp -d "${TMPDIR:-/tmp}/loom-test-run.XXXXXX")"
+export TMPDIR="$run_tmp"
+log="$(mktemp)"
+finish() {
+    local code=$?
+    if (( code == 0 )); then rm -rf "$run_tmp"; else echo "temporary files of this run kept in $run_tmp" >&2; fi
+}
+trap finish EXIT
+
 echo "== swift test"
 swift build --build-tests
-log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
 set +e
 # Line-buffered, so that the log shows the test that was running if one ever hangs, and
 # bounded, so that a hang fails this run with that log instead of using up CI's time limit.

@@ -26,7 +26,7 @@ final class GPT2ParityTests: XCTestCase {
         var preTokenizer = try XCTUnwrap(root["pre_tokenizer"] as? [String: Any])
         preTokenizer["add_prefix_space"] = true
         root["pre_tokenizer"] = preTokenizer
-        let file = Reference.temporaryDirectory().appendingPathComponent("tokenizer.json")
+        let file = temporaryDirectory().appendingPathComponent("tokenizer.json")
         try JSONSerialization.data(withJSONObject: root).write(to: file)
         let tokenizer = try ByteLevelBPETokenizer(contentsOf: file)
         for (string, ids) in zip(expected.strings, prefixIDs) {

@@ -43,9 +43,14 @@ enum Reference {
         ByteLevelBPETokenizer.train(texts: [tinyCorpus], vocabSize: 500)
     }
 
-    static func temporaryDirectory() -> URL {
+}
+
+extension XCTestCase {
+    /// A new empty directory, removed with its contents when the test ends.
+    func temporaryDirectory() -> URL {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("loom-tokenizer-tests-\(UUID().uuidString)")
         try! FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(at: url) }
         return url
     }
 }

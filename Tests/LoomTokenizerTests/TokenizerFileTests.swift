@@ -14,7 +14,7 @@ final class TokenizerFileTests: XCTestCase {
         XCTAssertEqual(pairs.count, 50000)
         model["merges"] = pairs.map { $0.joined(separator: " ") }
         root["model"] = model
-        let directory = Reference.temporaryDirectory()
+        let directory = temporaryDirectory()
         let stringsURL = directory.appendingPathComponent("tokenizer.json")
         try JSONSerialization.data(withJSONObject: root).write(to: stringsURL)
         let fromStrings = try ByteLevelBPETokenizer(contentsOf: stringsURL)
@@ -25,7 +25,7 @@ final class TokenizerFileTests: XCTestCase {
     func testSaveLoadRoundTrip() throws {
         let trained = ByteLevelBPETokenizer.train(texts: [Reference.tinyCorpus], vocabSize: 420)
         trained.modelMaxLength = 256
-        let directory = Reference.temporaryDirectory().appendingPathComponent("model")
+        let directory = temporaryDirectory().appendingPathComponent("model")
         try trained.save(to: directory)
         XCTAssertTrue(FileManager.default.fileExists(atPath: directory.appendingPathComponent("tokenizer_config.json").path))
         let loaded = try ByteLevelBPETokenizer(contentsOf: directory)
@@ -44,13 +44,13 @@ final class TokenizerFileTests: XCTestCase {
         try loaded.save(to: directory)
         XCTAssertEqual(try ByteLevelBPETokenizer(contentsOf: directory.appendingPathComponent("tokenizer.json")).encode(probe), trained.encode(probe))
         // GPT-2 (ByteLevel pre-tokenizer) survives a save too.
-        let gpt2Directory = Reference.temporaryDirectory()
+        let gpt2Directory = temporaryDirectory()
         try Reference.gpt2.save(to: gpt2Directory)
         XCTAssertEqual(try ByteLevelBPETokenizer(contentsOf: gpt2Directory).encode(probe), Reference.gpt2.encode(probe))
     }
 
     func testLoadingFileWithoutConfigDefaultsToChatML() throws {
-        let directory = Reference.temporaryDirectory()
+        let directory = temporaryDirectory()
         let url = directory.appendingPathComponent("tokenizer.json")
         try Reference.trainTiny().tokenizerJSON().write(to: url)
         let loaded = try ByteLevelBPETokenizer(contentsOf: url)
@@ -68,7 +68,7 @@ final class TokenizerFileTests: XCTestCase {
     }
 
     func testErrorsNameTheFile() throws {
-        let directory = Reference.temporaryDirectory()
+        let directory = temporaryDirectory()
         assertLoadError(directory.appendingPathComponent("missing-tokenizer.json"), contains: "no such file")
 
         let badJSON = directory.appendingPathComponent("bad.json")

@@ -12,7 +12,7 @@ final class ChatTests: XCTestCase {
     /// The alignment test model with a 256-token context (RoPE has no learned positions, so the
     /// same weights work at any length).
     static let fixture: URL = {
-        let small = try! AlignmentTestModel.make(seed: 11, standardDeviation: 0.3)
+        let small = ProcessFixtures.removedAtExit(try! AlignmentTestModel.make(seed: 11, standardDeviation: 0.3))
         var configuration = try! LlamaModel.load(directory: small).configuration
         configuration.maxPositionEmbeddings = 256
         let model = LlamaModel(configuration: configuration)

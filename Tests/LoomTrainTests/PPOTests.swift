@@ -9,7 +9,7 @@ import LoomTokenizer
 final class PPOTests: XCTestCase {
     /// A tiny policy (AlignmentTestModel) and a reward model made from it with a random score head.
     static let fixture: URL = {
-        let root = AlignmentTestModel.temporary("ppo-fixture")
+        let root = ProcessFixtures.removedAtExit(AlignmentTestModel.temporary("ppo-fixture"))
         let policy = try! AlignmentTestModel.make(seed: 3)
         try! FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         try! FileManager.default.moveItem(at: policy, to: root.appendingPathComponent("policy"))
