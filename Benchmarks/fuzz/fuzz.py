@@ -11,9 +11,11 @@ pretrained for 2 steps, instruction-task JSONL files), then runs
   sizes of 10^12, misspelt keys, out-of-vocabulary token ids, NaN weights, full output streams),
   each of which must be rejected with a message;
 * `--cases` mutated inputs: JSONL lines, configuration JSON, token shards, safetensors headers,
-  config.json, tokenizer.json and numeric flags, derived from the valid ones by seeded mutations.
-  Mutations known to make an input invalid (an id past the vocabulary, a NaN weight, a flag out
-  of range) must be rejected; the others may be accepted or rejected.
+  config.json, tokenizer.json, GGUF files and numeric flags, derived from the valid ones by seeded
+  mutations. Mutations known to make an input invalid (an id past the vocabulary, a NaN weight, a
+  GGUF file cut short, a flag out of range) must be rejected; the others may be accepted or
+  rejected. A GGUF file that `loom import gguf` accepts is then used: `loom generate` on the
+  imported directory is a case of its own (it may refuse the model, with a message, never crash).
 
 A case fails on a crash (killed by a signal, or Swift's "Fatal error"), a hang (no exit within
 --timeout seconds), an exit 0 for an input that must be rejected, or a rejection without a
@@ -105,6 +107,8 @@ def build_world(loom, root, timeout):
     must(["tasks", "--out", "tasks", "--train", "24", "--dev", "8", "--test", "8", "--seed", "3"], "tasks")
     must(["reward", "--model", "base", "--data", "tasks/rankings_train.jsonl", "--out", "rm", "--steps", "1", "--batch-size", "2",
           "--threads", "1"], "reward")
+    for kind in GGUF_TYPES:
+        must(["export", "gguf", "base", "--out", f"base-{kind}.gguf", "--type", kind], f"export gguf --type {kind}")
 
 
 def write_json(path, value):
@@ -375,16 +379,121 @@ def mutate_jsonl(text, rng):
     return "\n".join(lines) + rng.choice(["\n", "", "\n\n"])
 
 
-class Mutated:
-    """One mutated case: the arguments, whether the input must be rejected, and its files."""
+# The weight types the fuzzed GGUF files start from (`loom export gguf --type`).
+GGUF_TYPES = ["f32", "f16", "q8_0", "q4_1"]
 
-    def __init__(self, kind, args, must_fail, files):
-        self.kind, self.args, self.must_fail, self.files = kind, args, must_fail, files
+# GGUF metadata value types: fixed sizes by type id (8 = string, 9 = array).
+GGUF_SCALAR_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+
+
+def gguf_fields(raw):
+    """The numeric fields of a GGUF file's header, as (offset, size, what) — counts, string and
+    array lengths, value types, tensor dimensions, types and offsets — and where the tensor data
+    ends, so that mutations can aim at the numbers a reader must not trust."""
+    fields, at = [], 0
+
+    def number(size, what):
+        nonlocal at
+        fields.append((at, size, what))
+        value = int.from_bytes(raw[at:at + size], "little")
+        at += size
+        return value
+
+    def string(what):
+        nonlocal at
+        length = number(8, what + " length")
+        at += length
+
+    def value(kind, what):
+        nonlocal at
+        if kind == 8:
+            string(what)
+        elif kind == 9:
+            element = number(4, what + " element type")
+            count = number(8, what + " count")
+            if element in (8, 9):
+                for _ in range(count):
+                    value(element, what)
+            else:
+                at += GGUF_SCALAR_SIZES[element] * count
+        else:
+            at += GGUF_SCALAR_SIZES[kind]
+
+    at = 4
+    number(4, "version")
+    tensors = number(8, "tensor count")
+    entries = number(8, "metadata count")
+    alignment = 32
+    for _ in range(entries):
+        key_at = at + 8
+        string("key")
+        key = raw[key_at:at].decode("utf-8", "replace")
+        kind = number(4, f"{key} type")
+        if key == "general.alignment":
+            alignment = int.from_bytes(raw[at:at + 4], "little")
+        value(kind, key)
+    infos = []
+    for _ in range(tensors):
+        string("tensor name")
+        dims = number(4, "tensor dimension count")
+        shape = [number(8, "tensor dimension") for _ in range(dims)]
+        kind = number(4, "tensor type")
+        offset = number(8, "tensor offset")
+        infos.append((shape, kind, offset))
+    header_end = at
+    data = (header_end + alignment - 1) // alignment * alignment
+    # Bytes per block and elements per block of the types loom exports.
+    layouts = {0: (4, 1), 1: (2, 1), 8: (34, 32), 3: (20, 32), 2: (18, 32)}
+    end = data
+    for shape, kind, offset in infos:
+        size, per = layouts[kind]
+        elements = math.prod(shape)
+        end = max(end, data + offset + elements // per * size)
+    return fields, header_end, end
+
+
+def mutate_gguf(raw, rng):
+    """(mutated bytes, whether they must be rejected, what was done)."""
+    fields, header_end, data_end = gguf_fields(raw)
+    choice = rng.randrange(5)
+    if choice == 0:
+        # Cut short anywhere before the end of the last tensor: must be rejected.
+        cut = rng.randrange(data_end)
+        return raw[:cut], True, f"cut at {cut} of {data_end}"
+    data = bytearray(raw)
+    if choice in (1, 2):
+        # A header number set to an interesting value: zero, one, off by one, huge.
+        labels = sorted({what for _, _, what in fields})
+        for _ in range(rng.randint(1, 2)):
+            # A kind of field first (a tensor's type, a key's length, the tokens' count ...), then
+            # one of them, so that the thousands of token strings do not crowd out the rest.
+            label = rng.choice(labels)
+            offset, size, what = rng.choice([field for field in fields if field[2] == label])
+            old = int.from_bytes(data[offset:offset + size], "little")
+            value = rng.choice([0, 1, 2, 3, 13, 31, 32, 33, 64, old - 1, old + 1, old * 2, old + 32, 2 ** 31, 2 ** 32 - 1,
+                                2 ** (8 * size - 1), 2 ** (8 * size) - 1]) % (2 ** (8 * size))
+            data[offset:offset + size] = value.to_bytes(size, "little")
+        return bytes(data), False, f"{what} set"
+    if choice == 3:
+        # Random bytes in the header (keys, strings, values).
+        return mutate_bytes(bytes(data[:header_end]), rng) + bytes(data[header_end:]), False, "header bytes"
+    # Random bytes in the tensor data (weights and quantization scales: NaN, infinity, anything).
+    for _ in range(rng.randint(1, 8)):
+        data[rng.randrange(header_end, len(data))] = rng.randrange(256)
+    return bytes(data), False, "data bytes"
+
+
+class Mutated:
+    """One mutated case: the arguments, whether the input must be rejected, and its files; `then`,
+    a second command run (and judged as a case of its own) when the first one succeeds."""
+
+    def __init__(self, kind, args, must_fail, files, then=None):
+        self.kind, self.args, self.must_fail, self.files, self.then = kind, args, must_fail, files, then
 
 
 def mutated_case(root, rng, index):
     kind = rng.choice(["sft-jsonl", "reward-jsonl", "dpo-jsonl", "grpo-prompts", "ppo-prompts", "config", "shard",
-                       "shard-ids", "safetensors", "config.json", "tokenizer.json", "weights", "flag", "flag", "flag"])
+                       "shard-ids", "safetensors", "config.json", "tokenizer.json", "weights", "gguf", "gguf", "flag", "flag", "flag"])
     case_dir = f"case{index}"
     os.makedirs(os.path.join(root, case_dir), exist_ok=True)
     path = lambda name: os.path.join(case_dir, name)
@@ -434,6 +543,15 @@ def mutated_case(root, rng, index):
         if must_fail and args[0] == "eval" and os.path.basename(shard).startswith("train"):
             must_fail = False  # eval reads only the validation split
         return Mutated(kind, args, must_fail, [path("data")])
+    if kind == "gguf":
+        source = rng.choice(GGUF_TYPES)
+        raw, must_fail, what = mutate_gguf(open(os.path.join(root, f"base-{source}.gguf"), "rb").read(), rng)
+        with open(os.path.join(root, path("model.gguf")), "wb") as f:
+            f.write(raw)
+        dtype = rng.choice(["f32", "keep"])
+        imported = path("imported")
+        return Mutated(f"gguf {source} {what}, --dtype {dtype}", ["import", "gguf", path("model.gguf"), "--out", imported, "--dtype", dtype],
+                       must_fail, [path("model.gguf")], then=generate_args(model=imported))
     if kind in ("safetensors", "config.json", "tokenizer.json", "weights"):
         model = path("model")
         shutil.copytree(os.path.join(root, "base"), os.path.join(root, model))
@@ -587,6 +705,9 @@ def main():
             case = mutated_case(root, rng, index)
             outcome = run_loom(LOOM, case.args, args.timeout, root)
             judge(case.kind, case.args, outcome, case.must_fail, None, case.files)
+            if case.then and outcome.code == 0:
+                then = run_loom(LOOM, case.then, args.timeout, root)
+                judge(case.kind.split(" ")[0] + "-then-" + case.then[0], case.then, then, False, None, case.files)
             shutil.rmtree(os.path.join(root, f"case{index}"), ignore_errors=True)
             shutil.rmtree(os.path.join(root, "out"), ignore_errors=True)
     finally:
