@@ -13,6 +13,9 @@ public struct SequenceSpec: Sendable {
     public var sampling: SamplingParameters
     public var presencePenalty: Float = 0
     public var frequencyPenalty: Float = 0
+    /// Added to a token's logit before sampling, with the penalties (OpenAI's `logit_bias`: −100
+    /// in effect bans the token, 100 in effect forces it). Log-probabilities stay the model's.
+    public var logitBias: [Int32: Float] = [:]
     /// Texts that end the answer; the matched text is not returned.
     public var stop: [String] = []
     /// nil: no log-probabilities; k: the chosen token's and the k most likely.
@@ -374,11 +377,17 @@ public final class InferenceEngine: @unchecked Sendable {
         slot.running = nil
     }
 
+    /// The request's changes to the distribution it samples from: presence and frequency
+    /// penalties on the tokens generated so far, then the logit bias.
     private func applyPenalties(_ scores: inout [Float], _ running: Running) {
         let presence = running.spec.presencePenalty, frequency = running.spec.frequencyPenalty
-        guard presence != 0 || frequency != 0 else { return }
-        for (token, count) in running.counts {
-            scores[Int(token)] -= presence + frequency * Float(count)
+        if presence != 0 || frequency != 0 {
+            for (token, count) in running.counts {
+                scores[Int(token)] -= presence + frequency * Float(count)
+            }
+        }
+        for (token, bias) in running.spec.logitBias {
+            scores[Int(token)] += bias
         }
     }
 

@@ -40,6 +40,7 @@ struct CompletionRequest {
     var seed: UInt64?
     var presencePenalty: Float = 0
     var frequencyPenalty: Float = 0
+    var logitBias: [Int32: Float] = [:]
     var stop: [String] = []
     var topLogprobs: Int?
     var jsonObject = false
@@ -64,6 +65,7 @@ struct CompletionRequest {
                                                                      seed: baseSeed &+ UInt64(i)))
                 spec.presencePenalty = presencePenalty
                 spec.frequencyPenalty = frequencyPenalty
+                spec.logitBias = logitBias
                 spec.stop = stop
                 spec.topLogprobs = topLogprobs
                 spec.jsonObject = jsonObject
@@ -139,6 +141,8 @@ struct RequestReader {
         if let n = try integer("n", in: 1...maxChoices) { request.n = n }
         if let p = try number("presence_penalty", in: -2...2) { request.presencePenalty = Float(p) }
         if let p = try number("frequency_penalty", in: -2...2) { request.frequencyPenalty = Float(p) }
+        request.logitBias = try logitBias()
+        try refuseToolCalls()
         request.stream = try bool("stream") ?? false
         if let options = present("stream_options") {
             guard case .object = options else {
@@ -177,6 +181,43 @@ struct RequestReader {
                 throw APIError.invalid("'response_format.type' \(typeValue.serialized) is not supported; use \"text\" or \"json_object\".",
                                        param: "response_format.type")
             }
+        }
+    }
+
+    /// `logit_bias`: an object from token ids (as strings, OpenAI's form) to biases in −100 … 100.
+    func logitBias() throws -> [Int32: Float] {
+        guard let value = present("logit_bias") else { return [:] }
+        guard case .object(let entries) = value else {
+            throw APIError.invalid("'logit_bias' must be an object mapping token ids to biases, not \(value.typeName).", param: "logit_bias")
+        }
+        let vocabulary = tokenizer.vocabularySize
+        var bias: [Int32: Float] = [:]
+        for (key, entry) in entries {
+            guard let id = Int(key), id >= 0, id < vocabulary, String(id) == key else {
+                throw APIError.invalid("Invalid key in 'logit_bias': \(JSONValue.string(key).serialized) is not a token id (0 to \(vocabulary - 1)).",
+                                       param: "logit_bias")
+            }
+            guard case .number(let x) = entry, (-100...100).contains(x) else {
+                throw APIError.invalid("Invalid value for 'logit_bias' of token \(key): expected a number between -100 and 100, got \(entry.serialized).",
+                                       param: "logit_bias")
+            }
+            bias[Int32(id), default: 0] = Float(x)
+        }
+        return bias
+    }
+
+    /// Tool and function calling are not implemented: a request that offers tools gets an error
+    /// rather than an answer that silently ignores them. Empty lists and "none" ask for nothing.
+    func refuseToolCalls() throws {
+        for key in ["tools", "functions"] {
+            guard let value = present(key) else { continue }
+            if case .array(let items) = value, items.isEmpty { continue }
+            throw APIError.invalid("'\(key)' is not supported: this server does not do tool or function calling.", param: key)
+        }
+        for key in ["tool_choice", "function_call"] {
+            guard let value = present(key), value != .string("none") else { continue }
+            throw APIError.invalid("'\(key)' is not supported: this server does not do tool or function calling (only \"none\" is accepted).",
+                                   param: key)
         }
     }
 
@@ -278,6 +319,9 @@ struct RequestReader {
             throw APIError.invalid("'suffix' is not supported (got \(suffix.typeName)).", param: "suffix")
         }
         if try bool("echo") == true { throw APIError.invalid("'echo' is not supported.", param: "echo") }
+        if let bestOf = try integer("best_of", in: 0...Int(Int32.max)), bestOf != 1 {
+            throw APIError.invalid("'best_of' is not supported (got \(bestOf)); use 'n' for several completions.", param: "best_of")
+        }
         return request
     }
 }

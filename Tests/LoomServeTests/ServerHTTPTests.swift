@@ -115,6 +115,51 @@ final class ServerHTTPTests: XCTestCase {
         XCTAssertTrue(metrics.contains("loom_requests_total{endpoint=\"/v1/chat/completions\",status=\"400\"}"), metrics)
     }
 
+    /// `logit_bias` changes what is sampled: +100 on a token makes the greedy answer that token
+    /// over and over, −100 on the greedy answer's first token makes it start otherwise.
+    func testLogitBiasForcesAndBansTokens() throws {
+        let ids = try XCTUnwrap(try object(try call("POST", "/tokenize", body: #"{"prompt":"z"}"#).body)["tokens"] as? [Int])
+        XCTAssertEqual(ids.count, 1, "the tiny tokenizer should have \"z\" as one token: \(ids)")
+        let forced = try object(try call("POST", "/v1/completions",
+                                          body: #"{"prompt":"The quick","max_tokens":3,"temperature":0,"logit_bias":{"\#(ids[0])":100}}"#).body)
+        XCTAssertEqual((forced["choices"] as? [[String: Any]])?.first?["text"] as? String, "zzz")
+
+        func greedy(_ extra: String) throws -> (text: String, firstToken: String) {
+            let r = try call("POST", "/v1/completions", body: #"{"prompt":"The quick","max_tokens":3,"temperature":0,"logprobs":0\#(extra)}"#)
+            XCTAssertEqual(r.status, 200, r.body)
+            let choice = try XCTUnwrap((try object(r.body)["choices"] as? [[String: Any]])?.first)
+            let tokens = try XCTUnwrap((choice["logprobs"] as? [String: Any])?["tokens"] as? [String])
+            return (try XCTUnwrap(choice["text"] as? String), try XCTUnwrap(tokens.first))
+        }
+        let plain = try greedy("")
+        let first = try XCTUnwrap(try object(try call("POST", "/tokenize", body: "{\"prompt\":\(JSONValue.string(plain.firstToken).serialized)}").body)["tokens"] as? [Int])
+        XCTAssertEqual(first.count, 1, "\(plain.firstToken.debugDescription) → \(first)")
+        let banned = try greedy(#","logit_bias":{"\#(first[0])":-100}"#)
+        XCTAssertNotEqual(banned.firstToken, plain.firstToken)
+        // A zero bias, or one on a token that is not chosen anyway, leaves the answer as it was.
+        XCTAssertEqual(try greedy(#","logit_bias":{"\#(first[0])":0}"#).text, plain.text)
+    }
+
+    func testUnsupportedOrMalformedSamplingFieldsAreRefused() throws {
+        let chat = "/v1/chat/completions", message = #""messages":[{"role":"user","content":"x"}],"max_tokens":2"#
+        try assertError(try call("POST", chat, body: #"{\#(message),"logit_bias":[1]}"#), 400, param: "logit_bias")
+        try assertError(try call("POST", chat, body: #"{\#(message),"logit_bias":{"abc":1}}"#), 400, param: "logit_bias")
+        try assertError(try call("POST", chat, body: #"{\#(message),"logit_bias":{"+5":1}}"#), 400, param: "logit_bias")
+        try assertError(try call("POST", chat, body: #"{\#(message),"logit_bias":{"99999999":1}}"#), 400, param: "logit_bias")
+        try assertError(try call("POST", chat, body: #"{\#(message),"logit_bias":{"5":101}}"#), 400, param: "logit_bias")
+        try assertError(try call("POST", chat, body: #"{\#(message),"logit_bias":{"5":"up"}}"#), 400, param: "logit_bias")
+        let tool = #"[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}]"#
+        try assertError(try call("POST", chat, body: #"{\#(message),"tools":\#(tool)}"#), 400, param: "tools")
+        try assertError(try call("POST", chat, body: #"{\#(message),"functions":[{"name":"f"}]}"#), 400, param: "functions")
+        try assertError(try call("POST", chat, body: #"{\#(message),"tool_choice":"auto"}"#), 400, param: "tool_choice")
+        try assertError(try call("POST", "/v1/completions", body: #"{"prompt":"x","max_tokens":2,"best_of":3}"#), 400, param: "best_of")
+        // What asks for nothing is accepted.
+        for accepted in [#"{\#(message),"tools":[],"tool_choice":"none"}"#, #"{\#(message),"logit_bias":{},"function_call":"none"}"#] {
+            XCTAssertEqual(try call("POST", chat, body: accepted).status, 200, accepted)
+        }
+        XCTAssertEqual(try call("POST", "/v1/completions", body: #"{"prompt":"x","max_tokens":2,"best_of":1}"#).status, 200)
+    }
+
     func testJSONObjectTokenizeAndLogprobs() throws {
         let r = try call("POST", "/v1/chat/completions", body: #"{"messages":[{"role":"user","content":"Give JSON"}],"response_format":{"type":"json_object"},"max_tokens":30,"logprobs":true,"top_logprobs":2}"#)
         XCTAssertEqual(r.status, 200, r.body)

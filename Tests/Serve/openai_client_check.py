@@ -356,6 +356,30 @@ def check_stop(context: Context):
     return f"stop {stop!r}"
 
 
+def check_logit_bias(context: Context):
+    """logit_bias through the client: +100 on one token makes the greedy answer that token repeated,
+    -100 on the greedy answer's first token makes it start with another; tools are refused."""
+    status, body = context.raw("POST", "/tokenize", json.dumps({"prompt": " banana"}).encode())
+    expect_equal(status, 200, f"POST /tokenize: {body[:200]!r}")
+    banana = json.loads(body)["tokens"]
+    expect_equal(len(banana), 1, f"' banana' as one SmolLM2 token: {banana}")
+    messages = [{"role": "user", "content": QUESTION}]
+    forced = context.chat(messages=messages, max_tokens=3, temperature=0, logit_bias={str(banana[0]): 100})
+    expect_equal(forced.choices[0].message.content, " banana" * 3, "answer with +100 on ' banana'")
+    plain = context.chat(messages=messages, max_tokens=4, temperature=0, logprobs=True)
+    first = plain.choices[0].logprobs.content[0]
+    status, body = context.raw("POST", "/tokenize", json.dumps({"prompt": first.token}).encode())
+    first_ids = json.loads(body)["tokens"]
+    expect_equal(len(first_ids), 1, f"the first answer token {first.token!r} as one token: {first_ids}")
+    banned = context.chat(messages=messages, max_tokens=4, temperature=0, logprobs=True, logit_bias={str(first_ids[0]): -100})
+    expect(banned.choices[0].logprobs.content[0].token != first.token,
+           f"-100 on {first.token!r} still starts the answer with it: {banned.choices[0].message.content!r}")
+    message = expect_api_error(openai.BadRequestError, lambda: context.chat(
+        messages=messages, max_tokens=4, tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]),
+        "a request with tools")
+    return f"forced {forced.choices[0].message.content!r}; banned {first.token!r}; tools: {message[:60]}"
+
+
 def check_logprobs(context: Context):
     response = context.chat(messages=[{"role": "user", "content": QUESTION}], max_tokens=8, temperature=0,
                             logprobs=True, top_logprobs=3)
@@ -624,6 +648,7 @@ CHECKS = [
     ("seeded requests repeat", check_seed),
     ("stop strings", check_stop),
     ("logprobs and top_logprobs", check_logprobs),
+    ("logit_bias forces and bans tokens; tools refused", check_logit_bias),
     ("prompt cache on a conversation's second turn", check_prompt_cache),
     ("batch invariance (alone and among 7 others)", check_batch_invariance),
     ("bad requests: 4xx with OpenAI error bodies", check_bad_requests),
