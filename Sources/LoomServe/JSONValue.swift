@@ -185,6 +185,9 @@ public indirect enum JSONValue: Equatable, Sendable {
                 guard digits() > 0 else { throw error("invalid number") }
             }
             guard let x = Double(String(decoding: bytes[start..<position], as: UTF8.self)) else { throw error("invalid number") }
+            // 1e309 would become infinity, which JSON cannot express (and which a field's check
+            // would then report as "inf" or "null", not as what the client sent).
+            guard x.isFinite else { throw error("number out of range") }
             return .number(x)
         }
 

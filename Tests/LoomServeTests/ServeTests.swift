@@ -163,6 +163,10 @@ final class JSONValueTests: XCTestCase {
         XCTAssertThrowsError(try JSONValue.parse(Array((String(repeating: "[", count: 100) + String(repeating: "]", count: 100)).utf8))) {
             XCTAssertTrue("\($0)".contains("nesting"))
         }
+        for huge in ["1e309", "[-1e400]", "{\"max_tokens\":123456789e301}"] {
+            XCTAssertThrowsError(try JSONValue.parse(Array(huge.utf8)), huge) { XCTAssertTrue("\($0)".contains("number out of range"), "\($0)") }
+        }
+        XCTAssertEqual(try JSONValue.parse(Array("1.7e308".utf8)), .number(1.7e308))
     }
 }
 
