@@ -40,6 +40,7 @@ public final class ChatSession {
     /// The prompt for the conversation plus `user`: the newest exchanges that fit with room for
     /// `reserve` new tokens. Throws when the system prompt and `user` alone do not fit.
     public func prompt(for user: String, reserve: Int) throws -> (ids: [Int32], droppedExchanges: Int) {
+        try tokenizer.chatTemplate.checkRenderable()
         let window = model.configuration.maxPositionEmbeddings
         let head = system.map { [ChatMessage(role: "system", content: $0)] } ?? []
         let question = ChatMessage(role: "user", content: user)

@@ -223,6 +223,9 @@ struct RequestReader {
 
     /// `/v1/chat/completions`.
     func chat(context: Int) throws -> CompletionRequest {
+        if let reason = tokenizer.chatTemplate.unsupportedReason {
+            throw APIError.invalid("This model cannot be used for chat completions: \(reason).", param: "messages")
+        }
         guard let messagesValue = body["messages"] else {
             throw APIError.invalid("Missing required parameter: 'messages'.", param: "messages", code: "missing_required_parameter")
         }

@@ -1,3 +1,6 @@
+import Foundation
+import LoomSupport
+
 /// One turn of a conversation, as in the OpenAI API and SFT JSONL files.
 public struct ChatMessage: Codable, Equatable, Sendable {
     public var role: String
@@ -54,6 +57,33 @@ public struct ChatTemplate: Sendable {
         let text = String(jinja[start.upperBound..<end.lowerBound])
         // A literal, not an expression (`' + message['content'] + '`).
         return text.contains("'") || text.contains("{") ? nil : text
+    }
+
+    /// Why conversations cannot be rendered for this model, or nil when they can. Loom renders
+    /// ChatML only; a model whose `chat_template` marks turns otherwise (Llama 3's
+    /// `<|start_header_id|>`, Gemma's `<start_of_turn>`, `[INST]` …) would get prompts in a format
+    /// it was not trained on, so the chat paths (`loom chat`, `generate --chat`, the server's chat
+    /// endpoint, the training stages and evaluations) stop with this message instead.
+    public var unsupportedReason: String? {
+        guard !(jinja.contains(messageStart) && jinja.contains(messageEnd)) else { return nil }
+        let what = Self.firstMarker(in: jinja).map { "it marks turns with \($0)" }
+            ?? "its chat_template begins \(JSONString.quoted(jinja.count > 120 ? String(jinja.prefix(120)) + "…" : jinja))"
+        return "the model's chat template does not use ChatML's \(messageStart) … \(messageEnd) turns, the only chat format Loom renders "
+            + "(\(what)); chatting with it or training it on conversations would use a format it was not trained on. "
+            + "Plain-text prompts work: loom generate without --chat, or /v1/completions"
+    }
+
+    /// The first turn marker a template writes: `<|name|>`, `<name>` (letters and `_`) or `[INST]`.
+    static func firstMarker(in jinja: String) -> String? {
+        let pattern = try! NSRegularExpression(pattern: #"<\|[A-Za-z_]+\|>|<[A-Za-z_]+>|\[INST\]"#)
+        guard let match = pattern.firstMatch(in: jinja, range: NSRange(jinja.startIndex..., in: jinja)),
+              let range = Range(match.range, in: jinja) else { return nil }
+        return String(jinja[range])
+    }
+
+    /// Throws `unsupportedReason`, naming `file` (the tokenizer's directory or file) when known.
+    public func checkRenderable(file: String? = nil) throws {
+        if let reason = unsupportedReason { throw TokenizerError(file: file, reason) }
     }
 
     /// `messages` with the template's default system message in front when they need it.

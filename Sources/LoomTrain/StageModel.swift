@@ -20,6 +20,7 @@ struct StageModel {
     init(loading directory: URL, heads: LlamaModel.Heads, settings: StageSettings, maxLength requested: Int?, stage: String) throws {
         Threading.configure(threads: settings.threads)
         (model, tokenizer) = try ModelDirectory.load(directory, heads: heads, keepQuantized: false)
+        try tokenizer.chatTemplate.checkRenderable(file: directory.path)
         let context = model.configuration.maxPositionEmbeddings
         try checkMaxLength(requested, contextLength: context, templateTokens: chatTemplateTokens(tokenizer), stage: stage)
         encoder = ChatEncoder(tokenizer: tokenizer)

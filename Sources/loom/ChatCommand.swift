@@ -32,6 +32,7 @@ struct ChatCommand: ParsableCommand {
     func run() throws {
         Threading.configure(threads: threads)
         let (model, tokenizer) = try loadModelAndTokenizer(model, adapter: adapter)
+        try tokenizer.chatTemplate.checkRenderable(file: self.model)
         guard sampling.maxTokens < model.configuration.maxPositionEmbeddings else {
             throw ValidationError("--max-tokens \(sampling.maxTokens) leaves no room for the conversation in the model's context of \(model.configuration.maxPositionEmbeddings)")
         }

@@ -66,6 +66,11 @@ struct EvalCommand: ParsableCommand {
     func run() throws {
         Threading.configure(threads: threads)
         let (model, tokenizer) = try loadModelAndTokenizer(model)
+        // Exact match prompts in chat turns unless it is given few-shot examples; in-context too
+        // with --format chat.
+        if (task == .exactMatch && fewShot == nil) || (task == .inContext && format == .chat) {
+            try tokenizer.chatTemplate.checkRenderable(file: self.model)
+        }
         switch task {
         case .exactMatch:
             guard let prompts else { throw ValidationError("--task exact-match needs --prompts FILE") }

@@ -40,6 +40,7 @@ struct GenerateCommand: ParsableCommand {
         Threading.configure(threads: threads)
         try sampling.parameters.validate()
         let (model, tokenizer) = try loadModelAndTokenizer(model, adapter: adapter)
+        if chat { try tokenizer.chatTemplate.checkRenderable(file: self.model) }
         let text = chat ? tokenizer.chatTemplate.render([ChatMessage(role: "user", content: prompt)], addGenerationPrompt: true) : prompt
         let ids = tokenizer.encode(text).map(Int32.init)
         guard !ids.isEmpty else { throw ValidationError("--prompt is empty") }

@@ -288,3 +288,21 @@ final class EngineShutdownTests: XCTestCase {
 extension InferenceEngine {
     func started() -> InferenceEngine { start(); return self }
 }
+
+final class OpenAIRequestTests: XCTestCase {
+    /// A model whose chat template is not ChatML: chat requests get a 400 that says why (the
+    /// server would otherwise prompt it in a format it was not trained on); completions still work.
+    func testChatNeedsAChatMLTemplate() throws {
+        let tokenizer = ByteLevelBPETokenizer.train(texts: TinyChatModel.texts, vocabSize: 300)
+        tokenizer.chatTemplate.jinja = "{% for m in messages %}{{ '<start_of_turn>' + m['role'] + '\\n' + m['content'] + '<end_of_turn>\\n' }}{% endfor %}"
+        let chat = try RequestReader(body: JSONValue.parse(Array(#"{"messages":[{"role":"user","content":"hi"}]}"#.utf8)), tokenizer: tokenizer, maxChoices: 4)
+        XCTAssertThrowsError(try chat.chat(context: 64)) { error in
+            let api = error as? APIError
+            XCTAssertEqual(api?.status, 400)
+            XCTAssertEqual(api?.param, "messages")
+            XCTAssertTrue(api?.message.contains("it marks turns with <start_of_turn>") == true, "\(error)")
+        }
+        let completion = try RequestReader(body: JSONValue.parse(Array(#"{"prompt":"The quick"}"#.utf8)), tokenizer: tokenizer, maxChoices: 4)
+        XCTAssertEqual(try completion.completion(context: 64, vocabulary: tokenizer.vocabularySize).prompts.count, 1)
+    }
+}

@@ -35,6 +35,27 @@ final class ChatTemplateTests: XCTestCase {
         XCTAssertEqual(tokenizer.decode(ids), template.render([ChatMessage(role: "user", content: "Hi")], addGenerationPrompt: true))
     }
 
+    /// Loom renders ChatML only: ChatML templates (its own, SmolLM2's) are renderable; a template
+    /// with other turn markers is refused with a message that says which format it is and what
+    /// still works, rather than rendered as ChatML.
+    func testOnlyChatMLTemplatesAreRendered() throws {
+        XCTAssertNil(ChatTemplate.chatML.unsupportedReason)
+        var smolLM2 = ChatTemplate.chatML
+        smolLM2.jinja = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are SmolLM<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}"
+        XCTAssertNoThrow(try smolLM2.checkRenderable())
+        var llama3 = ChatTemplate.chatML
+        llama3.jinja = "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+        XCTAssertThrowsError(try llama3.checkRenderable(file: "/models/llama3")) { error in
+            let message = "\(error)"
+            XCTAssertTrue(message.hasPrefix("/models/llama3: the model's chat template does not use ChatML"), message)
+            XCTAssertTrue(message.contains("<|start_header_id|>"), message)
+            XCTAssertTrue(message.contains("loom generate without --chat"), message)
+        }
+        XCTAssertEqual(ChatTemplate.firstMarker(in: "{{ bos_token }}{% for m in messages %}{{ '<start_of_turn>' + m['role'] }}"), "<start_of_turn>")
+        XCTAssertEqual(ChatTemplate.firstMarker(in: "{{ bos_token }}{% if x < 3 %}{{ '[INST] ' + m['content'] + ' [/INST]' }}"), "[INST]")
+        XCTAssertNil(ChatTemplate.firstMarker(in: "{% for m in messages %}{{ m['role'] + ': ' + m['content'] }}{% endfor %}"))
+    }
+
     func testAssistantMaskCoversExactlyAssistantContentAndImEnd() {
         let tokenizer = Reference.trainTiny()
         let template = tokenizer.chatTemplate

@@ -12,6 +12,7 @@ final class CommandFlagTests: XCTestCase {
         let process = Process()
         process.executableURL = CheckpointFaultTests.loom
         process.arguments = arguments
+        process.standardInput = FileHandle.nullDevice
         if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         let pipe = Pipe()
         process.standardOutput = pipe; process.standardError = pipe
@@ -108,5 +109,29 @@ final class CommandFlagTests: XCTestCase {
             XCTAssertTrue(refused.output.contains("LOOM_BF16_EMULATION=1"), refused.output)
             XCTAssertFalse(FileManager.default.fileExists(atPath: out.path), "nothing is written")
         }
+    }
+
+    /// A model whose chat template is not ChatML (here Llama 3's): every command that would put
+    /// conversations into ChatML for it stops and says why; plain-text generation still works.
+    func testNonChatMLTemplateIsRefusedWhereConversationsAreRendered() throws {
+        let model = try AlignmentTestModel.make()
+        defer { try? FileManager.default.removeItem(at: model) }
+        let configURL = model.appendingPathComponent("tokenizer_config.json")
+        var config = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: configURL)) as? [String: Any])
+        config["chat_template"] = "{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + message['content'] + '<|eot_id|>' }}{% endfor %}"
+        try JSONSerialization.data(withJSONObject: config).write(to: configURL)
+        let data = try AlignmentTestModel.write([#"{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"yes"}]}"#], "chat-sft")
+        let prompts = try AlignmentTestModel.write([#"{"prompt":"what is 1 plus one?","answer":"2"}"#], "chat-prompts")
+        let out = AlignmentTestModel.temporary("chat-refused")
+        defer { [data, prompts, out].forEach { try? FileManager.default.removeItem(at: $0) } }
+        for command in [["chat", "--model", model.path], ["generate", "--model", model.path, "--prompt", "hi", "--chat"],
+                        ["sft", "--model", model.path, "--data", data.path, "--out", out.path, "--steps", "1"],
+                        ["eval", "--model", model.path, "--task", "exact-match", "--prompts", prompts.path]] {
+            let refused = try loom(command)
+            XCTAssertNotEqual(refused.status, 0, "\(command[0]): \(refused.output)")
+            XCTAssertTrue(refused.output.contains("\(model.path): the model's chat template does not use ChatML"), "\(command[0]): \(refused.output)")
+        }
+        let plain = try loom(["generate", "--model", model.path, "--prompt", "hi", "--max-tokens", "2"])
+        XCTAssertEqual(plain.status, 0, plain.output)
     }
 }
