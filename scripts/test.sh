@@ -71,9 +71,9 @@ passed=$(( executed - failed - skipped ))
 # compiled with -O even in debug (Package.swift), so its numeric code is optimized as in release,
 # and a release build of the dependencies (SwiftNIO, Hummingbird) would add many minutes.
 loom="$(swift build --show-bin-path)/loom"
-echo "== fuzz (fixed cases + 300 mutated inputs)"
+echo "== fuzz (fixed cases + 300 mutated inputs + 300 mutated requests to loom serve)"
 rm -rf .build/fuzz-failures
-if python3 Benchmarks/fuzz/fuzz.py --loom "$loom" --cases 300 --seed 1 \
+if python3 Benchmarks/fuzz/fuzz.py --loom "$loom" --cases 300 --seed 1 --serve-requests 300 \
         --keep .build/fuzz-failures; then
     passed=$(( passed + 1 ))
 else

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Fuzzes the `loom` command line with inputs mutated from valid ones.
 
-    Benchmarks/fuzz/fuzz.py --loom .build/release/loom --cases 300 --seed 1   # the short run (scripts/test.sh)
-    Benchmarks/fuzz/fuzz.py --loom .build/release/loom --cases 3000 --seed 2026 --summary Benchmarks/results/fuzz/summary.md
+    Benchmarks/fuzz/fuzz.py --loom .build/release/loom --cases 300 --seed 1 --serve-requests 300   # the short run (scripts/test.sh)
+    Benchmarks/fuzz/fuzz.py --loom .build/release/loom --cases 3000 --seed 2026 --serve-requests 3000 --summary Benchmarks/results/fuzz/summary.md
 
 First it builds a tiny valid world in a temporary folder (a prepared corpus, a 2-layer model
 pretrained for 2 steps, instruction-task JSONL files), then runs
@@ -17,12 +17,19 @@ pretrained for 2 steps, instruction-task JSONL files), then runs
   rejected. A GGUF file that `loom import gguf` accepts is then used: `loom generate` on the
   imported directory is a case of its own (it may refuse the model, with a message, never crash).
 
+With `--serve-requests N`, it then starts `loom serve` on the fuzz's model (a short context, an API
+key) and sends N request bodies mutated from valid ones (chat and text completions with every
+sampling field, streamed and not, token-id prompts, /tokenize, /detokenize). A request fails on a
+dropped connection, a status other than 200, 400, 413 or 503, or an error status without an OpenAI
+error body; after the last one the server must still answer /health.
+
 A case fails on a crash (killed by a signal, or Swift's "Fatal error"), a hang (no exit within
 --timeout seconds), an exit 0 for an input that must be rejected, or a rejection without a
 message. Failing inputs are kept under --keep for reproduction. The exit status is 1 when any
 case failed. Only the Python standard library is used.
 """
 import argparse
+import http.client
 import json
 import math
 import os
@@ -624,6 +631,75 @@ def mutated_case(root, rng, index):
 
 
 # ----------------------------------------------------------------------------------------------
+# Requests to `loom serve`
+
+SERVE_REQUESTS = [
+    ("/v1/chat/completions", {"model": "m", "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "Line 3: the"}],
+                              "max_tokens": 4, "temperature": 0.7, "top_p": 0.9, "seed": 3, "stop": ["\n"], "n": 2, "logprobs": True,
+                              "top_logprobs": 2, "stream": False}),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": [{"type": "text", "text": "give json"}]}], "max_tokens": 6,
+                              "response_format": {"type": "json_object"}, "stream": True, "stream_options": {"include_usage": True},
+                              "logit_bias": {"5": 10}}),
+    ("/v1/completions", {"prompt": ["Line 3: the", "Document 1."], "max_tokens": 4, "logprobs": 2, "presence_penalty": 0.5,
+                         "frequency_penalty": 0.5, "top_k": 5}),
+    ("/v1/completions", {"prompt": [[1, 2, 3], [4, 5]], "max_tokens": 3, "stream": True}),
+    ("/tokenize", {"prompt": "Line 3: the lazy dog"}),
+    ("/tokenize", {"messages": [{"role": "user", "content": "hi"}]}),
+    ("/detokenize", {"tokens": [1, 2, 3]}),
+]
+
+
+def serve_request(port, path, body, timeout):
+    """(status, body) of one POST, or (None, the error) when the connection failed."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request("POST", path, body=body, headers={"Content-Type": "application/json", "Authorization": "Bearer fuzz"})
+        response = connection.getresponse()
+        return response.status, response.read()
+    except (OSError, http.client.HTTPException) as error:
+        return None, repr(error).encode()
+    finally:
+        connection.close()
+
+
+def serve_problem(status, body):
+    """Why a response to a (possibly malformed) request is wrong, or None."""
+    if status is None:
+        return f"no response ({body.decode(errors='replace')})"
+    if status not in (200, 400, 413, 503):
+        return f"HTTP {status}"
+    if status != 200:
+        try:
+            error = json.loads(body)["error"]
+            if not (isinstance(error, dict) and error.get("message")):
+                return f"HTTP {status} without an error message"
+        except (ValueError, KeyError, TypeError):
+            return f"HTTP {status} without an OpenAI error body"
+    return None
+
+
+def fuzz_server(root, rng, requests, timeout, judge):
+    """Mutated requests against `loom serve` on the fuzz's model; each is judged as a case."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "Tests", "Serve"))
+    from serve_process import LoomServer  # standard library only
+    with LoomServer(LOOM, os.path.join(root, "base"), api_key="fuzz",
+                    extra_args=["--context", "64", "--parallel", "4", "--threads", "1"], startup_timeout=timeout * 2) as server:
+        for _ in range(requests):
+            path, valid = rng.choice(SERVE_REQUESTS)
+            if rng.random() < 0.7:
+                body = json.dumps(mutate_json_value(json.loads(json.dumps(valid)), rng)).encode()
+            else:
+                body = mutate_bytes(json.dumps(valid).encode(), rng)
+            started = time.time()
+            status, answer = serve_request(server.port, path, body, timeout)
+            outcome = Outcome(0 if status == 200 else 1, "", time.time() - started, False)
+            judge("serve " + path, [path, body.decode(errors="replace")[:300]], outcome, False, None, [],
+                  problem=serve_problem(status, answer))
+        status, answer = serve_request(server.port, "/tokenize", b'{"prompt": "still there?"}', timeout)
+        problem = None if status == 200 and server.alive() else \
+            f"the server no longer answers: {serve_problem(status, answer) or status}" if server.alive() else "the server process exited"
+        judge("serve alive at the end", ["/tokenize"], Outcome(0 if problem is None else 1, "", 0, False), False, None, [], problem=problem)
+
 
 LOOM = None
 
@@ -646,6 +722,7 @@ def main():
     parser.add_argument("--timeout", type=float, default=60, help="seconds before a case counts as a hang")
     parser.add_argument("--keep", default=None, help="folder for the inputs of failing cases")
     parser.add_argument("--summary", default=None, help="write a Markdown summary here")
+    parser.add_argument("--serve-requests", type=int, default=0, help="mutated requests to `loom serve` after the command-line cases")
     args = parser.parse_args()
     LOOM = os.path.abspath(args.loom)
     if not os.access(LOOM, os.X_OK):
@@ -656,16 +733,18 @@ def main():
     failures, counts, rejected, accepted = [], {}, 0, 0
     slowest = (0.0, "")
 
-    def judge(name, arguments, outcome, must_fail, expect, files, fixed_case=False):
+    def judge(name, arguments, outcome, must_fail, expect, files, fixed_case=False, problem=None):
         nonlocal rejected, accepted, slowest
-        kind = "fixed" if fixed_case else name.split(" ")[0]
+        kind = "fixed" if fixed_case else name.split(" ")[0] if not name.startswith("serve ") else " ".join(name.split(" ")[:2])
         tally = counts.setdefault(kind, [0, 0])
         tally[0] += 1
         tally[1] += outcome.code != 0
         if outcome.seconds > slowest[0]:
             slowest = (outcome.seconds, name)
-        problem = None
-        if outcome.timed_out:
+        # Server requests come with their verdict (serve_problem); command runs are judged here.
+        if name.startswith("serve "):
+            pass
+        elif outcome.timed_out:
             problem = f"hang (no exit within {args.timeout:.0f} s)"
         elif outcome.crashed:
             problem = f"crash (exit {outcome.code})"
@@ -710,12 +789,15 @@ def main():
                 judge(case.kind.split(" ")[0] + "-then-" + case.then[0], case.then, then, False, None, case.files)
             shutil.rmtree(os.path.join(root, f"case{index}"), ignore_errors=True)
             shutil.rmtree(os.path.join(root, "out"), ignore_errors=True)
+        if args.serve_requests:
+            fuzz_server(root, rng, args.serve_requests, args.timeout, judge)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
     seconds = time.time() - started
     total = len(fixed) + args.cases
-    line = (f"fuzz: {total} cases ({len(fixed)} fixed, {args.cases} mutated, seed {args.seed}) in {seconds:.0f} s: "
+    served = f", {args.serve_requests} server requests" if args.serve_requests else ""
+    line = (f"fuzz: {total} cases ({len(fixed)} fixed, {args.cases} mutated{served}, seed {args.seed}) in {seconds:.0f} s: "
             f"{rejected} rejected, {accepted} accepted, {len(failures)} failed; slowest {slowest[0]:.1f} s ({slowest[1]})")
     print(line)
     print("  " + ", ".join(f"{kind} {tally[1]}/{tally[0]} rejected" for kind, tally in sorted(counts.items())))
@@ -729,7 +811,8 @@ def main():
         changed = dirty()  # before the summary itself is rewritten
         with open(args.summary, "w") as f:
             f.write("# Fuzzing the loom command line\n\n")
-            f.write(f"`python3 Benchmarks/fuzz/fuzz.py --loom .build/release/loom --cases {args.cases} --seed {args.seed} "
+            serve = f"--serve-requests {args.serve_requests} " if args.serve_requests else ""
+            f.write(f"`python3 Benchmarks/fuzz/fuzz.py --loom .build/release/loom --cases {args.cases} --seed {args.seed} {serve}"
                     f"--summary {args.summary}`\n\n")
             f.write(line.replace("fuzz: ", "") + "\n\n")
             f.write(f"Built from commit {commit or '(unknown)'}{' with local changes' if commit and changed else ''}. "
