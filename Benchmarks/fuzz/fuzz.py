@@ -735,14 +735,16 @@ def main():
 
     def judge(name, arguments, outcome, must_fail, expect, files, fixed_case=False, problem=None):
         nonlocal rejected, accepted, slowest
-        kind = "fixed" if fixed_case else name.split(" ")[0] if not name.startswith("serve ") else " ".join(name.split(" ")[:2])
+        # Tallied by input kind: "fixed", a case's first word ("gguf"), or "serve" and its endpoint.
+        words = name.split(" ")
+        kind = "fixed" if fixed_case else " ".join(words[:2]) if words[0] == "serve" else words[0]
         tally = counts.setdefault(kind, [0, 0])
         tally[0] += 1
         tally[1] += outcome.code != 0
         if outcome.seconds > slowest[0]:
             slowest = (outcome.seconds, name)
         # Server requests come with their verdict (serve_problem); command runs are judged here.
-        if name.startswith("serve "):
+        if words[0] == "serve":
             pass
         elif outcome.timed_out:
             problem = f"hang (no exit within {args.timeout:.0f} s)"

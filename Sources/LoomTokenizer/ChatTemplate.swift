@@ -73,10 +73,12 @@ public struct ChatTemplate: Sendable {
             + "Plain-text prompts work: loom generate without --chat, or /v1/completions"
     }
 
-    /// The first turn marker a template writes: `<|name|>`, `<name>` (letters and `_`) or `[INST]`.
+    /// A turn marker: `<|name|>`, `<name>` (letters and `_`) or `[INST]`.
+    private static let markerPattern = try? NSRegularExpression(pattern: #"<\|[A-Za-z_]+\|>|<[A-Za-z_]+>|\[INST\]"#)
+
+    /// The first turn marker a template writes, for the message that refuses it.
     static func firstMarker(in jinja: String) -> String? {
-        let pattern = try! NSRegularExpression(pattern: #"<\|[A-Za-z_]+\|>|<[A-Za-z_]+>|\[INST\]"#)
-        guard let match = pattern.firstMatch(in: jinja, range: NSRange(jinja.startIndex..., in: jinja)),
+        guard let match = markerPattern?.firstMatch(in: jinja, range: NSRange(jinja.startIndex..., in: jinja)),
               let range = Range(match.range, in: jinja) else { return nil }
         return String(jinja[range])
     }
