@@ -58,7 +58,9 @@ public enum ModelDirectory {
         guard tokenizer.vocabularySize <= configuration.vocabularySize else {
             throw ConfigurationError("\(where_): tokenizer.json has \(tokenizer.vocabularySize) tokens but config.json's vocab_size is \(configuration.vocabularySize): the tokenizer does not belong to this model")
         }
-        for (field, id) in [("bos_token_id", configuration.bosTokenID), ("eos_token_id", configuration.eosTokenID), ("pad_token_id", configuration.padTokenID)] {
+        let specialIDs = [("bos_token_id", configuration.bosTokenID)] + configuration.endTokenIDs.map { ("eos_token_id", $0) }
+            + [("pad_token_id", configuration.padTokenID)]
+        for (field, id) in specialIDs {
             guard let id else { continue }
             guard id >= 0 && id < tokenizer.vocabularySize else {
                 throw ConfigurationError("\(where_): config.json's \(field) \(id) is not a token of tokenizer.json (\(tokenizer.vocabularySize) tokens)")

@@ -54,7 +54,7 @@ public final class LlamaModel {
         self.heads = heads
         self.parameters = parameters
         quantizedWeights = quantized
-        rotary = RotaryTable(headDim: c.headDim, maxPositions: c.maxPositionEmbeddings, theta: c.ropeTheta)
+        rotary = RotaryTable(headDim: c.headDim, maxPositions: c.maxPositionEmbeddings, inverseFrequencies: c.rotaryInverseFrequencies)
         let p = parameters
         layers = (0..<c.layerCount).map { i in
             let prefix = "model.layers.\(i)."

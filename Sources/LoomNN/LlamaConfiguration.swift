@@ -17,6 +17,14 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
     public var bosTokenID: Int?
     public var eosTokenID: Int?
     public var padTokenID: Int?
+    /// End-of-sequence ids after the first, when `eos_token_id` is a list (Llama 3.1 Instruct:
+    /// `[128001, 128008, 128009]`); generation stops at any of `endTokenIDs`.
+    public var additionalEOSTokenIDs: [Int] = []
+    /// The RoPE scaling the checkpoint was trained with; nil for plain RoPE.
+    public var ropeScaling: RopeScaling?
+
+    /// Every end-of-sequence id of `eos_token_id` (none, one, or the list).
+    public var endTokenIDs: [Int] { (eosTokenID.map { [$0] } ?? []) + additionalEOSTokenIDs }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case vocabularySize = "vocab_size"
@@ -42,16 +50,22 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
         case torchDtype = "torch_dtype"
         case ropeScaling = "rope_scaling"
         case ropeParameters = "rope_parameters"
+        case slidingWindow = "sliding_window"
     }
+
+    /// The `model_type`s Loom runs: Llama, and Mistral when it has no sliding-window attention
+    /// shorter than its context (then it is the same network under another name).
+    public static let supportedModelTypes = ["llama", "mistral"]
 
     public init(vocabularySize: Int, hiddenSize: Int, intermediateSize: Int, layerCount: Int, headCount: Int,
                 kvHeadCount: Int, maxPositionEmbeddings: Int, rmsNormEps: Float = 1e-5, ropeTheta: Double = 10000,
-                tieWordEmbeddings: Bool = true, bosTokenID: Int? = nil, eosTokenID: Int? = nil, padTokenID: Int? = nil) {
+                tieWordEmbeddings: Bool = true, bosTokenID: Int? = nil, eosTokenID: Int? = nil, padTokenID: Int? = nil,
+                ropeScaling: RopeScaling? = nil) {
         self.vocabularySize = vocabularySize; self.hiddenSize = hiddenSize; self.intermediateSize = intermediateSize
         self.layerCount = layerCount; self.headCount = headCount; self.kvHeadCount = kvHeadCount
         self.maxPositionEmbeddings = maxPositionEmbeddings; self.rmsNormEps = rmsNormEps; self.ropeTheta = ropeTheta
         self.tieWordEmbeddings = tieWordEmbeddings; self.bosTokenID = bosTokenID; self.eosTokenID = eosTokenID
-        self.padTokenID = padTokenID
+        self.padTokenID = padTokenID; self.ropeScaling = ropeScaling
     }
 
     public var headDim: Int { hiddenSize / headCount }
@@ -69,22 +83,38 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
         kvHeadCount = try c.decodeIfPresent(Int.self, forKey: .kvHeadCount) ?? headCount
         maxPositionEmbeddings = try c.decodeIfPresent(Int.self, forKey: .maxPositionEmbeddings) ?? 2048
         rmsNormEps = try c.decodeIfPresent(Float.self, forKey: .rmsNormEps) ?? 1e-6
-        // transformers 5 moved rope_theta into rope_parameters.
-        struct RopeParameters: Decodable { var rope_theta: Double?; var rope_type: String? }
-        let ropeParameters = try? c.decodeIfPresent(RopeParameters.self, forKey: .ropeParameters)
-        ropeTheta = try c.decodeIfPresent(Double.self, forKey: .ropeTheta) ?? ropeParameters?.rope_theta ?? 10000
+        if let type = try c.decodeIfPresent(String.self, forKey: .modelType), !Self.supportedModelTypes.contains(type) {
+            throw ConfigurationError("model_type \"\(type)\" is not supported (Loom runs Llama-architecture models: model_type \(Self.supportedModelTypes.map { "\"\($0)\"" }.joined(separator: " or ")))")
+        }
+        if let window = try c.decodeIfPresent(Int.self, forKey: .slidingWindow), window < maxPositionEmbeddings {
+            throw ConfigurationError("sliding_window \(window) is shorter than max_position_embeddings \(maxPositionEmbeddings): sliding-window attention is not supported (Loom attends over the whole context)")
+        }
+        // transformers 4 writes rope_theta and rope_scaling; transformers 5 writes both inside
+        // rope_parameters (and still reads the older form).
+        let scalingFields = try c.decodeIfPresent(RopeScaling.Fields.self, forKey: .ropeScaling)
+        let parameterFields = try c.decodeIfPresent(RopeScaling.Fields.self, forKey: .ropeParameters)
+        ropeTheta = try c.decodeIfPresent(Double.self, forKey: .ropeTheta) ?? parameterFields?.rope_theta ?? 10000
+        if let fields = parameterFields, fields.kind != nil {
+            ropeScaling = try RopeScaling.parse(fields, key: CodingKeys.ropeParameters.rawValue)
+        } else if let fields = scalingFields {
+            ropeScaling = try RopeScaling.parse(fields, key: CodingKeys.ropeScaling.rawValue)
+        }
         tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? false
         bosTokenID = try? c.decodeIfPresent(Int.self, forKey: .bosTokenID)
-        eosTokenID = try? c.decodeIfPresent(Int.self, forKey: .eosTokenID)
+        // eos_token_id is one id or a list of them; anything else is treated as absent, like
+        // the other special-token fields (null, or a token string from old checkpoints).
+        if let one = try? c.decodeIfPresent(Int.self, forKey: .eosTokenID) {
+            eosTokenID = one
+        } else if let list = try? c.decodeIfPresent([Int].self, forKey: .eosTokenID), let first = list.first {
+            eosTokenID = first
+            additionalEOSTokenIDs = Array(list.dropFirst().filter { $0 != first })
+        }
         padTokenID = try? c.decodeIfPresent(Int.self, forKey: .padTokenID)
         if let act = try c.decodeIfPresent(String.self, forKey: .hiddenAct), act != "silu" {
             throw ConfigurationError("hidden_act \"\(act)\" is not supported (Loom implements silu / SwiGLU)")
         }
         if try c.decodeIfPresent(Bool.self, forKey: .attentionBias) == true || c.decodeIfPresent(Bool.self, forKey: .mlpBias) == true {
             throw ConfigurationError("attention_bias / mlp_bias are not supported")
-        }
-        if let type = ropeParameters?.rope_type, type != "default" {
-            throw ConfigurationError("rope_parameters.rope_type \"\(type)\" is not supported (only default RoPE)")
         }
         if let headDim = try c.decodeIfPresent(Int.self, forKey: .headDim), headDim != hiddenSize / headCount {
             throw ConfigurationError("head_dim \(headDim) differs from hidden_size / num_attention_heads")
@@ -111,8 +141,10 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
         try c.encode(false, forKey: .attentionBias)
         try c.encode(false, forKey: .mlpBias)
         try c.encode("float32", forKey: .torchDtype)
+        try c.encodeIfPresent(ropeScaling?.fields, forKey: .ropeScaling)
         try c.encodeIfPresent(bosTokenID, forKey: .bosTokenID)
-        try c.encodeIfPresent(eosTokenID, forKey: .eosTokenID)
+        if additionalEOSTokenIDs.isEmpty { try c.encodeIfPresent(eosTokenID, forKey: .eosTokenID) }
+        else { try c.encode(endTokenIDs, forKey: .eosTokenID) }
         try c.encodeIfPresent(padTokenID, forKey: .padTokenID)
     }
 
@@ -144,6 +176,7 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
         try bounded(kvHeadCount, "num_key_value_heads", headCount)
         try check(rmsNormEps.isFinite && rmsNormEps > 0, "rms_norm_eps must be a positive number, got \(rmsNormEps)")
         try check(ropeTheta.isFinite && ropeTheta > 0, "rope_theta must be a positive number, got \(ropeTheta)")
+        try ropeScaling?.validate()
         try check(hiddenSize > 0 && headCount > 0 && hiddenSize % headCount == 0,
                   "hidden_size (\(hiddenSize)) must be a positive multiple of num_attention_heads (\(headCount))")
         try check(kvHeadCount > 0 && headCount % kvHeadCount == 0,

@@ -159,7 +159,7 @@ public final class InferenceEngine: @unchecked Sendable {
         self.context = context; self.queueLimit = queueLimit; self.metrics = metrics
         var stops: Set<Int32> = [Int32(tokenizer.endOfTextID)]
         if let end = tokenizer.tokenID("<|im_end|>") { stops.insert(Int32(end)) }
-        if let eos = model.configuration.eosTokenID { stops.insert(Int32(eos)) }
+        for eos in model.configuration.endTokenIDs { stops.insert(Int32(eos)) }
         stopTokens = stops
         cache = KVCache(model: model, batch: slots, capacity: context)
         cache.commitMemory()   // resident memory stays flat under load (see KVCache.commitMemory)

@@ -79,6 +79,36 @@ final class LlamaParityTests: XCTestCase {
         try checkForwardAndGradients("llama-tiny-tied")
     }
 
+    /// RoPE scaling from config.json (transformers 5's rope_parameters): Llama 3.1's and linear
+    /// position interpolation, each against transformers on the same weights; and the same weights
+    /// with plain RoPE give logits far from the reference, so a scaling left unapplied fails.
+    func testRopeScalingMatchesTransformers() throws {
+        for (name, expected) in [("llama-tiny-rope-llama3", RopeScaling.llama3(factor: 4, lowFrequencyFactor: 1, highFrequencyFactor: 4, originalMaxPositions: 8)),
+                                 ("llama-tiny-rope-linear", RopeScaling.linear(factor: 2))] {
+            let r = try loadReference(name)
+            XCTAssertEqual(r.model.configuration.ropeScaling, expected, name)
+            try checkForwardAndGradients(name)
+
+            var plain = r.model.configuration
+            plain.ropeScaling = nil
+            let unscaled = LlamaModel(configuration: plain, heads: r.model.heads)
+            unscaled.parameters.copyValues(from: r.model.parameters)
+            let logits = unscaled.logits(tokens: r.tokens, batch: r.batch, sequence: r.sequence)
+            let reference = r.tensors["logits"]!
+            var largest: Float = 0
+            for i in 0..<logits.count { largest = max(largest, abs(logits.data[i] - reference.data[i])) }
+            XCTAssertGreaterThan(largest, 1e-2, "\(name): plain RoPE should not match the scaled reference")
+
+            // Saved and loaded again, the scaling survives (as rope_scaling, which transformers 4.45+ and 5 read).
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("loom-rope-\(UUID())")
+            defer { try? FileManager.default.removeItem(at: dir) }
+            try r.model.save(directory: dir)
+            let saved = try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("config.json"))) as! [String: Any]
+            XCTAssertNotNil(saved["rope_scaling"] as? [String: Any], name)
+            XCTAssertEqual(try LlamaModel.load(directory: dir).configuration, r.model.configuration, name)
+        }
+    }
+
     func testSaveLoadRoundTripIsBitExact() throws {
         let r = try loadReference("llama-tiny")
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("loom-roundtrip-\(UUID())")

@@ -8,12 +8,15 @@ tests read (Tests/LoomNNTests/Reference/).
     python Tests/Reference/make_llama_reference.py --check         # regenerate into a temp dir and
                                                                    # compare with the committed files
 
-Two cases are written under the output root:
+Four cases are written under the output root:
 
   llama-tiny/       untied embeddings: config.json, model.safetensors, reference.safetensors
                     (input_ids, logits, loss, grad.<name>, adam.losses, adam2.<name>), reference.json
   llama-tiny-tied/  tie_word_embeddings = true: the same without the AdamW steps; the safetensors hold
                     no lm_head.weight, and the gradient of the shared matrix is grad.model.embed_tokens.weight
+  llama-tiny-rope-llama3/, llama-tiny-rope-linear/
+                    tied, with RoPE scaling (Llama 3.1's, and linear position interpolation) in
+                    config.json's rope_parameters, as transformers 5 writes it
 
 Everything is deterministic: a fixed seed, one thread (so reductions happen in one order), and the
 same torch version as scripts/setup_python.sh installs; --check therefore expects agreement to 1e-6.
@@ -61,14 +64,23 @@ MODEL = dict(
 ADAMW = dict(lr=1e-2, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
 ADAM_STEPS = 2
 
+# RoPE scalings: small original contexts so that, at the 16 positions of the batch, the scaled
+# frequencies differ from plain RoPE's in every pair (llama3: pair 0 is blended, the others divided).
+ROPE_LLAMA3 = dict(rope_type="llama3", factor=4.0, low_freq_factor=1.0, high_freq_factor=4.0,
+                   original_max_position_embeddings=8)
+ROPE_LINEAR = dict(rope_type="linear", factor=2.0)
+
 CASES = {
     "llama-tiny": dict(tie_word_embeddings=False, adam=True),
     "llama-tiny-tied": dict(tie_word_embeddings=True, adam=False),
+    "llama-tiny-rope-llama3": dict(tie_word_embeddings=True, adam=False, rope_scaling=ROPE_LLAMA3),
+    "llama-tiny-rope-linear": dict(tie_word_embeddings=True, adam=False, rope_scaling=ROPE_LINEAR),
 }
 
 
-def build_model(tie: bool) -> LlamaForCausalLM:
-    config = LlamaConfig(**MODEL, tie_word_embeddings=tie, attn_implementation="eager")
+def build_model(tie: bool, rope_scaling: dict | None = None) -> LlamaForCausalLM:
+    extra = {"rope_scaling": dict(rope_scaling)} if rope_scaling else {}
+    config = LlamaConfig(**MODEL, tie_word_embeddings=tie, attn_implementation="eager", **extra)
     model = LlamaForCausalLM(config)
     model.config._attn_implementation = "eager"
     with torch.no_grad():
@@ -88,9 +100,9 @@ def loss_and_logits(model: LlamaForCausalLM, input_ids: torch.Tensor):
     return out.loss, out.logits
 
 
-def generate_case(out_dir: Path, name: str, tie: bool, adam: bool) -> None:
+def generate_case(out_dir: Path, name: str, tie: bool, adam: bool, rope_scaling: dict | None = None) -> None:
     torch.manual_seed(SEED)
-    model = build_model(tie)
+    model = build_model(tie, rope_scaling)
     input_ids = torch.randint(0, MODEL["vocab_size"], (BATCH, SEQ_LEN), dtype=torch.long)
 
     case_dir = out_dir / name
@@ -156,7 +168,8 @@ def generate_case(out_dir: Path, name: str, tie: bool, adam: bool) -> None:
         "batch_size": BATCH,
         "seq_len": SEQ_LEN,
         "weight_init": f"2-D weights normal(0, {WEIGHT_STD}); RMSNorm weights 1 + {NORM_STD} * randn",
-        "model": {**MODEL, "tie_word_embeddings": tie, "attn_implementation": "eager"},
+        "model": {**MODEL, "tie_word_embeddings": tie, "attn_implementation": "eager",
+                  **({"rope_scaling": rope_scaling} if rope_scaling else {})},
         "parameters": sum(p.numel() for _, p in params),
         "torch_version": torch.__version__,
     }
@@ -179,7 +192,7 @@ def generate(out_dir: Path) -> None:
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     for name, case in CASES.items():
-        generate_case(out_dir, name, case["tie_word_embeddings"], case["adam"])
+        generate_case(out_dir, name, case["tie_word_embeddings"], case["adam"], case.get("rope_scaling"))
 
 
 def compare(fresh_root: Path, committed_root: Path, tolerance: float = CHECK_TOLERANCE) -> bool:

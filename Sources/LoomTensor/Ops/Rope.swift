@@ -2,25 +2,35 @@ import Foundation
 
 /// Cosines and sines of the rotary position embedding (Hugging Face Llama convention:
 /// the head vector is split into halves, not interleaved pairs), for positions
-/// `0..<maxPositions`. frequency_i = theta^(−2i/headDim), i < headDim/2.
+/// `0..<maxPositions`. Pair i < headDim/2 turns by position · frequency_i; plain RoPE has
+/// frequency_i = theta^(−2i/headDim), and a RoPE scaling (linear, Llama 3) changes the
+/// frequencies only.
 public final class RotaryTable: @unchecked Sendable {
     public let headDim: Int
     public let maxPositions: Int
-    public let theta: Double
+    /// frequency_i for each pair, as float32 (the precision Hugging Face computes angles in).
+    public let inverseFrequencies: [Float]
     let cosines: Storage   // [maxPositions, headDim/2]
     let sines: Storage
 
-    public init(headDim: Int, maxPositions: Int, theta: Double) {
+    /// Plain RoPE with base `theta`.
+    public convenience init(headDim: Int, maxPositions: Int, theta: Double) {
         precondition(headDim % 2 == 0, "rotary embedding needs an even head dimension, got \(headDim)")
+        let frequencies = (0..<headDim / 2).map { Float(1.0 / Foundation.pow(theta, Double(2 * $0) / Double(headDim))) }
+        self.init(headDim: headDim, maxPositions: maxPositions, inverseFrequencies: frequencies)
+    }
+
+    public init(headDim: Int, maxPositions: Int, inverseFrequencies: [Float]) {
+        precondition(headDim % 2 == 0, "rotary embedding needs an even head dimension, got \(headDim)")
+        precondition(inverseFrequencies.count == headDim / 2, "rotary embedding needs \(headDim / 2) frequencies, got \(inverseFrequencies.count)")
         self.headDim = headDim
         self.maxPositions = maxPositions
-        self.theta = theta
+        self.inverseFrequencies = inverseFrequencies
         let half = headDim / 2
         cosines = Storage(uninitializedCount: maxPositions * half)
         sines = Storage(uninitializedCount: maxPositions * half)
-        for i in 0..<half {
-            // Hugging Face computes the inverse frequency and the angle in float32.
-            let inverseFrequency = Float(1.0 / Foundation.pow(theta, Double(2 * i) / Double(headDim)))
+        for (i, inverseFrequency) in inverseFrequencies.enumerated() {
+            // Hugging Face computes the angle in float32.
             for p in 0..<maxPositions {
                 let angle = Float(p) * inverseFrequency
                 cosines.pointer[p * half + i] = Foundation.cos(angle)
