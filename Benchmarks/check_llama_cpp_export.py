@@ -33,7 +33,8 @@ PROMPTS = [
 def loom_continuation(loom: str, model: str, prompt: str, tokens: int) -> str:
     result = subprocess.run([loom, "generate", "--model", model, "--prompt", prompt, "--max-tokens", str(tokens),
                              "--temperature", "0", "--threads", "2"], capture_output=True, text=True, check=True)
-    return result.stdout.rstrip("\n")
+    # `loom generate` ends its output with one newline of its own; the continuation may end with more.
+    return result.stdout[:-1] if result.stdout.endswith("\n") else result.stdout
 
 
 def main() -> None:

@@ -123,6 +123,19 @@ public enum GGUFExport {
                                      ("unknown_token_id", vocabulary.unknownID), ("padding_token_id", vocabulary.paddingID)]
         for (key, id) in ids { if let id { metadata.append(("tokenizer.ggml." + key, .uint32(UInt32(id)))) } }
         if let template = vocabulary.chatTemplate { metadata.append(("tokenizer.chat_template", .string(template))) }
+        // RoPE scaling as llama.cpp reads it: linear as rope.scaling.*; Llama 3.1's as one factor
+        // per rotary pair in rope_freqs.weight, by which llama.cpp divides the plain frequency.
+        switch c.ropeScaling {
+        case .linear(let factor)?:
+            metadata += [("llama.rope.scaling.type", .string("linear")), ("llama.rope.scaling.factor", .float32(Float(factor)))]
+        case .llama3(_, _, _, let original)?:
+            metadata.append(("llama.rope.scaling.original_context_length", .uint32(UInt32(original))))
+            let factors = GGUFLlama.ropeFactors(c)
+            writer.addTensor(name: GGUFLlama.ropeFactorsTensor, dimensions: [factors.count], type: .f32,
+                             bytes: factors.withUnsafeBufferPointer { Data(buffer: $0) })
+        case nil:
+            break
+        }
         writer.metadata = metadata
 
         for tensor in tensors {

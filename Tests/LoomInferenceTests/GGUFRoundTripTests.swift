@@ -20,14 +20,15 @@ final class GGUFRoundTripTests: XCTestCase {
     static let texts = ["the cat sat on the mat, and the dog sat on the log.", "機械学習と言語モデル 123 + 456 = 579", "def f(x): return x * 2"]
 
     /// A tiny untied model (hidden 64, 4 heads, 2 KV heads) with a tokenizer trained on a few lines.
-    func makeModelDirectory() throws -> (URL, LlamaModel, ByteLevelBPETokenizer) {
+    func makeModelDirectory(ropeScaling: RopeScaling? = nil, name: String = "model") throws -> (URL, LlamaModel, ByteLevelBPETokenizer) {
         let tokenizer = ByteLevelBPETokenizer.train(texts: Self.texts, vocabSize: 300)
         let configuration = LlamaConfiguration(vocabularySize: tokenizer.vocabularySize, hiddenSize: 64, intermediateSize: 96, layerCount: 2,
                                                headCount: 4, kvHeadCount: 2, maxPositionEmbeddings: 128, rmsNormEps: 1e-5,
-                                               ropeTheta: 10000, tieWordEmbeddings: false, eosTokenID: tokenizer.endOfTextID)
+                                               ropeTheta: 10000, tieWordEmbeddings: false, eosTokenID: tokenizer.endOfTextID,
+                                               ropeScaling: ropeScaling)
         let model = LlamaModel(configuration: configuration)
         model.initializeWeights(seed: 7, standardDeviation: 0.1)
-        let directory = scratch.appendingPathComponent("model")
+        let directory = scratch.appendingPathComponent(name)
         try model.save(directory: directory)
         try tokenizer.save(to: directory)
         return (directory, model, tokenizer)
@@ -68,6 +69,76 @@ final class GGUFRoundTripTests: XCTestCase {
             XCTAssertEqual(backTokenizer.chatTemplate.jinja, tokenizer.chatTemplate.jinja)
             XCTAssertEqual(backTokenizer.endOfTextID, tokenizer.endOfTextID)
         }
+    }
+
+    /// RoPE scaling goes out as llama.cpp reads it (linear: rope.scaling.*; Llama 3.1's: one
+    /// factor per rotary pair in rope_freqs.weight) and comes back as the same frequencies: the
+    /// imported model's logits equal the original's.
+    func testRopeScalingRoundTrips() throws {
+        // head_dim 16, θ 10⁴: wavelengths 6.3, 19.9, 62.8, 199, … With L = 256, low 1, high 16,
+        // three pairs lie in the blended band, which fixes low and high; with L = 32, low 1,
+        // high 4, only one does, and import picks other values that give the same frequencies.
+        let cases: [(RopeScaling, exact: Bool)] = [
+            (.llama3(factor: 8, lowFrequencyFactor: 1, highFrequencyFactor: 16, originalMaxPositions: 256), true),
+            (.llama3(factor: 8, lowFrequencyFactor: 1, highFrequencyFactor: 4, originalMaxPositions: 32), false),
+            (.linear(factor: 2), true),
+        ]
+        for (index, (scaling, exact)) in cases.enumerated() {
+            let (directory, model, _) = try makeModelDirectory(ropeScaling: scaling, name: "rope-\(index)")
+            let file = scratch.appendingPathComponent("rope-\(index).gguf")
+            try GGUFExport.export(directory: directory, to: file, type: .f32)
+            let gguf = try GGUFFile(contentsOf: file)
+            if case .llama3 = scaling {
+                let factors = try gguf.tensor(named: GGUFLlama.ropeFactorsTensor).scalars
+                XCTAssertEqual(factors, GGUFLlama.ropeFactors(model.configuration))
+                XCTAssertEqual(factors.first, 1)          // the shortest wavelength is kept
+                XCTAssertEqual(factors.last, 8)           // the longest is divided by the factor
+            } else {
+                XCTAssertEqual(gguf["llama.rope.scaling.type"], .string("linear"))
+                XCTAssertNil(gguf.info(named: GGUFLlama.ropeFactorsTensor))
+            }
+            let imported = scratch.appendingPathComponent("rope-imported-\(index)")
+            try GGUFImport.importModel(from: file, to: imported)
+            let back = try LlamaModel.load(directory: imported)
+            if exact { XCTAssertEqual(back.configuration.ropeScaling, scaling) }
+            for (a, b) in zip(back.configuration.rotaryInverseFrequencies, model.configuration.rotaryInverseFrequencies) {
+                XCTAssertEqual(a, b, accuracy: 1e-6 * b, "\(scaling)")
+            }
+            let tokens: [Int32] = (0 ..< 40).map { Int32(($0 * 37 + 11) % 300) }
+            let expected = model.logits(tokens: tokens, batch: 1, sequence: tokens.count)
+            let got = back.logits(tokens: tokens, batch: 1, sequence: tokens.count)
+            var worst: Float = 0
+            for i in 0 ..< got.count { worst = max(worst, abs(got.data[i] - expected.data[i])) }
+            XCTAssertLessThanOrEqual(worst, 1e-4, "\(scaling)")
+        }
+    }
+
+    /// Factors that no Hugging Face rope_scaling describes, or scalings Loom does not implement, are refused.
+    func testUnsupportedRopeScalingInGGUFIsRefused() throws {
+        let (directory, _, _) = try makeModelDirectory()
+        let file = scratch.appendingPathComponent("model.gguf")
+        try GGUFExport.export(directory: directory, to: file, type: .f32)
+        assertImportFails(try variant(of: file, metadata: set("llama.rope.scaling.type", .string("yarn"))), ["llama.rope.scaling.type", "yarn"])
+        assertImportFails(try variant(of: file, metadata: set("llama.rope.scaling.type", .string("linear"))), ["llama.rope.scaling.factor"])
+        func withFactors(_ factors: [Float]) throws -> URL {
+            let url = try variant(of: file)
+            let source = try GGUFFile(contentsOf: url)
+            var writer = GGUFWriter()
+            writer.metadata = source.metadata
+            for info in source.tensors { writer.addTensor(name: info.name, dimensions: info.dimensions, type: info.type, bytes: source.withRawBytes(of: info) { Data($0) }) }
+            writer.addTensor(name: GGUFLlama.ropeFactorsTensor, dimensions: [factors.count], type: .f32, bytes: factors.withUnsafeBufferPointer { Data(buffer: $0) })
+            let out = scratch.appendingPathComponent("factors-\(UInt32.random(in: 0 ... .max)).gguf")
+            try writer.write(to: out)
+            return out
+        }
+        // Not monotone: no band of wavelengths explains it.
+        assertImportFails(try withFactors([1, 4, 1, 8, 8, 8, 8, 8]), [GGUFLlama.ropeFactorsTensor, "neither"])
+        assertImportFails(try withFactors([1, 2, 4]), [GGUFLlama.ropeFactorsTensor, "8 float32 factors"])
+        assertImportFails(try withFactors([1, 1, 0, 8, 8, 8, 8, 8]), [GGUFLlama.ropeFactorsTensor, "positive"])
+        // All equal: a uniform (linear) scaling.
+        let uniform = scratch.appendingPathComponent("uniform")
+        try GGUFImport.importModel(from: try withFactors([Float](repeating: 3, count: 8)), to: uniform)
+        XCTAssertEqual(try LlamaModel.load(directory: uniform).configuration.ropeScaling, .linear(factor: 3))
     }
 
     /// Q/K rows: export interleaves them as llama.cpp does, import undoes it.

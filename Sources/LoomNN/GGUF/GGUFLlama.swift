@@ -50,9 +50,7 @@ public enum GGUFLlama {
                 throw GGUFError(path: file.path, key: p + key, "is \(value), but Loom's Llama needs the head dimension \(headDim) (embedding_length / head_count)")
             }
         }
-        if let scaling = file[p + "rope.scaling.type"], scaling != .string("none") {
-            throw GGUFError(path: file.path, key: p + "rope.scaling.type", "RoPE scaling \(scaling) is not supported (only plain RoPE)")
-        }
+        configuration.ropeScaling = try ropeScaling(file, prefix: p, configuration: configuration)
         if file.contains(p + "expert_count"), try file.integer(p + "expert_count") > 0 {
             throw GGUFError(path: file.path, key: p + "expert_count", "mixture-of-experts Llama models are not supported")
         }
@@ -60,6 +58,114 @@ public enum GGUFLlama {
         if let eos = file["tokenizer.ggml.eos_token_id"]?.integer { configuration.eosTokenID = eos }
         if let pad = file["tokenizer.ggml.padding_token_id"]?.integer { configuration.padTokenID = pad }
         return configuration
+    }
+
+    /// The name of the tensor in which llama.cpp keeps Llama 3.1's RoPE scaling: one factor per
+    /// rotary pair, by which ggml divides the pair's plain frequency.
+    public static let ropeFactorsTensor = "rope_freqs.weight"
+    /// The original context length Llama 3 models were trained with, for `rope_freqs.weight` in
+    /// files that do not record it (any value describes the same frequencies; see `fitLlama3`).
+    static let llama3OriginalContext = 8192
+
+    /// The RoPE scaling of the file: `rope.scaling.type` "linear" (with `rope.scaling.factor`),
+    /// or Llama 3.1's scaling stored as `rope_freqs.weight`; nil for plain RoPE.
+    static func ropeScaling(_ file: GGUFFile, prefix p: String, configuration: LlamaConfiguration) throws -> RopeScaling? {
+        var scaling: RopeScaling?
+        if let type = file[p + "rope.scaling.type"], type != .string("none") {
+            guard type == .string("linear") else {
+                throw GGUFError(path: file.path, key: p + "rope.scaling.type", "RoPE scaling \(type) is not supported (Loom reads none, linear, and Llama 3.1's rope_freqs.weight)")
+            }
+            let factor = try file.number(p + "rope.scaling.factor")
+            guard factor.isFinite && factor > 0 else {
+                throw GGUFError(path: file.path, key: p + "rope.scaling.factor", "must be a positive number, found \(factor)")
+            }
+            scaling = .linear(factor: factor)
+        }
+        guard let info = file.info(named: ropeFactorsTensor) else { return scaling }
+        let half = configuration.headDim / 2
+        guard scaling == nil else {
+            throw GGUFError(path: file.path, tensor: ropeFactorsTensor, "comes with rope.scaling.type linear: two RoPE scalings at once are not supported")
+        }
+        guard info.shape == [half], info.type == .f32 else {
+            throw GGUFError(path: file.path, tensor: ropeFactorsTensor, "must be \(half) float32 factors (one per rotary pair), found \(info.type.name) \(info.shape)")
+        }
+        let stored = file.tensor(info)
+        let factors = (0..<half).map { Double(stored.data[$0]) }
+        if let bad = factors.firstIndex(where: { !($0.isFinite && $0 > 0) }) {
+            throw GGUFError(path: file.path, tensor: ropeFactorsTensor, "factor \(bad) is \(factors[bad]); RoPE factors must be positive")
+        }
+        let original = file.contains(p + "rope.scaling.original_context_length")
+            ? try file.integer(p + "rope.scaling.original_context_length") : llama3OriginalContext
+        guard original > 0 && original <= LlamaConfiguration.Limits.maxPositionEmbeddings else {
+            throw GGUFError(path: file.path, key: p + "rope.scaling.original_context_length", "must be a positive context length, found \(original)")
+        }
+        guard let fitted = fitLlama3(factors: factors, plainFrequencies: configuration.plainRotaryFrequencies, originalContext: original) else {
+            throw GGUFError(path: file.path, tensor: ropeFactorsTensor, "holds factors that follow neither Llama 3.1's RoPE scaling nor a uniform (linear) one, the two that Hugging Face's config.json can describe")
+        }
+        return fitted
+    }
+
+    /// The Llama 3.1 (or, when every factor is the same, linear) scaling that divides the plain
+    /// frequencies by `factors`, or nil if none does (to 1e-5).
+    ///
+    /// With x = L / wavelength, Llama 3.1 keeps pairs with x > high, divides those with x < low
+    /// by `factor`, and blends between with weight s = (x − low) / (high − low), so a factor f
+    /// in the band gives s = (1/f − 1/factor) / (1 − 1/factor). Only (x − low)/(high − low) can
+    /// be read back, not L, low and high separately: every choice with that ratio gives the same
+    /// frequencies, so L is taken as given and low and high solved from the band's pairs (or,
+    /// with fewer than two pairs in the band, placed between the kept and the divided pairs).
+    public static func fitLlama3(factors: [Double], plainFrequencies: [Double], originalContext: Int) -> RopeScaling? {
+        let tolerance = 1e-5
+        guard factors.count == plainFrequencies.count, !factors.isEmpty else { return nil }
+        if factors.allSatisfy({ abs($0 - 1) <= tolerance }) { return nil }
+        let factor = factors.max()!
+        if factors.allSatisfy({ abs($0 - factor) <= tolerance * factor }) { return .linear(factor: factor) }
+        guard factor > 1 else { return nil }
+        let length = Double(originalContext)
+        let x = plainFrequencies.map { length * $0 / (2 * Double.pi) }
+        enum Kind { case kept, band, divided }
+        let kinds: [Kind] = factors.map { abs($0 - 1) <= tolerance ? .kept : abs($0 - factor) <= tolerance * factor ? .divided : .band }
+        let kept = kinds.indices.filter { kinds[$0] == .kept }, divided = kinds.indices.filter { kinds[$0] == .divided }
+        let band = kinds.indices.filter { kinds[$0] == .band }
+        let s = { (i: Int) in (1 / factors[i] - 1 / factor) / (1 - 1 / factor) }
+        let keptFloor = kept.map { x[$0] }.min() ?? .infinity, dividedCeiling = divided.map { x[$0] }.max() ?? 0
+        var low: Double, width: Double
+        if band.count >= 2, let a = band.first, let b = band.last, s(a) != s(b) {
+            width = (x[a] - x[b]) / (s(a) - s(b))
+            low = x[a] - s(a) * width
+        } else if band.count == 1, let m = band.first {
+            let limit = min((x[m] - dividedCeiling) / max(s(m), 1e-12), keptFloor.isFinite ? (keptFloor - x[m]) / max(1 - s(m), 1e-12) : .infinity)
+            guard limit.isFinite && limit > 0 else { return nil }
+            width = limit / 2
+            low = x[m] - s(m) * width
+        } else if band.isEmpty {
+            let top = keptFloor.isFinite ? keptFloor : dividedCeiling * 4
+            low = dividedCeiling + (top - dividedCeiling) / 3
+            width = (top - dividedCeiling) / 3
+        } else {
+            return nil
+        }
+        func reproduces(_ scaling: RopeScaling, within tolerance: Double) -> Bool {
+            guard (try? scaling.validate()) != nil else { return false }
+            return zip(plainFrequencies, factors).allSatisfy { abs($0 / scaling.scale($0) - $1) <= tolerance * $1 }
+        }
+        let high = low + width
+        // Solved values carry float32 rounding (0.99999964 for Meta's 1): the same rounded to
+        // four decimals are written when they give the factors as closely (1e-6); the solved
+        // values themselves may differ by 1e-5, room for a converter that computed the plain
+        // frequencies in float32.
+        let rounded = { (v: Double) in (v * 1e4).rounded() / 1e4 }
+        for (l, h, tolerance) in [(rounded(low), rounded(high), 1e-6), (low, high, 1e-5)] {
+            let scaling = RopeScaling.llama3(factor: factor, lowFrequencyFactor: l, highFrequencyFactor: h, originalMaxPositions: originalContext)
+            if reproduces(scaling, within: tolerance) { return scaling }
+        }
+        return nil
+    }
+
+    /// The per-pair factors llama.cpp's `rope_freqs.weight` holds for `configuration`'s scaling
+    /// (each plain frequency divided by the scaled one).
+    public static func ropeFactors(_ configuration: LlamaConfiguration) -> [Float] {
+        configuration.plainRotaryFrequencies.map { Float($0 / (configuration.ropeScaling?.scale($0) ?? $0)) }
     }
 
     /// The Hugging Face name of a GGUF tensor, or nil if it is not one of Llama's.
@@ -100,7 +206,7 @@ public enum GGUFLlama {
         var expected: [String: [Int]] = [:]
         for (name, shape) in LlamaModel.parameterLayout(configuration, heads: .languageModel) { expected[name] = shape }
         var result: [(name: String, weight: StoredWeight)] = []
-        for info in file.tensors {
+        for info in file.tensors where info.name != ropeFactorsTensor {   // read by `configuration`
             guard let name = huggingFaceName(info.name) else {
                 throw GGUFError(path: file.path, tensor: info.name, "is not a Llama weight Loom knows (such as blk.N.attn_q.weight)")
             }
