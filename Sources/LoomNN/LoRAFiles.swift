@@ -22,7 +22,9 @@ extension LoRAAdapters {
 
     /// Whether `directory` holds an adapter and no model weights of its own.
     public static func isAdapterOnlyDirectory(_ directory: URL) -> Bool {
-        isAdapterDirectory(directory) && !FileManager.default.fileExists(atPath: directory.appendingPathComponent("model.safetensors").path)
+        isAdapterDirectory(directory) && !["model.safetensors", LlamaModel.shardIndexFileName].contains {
+            FileManager.default.fileExists(atPath: directory.appendingPathComponent($0).path)
+        }
     }
 
     /// The model directory named by `base_model_name_or_path` (a path: absolute, or relative to

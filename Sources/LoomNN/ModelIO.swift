@@ -7,7 +7,8 @@ extension LlamaModel {
     /// Tensors that Hugging Face checkpoints may carry but Loom recomputes.
     static let ignorableTensors: Set<String> = []
 
-    /// Loads `config.json` and `model.safetensors` from `directory`.
+    /// Loads `config.json` and `model.safetensors` from `directory` (or, without that file, the
+    /// shards that `model.safetensors.index.json` lists, as Hugging Face saves large checkpoints).
     ///
     /// `heads` chooses the heads to build; by default those the checkpoint has (a language
     /// model head when it has `lm_head.weight` or ties embeddings; the score head when it has
@@ -33,18 +34,24 @@ extension LlamaModel {
         do { try configuration.checkFitsInMemory() }
         catch let error as ConfigurationError { throw ConfigurationError("\(directory.appendingPathComponent("config.json").path): \(error.message)") }
         let weightsURL = directory.appendingPathComponent("model.safetensors")
+        let indexURL = directory.appendingPathComponent(shardIndexFileName)
         let quantizedURL = directory.appendingPathComponent(quantizedWeightsFileName)
+        // One file wins over shards, as in transformers.
         let hasSafeTensors = FileManager.default.fileExists(atPath: weightsURL.path)
+        let hasShards = !hasSafeTensors && FileManager.default.fileExists(atPath: indexURL.path)
         if FileManager.default.fileExists(atPath: quantizedURL.path) {
-            guard !hasSafeTensors else {
-                throw SafeTensorsError(path: directory.path, "holds both model.safetensors and \(quantizedWeightsFileName): keep one weights file per model directory")
+            guard !hasSafeTensors && !hasShards else {
+                throw SafeTensorsError(path: directory.path, "holds both \(hasShards ? shardIndexFileName : "model.safetensors") and \(quantizedWeightsFileName): keep one set of weights per model directory")
             }
             return try loadQuantizedDirectory(directory, configuration: configuration, heads: requested, keepQuantized: keepQuantized)
         }
-        guard hasSafeTensors else {
-            throw SafeTensorsError(path: weightsURL.path, "file not found (a model directory needs config.json and model.safetensors, or \(quantizedWeightsFileName) for a quantized model)")
+        guard hasSafeTensors || hasShards else {
+            throw SafeTensorsError(path: weightsURL.path, "file not found (a model directory needs config.json and model.safetensors, or \(shardIndexFileName) and its shards, or \(quantizedWeightsFileName) for a quantized model)")
         }
-        let tensors = try SafeTensors.load(weightsURL)
+        // Each tensor's file, for messages: the single file, or the shard that held it.
+        var files: [String: String] = [:]
+        let tensors = hasShards ? try loadShards(index: indexURL, files: &files) : try SafeTensors.load(weightsURL)
+        func file(_ name: String) -> String { files[name] ?? (hasShards ? indexURL.path : weightsURL.path) }
         var heads: Heads = requested ?? []
         if requested == nil {
             if tensors["lm_head.weight"] != nil || configuration.tieWordEmbeddings { heads.insert(.languageModel) }
@@ -59,23 +66,78 @@ extension LlamaModel {
             guard let source = tensors[entry.name] else {
                 let optionalHead = (entry.name == "score.weight" || entry.name == "lm_head.weight") && requested != nil
                 if optionalHead { continue }
-                throw SafeTensorsError(path: weightsURL.path, tensor: entry.name, "missing tensor (expected shape \(entry.shape))")
+                throw SafeTensorsError(path: file(entry.name), tensor: entry.name, "missing tensor (expected shape \(entry.shape))")
             }
             guard source.shape == entry.shape else {
-                throw SafeTensorsError(path: weightsURL.path, tensor: entry.name,
+                throw SafeTensorsError(path: file(entry.name), tensor: entry.name,
                                        "has shape \(source.shape), config.json implies \(entry.shape)")
             }
             if let bad = firstNonFinite(source.data, count: source.count) {
-                throw SafeTensorsError(path: weightsURL.path, tensor: entry.name,
+                throw SafeTensorsError(path: file(entry.name), tensor: entry.name,
                                        "holds \(source.data[bad]) at element \(bad): a model with non-finite weights cannot be used")
             }
             entry.tensor.data.update(from: source.data, count: source.count)
         }
         let known = Set(model.parameters.names).union(["lm_head.weight", "score.weight"])
         if let unknown = tensors.keys.sorted().first(where: { !known.contains($0) && !ignorableTensors.contains($0) }) {
-            throw SafeTensorsError(path: weightsURL.path, tensor: unknown, "is not a Llama parameter Loom knows")
+            throw SafeTensorsError(path: file(unknown), tensor: unknown, "is not a Llama parameter Loom knows")
         }
         return model
+    }
+
+    /// The file that lists the shards of a checkpoint saved in several files (Hugging Face's
+    /// layout above its shard size): `{"metadata": {…}, "weight_map": {tensor: shard file}}`.
+    public static let shardIndexFileName = "model.safetensors.index.json"
+
+    /// Every tensor of the shards `index` lists, each checked against the index: a shard must be
+    /// a file beside the index, hold the tensors mapped to it, and no tensor the index places
+    /// elsewhere or nowhere. `files` receives each tensor's shard path.
+    static func loadShards(index: URL, files: inout [String: String]) throws -> [String: Tensor] {
+        let data: Data
+        do { data = try Data(contentsOf: index) } catch {
+            throw SafeTensorsError(path: index.path, "cannot read the file: \(error.localizedDescription)")
+        }
+        guard let object = try? JSONSerialization.jsonObject(with: data), let root = object as? [String: Any] else {
+            throw SafeTensorsError(path: index.path, "is not a JSON object")
+        }
+        guard let map = root["weight_map"] as? [String: Any], !map.isEmpty else {
+            throw SafeTensorsError(path: index.path, "has no \"weight_map\" object of tensor names to shard files")
+        }
+        var shardOf: [String: String] = [:]
+        for (name, value) in map {
+            guard let shard = value as? String else {
+                throw SafeTensorsError(path: index.path, tensor: name, "weight_map value is not a file name")
+            }
+            guard !shard.isEmpty, shard != ".", shard != "..", !shard.contains("/"), !shard.contains("\0") else {
+                throw SafeTensorsError(path: index.path, tensor: name, "weight_map names \"\(shard)\", which is not a file name in the model directory")
+            }
+            shardOf[name] = shard
+        }
+        let shards = Set(shardOf.values).sorted()
+        // Every shard is there before any is read.
+        for shard in shards {
+            let url = index.deletingLastPathComponent().appendingPathComponent(shard)
+            guard FileManager.default.fileExists(atPath: url.path) else {
+                throw SafeTensorsError(path: url.path, "file not found (listed in \(index.lastPathComponent))")
+            }
+        }
+        var tensors: [String: Tensor] = [:]
+        for shard in shards {
+            let url = index.deletingLastPathComponent().appendingPathComponent(shard)
+            for (name, tensor) in try SafeTensors.load(url) {
+                guard shardOf[name] == shard else {
+                    throw SafeTensorsError(path: url.path, tensor: name, shardOf[name].map { "is in this shard, but \(index.lastPathComponent) places it in \($0)" }
+                                           ?? "is in this shard but not in \(index.lastPathComponent)'s weight_map")
+                }
+                tensors[name] = tensor
+                files[name] = url.path
+            }
+        }
+        if let (name, shard) = shardOf.sorted(by: { $0.key < $1.key }).first(where: { tensors[$0.key] == nil }) {
+            throw SafeTensorsError(path: index.deletingLastPathComponent().appendingPathComponent(shard).path, tensor: name,
+                                   "is missing: \(index.lastPathComponent) places it in this shard")
+        }
+        return tensors
     }
 
     /// The index of the first NaN or infinity among `count` values, or nil.

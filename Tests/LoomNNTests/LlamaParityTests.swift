@@ -120,6 +120,56 @@ final class LlamaParityTests: XCTestCase {
         XCTAssertEqual(memcmp(again.parameters.values.pointer, r.model.parameters.values.pointer, r.model.parameters.count * 4), 0)
     }
 
+    /// A checkpoint in shards with `model.safetensors.index.json` (Hugging Face's layout above its
+    /// shard size) loads bit for bit like the single file; an index that disagrees with its shards
+    /// is refused with the shard, tensor or entry named.
+    func testShardedCheckpointLoadsLikeTheSingleFile() throws {
+        let r = try loadReference("llama-tiny")
+        let single = referenceRoot.appendingPathComponent("llama-tiny")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("loom-sharded-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: single.appendingPathComponent("config.json"), to: dir.appendingPathComponent("config.json"))
+        let entries = r.model.parameters.entries
+        let shards = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
+        var weightMap: [String: String] = [:]
+        for (i, shard) in shards.enumerated() {
+            let part = entries.enumerated().filter { $0.offset % 2 == i }.map { (name: $0.element.name, tensor: $0.element.tensor) }
+            try SafeTensors.save(part, metadata: ["format": "pt"], to: dir.appendingPathComponent(shard))
+            for entry in part { weightMap[entry.name] = shard }
+        }
+        func writeIndex(_ map: [String: Any]) throws {
+            let index: [String: Any] = ["metadata": ["total_size": r.model.parameters.count * 4], "weight_map": map]
+            try JSONSerialization.data(withJSONObject: index).write(to: dir.appendingPathComponent(LlamaModel.shardIndexFileName))
+        }
+        try writeIndex(weightMap)
+        let loaded = try LlamaModel.load(directory: dir)
+        XCTAssertEqual(loaded.parameters.names, r.model.parameters.names)
+        XCTAssertEqual(memcmp(loaded.parameters.values.pointer, r.model.parameters.values.pointer, r.model.parameters.count * 4), 0)
+
+        func assertRefused(_ fragments: [String], line: UInt = #line) {
+            XCTAssertThrowsError(try LlamaModel.load(directory: dir), line: line) { error in
+                for fragment in fragments { XCTAssertTrue("\(error)".contains(fragment), "\"\(error)\" lacks \"\(fragment)\"", line: line) }
+            }
+        }
+        let moved = entries[0].name
+        try writeIndex(weightMap.merging([moved: shards[1]]) { $1 })
+        assertRefused([shards[0], moved, "places it in \(shards[1])"])
+        try writeIndex(weightMap.filter { $0.key != moved })
+        assertRefused([shards[0], moved, "not in model.safetensors.index.json's weight_map"])
+        try writeIndex(weightMap.merging(["model.extra.weight": shards[0]]) { $1 })
+        assertRefused([shards[0], "model.extra.weight", "is missing"])
+        try writeIndex(weightMap.merging([moved: "../\(shards[0])"]) { $1 })
+        assertRefused([LlamaModel.shardIndexFileName, moved, "not a file name"])
+        try writeIndex(weightMap.merging([moved: "model-00003-of-00002.safetensors"]) { $1 })
+        assertRefused(["model-00003-of-00002.safetensors", "file not found"])
+        try Data("{\"weight_map\": []}".utf8).write(to: dir.appendingPathComponent(LlamaModel.shardIndexFileName))
+        assertRefused([LlamaModel.shardIndexFileName, "weight_map"])
+        // A single model.safetensors beside the shards is the one read, as transformers does.
+        try FileManager.default.copyItem(at: single.appendingPathComponent("model.safetensors"), to: dir.appendingPathComponent("model.safetensors"))
+        XCTAssertNoThrow(try LlamaModel.load(directory: dir))
+    }
+
     func testMisshapedCheckpointNamesTheTensor() throws {
         let r = try loadReference("llama-tiny")
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("loom-misshaped-\(UUID())")
