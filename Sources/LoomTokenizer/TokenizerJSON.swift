@@ -12,7 +12,8 @@ extension ByteLevelBPETokenizer {
     ///
     /// `url` is either a tokenizer.json file or a model directory containing one. A
     /// tokenizer_config.json next to it, if present, supplies the eos/bos/pad tokens, the
-    /// chat template text and `model_max_length`; without one the chat template is ChatML.
+    /// chat template text and `model_max_length`; a chat_template.jinja next to it supplies
+    /// the chat template instead; without either the chat template is ChatML.
     /// Both merge formats are read: `["a b", …]` and `[["a", "b"], …]`.
     public convenience init(contentsOf url: URL) throws {
         let fileManager = FileManager.default
@@ -29,8 +30,20 @@ extension ByteLevelBPETokenizer {
         if fileManager.fileExists(atPath: configURL.path) {
             try TokenizerJSON.applyConfig(Self.read(configURL), file: configURL.path, to: &parts)
         }
+        // transformers 4.49 and later save the template as its own file, which wins over
+        // tokenizer_config.json's chat_template when both are there (as transformers reads them).
+        let templateURL = jsonURL.deletingLastPathComponent().appendingPathComponent(Self.chatTemplateFileName)
+        if fileManager.fileExists(atPath: templateURL.path) {
+            guard let text = String(data: try Self.read(templateURL), encoding: .utf8) else {
+                throw TokenizerError(file: templateURL.path, "is not UTF-8 text")
+            }
+            parts.chatTemplateJinja = text
+        }
         try self.init(parts: parts, file: jsonURL.path)
     }
+
+    /// The file in which recent `transformers` versions save a tokenizer's chat template.
+    public static let chatTemplateFileName = "chat_template.jinja"
 
     private static func read(_ url: URL) throws -> Data {
         do {

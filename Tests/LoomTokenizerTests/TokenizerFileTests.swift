@@ -58,8 +58,23 @@ final class TokenizerFileTests: XCTestCase {
         XCTAssertEqual(loaded.endOfTextID, 0)
     }
 
-    private func assertLoadError(_ url: URL, contains fragment: String, file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertThrowsError(try ByteLevelBPETokenizer(contentsOf: url), file: file, line: line) { error in
+    /// transformers 4.49+ saves the chat template as chat_template.jinja, and reads it in
+    /// preference to tokenizer_config.json's; Loom reads it the same way. A Llama 3 template
+    /// arriving that way is therefore refused for chat instead of being replaced by ChatML.
+    func testChatTemplateFileWinsOverTokenizerConfig() throws {
+        let directory = temporaryDirectory()
+        try Reference.trainTiny().save(to: directory)
+        let llama3 = "{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + message['content'] + '<|eot_id|>' }}{% endfor %}"
+        try Data(llama3.utf8).write(to: directory.appendingPathComponent(ByteLevelBPETokenizer.chatTemplateFileName))
+        let loaded = try ByteLevelBPETokenizer(contentsOf: directory)
+        XCTAssertEqual(loaded.chatTemplate.jinja, llama3)
+        XCTAssertNotNil(loaded.chatTemplate.unsupportedReason)
+        try Data([0xff, 0xfe, 0x00]).write(to: directory.appendingPathComponent(ByteLevelBPETokenizer.chatTemplateFileName))
+        assertLoadError(directory.appendingPathComponent(ByteLevelBPETokenizer.chatTemplateFileName), contains: "UTF-8", loading: directory)
+    }
+
+    private func assertLoadError(_ url: URL, contains fragment: String, loading: URL? = nil, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertThrowsError(try ByteLevelBPETokenizer(contentsOf: loading ?? url), file: file, line: line) { error in
             let description = String(describing: error)
             XCTAssertTrue(error is TokenizerError, file: file, line: line)
             XCTAssertTrue(description.contains(url.lastPathComponent), "\(description) does not name the file", file: file, line: line)
