@@ -290,12 +290,12 @@ struct RequestReader {
             }
         }
         switch promptValue {
-        case .string(let s): prompts = [tokenizer.encode(s).map(Int32.init)]
+        case .string(let s): prompts = [tokenizer.encodeAsPrompt(s).map(Int32.init)]
         case .array(let items) where items.isEmpty:
             throw APIError.invalid("'prompt' must not be empty.", param: "prompt")
         case .array(let items):
             if items.allSatisfy({ if case .string = $0 { return true }; return false }) {
-                prompts = items.map { if case .string(let s) = $0 { return tokenizer.encode(s).map(Int32.init) }; return [] }
+                prompts = items.map { if case .string(let s) = $0 { return tokenizer.encodeAsPrompt(s).map(Int32.init) }; return [] }
             } else if items.allSatisfy({ if case .number = $0 { return true }; return false }) {
                 prompts = [try ids(items, at: "prompt")]
             } else if items.allSatisfy({ if case .array = $0 { return true }; return false }) {

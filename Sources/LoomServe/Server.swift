@@ -126,7 +126,7 @@ public final class LoomServer: Sendable {
         if reader.body["messages"] != nil {
             ids = try reader.chat(context: engine.context).prompts[0].map(Int.init)
         } else if let v = reader.body["prompt"], case .string(let text) = v {
-            ids = tokenizer.encode(text)
+            ids = tokenizer.encodeAsPrompt(text)
         } else {
             throw APIError.invalid("Send 'prompt' (a string) or 'messages' (a chat) to tokenize.", param: "prompt")
         }

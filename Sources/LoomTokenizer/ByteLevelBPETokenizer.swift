@@ -17,8 +17,13 @@ struct TokenizerParts {
     var bosToken: String?
     var padToken: String?
     var unknownToken: String?
-    /// `add_bos_token` of tokenizer_config.json: written for Hugging Face; Loom's `encode` never adds one.
+    /// `add_bos_token` of tokenizer_config.json (and GGUF's `tokenizer.ggml.add_bos_token`).
     var addBOSToken = false
+    /// Special tokens the post-processor puts before and after a single text (tokenizer.json's
+    /// `TemplateProcessing`; a GGUF's `add_bos_token`): what Hugging Face's
+    /// `add_special_tokens=True` and llama.cpp add around a prompt. `encode` adds neither.
+    var prefixTokenIDs: [Int] = []
+    var suffixTokenIDs: [Int] = []
     var chatTemplateJinja: String?
     var modelMaxLength: Int?
 }
@@ -181,7 +186,21 @@ public final class ByteLevelBPETokenizer: @unchecked Sendable {
         chatTemplate = .chatML
         if let jinja = parts.chatTemplateJinja { chatTemplate.jinja = jinja }
         modelMaxLength = parts.modelMaxLength
+        for id in parts.prefixTokenIDs + parts.suffixTokenIDs where !(0..<size).contains(id) {
+            throw TokenizerError(file: file, "post_processor adds token id \(id), which is not below the vocabulary size \(size)")
+        }
     }
+
+    /// The ids a model is given for `text` as a plain prompt: `encode(text)` between the special
+    /// tokens the tokenizer's post-processor adds (Llama's beginning-of-text token, for one), as
+    /// Hugging Face's `tokenizer(text)` and llama.cpp do. Chat prompts are rendered by the
+    /// template, which writes its own special tokens, and use `encode`.
+    public func encodeAsPrompt(_ text: String) -> [Int] {
+        parts.prefixTokenIDs + encode(text) + parts.suffixTokenIDs
+    }
+
+    /// The special tokens `encodeAsPrompt` puts before and after the text.
+    public var promptSpecialTokens: (prefix: [Int], suffix: [Int]) { (parts.prefixTokenIDs, parts.suffixTokenIDs) }
 
     // MARK: - Vocabulary
 
@@ -303,6 +322,9 @@ public final class ByteLevelBPETokenizer: @unchecked Sendable {
         }
         if parts.addedTokens != other.parts.addedTokens { return "added (special) tokens \(specialTokens) and \(other.specialTokens)" }
         if endOfTextID != other.endOfTextID { return "end-of-text ids \(endOfTextID) and \(other.endOfTextID)" }
+        if parts.prefixTokenIDs != other.parts.prefixTokenIDs || parts.suffixTokenIDs != other.parts.suffixTokenIDs {
+            return "special tokens added around a prompt (\(parts.prefixTokenIDs)/\(parts.suffixTokenIDs) and \(other.parts.prefixTokenIDs)/\(other.parts.suffixTokenIDs))"
+        }
         if parts.modelVocab != other.parts.modelVocab { return "vocabulary entries (same size \(vocabularySize), different tokens)" }
         if parts.merges.count != other.parts.merges.count
             || zip(parts.merges, other.parts.merges).contains(where: { $0.left != $1.left || $0.right != $1.right }) {

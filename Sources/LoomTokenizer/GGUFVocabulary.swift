@@ -96,6 +96,8 @@ extension ByteLevelBPETokenizer {
         parts.unknownToken = try token(vocabulary.unknownID, "unknown_token_id")
         parts.padToken = try token(vocabulary.paddingID, "padding_token_id")
         parts.addBOSToken = vocabulary.addBOSToken ?? false
+        // llama.cpp (and transformers reading the GGUF) put the BOS token before every prompt.
+        if parts.addBOSToken, let bos = vocabulary.bosID { parts.prefixTokenIDs = [bos] }
         parts.chatTemplateJinja = vocabulary.chatTemplate
         parts.modelMaxLength = vocabulary.contextLength
         try self.init(parts: parts, file: file)
@@ -125,7 +127,12 @@ extension ByteLevelBPETokenizer {
         vocabulary.bosID = parts.bosToken.flatMap { tokenIndex[$0] }
         vocabulary.paddingID = padID
         vocabulary.unknownID = parts.unknownToken.flatMap { tokenIndex[$0] }
-        vocabulary.addBOSToken = parts.addBOSToken
+        // What Loom adds before a prompt (tokenizer.json's post-processor) is what llama.cpp must add.
+        let prefix = parts.prefixTokenIDs
+        guard parts.suffixTokenIDs.isEmpty, prefix.isEmpty || (prefix.count == 1 && prefix[0] == vocabulary.bosID) else {
+            throw TokenizerError(file: file, "the tokenizer adds \(prefix) before and \(parts.suffixTokenIDs) after a prompt; GGUF metadata can only say \"add the BOS token\" (bos_token \(vocabulary.bosID.map(String.init) ?? "none"))")
+        }
+        vocabulary.addBOSToken = !prefix.isEmpty
         vocabulary.chatTemplate = chatTemplate.jinja
         vocabulary.contextLength = modelMaxLength
         return vocabulary

@@ -101,7 +101,7 @@ extension ByteLevelBPETokenizer {
             out += "    {\"type\": \"Split\", \"pattern\": {\"Regex\": \(jsonQuote(regex))}, \"behavior\": \"Isolated\", \"invert\": false},\n"
             out += "    {\"type\": \"ByteLevel\", \"add_prefix_space\": \(prefix), \"trim_offsets\": false, \"use_regex\": false}\n  ]},\n"
         }
-        out += "  \"post_processor\": {\"type\": \"ByteLevel\", \"add_prefix_space\": true, \"trim_offsets\": false, \"use_regex\": true},\n"
+        out += "  \"post_processor\": \(postProcessorJSON()),\n"
         out += "  \"decoder\": {\"type\": \"ByteLevel\", \"add_prefix_space\": true, \"trim_offsets\": true, \"use_regex\": true},\n"
         out += "  \"model\": {\n    \"type\": \"BPE\",\n    \"dropout\": null,\n    \"unk_token\": null,\n"
         out += "    \"continuing_subword_prefix\": null,\n    \"end_of_word_suffix\": null,\n    \"fuse_unk\": false,\n"
@@ -117,6 +117,23 @@ extension ByteLevelBPETokenizer {
         }
         out += "\n    ]\n  }\n}\n"
         return Data(out.utf8)
+    }
+
+    /// The post_processor written to tokenizer.json: ByteLevel, with a TemplateProcessing that
+    /// adds the prompt's special tokens when there are any (as transformers writes Llama 3's).
+    func postProcessorJSON() -> String {
+        let byteLevel = "{\"type\": \"ByteLevel\", \"add_prefix_space\": true, \"trim_offsets\": false, \"use_regex\": true}"
+        let (prefix, suffix) = (parts.prefixTokenIDs, parts.suffixTokenIDs)
+        if prefix.isEmpty && suffix.isEmpty { return byteLevel }
+        func special(_ id: Int, _ typeID: Int) -> String { "{\"SpecialToken\": {\"id\": \(jsonQuote(tokenString(id))), \"type_id\": \(typeID)}}" }
+        func sequence(_ name: String, _ typeID: Int) -> String { "{\"Sequence\": {\"id\": \"\(name)\", \"type_id\": \(typeID)}}" }
+        let single = prefix.map { special($0, 0) } + [sequence("A", 0)] + suffix.map { special($0, 0) }
+        let pair = single + prefix.map { special($0, 1) } + [sequence("B", 1)] + suffix.map { special($0, 1) }
+        let specials = Set(prefix + suffix).sorted().map { id in
+            "\(jsonQuote(tokenString(id))): {\"id\": \(jsonQuote(tokenString(id))), \"ids\": [\(id)], \"tokens\": [\(jsonQuote(tokenString(id)))]}"
+        }
+        let template = "{\"type\": \"TemplateProcessing\", \"single\": [\(single.joined(separator: ", "))], \"pair\": [\(pair.joined(separator: ", "))], \"special_tokens\": {\(specials.joined(separator: ", "))}}"
+        return "{\"type\": \"Sequence\", \"processors\": [\(byteLevel), \(template)]}"
     }
 
     /// The tokenizer_config.json document that `transformers` reads: special tokens, the chat
@@ -261,8 +278,62 @@ enum TokenizerJSON {
         parts.addPrefixSpace = addPrefixSpace
         parts.ignoreMerges = bool(model["ignore_merges"], default: false)
         parts.normalizeNFC = normalizeNFC
+        (parts.prefixTokenIDs, parts.suffixTokenIDs) = try parsePostProcessor(root["post_processor"], file: file)
         return parts
     }
+
+    /// The special-token ids a post-processor adds before and after a single text. Accepts
+    /// none, `ByteLevel` (it changes offsets only), `TemplateProcessing` whose `single` template
+    /// is special tokens around `$A` (Llama 3: `<|begin_of_text|> $A`), and a `Sequence` of
+    /// these; other post-processors (BERT's, RoBERTa's) are refused rather than ignored.
+    static func parsePostProcessor(_ raw: Any?, file: String) throws -> (prefix: [Int], suffix: [Int]) {
+        guard let raw, !isNull(raw) else { return ([], []) }
+        guard let processor = raw as? [String: Any], let type = processor["type"] as? String else {
+            throw TokenizerError(file: file, "post_processor is not an object with a \"type\"")
+        }
+        switch type {
+        case "ByteLevel":
+            return ([], [])
+        case "Sequence":
+            var result: (prefix: [Int], suffix: [Int]) = ([], [])
+            for inner in processor["processors"] as? [Any] ?? [] {
+                let (prefix, suffix) = try parsePostProcessor(inner, file: file)
+                guard (prefix.isEmpty && suffix.isEmpty) || (result.prefix.isEmpty && result.suffix.isEmpty) else {
+                    throw TokenizerError(file: file, "post_processor has two templates that add special tokens")
+                }
+                if !prefix.isEmpty || !suffix.isEmpty { result = (prefix, suffix) }
+            }
+            return result
+        case "TemplateProcessing":
+            guard let single = processor["single"] as? [Any] else {
+                throw TokenizerError(file: file, "post_processor TemplateProcessing has no \"single\" template")
+            }
+            let specials = processor["special_tokens"] as? [String: Any] ?? [:]
+            var prefix: [Int] = [], suffix: [Int] = [], sawText = false
+            for (i, piece) in single.enumerated() {
+                let item = piece as? [String: Any] ?? [:]
+                if let sequence = item["Sequence"] as? [String: Any] {
+                    guard sequence["id"] as? String == "A", !sawText else {
+                        throw TokenizerError(file: file, "post_processor.single[\(i)]: only one sequence, $A, is expected in a single-text template")
+                    }
+                    sawText = true
+                } else if let special = item["SpecialToken"] as? [String: Any], let name = special["id"] as? String {
+                    guard let entry = specials[name] as? [String: Any], let ids = entry["ids"] as? [Any],
+                          case let values = ids.compactMap({ int($0) }), values.count == ids.count, !values.isEmpty else {
+                        throw TokenizerError(file: file, "post_processor.single[\(i)]: special token \(name.debugDescription) has no ids in special_tokens")
+                    }
+                    if sawText { suffix += values } else { prefix += values }
+                } else {
+                    throw TokenizerError(file: file, "post_processor.single[\(i)] is neither a Sequence nor a SpecialToken")
+                }
+            }
+            guard sawText else { throw TokenizerError(file: file, "post_processor.single has no $A sequence") }
+            return (prefix, suffix)
+        default:
+            throw TokenizerError(file: file, "unsupported post_processor \"\(type)\" (Loom reads ByteLevel and TemplateProcessing)")
+        }
+    }
+
 
     /// Accepts `ByteLevel(use_regex: true)` (GPT-2), `Sequence[Digits(individual_digits),
     /// ByteLevel(use_regex: true)]` (SmolLM), or a `Sequence` of a `Split` on one of the

@@ -42,7 +42,10 @@ struct GenerateCommand: ParsableCommand {
         let (model, tokenizer) = try loadModelAndTokenizer(model, adapter: adapter)
         if chat { try tokenizer.chatTemplate.checkRenderable(file: self.model) }
         let text = chat ? tokenizer.chatTemplate.render([ChatMessage(role: "user", content: prompt)], addGenerationPrompt: true) : prompt
-        let ids = tokenizer.encode(text).map(Int32.init)
+        // A plain prompt gets the special tokens the tokenizer adds around a text (Llama 3's
+        // <|begin_of_text|>), as transformers and llama.cpp give it; a chat prompt has the
+        // template's own.
+        let ids = (chat ? tokenizer.encode(text) : tokenizer.encodeAsPrompt(text)).map(Int32.init)
         guard !ids.isEmpty else { throw ValidationError("--prompt is empty") }
         let window = model.configuration.maxPositionEmbeddings
         if ids.count > window - 1 {

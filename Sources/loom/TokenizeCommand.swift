@@ -29,8 +29,12 @@ struct TokenizeCommand: ParsableCommand {
     @Flag(help: "Encode special-token text such as <|endoftext|> as plain text.")
     var noSpecialTokens = false
 
+    @Flag(help: "Also add the special tokens the tokenizer puts around a prompt (Llama 3's <|begin_of_text|>), as Hugging Face's add_special_tokens=True; the ids `loom generate` and `loom serve` give a model for a plain prompt.")
+    var addSpecialTokens = false
+
     func validate() throws {
         if (text == nil) == (file == nil) { throw ValidationError("give exactly one of --text and --file") }
+        if decode && addSpecialTokens { throw ValidationError("--add-special-tokens applies to encoding, not to --decode") }
     }
 
     func run() throws {
@@ -60,7 +64,8 @@ struct TokenizeCommand: ParsableCommand {
             let decoded = tokenizer.decode(ids)
             try StandardOutput.write(decoded.hasSuffix("\n") ? decoded : decoded + "\n")
         } else {
-            let ids = tokenizer.encode(input, allowSpecialTokens: !noSpecialTokens)
+            var ids = tokenizer.encode(input, allowSpecialTokens: !noSpecialTokens)
+            if addSpecialTokens { ids = tokenizer.promptSpecialTokens.prefix + ids + tokenizer.promptSpecialTokens.suffix }
             try StandardOutput.writeLine("[" + ids.map(String.init).joined(separator: ", ") + "]")
         }
     }

@@ -73,6 +73,61 @@ final class TokenizerFileTests: XCTestCase {
         assertLoadError(directory.appendingPathComponent(ByteLevelBPETokenizer.chatTemplateFileName), contains: "UTF-8", loading: directory)
     }
 
+    /// tokenizer.json's TemplateProcessing (how Llama 3's tokenizer adds <|begin_of_text|>):
+    /// `encodeAsPrompt` adds what it names, `encode` does not; saving writes it back; a GGUF
+    /// carries it as add_bos_token; post-processors Loom does not implement are refused.
+    func testPostProcessorSpecialTokensAroundAPrompt() throws {
+        let directory = temporaryDirectory()
+        let trained = Reference.trainTiny()
+        try trained.save(to: directory)
+        let bos = try XCTUnwrap(trained.tokenID("<|im_start|>"))
+        let url = directory.appendingPathComponent("tokenizer.json")
+        var root = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+        let template: [String: Any] = [
+            "type": "TemplateProcessing",
+            "single": [["SpecialToken": ["id": "<|im_start|>", "type_id": 0]], ["Sequence": ["id": "A", "type_id": 0]]],
+            "pair": [] as [Any],
+            "special_tokens": ["<|im_start|>": ["id": "<|im_start|>", "ids": [bos], "tokens": ["<|im_start|>"]]],
+        ]
+        root["post_processor"] = ["type": "Sequence", "processors": [["type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true], template]]
+        try JSONSerialization.data(withJSONObject: root).write(to: url)
+        let loaded = try ByteLevelBPETokenizer(contentsOf: directory)
+        let text = "the cat sat"
+        XCTAssertEqual(loaded.encodeAsPrompt(text), [bos] + trained.encode(text))
+        XCTAssertEqual(loaded.encode(text), trained.encode(text))
+        XCTAssertNotNil(loaded.idDifference(from: trained), "adding a BOS changes what a model is given")
+
+        // Saved and loaded again; and through GGUF metadata (add_bos_token) and back.
+        let again = temporaryDirectory()
+        try loaded.save(to: again)
+        XCTAssertEqual(try ByteLevelBPETokenizer(contentsOf: again).encodeAsPrompt(text), [bos] + trained.encode(text))
+        // GGUF says "add the BOS token" only: with bos_token <|endoftext|> (this config's), the
+        // template's <|im_start|> cannot be written; with bos_token <|im_start|> it can.
+        XCTAssertThrowsError(try loaded.ggufVocabulary(file: "t.gguf")) { XCTAssertTrue("\($0)".contains("can only say")) }
+        let configURL = directory.appendingPathComponent("tokenizer_config.json")
+        var config = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: configURL)) as? [String: Any])
+        config["bos_token"] = "<|im_start|>"
+        try JSONSerialization.data(withJSONObject: config).write(to: configURL)
+        let vocabulary = try ByteLevelBPETokenizer(contentsOf: directory).ggufVocabulary(file: "t.gguf")
+        XCTAssertEqual(vocabulary.addBOSToken, true)
+        XCTAssertEqual(try ByteLevelBPETokenizer(gguf: vocabulary, file: "t.gguf").encodeAsPrompt(text), [bos] + trained.encode(text))
+        XCTAssertEqual(try trained.ggufVocabulary(file: "t.gguf").addBOSToken, false)
+
+        // Post-processors that would change the ids in ways Loom does not implement.
+        for (processor, fragment) in [
+            (["type": "BertProcessing", "sep": ["[SEP]", 1], "cls": ["[CLS]", 0]] as [String: Any], "unsupported post_processor \"BertProcessing\""),
+            (["type": "TemplateProcessing", "single": [] as [Any]] as [String: Any], "no $A"),
+            (["type": "TemplateProcessing", "single": [["Sequence": ["id": "B", "type_id": 0]]]] as [String: Any], "only one sequence, $A"),
+            (["type": "TemplateProcessing", "single": [["SpecialToken": ["id": "<s>", "type_id": 0]], ["Sequence": ["id": "A", "type_id": 0]]], "special_tokens": [:]] as [String: Any], "\"<s>\" has no ids"),
+            (["type": "TemplateProcessing", "single": [["SpecialToken": ["id": "x", "type_id": 0]], ["Sequence": ["id": "A", "type_id": 0]]],
+              "special_tokens": ["x": ["id": "x", "ids": [1_000_000], "tokens": ["x"]]]] as [String: Any], "token id 1000000"),
+        ] {
+            root["post_processor"] = processor
+            try JSONSerialization.data(withJSONObject: root).write(to: url)
+            assertLoadError(url, contains: fragment, loading: directory)
+        }
+    }
+
     private func assertLoadError(_ url: URL, contains fragment: String, loading: URL? = nil, file: StaticString = #filePath, line: UInt = #line) {
         XCTAssertThrowsError(try ByteLevelBPETokenizer(contentsOf: loading ?? url), file: file, line: line) { error in
             let description = String(describing: error)

@@ -14,6 +14,8 @@
    the quantisation's error).
 5. A copy shaped like Loom's aligned models (eos <|endoftext|>, turns ending in <|im_end|>) with the
    generation_config.json Loom writes: transformers' greedy chat answers equal `loom generate --chat`'s.
+   A copy whose tokenizer puts a BOS before every prompt (as Llama 3's does): Loom's prompt ids equal
+   transformers', on the directory, on its GGUF export (tokenizer.ggml.add_bos_token) and imported back.
 6. `swift test --filter SmolLM2ParityTests` compares Loom against them: logits within 1e-3
    absolute, greedy tokens identical, token ids identical; and `SmolLM2QuantizedTests` runs the
    file imported with `--dtype keep` (Q4_1 blocks, 8-bit activations) against the same logits:
@@ -196,6 +198,59 @@ def check_chat_round_trip(loom: Path, model_dir: Path, out: Path) -> list[str]:
     return failures
 
 
+def check_prompt_special_tokens(loom: Path, model_dir: Path, out: Path) -> list[str]:
+    """A tokenizer that puts a BOS token before every prompt, as Llama 3's does (tokenizer.json's
+    TemplateProcessing; here SmolLM2's with <|im_start|> as the BOS): `loom tokenize
+    --add-special-tokens` (the ids `loom generate` and `loom serve` give a model for a plain prompt)
+    equals transformers' `tokenizer(text)`. `loom export gguf` writes it as
+    tokenizer.ggml.add_bos_token; transformers' tokenizer of that GGUF adds the same BOS, and the
+    GGUF imported again gives the same ids, in Loom and in transformers."""
+    import shutil
+
+    bos_dir = out / "bos"
+    bos_dir.mkdir(exist_ok=True)
+    for name in ("tokenizer.json", "config.json", "tokenizer_config.json"):
+        shutil.copy(model_dir / name, bos_dir / name)
+    if not (bos_dir / "model.safetensors").exists():
+        os.symlink(model_dir / "model.safetensors", bos_dir / "model.safetensors")
+    bos = "<|im_start|>"
+    tokenizer_json = json.loads((bos_dir / "tokenizer.json").read_text())
+    bos_id = next(token["id"] for token in tokenizer_json["added_tokens"] if token["content"] == bos)
+    special = {"SpecialToken": {"id": bos, "type_id": 0}}
+    tokenizer_json["post_processor"] = {"type": "Sequence", "processors": [tokenizer_json["post_processor"], {
+        "type": "TemplateProcessing", "single": [special, {"Sequence": {"id": "A", "type_id": 0}}],
+        "pair": [special, {"Sequence": {"id": "A", "type_id": 0}}, {"SpecialToken": {"id": bos, "type_id": 1}},
+                 {"Sequence": {"id": "B", "type_id": 1}}],
+        "special_tokens": {bos: {"id": bos, "ids": [bos_id], "tokens": [bos]}}}]}
+    (bos_dir / "tokenizer.json").write_text(json.dumps(tokenizer_json, ensure_ascii=False))
+    tokenizer_config = json.loads((bos_dir / "tokenizer_config.json").read_text())
+    tokenizer_config["bos_token"] = bos
+    (bos_dir / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=1))
+
+    def loom_ids(directory: Path, text: str) -> list[int]:
+        return json.loads(run([str(loom), "tokenize", "--tokenizer", str(directory), "--add-special-tokens", "--text", text],
+                              capture_output=True, text=True).stdout)
+
+    run([str(loom), "export", "gguf", str(bos_dir), "--out", str(out / "bos.gguf"), "--type", "q8_0"], stdout=subprocess.DEVNULL)
+    run([str(loom), "import", "gguf", str(out / "bos.gguf"), "--out", str(out / "bos-imported")], stdout=subprocess.DEVNULL)
+    directory_tokenizer = AutoTokenizer.from_pretrained(bos_dir)
+    gguf_tokenizer = AutoTokenizer.from_pretrained(out, gguf_file="bos.gguf")
+    imported_tokenizer = AutoTokenizer.from_pretrained(out / "bos-imported")
+    failures = []
+    for name, text in TEXTS.items():
+        expected = directory_tokenizer(text)["input_ids"]
+        got = {"loom on the directory": loom_ids(bos_dir, text), "transformers on Loom's GGUF": gguf_tokenizer(text)["input_ids"],
+               "loom on the GGUF imported": loom_ids(out / "bos-imported", text),
+               "transformers on the GGUF imported": imported_tokenizer(text)["input_ids"]}
+        if expected[:1] != [bos_id]:
+            failures.append(f"BOS {name}: transformers did not add {bos} ({expected[:3]}…); the check itself is wrong")
+        for who, ids in got.items():
+            if ids != expected:
+                failures.append(f"BOS {name}: {who} gives {ids[:8]}…, transformers on the directory {expected[:8]}…")
+    print(f"prompt special tokens: {len(TEXTS)} texts, BOS {bos_id} first, {len(failures)} differences")
+    return failures
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--loom", type=Path, default=REPO_ROOT / ".build" / "debug" / "loom", help="the loom binary")
@@ -272,6 +327,7 @@ def main() -> int:
             return 1
 
         failures += check_chat_round_trip(args.loom, model_dir, out)
+        failures += check_prompt_special_tokens(args.loom, model_dir, out)
         failures += check_export(args.loom, model_dir, out, gguf_tokenizer, imported)
         if failures:
             print("SmolLM2 parity FAILED (export):\n  " + "\n  ".join(failures), file=sys.stderr)
