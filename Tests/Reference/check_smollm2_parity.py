@@ -140,6 +140,18 @@ def check_export(loom: Path, model_dir: Path, out: Path, gguf_tokenizer, importe
     return failures
 
 
+def variant_directory(model_dir: Path, target: Path) -> Path:
+    """A copy of the model directory's JSON files, sharing its weights (a symlink), to edit."""
+    import shutil
+
+    target.mkdir(exist_ok=True)
+    for name in ("tokenizer.json", "config.json", "tokenizer_config.json"):
+        shutil.copy(model_dir / name, target / name)
+    if not (target / "model.safetensors").exists():
+        os.symlink(model_dir / "model.safetensors", target / "model.safetensors")
+    return target
+
+
 def check_chat_round_trip(loom: Path, model_dir: Path, out: Path) -> list[str]:
     """A model directory shaped like Loom's aligned models — config.json's eos_token_id is
     <|endoftext|> (pretraining's document separator) while chat turns end with <|im_end|> —
@@ -148,12 +160,7 @@ def check_chat_round_trip(loom: Path, model_dir: Path, out: Path) -> list[str]:
     --chat`'s, and without that file they must not (transformers then runs past <|im_end|>)."""
     import shutil
 
-    aligned = out / "aligned"
-    aligned.mkdir(exist_ok=True)
-    for name in ("tokenizer.json", "config.json", "tokenizer_config.json"):
-        shutil.copy(model_dir / name, aligned / name)
-    if not (aligned / "model.safetensors").exists():
-        os.symlink(model_dir / "model.safetensors", aligned / "model.safetensors")
+    aligned = variant_directory(model_dir, out / "aligned")
     config = json.loads((aligned / "config.json").read_text())
     config["eos_token_id"] = 0
     (aligned / "config.json").write_text(json.dumps(config, indent=1))
@@ -179,7 +186,8 @@ def check_chat_round_trip(loom: Path, model_dir: Path, out: Path) -> list[str]:
     ran_past = 0
     for question in ["What is the capital of France?"]:
         loom_answer = run([str(loom), "generate", "--model", str(aligned), "--chat", "--prompt", question, "--temperature", "0",
-                           "--max-tokens", "48", "--threads", "2"], capture_output=True, text=True).stdout.rstrip("\n")
+                           "--max-tokens", "48", "--threads", "2"], capture_output=True, text=True).stdout
+        loom_answer = loom_answer[:-1] if loom_answer.endswith("\n") else loom_answer   # the newline loom generate adds
         prompt = f"<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n"
         ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
         answers = {}
@@ -205,14 +213,7 @@ def check_prompt_special_tokens(loom: Path, model_dir: Path, out: Path) -> list[
     equals transformers' `tokenizer(text)`. `loom export gguf` writes it as
     tokenizer.ggml.add_bos_token; transformers' tokenizer of that GGUF adds the same BOS, and the
     GGUF imported again gives the same ids, in Loom and in transformers."""
-    import shutil
-
-    bos_dir = out / "bos"
-    bos_dir.mkdir(exist_ok=True)
-    for name in ("tokenizer.json", "config.json", "tokenizer_config.json"):
-        shutil.copy(model_dir / name, bos_dir / name)
-    if not (bos_dir / "model.safetensors").exists():
-        os.symlink(model_dir / "model.safetensors", bos_dir / "model.safetensors")
+    bos_dir = variant_directory(model_dir, out / "bos")
     bos = "<|im_start|>"
     tokenizer_json = json.loads((bos_dir / "tokenizer.json").read_text())
     bos_id = next(token["id"] for token in tokenizer_json["added_tokens"] if token["content"] == bos)
