@@ -11,8 +11,9 @@ pretrained for 2 steps, instruction-task JSONL files), then runs
   sizes of 10^12, misspelt keys, out-of-vocabulary token ids, NaN weights, full output streams),
   each of which must be rejected with a message;
 * `--cases` mutated inputs: JSONL lines, configuration JSON, token shards, safetensors headers,
-  config.json, tokenizer.json, GGUF files and numeric flags, derived from the valid ones by seeded
-  mutations. Mutations known to make an input invalid (an id past the vocabulary, a NaN weight, a
+  config.json, tokenizer.json, GGUF files, a shard index and numeric flags, derived from the valid
+  ones by seeded mutations (config.json and tokenizer.json from the model or, half the time, from
+  its Llama 3-shaped copy: rope_scaling, a list eos_token_id, a BOS template, two weight shards). Mutations known to make an input invalid (an id past the vocabulary, a NaN weight, a
   GGUF file cut short, a flag out of range) must be rejected; the others may be accepted or
   rejected. A GGUF file that `loom import gguf` accepts is then used: `loom generate` on the
   imported directory is a case of its own (it may refuse the model, with a message, never crash).
@@ -116,6 +117,49 @@ def build_world(loom, root, timeout):
           "--threads", "1"], "reward")
     for kind in GGUF_TYPES:
         must(["export", "gguf", "base", "--out", f"base-{kind}.gguf", "--type", kind], f"export gguf --type {kind}")
+    make_llama3_shaped(root)
+    must(generate_args(model="llama3"), "generate with the Llama 3-shaped model")
+
+
+def make_llama3_shaped(root):
+    """`base` dressed as a Llama 3.1 checkpoint is: config.json with rope_scaling llama3 and a list
+    eos_token_id, a tokenizer.json whose post_processor adds a BOS (TemplateProcessing), and the
+    weights in two shards with model.safetensors.index.json. The config.json, tokenizer.json
+    and shard-index cases mutate these too."""
+    target = copy_model(root, "llama3")
+    config_path = os.path.join(target, "config.json")
+    config = json.load(open(config_path))
+    config["rope_scaling"] = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                              "original_max_position_embeddings": 16}
+    tokenizer_path = os.path.join(target, "tokenizer.json")
+    tokenizer = json.load(open(tokenizer_path))
+    ids = {token["content"]: token["id"] for token in tokenizer["added_tokens"]}
+    config["eos_token_id"] = [ids["<|endoftext|>"], ids["<|im_end|>"]]
+    write_json(config_path, config)
+    bos = {"SpecialToken": {"id": "<|im_start|>", "type_id": 0}}
+    tokenizer["post_processor"] = {"type": "Sequence", "processors": [tokenizer["post_processor"], {
+        "type": "TemplateProcessing", "single": [bos, {"Sequence": {"id": "A", "type_id": 0}}], "pair": [],
+        "special_tokens": {"<|im_start|>": {"id": "<|im_start|>", "ids": [ids["<|im_start|>"]], "tokens": ["<|im_start|>"]}}}]}
+    write_json(tokenizer_path, tokenizer)
+    weights = os.path.join(target, "model.safetensors")
+    raw = open(weights, "rb").read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    header.pop("__metadata__", None)
+    weight_map = {}
+    for shard in range(2):
+        name = f"model-{shard + 1:05d}-of-00002.safetensors"
+        entries, blob = {}, b""
+        for tensor in sorted(header)[shard::2]:
+            begin, end = header[tensor]["data_offsets"]
+            entries[tensor] = dict(header[tensor], data_offsets=[len(blob), len(blob) + end - begin])
+            blob += raw[8 + n + begin:8 + n + end]
+            weight_map[tensor] = name
+        text = json.dumps(entries).encode()
+        text += b" " * ((8 - len(text) % 8) % 8)
+        open(os.path.join(target, name), "wb").write(struct.pack("<Q", len(text)) + text + blob)
+    write_json(os.path.join(target, "model.safetensors.index.json"), {"metadata": {"total_size": len(raw) - 8 - n}, "weight_map": weight_map})
+    os.remove(weights)
 
 
 def write_json(path, value):
@@ -289,6 +333,11 @@ def fixed_cases(root):
     add("config eval_batches 0", pretrain_args(config=config_with(root, "c-eval.json", "train", "eval_batches", 0)), "eval_batches")
     add("config.json vocab_size 10^12", generate_args(model=model_with_config(root, "m-vocab", "vocab_size", 10 ** 12)), "vocab_size")
     add("config.json vocab_size below the tokenizer", generate_args(model=model_with_config(root, "m-small-vocab", "vocab_size", 100)), "vocab_size")
+    add("config.json rope_scaling yarn", generate_args(model=model_with_config(root, "m-yarn", "rope_scaling", {"rope_type": "yarn", "factor": 4.0})),
+        "rope_scaling.rope_type")
+    add("config.json model_type qwen2", generate_args(model=model_with_config(root, "m-qwen2", "model_type", "qwen2")), "model_type")
+    add("config.json eos_token_id list outside the vocabulary", generate_args(model=model_with_config(root, "m-eos", "eos_token_id", [0, 70000])),
+        "eos_token_id 70000")
     # Token ids.
     add("shard id 70000 (uint32), pretrain", pretrain_args(data=dataset_with(root, "d-70000", [5, 6, 70000] * 40, dtype=4)), "70000")
     add("shard id 0xFFFFFFFF (uint32), eval", eval_args(data=dataset_with(root, "d-ffff", [5, 6, 0xFFFFFFFF] * 40, dtype=4)), "4294967295")
@@ -500,7 +549,8 @@ class Mutated:
 
 def mutated_case(root, rng, index):
     kind = rng.choice(["sft-jsonl", "reward-jsonl", "dpo-jsonl", "grpo-prompts", "ppo-prompts", "config", "shard",
-                       "shard-ids", "safetensors", "config.json", "tokenizer.json", "weights", "gguf", "gguf", "flag", "flag", "flag"])
+                       "shard-ids", "safetensors", "config.json", "tokenizer.json", "weights", "gguf", "gguf", "flag", "flag", "flag",
+                       "shard-index"])
     case_dir = f"case{index}"
     os.makedirs(os.path.join(root, case_dir), exist_ok=True)
     path = lambda name: os.path.join(case_dir, name)
@@ -559,9 +609,12 @@ def mutated_case(root, rng, index):
         imported = path("imported")
         return Mutated(f"gguf {source} {what}, --dtype {dtype}", ["import", "gguf", path("model.gguf"), "--out", imported, "--dtype", dtype],
                        must_fail, [path("model.gguf")], then=generate_args(model=imported))
-    if kind in ("safetensors", "config.json", "tokenizer.json", "weights"):
+    if kind in ("safetensors", "config.json", "tokenizer.json", "weights", "shard-index"):
         model = path("model")
-        shutil.copytree(os.path.join(root, "base"), os.path.join(root, model))
+        source = "llama3" if kind == "shard-index" or (kind in ("config.json", "tokenizer.json") and rng.random() < 0.5) else "base"
+        shutil.copytree(os.path.join(root, source), os.path.join(root, model))
+        if kind != "shard-index" and source != "base":
+            kind = f"{kind}/llama3"
         must_fail = False
         if kind == "safetensors":
             file = os.path.join(root, model, "model.safetensors")
@@ -585,14 +638,14 @@ def mutated_case(root, rng, index):
             open(file, "wb").write(bytes(raw))
             must_fail = True
         else:
-            file = os.path.join(root, model, kind)
+            file = os.path.join(root, model, "model.safetensors.index.json" if kind == "shard-index" else kind.split("/")[0])
             text = open(file).read()
             if rng.random() < 0.6:
                 text = json.dumps(mutate_json_value(json.loads(text), rng))
             else:
                 text = mutate_bytes(text.encode(), rng).decode("utf-8", "replace")
             open(file, "w").write(text)
-        command = rng.choice(["generate", "eval", "tokenize"] if kind == "tokenizer.json" else ["generate", "eval"])
+        command = rng.choice(["generate", "eval", "tokenize"] if kind.startswith("tokenizer.json") else ["generate", "eval"])
         if command == "generate":
             args = generate_args(model=model)
         elif command == "eval":
