@@ -1,4 +1,5 @@
 import Foundation
+import LoomTokenizer
 
 /// Why generation stopped.
 public enum FinishReason: String, Codable, Sendable {
@@ -32,6 +33,16 @@ public struct Generator {
     /// sequence's tokens then do not depend on the others of the batch); the benchmark uses it
     /// to measure what that costs.
     public var batchInvariant = false
+
+    /// The ids at which a model's text ends: the tokenizer's end of text, ChatML's `<|im_end|>`
+    /// when the vocabulary has it, and every `eos_token_id` of config.json (one id or a list),
+    /// as transformers' generate stops. `loom generate` and `loom serve` stop at these.
+    public static func endTokens(of model: LlamaModel, tokenizer: ByteLevelBPETokenizer) -> Set<Int32> {
+        var stops: Set<Int32> = [Int32(tokenizer.endOfTextID)]
+        if let end = tokenizer.tokenID("<|im_end|>") { stops.insert(Int32(end)) }
+        for eos in model.configuration.endTokenIDs { stops.insert(Int32(eos)) }
+        return stops
+    }
 
     public init(model: LlamaModel, stopTokens: Set<Int32>) {
         self.model = model

@@ -39,11 +39,11 @@ public final class LlamaModel {
     public var adaptersEnabled = true
     /// Matrices held as quantized blocks (inference only; see QuantizedWeights.swift), by name.
     public let quantizedWeights: [String: QuantizedMatrix]
-    /// The same matrices keyed by their (empty) placeholder tensors in `parameters`.
+    /// The same matrices keyed by the empty tensors that stand for them in `parameters`.
     let quantizedByPlaceholder: [ObjectIdentifier: QuantizedMatrix]
 
     /// A model with every parameter in `parameters`, except the matrices of `quantized`, which
-    /// keep only an empty placeholder there and are multiplied in their block format.
+    /// keep only an empty stand-in tensor there and are multiplied in their block format.
     public convenience init(configuration c: LlamaConfiguration, heads: Heads = .languageModel, quantized: [String: QuantizedMatrix] = [:]) {
         let layout = LlamaModel.parameterLayout(c, heads: heads).map { quantized[$0.name] == nil ? $0 : ($0.name, [0]) }
         self.init(configuration: c, heads: heads, parameters: ParameterStore(layout), quantized: quantized)

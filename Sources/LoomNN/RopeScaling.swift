@@ -113,7 +113,7 @@ public enum RopeScaling: Equatable, Sendable {
 extension LlamaConfiguration {
     /// Plain RoPE's frequency of each rotary pair (headDim/2 of them): θ^(−2i/headDim).
     public var plainRotaryFrequencies: [Double] {
-        (0..<headDim / 2).map { 1.0 / Foundation.pow(ropeTheta, Double(2 * $0) / Double(headDim)) }
+        RotaryTable.plainFrequencies(headDim: headDim, theta: ropeTheta)
     }
 
     /// The frequency of each rotary pair, scaled by `ropeScaling`, in float32.

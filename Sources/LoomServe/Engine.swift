@@ -157,10 +157,7 @@ public final class InferenceEngine: @unchecked Sendable {
                 metrics: ServerMetrics) {
         self.model = model; self.tokenizer = tokenizer; self.slotCount = slots
         self.context = context; self.queueLimit = queueLimit; self.metrics = metrics
-        var stops: Set<Int32> = [Int32(tokenizer.endOfTextID)]
-        if let end = tokenizer.tokenID("<|im_end|>") { stops.insert(Int32(end)) }
-        for eos in model.configuration.endTokenIDs { stops.insert(Int32(eos)) }
-        stopTokens = stops
+        stopTokens = Generator.endTokens(of: model, tokenizer: tokenizer)
         cache = KVCache(model: model, batch: slots, capacity: context)
         cache.commitMemory()   // resident memory stays flat under load (see KVCache.commitMemory)
         self.slots = (0..<slots).map { Slot(index: $0) }

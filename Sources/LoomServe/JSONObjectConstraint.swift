@@ -4,7 +4,7 @@ import Foundation
 /// produce bytes that keep its output a prefix of one JSON object.
 ///
 /// A pushdown automaton over bytes (objects and arrays on a stack; strings with escapes,
-/// `\uXXXX` and multi-byte UTF-8; numbers; `true`/`false`/`null`). Before each token the
+/// `\u` with four hex digits and multi-byte UTF-8; numbers; `true`/`false`/`null`). Before each token the
 /// server asks which tokens are allowed (`allows`), masks the rest, and after sampling feeds
 /// the chosen token's bytes (`advance`). Whitespace between tokens of the JSON text is allowed
 /// (models write indented JSON), at most `maximumWhitespaceRun` bytes in a row, so the model

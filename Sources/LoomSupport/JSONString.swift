@@ -48,7 +48,7 @@ public enum JSONString {
 
     private static let hexDigits = Array("0123456789abcdef".unicodeScalars)
 
-    /// `\uXXXX` for a scalar in the Basic Multilingual Plane.
+    /// `\u` and four hex digits for a scalar in the Basic Multilingual Plane.
     private static func appendUnicodeEscape(_ value: UInt32, to out: inout String) {
         out += "\\u"
         for shift in stride(from: 12, through: 0, by: -4) {

@@ -195,12 +195,9 @@ public final class ByteLevelBPETokenizer: @unchecked Sendable {
     /// tokens the tokenizer's post-processor adds (Llama's beginning-of-text token, for one), as
     /// Hugging Face's `tokenizer(text)` and llama.cpp do. Chat prompts are rendered by the
     /// template, which writes its own special tokens, and use `encode`.
-    public func encodeAsPrompt(_ text: String) -> [Int] {
-        parts.prefixTokenIDs + encode(text) + parts.suffixTokenIDs
+    public func encodeAsPrompt(_ text: String, allowSpecialTokens: Bool = true) -> [Int] {
+        parts.prefixTokenIDs + encode(text, allowSpecialTokens: allowSpecialTokens) + parts.suffixTokenIDs
     }
-
-    /// The special tokens `encodeAsPrompt` puts before and after the text.
-    public var promptSpecialTokens: (prefix: [Int], suffix: [Int]) { (parts.prefixTokenIDs, parts.suffixTokenIDs) }
 
     // MARK: - Vocabulary
 

@@ -53,10 +53,7 @@ struct GenerateCommand: ParsableCommand {
             logLine("warning: the prompt has \(ids.count) tokens but the model's context is \(window); "
                     + "keeping its last \(window - 1) tokens (cut from the left)")
         }
-        var stops: Set<Int32> = [Int32(tokenizer.endOfTextID)]
-        if let end = tokenizer.tokenID("<|im_end|>") { stops.insert(Int32(end)) }
-        // Every eos_token_id of config.json (one id or a list), as transformers' generate stops.
-        for eos in model.configuration.endTokenIDs { stops.insert(Int32(eos)) }
+        let stops = Generator.endTokens(of: model, tokenizer: tokenizer)
         var decoder = UTF8StreamDecoder(tokenizer: tokenizer)
         var writeError: Error?
         let result = Generator(model: model, stopTokens: stops).generate(prompt: ids, maxTokens: sampling.maxTokens, sampling: sampling.parameters) { token in

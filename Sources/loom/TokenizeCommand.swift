@@ -64,8 +64,8 @@ struct TokenizeCommand: ParsableCommand {
             let decoded = tokenizer.decode(ids)
             try StandardOutput.write(decoded.hasSuffix("\n") ? decoded : decoded + "\n")
         } else {
-            var ids = tokenizer.encode(input, allowSpecialTokens: !noSpecialTokens)
-            if addSpecialTokens { ids = tokenizer.promptSpecialTokens.prefix + ids + tokenizer.promptSpecialTokens.suffix }
+            let ids = addSpecialTokens ? tokenizer.encodeAsPrompt(input, allowSpecialTokens: !noSpecialTokens)
+                : tokenizer.encode(input, allowSpecialTokens: !noSpecialTokens)
             try StandardOutput.writeLine("[" + ids.map(String.init).joined(separator: ", ") + "]")
         }
     }

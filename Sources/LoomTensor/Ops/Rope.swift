@@ -13,11 +13,16 @@ public final class RotaryTable: @unchecked Sendable {
     let cosines: Storage   // [maxPositions, headDim/2]
     let sines: Storage
 
+    /// Plain RoPE's frequency of each pair: theta^(−2i/headDim), i < headDim/2, in double
+    /// precision (a scaling changes them before they are rounded to float32).
+    public static func plainFrequencies(headDim: Int, theta: Double) -> [Double] {
+        (0..<headDim / 2).map { 1.0 / Foundation.pow(theta, Double(2 * $0) / Double(headDim)) }
+    }
+
     /// Plain RoPE with base `theta`.
     public convenience init(headDim: Int, maxPositions: Int, theta: Double) {
-        precondition(headDim % 2 == 0, "rotary embedding needs an even head dimension, got \(headDim)")
-        let frequencies = (0..<headDim / 2).map { Float(1.0 / Foundation.pow(theta, Double(2 * $0) / Double(headDim))) }
-        self.init(headDim: headDim, maxPositions: maxPositions, inverseFrequencies: frequencies)
+        self.init(headDim: headDim, maxPositions: maxPositions,
+                  inverseFrequencies: Self.plainFrequencies(headDim: headDim, theta: theta).map(Float.init))
     }
 
     public init(headDim: Int, maxPositions: Int, inverseFrequencies: [Float]) {
